@@ -1,0 +1,191 @@
+#include "core/image_message.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "test_util.h"
+
+namespace iotinfer {
+namespace {
+
+using ::testing::HasSubstr;
+
+Image Gradient(int rows, int cols, int channels) {
+  Image image{rows, cols, channels, std::vector<uint8_t>(static_cast<size_t>(rows) * cols * channels)};
+  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>((i * 7 + i / 5) % 256);
+  return image;
+}
+
+ImageRecord Record(Image image) {
+  return {"img-42", 3, std::string("Sneaker"), int64_t{1700000000123456}, std::move(image)};
+}
+
+WireMessage Encoded(ImageEncoding encoding, Image image = Gradient(28, 28, 1)) {
+  auto message = EncodeImageMessage(Record(std::move(image)), {.encoding = encoding});
+  EXPECT_TRUE(message) << message.error().message();
+  return *message;
+}
+
+void SetHeader(WireMessage& m, std::string_view name, std::string value) {
+  for (auto& h : m.headers) {
+    if (h.name == name) {
+      h.value = std::move(value);
+      return;
+    }
+  }
+  m.headers.push_back({std::string(name), std::move(value)});
+}
+
+void RemoveHeader(WireMessage& m, std::string_view name) {
+  std::erase_if(m.headers, [&](const auto& h) { return h.name == name; });
+}
+
+class LosslessRoundTrip : public ::testing::TestWithParam<std::tuple<ImageEncoding, int>> {};
+
+TEST_P(LosslessRoundTrip, DecodesExactlyWhatWasEncoded) {
+  auto [encoding, channels] = GetParam();
+  Image original = Gradient(28, 31, channels);
+  WireMessage message = Encoded(encoding, original);
+  EXPECT_EQ(message.key, "3");
+  EXPECT_EQ(*message.FindHeader("content-type"), ContentType(encoding));
+  EXPECT_EQ(*message.FindHeader("shape"), ShapeString(28, 31, channels));
+  EXPECT_EQ(*message.FindHeader("produced-at"), "1700000000123456");
+
+  auto decoded = DecodeImageMessage(message);
+  ASSERT_OK(decoded);
+  EXPECT_EQ(decoded->id, "img-42");
+  EXPECT_EQ(decoded->producer_id, 3);
+  EXPECT_EQ(decoded->label, "Sneaker");
+  EXPECT_EQ(decoded->produced_at_us, 1700000000123456);
+  EXPECT_EQ(decoded->image.rows, 28);
+  EXPECT_EQ(decoded->image.cols, 31);
+  EXPECT_EQ(decoded->image.channels, channels);
+  EXPECT_EQ(decoded->image.pixels, original.pixels);  // also proves RGB order survives PNG's BGR
+}
+
+INSTANTIATE_TEST_SUITE_P(ImageMessageTest, LosslessRoundTrip,
+                         ::testing::Combine(::testing::Values(ImageEncoding::kRaw, ImageEncoding::kPng),
+                                            ::testing::Values(1, 3, 4)));
+
+TEST(ImageMessageTest, JpegRoundTripIsCloseAndKeepsColourOrder) {
+  Image red{16, 16, 3, {}};
+  for (int i = 0; i < 16 * 16; ++i) red.pixels.insert(red.pixels.end(), {220, 20, 30});
+  auto decoded = DecodeImageMessage(Encoded(ImageEncoding::kJpeg, red));
+  ASSERT_OK(decoded);
+  ASSERT_EQ(decoded->image.pixels.size(), red.pixels.size());
+  for (size_t i = 0; i < red.pixels.size(); ++i) EXPECT_NEAR(decoded->image.pixels[i], red.pixels[i], 8) << i;
+}
+
+TEST(ImageMessageTest, LabelAndProducedAtAreOptional) {
+  WireMessage m = Encoded(ImageEncoding::kRaw);
+  RemoveHeader(m, "label");
+  RemoveHeader(m, "produced-at");
+  auto decoded = DecodeImageMessage(m);
+  ASSERT_OK(decoded);
+  EXPECT_FALSE(decoded->label);
+  EXPECT_FALSE(decoded->produced_at_us);
+}
+
+TEST(ImageMessageTest, EmptyKeyIsAcceptedFromClientsThatSendNone) {
+  WireMessage m = Encoded(ImageEncoding::kPng);
+  m.key.clear();
+  EXPECT_TRUE(DecodeImageMessage(m));
+}
+
+TEST(ImageMessageTest, EncodeRejectsImagesItCannotRepresent) {
+  EXPECT_FALSE(EncodeImageMessage(Record(Image{2, 2, 2, std::vector<uint8_t>(8)})));
+  EXPECT_FALSE(EncodeImageMessage(Record(Image{2, 2, 1, std::vector<uint8_t>(3)})));
+}
+
+struct RejectCase {
+  std::string name;
+  ImageEncoding encoding;
+  std::function<void(WireMessage&)> mutate;
+  std::string reason;
+};
+
+void PrintTo(const RejectCase& c, std::ostream* os) { *os << c.name; }
+
+class Rejects : public ::testing::TestWithParam<RejectCase> {};
+
+TEST_P(Rejects, WithAOneLineReason) {
+  const RejectCase& c = GetParam();
+  WireMessage m = Encoded(c.encoding);
+  c.mutate(m);
+  auto decoded = DecodeImageMessage(m, {.max_payload_bytes = 4096, .max_side = 512});
+  ASSERT_FALSE(decoded) << c.name << " was accepted";
+  EXPECT_EQ(decoded.error().code(), Error::Code::kInvalidInput);
+  EXPECT_THAT(decoded.error().message(), HasSubstr(c.reason));
+  EXPECT_EQ(decoded.error().message().find('\n'), std::string::npos);
+}
+
+std::string Be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ImageMessageTest, Rejects,
+    ::testing::Values(
+        RejectCase{"MissingId", ImageEncoding::kRaw, [](auto& m) { RemoveHeader(m, "id"); }, "missing header 'id'"},
+        RejectCase{"EmptyId", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "id", ""); }, "missing header 'id'"},
+        RejectCase{"MissingProducer", ImageEncoding::kRaw, [](auto& m) { RemoveHeader(m, "producer_id"); },
+                   "missing header 'producer_id'"},
+        RejectCase{"NonNumericProducer", ImageEncoding::kRaw,
+                   [](auto& m) {
+                     SetHeader(m, "producer_id", "three");
+                     m.key = "three";
+                   },
+                   "'three' is not"},
+        RejectCase{"NegativeProducer", ImageEncoding::kRaw,
+                   [](auto& m) {
+                     SetHeader(m, "producer_id", "-1");
+                     m.key.clear();
+                   },
+                   "'-1' is not"},
+        RejectCase{"ProducerWithTrailingJunk", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "producer_id", "3x"); },
+                   "'3x' is not"},
+        RejectCase{"KeyDisagrees", ImageEncoding::kRaw, [](auto& m) { m.key = "4"; }, "key '4' does not match"},
+        RejectCase{"MissingContentType", ImageEncoding::kRaw, [](auto& m) { RemoveHeader(m, "content-type"); },
+                   "missing header 'content-type'"},
+        RejectCase{"UnknownContentType", ImageEncoding::kPng,
+                   [](auto& m) { SetHeader(m, "content-type", "image/gif"); }, "unsupported content-type 'image/gif'"},
+        RejectCase{"EmptyPayload", ImageEncoding::kRaw, [](auto& m) { m.value.clear(); }, "empty payload"},
+        RejectCase{"OversizedPayload", ImageEncoding::kRaw, [](auto& m) { m.value.assign(5000, 'x'); },
+                   "5000 bytes exceeds the limit of 4096"},
+        RejectCase{"RawWithoutShape", ImageEncoding::kRaw, [](auto& m) { RemoveHeader(m, "shape"); },
+                   "raw image without header 'shape'"},
+        RejectCase{"RawShapeMismatch", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28x28x3"); },
+                   "needs 2352 bytes, payload has 784"},
+        RejectCase{"MalformedShape", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28by28"); },
+                   "is not HxWxC"},
+        RejectCase{"TwoChannelShape", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28x14x2"); },
+                   "has 2 channels"},
+        RejectCase{"ShapeOverSideLimit", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "1x784x1"); },
+                   "exceeds the side limit of 512"},
+        RejectCase{"PngNotAPng", ImageEncoding::kPng, [](auto& m) { m.value = "GIF89a not a png at all"; },
+                   "not a PNG (bad signature)"},
+        RejectCase{"PngTruncated", ImageEncoding::kPng, [](auto& m) { m.value.resize(m.value.size() / 2); },
+                   "corrupt PNG"},
+        RejectCase{"PngCorruptData", ImageEncoding::kPng,
+                   [](auto& m) {
+                     for (size_t i = 40; i < m.value.size() - 12; ++i) m.value[i] = static_cast<char>(i * 31);
+                   },
+                   "corrupt PNG"},
+        RejectCase{"PngBomb", ImageEncoding::kPng, [](auto& m) { m.value.replace(16, 8, Be32(100000) + Be32(100000)); },
+                   "exceeds the side limit"},
+        RejectCase{"PngShapeDisagrees", ImageEncoding::kPng, [](auto& m) { SetHeader(m, "shape", "32x32x1"); },
+                   "disagrees with the decoded image 28x28x1"},
+        RejectCase{"JpegNotAJpeg", ImageEncoding::kJpeg, [](auto& m) { m.value[0] = 'x'; }, "not a JPEG"},
+        RejectCase{"JpegTruncated", ImageEncoding::kJpeg, [](auto& m) { m.value.resize(20); }, "corrupt JPEG"},
+        RejectCase{"EmptyLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", ""); }, "header 'label'"},
+        RejectCase{"ControlCharsInLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", "a\nb"); },
+                   "header 'label'"},
+        RejectCase{"BadProducedAt", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "produced-at", "yesterday"); },
+                   "header 'produced-at' 'yesterday'"}),
+    [](const auto& param_info) { return param_info.param.name; });
+
+}  // namespace
+}  // namespace iotinfer

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace iotinfer::testing {
+
+/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "iotinfer-test-XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The committed model and the PyTorch predictions that model/train.py wrote with it.
+inline std::string ModelPath() { return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn.onnx"; }
+inline std::string ReferencePredictionsPath() {
+  return std::string(IOTINFER_SOURCE_DIR) + "/model/test-predictions.u8";
+}
+
+}  // namespace iotinfer::testing
+
+#define ASSERT_OK(expr)                                                  \
+  do {                                                                   \
+    auto&& _assert_ok = (expr);                                          \
+    ASSERT_TRUE(_assert_ok.has_value()) << _assert_ok.error().message(); \
+  } while (false)
