@@ -1,0 +1,254 @@
+#include "model/classifier.h"
+
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+#include <opencv2/imgproc.hpp>
+#include <thread>
+
+namespace iotinfer::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+Result<std::vector<char>> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected(Error::NotFound(fmt::format("model {}: cannot open", path)));
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.empty()) return std::unexpected(Error::InvalidInput(fmt::format("model {}: empty file", path)));
+  return bytes;
+}
+
+std::string Sha256Hex(std::span<const char> bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+// One copy of the network with its own input buffer; used by one thread at a time.
+struct Replica {
+  cv::dnn::Net net;
+  cv::Mat input;  // [max_batch, C, H, W] float32, grown on demand
+};
+
+}  // namespace
+
+struct Classifier::Impl {
+  ClassifierOptions options;
+  std::string model_id;
+  std::vector<Replica> replicas;
+
+  // Workers 1..n-1 each own replicas[i]; the calling thread runs replicas[0].
+  struct Slice {
+    std::span<const ImageView> images;
+    std::span<Prediction> out;
+    Status status;
+  };
+  std::vector<std::jthread> workers;
+  std::vector<Slice> slices;
+  std::mutex mu;
+  std::condition_variable work_ready;
+  std::condition_variable work_done;
+  uint64_t generation = 0;
+  int pending = 0;
+  bool stopping = false;
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    work_ready.notify_all();
+    workers.clear();  // joins
+  }
+
+  void WorkerLoop(size_t index) {
+    uint64_t seen = 0;
+    for (;;) {
+      std::unique_lock lock(mu);
+      work_ready.wait(lock, [&] { return stopping || generation != seen; });
+      if (stopping) return;
+      seen = generation;
+      Slice& slice = slices[index];
+      lock.unlock();
+      if (!slice.images.empty()) slice.status = Run(replicas[index], slice.images, slice.out);
+      lock.lock();
+      if (--pending == 0) work_done.notify_one();
+    }
+  }
+
+  Status Fill(std::span<const ImageView> images, cv::Mat& input) const {
+    const int rows = options.input_rows, cols = options.input_cols, channels = options.input_channels;
+    const size_t plane = static_cast<size_t>(rows) * cols;
+    float* dst = input.ptr<float>();
+    for (const ImageView& image : images) {
+      if (image.pixels.empty() || image.pixels.size() != image.size_bytes() ||
+          (image.channels != 1 && image.channels != 3 && image.channels != 4)) {
+        return std::unexpected(
+            Error::InvalidInput(fmt::format("cannot classify an image of shape {} with {} bytes",
+                                            ShapeString(image.rows, image.cols, image.channels), image.pixels.size())));
+      }
+      cv::Mat src(image.rows, image.cols, CV_8UC(image.channels), const_cast<uint8_t*>(image.pixels.data()));
+      cv::Mat converted = src;
+      if (image.channels != channels) {
+        static constexpr int kToGray[] = {0, 0, 0, cv::COLOR_RGB2GRAY, cv::COLOR_RGBA2GRAY};
+        static constexpr int kToRgb[] = {0, cv::COLOR_GRAY2RGB, 0, 0, cv::COLOR_RGBA2RGB};
+        cv::cvtColor(src, converted, channels == 1 ? kToGray[image.channels] : kToRgb[image.channels]);
+      }
+      if (converted.rows != rows || converted.cols != cols) {
+        bool shrinking = converted.rows > rows || converted.cols > cols;
+        cv::resize(converted, converted, cv::Size(cols, rows), 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+      }
+      if (!converted.isContinuous()) converted = converted.clone();
+      // HWC u8 -> CHW float, the layout the network was trained on.
+      const uint8_t* p = converted.ptr<uint8_t>();
+      for (size_t i = 0; i < plane; ++i) {
+        for (int c = 0; c < channels; ++c) dst[c * plane + i] = p[i * channels + c];
+      }
+      dst += plane * channels;
+    }
+    return Ok();
+  }
+
+  Status Run(Replica& replica, std::span<const ImageView> images, std::span<Prediction> out) const {
+    const int n = static_cast<int>(images.size());
+    if (replica.input.empty() || replica.input.size[0] < n) {
+      replica.input.create({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F);
+    }
+    TRY(Fill(images, replica.input));
+    // A header over the first n images: no copy, and OpenCV sees the batch size it must run.
+    cv::Mat batch({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
+    cv::Mat logits;
+    try {
+      replica.net.setInput(batch);
+      logits = replica.net.forward();
+    } catch (const cv::Exception& e) {
+      return std::unexpected(Error::Internal(fmt::format("model {}: inference failed: {}", model_id, e.err)));
+    }
+    const int classes = static_cast<int>(options.class_names.size());
+    for (int i = 0; i < n; ++i) {
+      const float* row = logits.ptr<float>(i);
+      const float* best = std::max_element(row, row + classes);
+      float sum = 0.f;
+      for (int c = 0; c < classes; ++c) sum += std::exp(row[c] - *best);
+      out[i] = {static_cast<int>(best - row), 1.f / sum};
+    }
+    return Ok();
+  }
+};
+
+Classifier::Classifier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Classifier::~Classifier() = default;
+
+Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (impl->options.model_path.empty()) impl->options.model_path = DefaultModelPath();
+  const std::string& path = impl->options.model_path;
+  const ClassifierOptions& o = impl->options;
+  if (o.class_names.empty()) return std::unexpected(Error::InvalidInput("classifier needs at least one class name"));
+  if (o.input_channels != 1 && o.input_channels != 3) {
+    return std::unexpected(Error::InvalidInput(fmt::format("input channels must be 1 or 3, not {}", o.input_channels)));
+  }
+  ASSIGN_OR_RETURN(std::vector<char> bytes, ReadFile(path));
+  impl->model_id = fmt::format("{}-{}", fs::path(path).stem().string(), Sha256Hex(bytes).substr(0, 8));
+
+  int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cv::setNumThreads(1);
+  impl->replicas.resize(threads);
+  for (Replica& replica : impl->replicas) {
+    try {
+      replica.net = cv::dnn::readNetFromONNX(bytes.data(), bytes.size());
+    } catch (const cv::Exception& e) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("model {}: not a loadable ONNX network: {}", path, e.err)));
+    }
+    if (replica.net.empty()) return std::unexpected(Error::InvalidInput(fmt::format("model {}: empty network", path)));
+    replica.net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+    replica.net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+  }
+
+  // Prove the geometry once, so a wrong model fails here rather than on the first batch.
+  const std::string expected =
+      fmt::format("[1, {}, {}, {}] -> [1, {}]", o.input_channels, o.input_rows, o.input_cols, o.class_names.size());
+  for (Replica& replica : impl->replicas) {
+    cv::Mat probe({1, o.input_channels, o.input_rows, o.input_cols}, CV_32F, cv::Scalar(0));
+    cv::Mat out;
+    try {
+      replica.net.setInput(probe);
+      out = replica.net.forward();
+    } catch (const cv::Exception& e) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("model {}: does not accept the input {}: {}", path, expected, e.err)));
+    }
+    if (out.total() != o.class_names.size() || out.size[0] != 1) {
+      return std::unexpected(Error::InvalidInput(
+          fmt::format("model {}: produced {} values for one image; expected {}", path, out.total(), expected)));
+    }
+  }
+
+  impl->slices.resize(threads);
+  for (int i = 1; i < threads; ++i) impl->workers.emplace_back([raw = impl.get(), i] { raw->WorkerLoop(i); });
+  return std::unique_ptr<Classifier>(new Classifier(std::move(impl)));
+}
+
+Status Classifier::Classify(std::span<const ImageView> images, std::span<Prediction> out) {
+  if (out.size() != images.size()) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("{} images but {} output slots", images.size(), out.size())));
+  }
+  Impl& impl = *impl_;
+  const size_t n = images.size();
+  if (n == 0) return Ok();
+  // Waking a worker costs more than one image takes, so tiny batches stay on this thread.
+  const size_t parts = std::min(impl.replicas.size(), n);
+  if (parts == 1) return impl.Run(impl.replicas[0], images, out);
+
+  const size_t base = n / parts, extra = n % parts;
+  {
+    std::lock_guard lock(impl.mu);
+    size_t begin = 0;
+    for (size_t i = 0; i < impl.slices.size(); ++i) {
+      size_t count = i < parts ? base + (i < extra ? 1 : 0) : 0;
+      impl.slices[i] = {images.subspan(begin, count), out.subspan(begin, count), Ok()};
+      begin += count;
+    }
+    impl.pending = static_cast<int>(impl.workers.size());
+    ++impl.generation;
+  }
+  impl.work_ready.notify_all();
+  Status mine = impl.Run(impl.replicas[0], impl.slices[0].images, impl.slices[0].out);
+  std::unique_lock lock(impl.mu);
+  impl.work_done.wait(lock, [&] { return impl.pending == 0; });
+  TRY(mine);
+  for (const auto& slice : impl.slices) TRY(slice.status);
+  return Ok();
+}
+
+const std::vector<std::string>& Classifier::class_names() const { return impl_->options.class_names; }
+const std::string& Classifier::model_id() const { return impl_->model_id; }
+int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()); }
+
+std::string DefaultModelPath() {
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "iotinfer" / "fmnist-cnn.onnx";
+    if (fs::exists(installed, ec)) return installed.string();
+  }
+  return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn.onnx";
+}
+
+}  // namespace iotinfer::model

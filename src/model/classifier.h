@@ -1,0 +1,69 @@
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/image.h"
+#include "core/labels.h"
+
+namespace iotinfer::model {
+
+struct ClassifierOptions {
+  std::string model_path;  // ONNX file; empty: DefaultModelPath()
+  std::vector<std::string> class_names = ClassNames(kFashionMnistClasses);
+  int threads = 0;  // worker replicas of the network; 0: one per hardware thread
+  // The model's input geometry. Images of another shape are converted to it (see Classify).
+  int input_rows = 28;
+  int input_cols = 28;
+  int input_channels = 1;
+};
+
+struct Prediction {
+  int label = -1;          // index into class_names()
+  float confidence = 0.f;  // softmax probability of `label`
+};
+
+/// Top-1 image classification with an ONNX model on OpenCV DNN.
+///
+/// The model takes float32 [N, C, H, W] raw pixel values (0..255) and returns [N, classes]
+/// logits; any preprocessing beyond that is inside the model (see model/MODEL.md).
+///
+/// Parallelism is data-parallel: `threads` single-threaded replicas of the network each run a
+/// slice of the batch. For these small networks that beats OpenCV's intra-layer threading
+/// (measured in BENCHMARKS.md). Create() therefore sets OpenCV's process-wide thread count
+/// to 1. Not thread-safe: one Classify() call at a time per Classifier.
+class Classifier {
+ public:
+  /// Loads the model and checks it by running one image: a missing or corrupt file, or a
+  /// network that does not map [1, C, H, W] to [1, class_names.size()], gives an error naming
+  /// the file and the problem.
+  static Result<std::unique_ptr<Classifier>> Create(const ClassifierOptions& options);
+  ~Classifier();
+  Classifier(const Classifier&) = delete;
+  Classifier& operator=(const Classifier&) = delete;
+
+  /// Classifies `images` (any batch size, including 0) into `out`, which must have the same
+  /// size. Images whose shape differs from the model's input are converted: colour to grey,
+  /// then resized (area interpolation when shrinking). An image with no pixels or a channel
+  /// count other than 1, 3 or 4 gives InvalidInput and leaves `out` unspecified.
+  Status Classify(std::span<const ImageView> images, std::span<Prediction> out);
+
+  const std::vector<std::string>& class_names() const;
+  /// "<file stem>-<first 8 hex digits of the file's SHA-256>", e.g. "fmnist-cnn-1a2b3c4d".
+  const std::string& model_id() const;
+  int threads() const;
+
+ private:
+  struct Impl;
+  explicit Classifier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The committed model: $prefix/share/iotinfer/fmnist-cnn.onnx next to an installed binary,
+/// else model/fmnist-cnn.onnx in the source tree the binary was built from.
+std::string DefaultModelPath();
+
+}  // namespace iotinfer::model

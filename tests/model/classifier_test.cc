@@ -1,0 +1,169 @@
+#include "model/classifier.h"
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "dataset/dataset.h"
+#include "test_util.h"
+
+namespace iotinfer::model {
+namespace {
+
+using iotinfer::testing::TempDir;
+using ::testing::HasSubstr;
+
+const dataset::Dataset& TestSet() {
+  static const dataset::Dataset data =
+      *dataset::LoadFashionMnist(dataset::kFashionMnistDefaultDir, dataset::Split::kTest);
+  return data;
+}
+
+std::vector<uint8_t> ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::unique_ptr<Classifier> Make(std::string path = iotinfer::testing::ModelPath(), int threads = 2) {
+  auto classifier = Classifier::Create({.model_path = std::move(path), .threads = threads});
+  EXPECT_TRUE(classifier) << classifier.error().message();
+  return classifier ? std::move(*classifier) : nullptr;
+}
+
+std::vector<Prediction> ClassifyAll(Classifier& classifier, size_t n, size_t batch) {
+  std::vector<ImageView> views;
+  for (size_t i = 0; i < n; ++i) views.push_back(TestSet().image(i));
+  std::vector<Prediction> out(n);
+  for (size_t begin = 0; begin < n; begin += batch) {
+    size_t count = std::min(batch, n - begin);
+    auto status = classifier.Classify({views.data() + begin, count}, {out.data() + begin, count});
+    EXPECT_TRUE(status) << status.error().message();
+  }
+  return out;
+}
+
+// Compares a model's C++ predictions with the ones train.py computed in PyTorch for it.
+void ExpectAgreesWithPyTorch(const std::string& model, const std::string& reference, double min_accuracy) {
+  auto classifier = Make(model);
+  ASSERT_TRUE(classifier);
+  std::vector<uint8_t> expected = ReadBytes(reference);
+  ASSERT_EQ(expected.size(), TestSet().size()) << reference;
+  auto predictions = ClassifyAll(*classifier, TestSet().size(), 256);
+  int agree = 0, correct = 0;
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    agree += predictions[i].label == expected[i];
+    correct += predictions[i].label == TestSet().labels[i];
+  }
+  EXPECT_GE(agree, 9990) << "C++ and PyTorch disagree on " << 10000 - agree << " of 10000 test images";
+  EXPECT_GE(correct / 10000.0, min_accuracy);
+}
+
+TEST(ClassifierTest, CommittedModelAgreesWithTrainPyAndIsAccurate) {
+  ExpectAgreesWithPyTorch(iotinfer::testing::ModelPath(), iotinfer::testing::ReferencePredictionsPath(), 0.91);
+}
+
+// Runs the real training script briefly and checks that what it exports is what it evaluated.
+TEST(ClassifierTest, FreshlyTrainedExportAgreesWithPyTorch) {
+  TempDir dir;
+  std::string command = fmt::format("/usr/bin/python3 {}/model/train.py --out {} --epochs 1 --limit 2048 > {} 2>&1",
+                                    IOTINFER_SOURCE_DIR, dir.path().string(), dir.file("train.log"));
+  ASSERT_EQ(std::system(command.c_str()), 0) << "train.py failed; see its log: " << command;
+  // Well above the 10% of chance: a degenerate constant predictor would agree trivially.
+  ExpectAgreesWithPyTorch(dir.file("fmnist-cnn.onnx"), dir.file("test-predictions.u8"), 0.25);
+}
+
+TEST(ClassifierTest, BatchSizeAndThreadsDoNotChangePredictions) {
+  auto one = Make(iotinfer::testing::ModelPath(), 1);
+  auto two = Make(iotinfer::testing::ModelPath(), 2);
+  ASSERT_TRUE(one && two);
+  auto reference = ClassifyAll(*one, 300, 1);
+  for (size_t batch : {7, 64, 300}) {
+    auto other = ClassifyAll(*two, 300, batch);
+    for (size_t i = 0; i < reference.size(); ++i) {
+      ASSERT_EQ(other[i].label, reference[i].label) << "batch " << batch << " image " << i;
+      ASSERT_NEAR(other[i].confidence, reference[i].confidence, 1e-4);
+    }
+  }
+}
+
+TEST(ClassifierTest, ConfidenceIsTheTopProbability) {
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  for (const Prediction& p : ClassifyAll(*classifier, 200, 50)) {
+    EXPECT_GE(p.label, 0);
+    EXPECT_LT(p.label, 10);
+    EXPECT_GE(p.confidence, 0.1f);
+    EXPECT_LE(p.confidence, 1.0f);
+  }
+}
+
+TEST(ClassifierTest, ConvertsColourAndSizeToTheModelsInput) {
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  // Each grey pixel becomes a 2x2 block of equal RGB values; converting back is exact.
+  for (size_t i = 0; i < 20; ++i) {
+    ImageView grey = TestSet().image(i);
+    Image big{56, 56, 3, std::vector<uint8_t>(56 * 56 * 3)};
+    for (int y = 0; y < 56; ++y) {
+      for (int x = 0; x < 56; ++x) {
+        for (int c = 0; c < 3; ++c) big.pixels[(y * 56 + x) * 3 + c] = grey.pixels[(y / 2) * 28 + x / 2];
+      }
+    }
+    ImageView views[] = {grey, big.view()};
+    Prediction out[2];
+    ASSERT_OK(classifier->Classify(views, out));
+    EXPECT_EQ(out[0].label, out[1].label) << i;
+  }
+}
+
+TEST(ClassifierTest, RejectsImagesItCannotConvert) {
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  std::vector<uint8_t> pixels(28 * 28 * 2);
+  ImageView two_channels{28, 28, 2, pixels};
+  Prediction out;
+  auto status = classifier->Classify({&two_channels, 1}, {&out, 1});
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().code(), Error::Code::kInvalidInput);
+  EXPECT_TRUE(classifier->Classify({}, {}));
+}
+
+TEST(ClassifierTest, ModelIdIsStemAndHashPrefix) {
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  EXPECT_THAT(classifier->model_id(), ::testing::MatchesRegex("fmnist-cnn-[0-9a-f]{8}"));
+}
+
+TEST(ClassifierTest, MissingModelIsNamed) {
+  auto classifier = Classifier::Create({.model_path = "/nonexistent/model.onnx"});
+  ASSERT_FALSE(classifier);
+  EXPECT_EQ(classifier.error().code(), Error::Code::kNotFound);
+  EXPECT_THAT(classifier.error().message(), HasSubstr("/nonexistent/model.onnx"));
+}
+
+TEST(ClassifierTest, CorruptModelIsRejected) {
+  TempDir dir;
+  std::ofstream(dir.file("junk.onnx")) << "this is not a protobuf, let alone an ONNX graph";
+  auto classifier = Classifier::Create({.model_path = dir.file("junk.onnx")});
+  ASSERT_FALSE(classifier);
+  EXPECT_THAT(classifier.error().message(), HasSubstr("junk.onnx: not a loadable ONNX network"));
+}
+
+TEST(ClassifierTest, WrongInputShapeIsRejected) {
+  auto classifier = Classifier::Create(
+      {.model_path = iotinfer::testing::ModelPath(), .input_rows = 32, .input_cols = 32, .input_channels = 3});
+  ASSERT_FALSE(classifier);
+  EXPECT_THAT(classifier.error().message(), HasSubstr("does not accept the input [1, 3, 32, 32]"));
+}
+
+TEST(ClassifierTest, WrongClassCountIsRejected) {
+  auto classifier = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .class_names = {"a", "b", "c"}});
+  ASSERT_FALSE(classifier);
+  EXPECT_THAT(classifier.error().message(), HasSubstr("produced 10 values for one image"));
+}
+
+}  // namespace
+}  // namespace iotinfer::model
