@@ -1,0 +1,32 @@
+#include <cstdio>
+#include <string>
+
+#include "cli/commands.h"
+
+namespace {
+
+// Exit codes: 0 success, 2 invalid input (flags, files, data), 1 anything else. CLI11 uses
+// its own non-zero codes for parse errors.
+int ExitCode(const iotinfer::Error& error) {
+  return error.code() == iotinfer::Error::Code::kInvalidInput || error.code() == iotinfer::Error::Code::kNotFound ? 2
+                                                                                                                  : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"iotinfer: machine-learning inference on streams of IoT images, and per-device analysis of it"};
+  app.require_subcommand(1, 1);
+  app.set_version_flag("--version", "iotinfer 0.1.0");
+  iotinfer::cli::Action action;
+  iotinfer::cli::AddClassifyCommand(app, action);
+  iotinfer::cli::AddDemoCommand(app, action);
+  CLI11_PARSE(app, argc, argv);
+
+  iotinfer::Status status = action();
+  if (!status) {
+    std::fprintf(stderr, "iotinfer: %s\n", status.error().message().c_str());
+    return ExitCode(status.error());
+  }
+  return 0;
+}

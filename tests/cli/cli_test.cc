@@ -1,0 +1,73 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CommandRun {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CommandRun Iotinfer(const std::string& args) {
+  std::string command = std::string(IOTINFER_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
+  CommandRun run =
+      Iotinfer("classify --dataset fashion-mnist --split test --limit 1000 --producers 2 --faults 1:blur=2");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("1000 images of fashion-mnist"));
+  EXPECT_THAT(run.output, ::testing::ContainsRegex("accuracy [0-9.]+%"));
+  EXPECT_THAT(run.output, ::testing::ContainsRegex("throughput [0-9]+ images/s"));
+  EXPECT_THAT(run.output, HasSubstr("Sneaker"));
+  EXPECT_THAT(run.output, HasSubstr("blur=2"));
+}
+
+TEST(CliTest, EverySubcommandHasHelp) {
+  for (const char* sub : {"classify", "demo"}) {
+    CommandRun run = Iotinfer(std::string(sub) + " --help");
+    EXPECT_EQ(run.exit_code, 0) << sub;
+    EXPECT_THAT(run.output, HasSubstr("--model")) << sub;
+  }
+  EXPECT_THAT(Iotinfer("--help").output, HasSubstr("classify"));
+}
+
+TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
+  struct Case {
+    const char* args;
+    const char* message;
+  } cases[] = {
+      {"classify --dataset mnist", "unknown dataset 'mnist'"},
+      {"classify --split validation", "unknown split 'validation'"},
+      {"classify --faults 3:fog=1", "unknown fault 'fog'"},
+      {"classify --model /nonexistent.onnx", "/nonexistent.onnx"},
+      {"classify --data-dir /nonexistent", "/nonexistent/t10k-images-idx3-ubyte.gz: no such file"},
+  };
+  for (const auto& c : cases) {
+    CommandRun run = Iotinfer(c.args);
+    EXPECT_EQ(run.exit_code, 2) << c.args << "\n" << run.output;
+    EXPECT_THAT(run.output, HasSubstr(c.message)) << c.args;
+    EXPECT_THAT(run.output, HasSubstr("iotinfer: ")) << c.args;
+  }
+}
+
+TEST(CliTest, UnknownFlagsAreUsageErrors) {
+  CommandRun run = Iotinfer("classify --no-such-flag");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_THAT(run.output, HasSubstr("no-such-flag"));
+}
+
+}  // namespace
