@@ -68,11 +68,12 @@ TEST(ClassifierTest, CommittedModelAgreesWithTrainPyAndIsAccurate) {
 // Runs the real training script briefly and checks that what it exports is what it evaluated.
 TEST(ClassifierTest, FreshlyTrainedExportAgreesWithPyTorch) {
   TempDir dir;
-  std::string command = fmt::format("/usr/bin/python3 {}/model/train.py --out {} --epochs 1 --limit 2048 > {} 2>&1",
+  std::string command = fmt::format("/usr/bin/python3 {}/model/train.py --out {} --epochs 2 --limit 4096 > {} 2>&1",
                                     IOTINFER_SOURCE_DIR, dir.path().string(), dir.file("train.log"));
   ASSERT_EQ(std::system(command.c_str()), 0) << "train.py failed; see its log: " << command;
-  // Well above the 10% of chance: a degenerate constant predictor would agree trivially.
-  ExpectAgreesWithPyTorch(dir.file("fmnist-cnn.onnx"), dir.file("test-predictions.u8"), 0.25);
+  // Two short epochs reach about 72%; 40% is far above the 10% of chance, which a degenerate
+  // constant predictor (that would agree trivially) gets.
+  ExpectAgreesWithPyTorch(dir.file("fmnist-cnn.onnx"), dir.file("test-predictions.u8"), 0.4);
 }
 
 TEST(ClassifierTest, BatchSizeAndThreadsDoNotChangePredictions) {
