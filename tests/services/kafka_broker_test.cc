@@ -44,7 +44,8 @@ void CreateTopic(rd_kafka_t* rk, const std::string& topic, int partitions) {
   size_t count = 0;
   const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &count);
   ASSERT_EQ(count, 1u);
-  EXPECT_EQ(rd_kafka_topic_result_error(topics[0]), RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_topic_result_error_string(topics[0]);
+  EXPECT_EQ(rd_kafka_topic_result_error(topics[0]), RD_KAFKA_RESP_ERR_NO_ERROR)
+      << rd_kafka_topic_result_error_string(topics[0]);
   rd_kafka_event_destroy(event);
   rd_kafka_queue_destroy(queue);
   rd_kafka_NewTopic_destroy(new_topic);
@@ -68,10 +69,9 @@ TEST(KafkaBrokerTest, IdempotentProduceThenConsumerGroupReadsEverything) {
   CreateTopic(producer.get(), topic, 6);
   for (int i = 0; i < kMessages; ++i) {
     std::string key = std::to_string(i % 8), value = "message " + std::to_string(i);
-    ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                                RD_KAFKA_V_KEY(key.data(), key.size()),
-                                RD_KAFKA_V_VALUE(value.data(), value.size()),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+    ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END),
               RD_KAFKA_RESP_ERR_NO_ERROR);
   }
   ASSERT_EQ(rd_kafka_flush(producer.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);

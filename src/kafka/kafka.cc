@@ -1,0 +1,263 @@
+#include "kafka/kafka.h"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <array>
+#include <set>
+
+namespace iotinfer::kafka {
+namespace {
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+// The one place librdkafka errors become ours: what a caller may retry is decided here.
+Error FromKafka(rd_kafka_resp_err_t err, std::string_view context) {
+  std::string message = fmt::format("{}: {}", context, rd_kafka_err2str(err));
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      return Error::Unavailable(std::move(message));
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+      return Error::NotFound(std::move(message));
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return Error::InvalidInput(std::move(message));
+    default:
+      return Error::Internal(std::move(message));
+  }
+}
+
+Result<Conf> MakeConf(const KafkaConfig& config) {
+  Conf conf(rd_kafka_conf_new());
+  std::array<char, 512> error{};
+  auto set = [&](const std::string& key, const std::string& value) -> Status {
+    if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), error.data(), error.size()) != RD_KAFKA_CONF_OK) {
+      // librdkafka's message names the property, never the value: safe for secrets.
+      return std::unexpected(Error::InvalidInput(fmt::format("kafka property {}: {}", key, error.data())));
+    }
+    return Ok();
+  };
+  TRY(set("bootstrap.servers", config.brokers));
+  for (const auto& [key, value] : config.properties) TRY(set(key, value));
+  return conf;
+}
+
+Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
+  std::array<char, 512> error{};
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), error.data(), error.size());
+  if (!rk) return std::unexpected(Error::InvalidInput(fmt::format("kafka client: {}", error.data())));
+  conf.release();  // rd_kafka_new took ownership
+  return Handle(rk);
+}
+
+Result<Handle> MakeAdmin(const KafkaConfig& config) {
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
+  return MakeHandle(RD_KAFKA_PRODUCER, std::move(conf));
+}
+
+// Names of the topics the cluster has now.
+Result<std::set<std::string>> ExistingTopics(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* metadata = nullptr;
+  if (auto err = rd_kafka_metadata(rk, 1, nullptr, &metadata, static_cast<int>(timeout.count())); err) {
+    return std::unexpected(FromKafka(err, "listing topics"));
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < metadata->topic_cnt; ++i) names.insert(metadata->topics[i].topic);
+  rd_kafka_metadata_destroy(metadata);
+  return names;
+}
+
+}  // namespace
+
+Status KafkaConfig::AddProperty(std::string_view key_equals_value) {
+  size_t eq = key_equals_value.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    return std::unexpected(Error::InvalidInput(fmt::format(
+        "--kafka expects KEY=VALUE, got '{}'", IsSecretProperty(key_equals_value) ? "***" : key_equals_value)));
+  }
+  properties[std::string(key_equals_value.substr(0, eq))] = std::string(key_equals_value.substr(eq + 1));
+  return Ok();
+}
+
+bool IsSecretProperty(std::string_view key) {
+  static constexpr std::string_view kMarkers[] = {"password", "secret",  "token",     "jaas",
+                                                  ".key.pem", "private", "credential"};
+  std::string lower(key);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return std::any_of(std::begin(kMarkers), std::end(kMarkers),
+                     [&](std::string_view marker) { return lower.find(marker) != std::string::npos; });
+}
+
+std::string KafkaConfig::Describe() const {
+  std::string out = "bootstrap.servers=" + brokers;
+  for (const auto& [key, value] : properties) out += fmt::format(" {}={}", key, IsSecretProperty(key) ? "***" : value);
+  return out;
+}
+
+Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
+                    std::chrono::milliseconds timeout) {
+  ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
+  ASSIGN_OR_RETURN(auto existing, ExistingTopics(rk.get(), timeout));
+  std::vector<rd_kafka_NewTopic_t*> wanted;
+  auto cleanup = [&] {
+    for (auto* topic : wanted) rd_kafka_NewTopic_destroy(topic);
+  };
+  std::array<char, 512> error{};
+  for (const auto& spec : topics) {
+    if (existing.contains(spec.name)) continue;
+    rd_kafka_NewTopic_t* topic =
+        rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, error.data(), error.size());
+    if (!topic) {
+      cleanup();
+      return std::unexpected(Error::InvalidInput(fmt::format("topic {}: {}", spec.name, error.data())));
+    }
+    wanted.push_back(topic);
+  }
+  if (wanted.empty()) return Ok();
+
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(timeout.count()), error.data(), error.size());
+  rd_kafka_CreateTopics(rk.get(), wanted.data(), wanted.size(), options, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()) + 1000);
+  Status status = Ok();
+  if (!event) {
+    status = std::unexpected(Error::Unavailable("creating topics: no answer from the cluster"));
+  } else if (auto request_err = rd_kafka_event_error(event); request_err) {
+    status = std::unexpected(FromKafka(request_err, "creating topics"));
+  } else {
+    size_t count = 0;
+    const rd_kafka_topic_result_t** results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
+    for (size_t i = 0; i < count && status; ++i) {
+      auto err = rd_kafka_topic_result_error(results[i]);
+      // Another process may have created it between our look and our request: that is fine.
+      if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        status =
+            std::unexpected(FromKafka(err, fmt::format("creating topic {}", rd_kafka_topic_result_name(results[i]))));
+      }
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_queue_destroy(queue);
+  cleanup();
+  return status;
+}
+
+Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic, std::chrono::milliseconds timeout) {
+  ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
+  const rd_kafka_metadata_t* metadata = nullptr;
+  if (auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &metadata, static_cast<int>(timeout.count())); err) {
+    return std::unexpected(FromKafka(err, "reading metadata"));
+  }
+  std::optional<int> partitions;
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    if (topic == metadata->topics[i].topic && !metadata->topics[i].err) partitions = metadata->topics[i].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(metadata);
+  if (!partitions) return std::unexpected(Error::NotFound(fmt::format("topic {} does not exist", topic)));
+  return *partitions;
+}
+
+struct Producer::Impl {
+  Handle rk;
+  ProducerStats stats;
+
+  static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    if (message->err) {
+      impl->stats.failed++;
+      impl->stats.last_error = rd_kafka_err2str(message->err);
+    } else {
+      impl->stats.acknowledged++;
+    }
+  }
+};
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Producer::~Producer() {
+  // Give queued messages a short chance to leave; Flush() is the way to wait properly.
+  if (impl_ && impl_->rk) rd_kafka_flush(impl_->rk.get(), 1000);
+}
+
+Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, const ProducerOptions& options) {
+  KafkaConfig effective = config;
+  // Explicit --kafka settings win over our defaults.
+  effective.properties.try_emplace("enable.idempotence", options.idempotent ? "true" : "false");
+  effective.properties.try_emplace("linger.ms", std::to_string(options.linger.count()));
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(effective));
+  auto impl = std::make_unique<Impl>();
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
+  rd_kafka_conf_set_opaque(conf.get(), impl.get());
+  ASSIGN_OR_RETURN(impl->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+}
+
+Status Producer::Send(const std::string& topic, const WireMessage& message) {
+  for (;;) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+    for (const auto& h : message.headers) {
+      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                          static_cast<ssize_t>(h.value.size()));
+    }
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        impl_->rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      impl_->stats.sent++;  // the headers now belong to the message
+      return Ok();
+    }
+    rd_kafka_headers_destroy(headers);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      impl_->stats.sent++;
+      impl_->stats.failed++;
+      impl_->stats.last_error = rd_kafka_err2str(err);
+      return std::unexpected(FromKafka(err, fmt::format("producing to {}", topic)));
+    }
+    // Backpressure: let deliveries drain the local queue, then try again.
+    rd_kafka_poll(impl_->rk.get(), 50);
+  }
+}
+
+void Producer::Poll(std::chrono::milliseconds timeout) {
+  rd_kafka_poll(impl_->rk.get(), static_cast<int>(timeout.count()));
+}
+
+Status Producer::Flush(std::chrono::milliseconds timeout) {
+  if (rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::unexpected(Error::Unavailable(
+        fmt::format("{} messages still undelivered after {} ms", rd_kafka_outq_len(impl_->rk.get()), timeout.count())));
+  }
+  return Ok();
+}
+
+const ProducerStats& Producer::stats() const { return impl_->stats; }
+
+}  // namespace iotinfer::kafka

@@ -1,0 +1,91 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+#include "core/image_message.h"
+
+namespace iotinfer::kafka {
+
+/// How to reach a Kafka cluster: bootstrap servers plus any librdkafka property
+/// (security.protocol, sasl.*, ssl.*, ...), so SASL and TLS need no code of ours.
+struct KafkaConfig {
+  std::string brokers = "127.0.0.1:9092";
+  std::map<std::string, std::string> properties;
+
+  /// Adds "KEY=VALUE" (the --kafka flag); InvalidInput when there is no '=' or no key.
+  Status AddProperty(std::string_view key_equals_value);
+
+  /// "bootstrap.servers=... k=v ..." with the values of secret-bearing properties
+  /// (passwords, keys, tokens, secrets, JAAS configs) replaced by "***": safe to log.
+  std::string Describe() const;
+};
+
+/// True for librdkafka properties whose values must never reach a log.
+bool IsSecretProperty(std::string_view key);
+
+struct TopicSpec {
+  std::string name;
+  int partitions = 6;
+  int replication_factor = 1;
+};
+
+/// Creates the topics that do not exist yet; existing topics are left as they are (their
+/// partition counts are not changed). Unavailable when the cluster does not answer within
+/// `timeout`; InvalidInput for a bad spec or a broker that refuses it.
+Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+/// Partition count of `topic`, or NotFound.
+Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+struct ProducerOptions {
+  bool idempotent = true;  // enable.idempotence: no duplicates or reordering on retries
+  std::chrono::milliseconds linger{5};
+};
+
+/// Delivery accounting: every message sent is eventually acknowledged or failed.
+struct ProducerStats {
+  int64_t sent = 0;
+  int64_t acknowledged = 0;
+  int64_t failed = 0;
+  std::string last_error;  // the most recent delivery failure, for the summary
+};
+
+/// An asynchronous Kafka producer. Send() queues; delivery reports update stats() as
+/// Poll() or Flush() serve them. Not thread-safe.
+class Producer {
+ public:
+  static Result<std::unique_ptr<Producer>> Create(const KafkaConfig& config, const ProducerOptions& options = {});
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  /// Queues `message` for `topic`, blocking (and serving delivery reports) while the local
+  /// queue is full. Errors are immediate refusals (unknown topic, message too large, fatal
+  /// producer state); they count as failed.
+  Status Send(const std::string& topic, const WireMessage& message);
+
+  /// Serves delivery reports without blocking longer than `timeout`.
+  void Poll(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+  /// Waits until every queued message is acknowledged or failed, or `timeout` passes
+  /// (Unavailable then, with the count still in flight).
+  Status Flush(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+  const ProducerStats& stats() const;
+
+ private:
+  struct Impl;
+  explicit Producer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace iotinfer::kafka

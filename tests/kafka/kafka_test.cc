@@ -1,0 +1,71 @@
+#include "kafka/kafka.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace iotinfer::kafka {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(KafkaConfigTest, AddPropertySplitsAtTheFirstEquals) {
+  KafkaConfig config;
+  ASSERT_OK(config.AddProperty("security.protocol=SASL_SSL"));
+  ASSERT_OK(config.AddProperty("sasl.jaas.config=a b=c"));
+  EXPECT_EQ(config.properties["security.protocol"], "SASL_SSL");
+  EXPECT_EQ(config.properties["sasl.jaas.config"], "a b=c");
+  EXPECT_FALSE(config.AddProperty("no-equals-sign"));
+  EXPECT_FALSE(config.AddProperty("=value"));
+}
+
+TEST(KafkaConfigTest, DescribeNeverShowsSecrets) {
+  KafkaConfig config{.brokers = "b1:9093"};
+  for (const char* property :
+       {"sasl.password=hunter2", "ssl.key.password=hunter2", "sasl.oauthbearer.client.secret=hunter2",
+        "sasl.jaas.config=user password=hunter2", "ssl.keystore.password=hunter2", "sasl.username=alice"}) {
+    ASSERT_OK(config.AddProperty(property));
+  }
+  std::string described = config.Describe();
+  EXPECT_THAT(described, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(described, HasSubstr("sasl.password=***"));
+  EXPECT_THAT(described, HasSubstr("sasl.username=alice"));
+  EXPECT_THAT(described, HasSubstr("bootstrap.servers=b1:9093"));
+}
+
+TEST(KafkaConfigTest, UnknownPropertyIsNamedWithoutItsValue) {
+  KafkaConfig config;
+  ASSERT_OK(config.AddProperty("sasl.passwrd=hunter2"));
+  auto producer = Producer::Create(config);
+  ASSERT_FALSE(producer);
+  EXPECT_EQ(producer.error().code(), Error::Code::kInvalidInput);
+  EXPECT_THAT(producer.error().message(), HasSubstr("sasl.passwrd"));
+  EXPECT_THAT(producer.error().message(), Not(HasSubstr("hunter2")));
+}
+
+TEST(ProducerTest, DeliveryFailuresAreCountedNotLost) {
+  // Nothing listens on port 1: every message must come back as a failed delivery.
+  KafkaConfig config{.brokers = "127.0.0.1:1"};
+  ASSERT_OK(config.AddProperty("message.timeout.ms=1500"));
+  auto producer = Producer::Create(config);
+  ASSERT_OK(producer);
+  WireMessage message{"1", "payload", {{"id", "x"}}};
+  for (int i = 0; i < 20; ++i) ASSERT_OK((*producer)->Send("images", message));
+  ASSERT_OK((*producer)->Flush(std::chrono::seconds(30)));
+  const ProducerStats& stats = (*producer)->stats();
+  EXPECT_EQ(stats.sent, 20);
+  EXPECT_EQ(stats.acknowledged, 0);
+  EXPECT_EQ(stats.failed, 20);
+  EXPECT_THAT(stats.last_error, HasSubstr("timed out"));
+}
+
+TEST(KafkaAdminTest, UnreachableClusterIsUnavailable) {
+  auto status = EnsureTopics({.brokers = "127.0.0.1:1"}, {{"images"}}, std::chrono::milliseconds(1500));
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error().code(), Error::Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace iotinfer::kafka
