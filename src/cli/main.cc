@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::Action action;
   iotinfer::cli::AddClassifyCommand(app, action);
   iotinfer::cli::AddDemoCommand(app, action);
+  iotinfer::cli::AddProduceCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 
   iotinfer::Status status = action();

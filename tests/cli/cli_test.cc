@@ -37,10 +37,10 @@ TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
 }
 
 TEST(CliTest, EverySubcommandHasHelp) {
-  for (const char* sub : {"classify", "demo"}) {
+  for (const auto& [sub, flag] : {std::pair{"classify", "--model"}, {"demo", "--model"}, {"produce", "--faults"}}) {
     CommandRun run = Iotinfer(std::string(sub) + " --help");
     EXPECT_EQ(run.exit_code, 0) << sub;
-    EXPECT_THAT(run.output, HasSubstr("--model")) << sub;
+    EXPECT_THAT(run.output, HasSubstr(flag)) << sub;
   }
   EXPECT_THAT(Iotinfer("--help").output, HasSubstr("classify"));
 }
@@ -55,6 +55,10 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"classify --faults 3:fog=1", "unknown fault 'fog'"},
       {"classify --model /nonexistent.onnx", "/nonexistent.onnx"},
       {"classify --data-dir /nonexistent", "/nonexistent/t10k-images-idx3-ubyte.gz: no such file"},
+      {"produce", "give --images or --duration"},
+      {"produce --images 5 --format gif", "unknown --format 'gif'"},
+      {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},
+      {"produce --images 5 --faults 1:fog=2", "unknown fault 'fog'"},
   };
   for (const auto& c : cases) {
     CommandRun run = Iotinfer(c.args);

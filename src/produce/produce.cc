@@ -1,0 +1,105 @@
+#include "produce/produce.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "dataset/faults.h"
+
+namespace iotinfer::produce {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string RandomRunId() {
+  std::random_device device;
+  return fmt::format("{:08x}", device());
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status Validate(const ProduceOptions& o) {
+  if (o.producers < 1) return std::unexpected(Error::InvalidInput("--producers must be at least 1"));
+  if (o.images < 0 || o.rate < 0 || o.duration.count() < 0) {
+    return std::unexpected(Error::InvalidInput("--images, --rate and --duration must not be negative"));
+  }
+  if (o.images == 0 && o.duration.count() == 0) {
+    return std::unexpected(Error::InvalidInput("give --images or --duration (or both)"));
+  }
+  if (o.topic.empty()) return std::unexpected(Error::InvalidInput("--topic must not be empty"));
+  return Ok();
+}
+
+}  // namespace
+
+Result<ProduceProgress> Produce(const ProduceOptions& options,
+                                const std::function<void(const ProduceProgress&)>& on_progress) {
+  TRY(Validate(options));
+  ASSIGN_OR_RETURN(dataset::FaultPlan plan, dataset::FaultPlan::Parse(options.faults));
+  ASSIGN_OR_RETURN(dataset::Dataset data, dataset::Load(options.dataset));
+  if (data.size() == 0) return std::unexpected(Error::InvalidInput("the dataset has no images"));
+  TRY(kafka::EnsureTopics(options.kafka, {{options.topic, options.partitions}}));
+  ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka));
+
+  // A seeded shuffle: devices see varied images, and the same seed sends the same ones.
+  std::vector<uint32_t> order(data.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(options.seed));
+  std::vector<std::vector<dataset::Fault>> faults(options.producers);
+  for (int p = 0; p < options.producers; ++p) faults[p] = plan.For(p);
+
+  ProduceProgress progress;
+  progress.target = options.images;
+  progress.run_id = options.run_id.empty() ? RandomRunId() : options.run_id;
+  const auto start = Clock::now();
+  auto next_report = start;
+  auto refresh = [&] {
+    const kafka::ProducerStats& stats = producer->stats();
+    progress.sent = stats.sent;
+    progress.acknowledged = stats.acknowledged;
+    progress.failed = stats.failed;
+    progress.last_error = stats.last_error;
+    progress.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  };
+
+  for (int64_t i = 0; options.images == 0 || i < options.images; ++i) {
+    auto now = Clock::now();
+    if (options.duration.count() && now - start >= options.duration) break;
+    if (options.rate > 0) {
+      // Pace against the start time, not the previous send, so the average rate holds.
+      auto due = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(i / options.rate));
+      while ((now = Clock::now()) < due) {
+        producer->Poll(std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::min<Clock::duration>(due - now, std::chrono::milliseconds(5))));
+        if (due - Clock::now() > std::chrono::microseconds(200)) std::this_thread::sleep_until(due);
+      }
+    }
+    const int producer_id = static_cast<int>(i % options.producers);
+    const uint32_t index = order[static_cast<size_t>(i) % order.size()];
+    ImageRecord record{fmt::format("{}-{}-{}", progress.run_id, producer_id, i), producer_id,
+                       data.class_names[data.labels[index]], NowMicros(), Image::CopyOf(data.image(index))};
+    dataset::ApplyFaults(faults[producer_id], options.seed, producer_id, static_cast<uint64_t>(i), record.image);
+    ASSIGN_OR_RETURN(WireMessage message, EncodeImageMessage(record, {.encoding = options.format}));
+    // A refused send is already counted as failed; going on keeps the other devices' data.
+    (void)producer->Send(options.topic, message);
+    producer->Poll();
+    if (on_progress && Clock::now() >= next_report) {
+      refresh();
+      on_progress(progress);
+      next_report = Clock::now() + std::chrono::milliseconds(200);
+    }
+  }
+  Status flushed = producer->Flush(std::chrono::seconds(120));
+  refresh();
+  if (!flushed && progress.last_error.empty()) progress.last_error = flushed.error().message();
+  if (on_progress) on_progress(progress);
+  return progress;
+}
+
+}  // namespace iotinfer::produce

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/error.h"
+#include "core/image_message.h"
+#include "dataset/dataset.h"
+#include "kafka/kafka.h"
+
+namespace iotinfer::produce {
+
+struct ProduceOptions {
+  kafka::KafkaConfig kafka;
+  std::string topic = "images";
+  int partitions = 6;                     // used only when the topic has to be created
+  int producers = 8;                      // simulated devices, producer_id 0..N-1; image i comes from device i % N
+  int64_t images = 0;                     // total over all devices; 0: until `duration`
+  std::chrono::milliseconds duration{0};  // 0: until `images`
+  double rate = 0;                        // images per second over all devices; 0: unlimited
+  dataset::DatasetOptions dataset;
+  std::string faults;  // fault spec (dataset/faults.h)
+  ImageEncoding format = ImageEncoding::kPng;
+  uint64_t seed = 1;   // picks the images and drives the faults
+  std::string run_id;  // image ids are "<run_id>-<producer>-<n>"; empty: random
+};
+
+struct ProduceProgress {
+  int64_t target = 0;  // images to send; 0 when bounded by time
+  int64_t sent = 0;
+  int64_t acknowledged = 0;
+  int64_t failed = 0;
+  double seconds = 0;
+  std::string run_id;
+  std::string last_error;
+
+  double images_per_second() const { return seconds > 0 ? acknowledged / seconds : 0; }
+};
+
+/// Sends labelled images from `producers` simulated devices to `topic` (created if missing)
+/// with an idempotent producer, keys and headers as in shared/DESIGN.md. Calls `on_progress`
+/// about every 200 ms. Returns the final counts once every message is acknowledged or failed;
+/// an error only when nothing could start (bad options, dataset, faults or cluster).
+/// Failed deliveries are counted in the result, not hidden: callers must check `failed`.
+Result<ProduceProgress> Produce(const ProduceOptions& options,
+                                const std::function<void(const ProduceProgress&)>& on_progress = {});
+
+}  // namespace iotinfer::produce

@@ -1,0 +1,60 @@
+#pragma once
+
+// Helpers for tests against the real broker that the `kafka` ctest fixture starts.
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "core/image_message.h"
+
+namespace iotinfer::testing {
+
+inline constexpr const char* kTestBrokers = "127.0.0.1:9092";
+
+/// A topic (or group) name no other test run uses.
+inline std::string UniqueTopic(const char* prefix) {
+  return fmt::format("{}-{}", prefix, std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+/// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed.
+inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char error[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", kTestBrokers, error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", UniqueTopic("reader").c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::vector<WireMessage> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 500);
+    if (!m) continue;
+    if (!m->err) {
+      WireMessage w{{static_cast<const char*>(m->key), m->key_len}, {static_cast<const char*>(m->payload), m->len}, {}};
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name;
+        const void* value;
+        size_t size;
+        for (size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
+          w.headers.push_back({name, {static_cast<const char*>(value), size}});
+        }
+      }
+      out.push_back(std::move(w));
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
+}  // namespace iotinfer::testing
