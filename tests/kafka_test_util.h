@@ -19,8 +19,10 @@ inline std::string UniqueTopic(const char* prefix) {
   return fmt::format("{}-{}", prefix, std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
-/// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed.
-inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected) {
+/// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed,
+/// then goes on reading for `settle`, so that anything beyond `expected` (a duplicate) shows.
+inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
+                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0)) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char error[512];
   rd_kafka_conf_set(conf, "bootstrap.servers", kTestBrokers, error, sizeof error);
@@ -34,7 +36,12 @@ inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expecte
   rd_kafka_topic_partition_list_destroy(list);
   std::vector<WireMessage> out;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (out.size() < expected && std::chrono::steady_clock::now() < deadline) {
+  auto settle_until = std::chrono::steady_clock::time_point::max();
+  while (std::chrono::steady_clock::now() < std::min(deadline, settle_until)) {
+    if (out.size() >= expected && settle_until == std::chrono::steady_clock::time_point::max()) {
+      if (settle.count() == 0) break;
+      settle_until = std::chrono::steady_clock::now() + settle;
+    }
     rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 500);
     if (!m) continue;
     if (!m->err) {

@@ -14,5 +14,6 @@ using Action = std::function<Status()>;
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
+void AddInferCommand(CLI::App& app, Action& action);
 
 }  // namespace iotinfer::cli

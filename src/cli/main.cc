@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddClassifyCommand(app, action);
   iotinfer::cli::AddDemoCommand(app, action);
   iotinfer::cli::AddProduceCommand(app, action);
+  iotinfer::cli::AddInferCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 
   iotinfer::Status status = action();

@@ -7,20 +7,10 @@
 #include <array>
 #include <set>
 
+#include "kafka/kafka_internal.h"
+
 namespace iotinfer::kafka {
-namespace {
 
-struct HandleDeleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
-};
-using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
-
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
-};
-using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-
-// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context) {
   std::string message = fmt::format("{}: {}", context, rd_kafka_err2str(err));
   switch (err) {
@@ -73,6 +63,8 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
   conf.release();  // rd_kafka_new took ownership
   return Handle(rk);
 }
+
+namespace {
 
 Result<Handle> MakeAdmin(const KafkaConfig& config) {
   ASSIGN_OR_RETURN(Conf conf, MakeConf(config));

@@ -1,0 +1,65 @@
+#include "infer/infer.h"
+
+#include <csignal>
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void RequestStop(int) { g_stop.store(true); }
+
+struct InferFlags {
+  infer::InferOptions options;
+  std::vector<std::string> kafka_properties;
+  int batch_wait_ms = 20;
+  int log_every_ms = 5000;
+};
+
+Status RunInferCommand(InferFlags& flags) {
+  infer::InferOptions& o = flags.options;
+  for (const auto& property : flags.kafka_properties) TRY(o.kafka.AddProperty(property));
+  o.batch_wait = std::chrono::milliseconds(flags.batch_wait_ms);
+  o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  // SIGINT/SIGTERM: the loop finishes and commits its batch, then returns.
+  std::signal(SIGINT, RequestStop);
+  std::signal(SIGTERM, RequestStop);
+  std::fprintf(stderr, "infer: %s, group %s, %s -> %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
+               o.group.c_str(), o.input_topic.c_str(), o.output_topic.c_str(), o.dlq_topic.c_str());
+  ASSIGN_OR_RETURN(infer::InferStats stats, infer::RunInfer(o, g_stop));
+  std::fprintf(stderr, "infer: stopped; %s\n", infer::FormatStats(stats).c_str());
+  return Ok();
+}
+
+}  // namespace
+
+void AddInferCommand(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("infer", "Run the exactly-once inference service: images -> inferences");
+  auto flags = std::make_shared<InferFlags>();
+  infer::InferOptions& o = flags->options;
+  cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers")
+      ->envname("IOTINFER_BROKERS")
+      ->capture_default_str();
+  cmd->add_option("--kafka", flags->kafka_properties, "any librdkafka property as KEY=VALUE (repeatable)");
+  cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
+      ->capture_default_str();
+  cmd->add_option("--input-topic", o.input_topic, "topic of images")->capture_default_str();
+  cmd->add_option("--output-topic", o.output_topic, "topic of inference records")->capture_default_str();
+  cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for undecodable messages")->capture_default_str();
+  cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
+  cmd->add_option("--batch-max", o.batch_max, "largest batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-wait-ms", flags->batch_wait_ms, "how long a batch may wait to fill")->capture_default_str();
+  cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
+      ->envname("IOTINFER_MODEL");
+  cmd->add_option("--max-payload-bytes", o.limits.max_payload_bytes, "larger images are dead-lettered")
+      ->capture_default_str();
+  cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
+      ->capture_default_str();
+  cmd->callback([&action, flags] { action = [flags] { return RunInferCommand(*flags); }; });
+}
+
+}  // namespace iotinfer::cli

@@ -1,0 +1,131 @@
+#include "infer/infer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "kafka/transactional_pipe.h"
+
+namespace iotinfer::infer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Unique per process: with KIP-447 a zombie is fenced through the group, not the id.
+std::string TransactionalId(const std::string& group) {
+  char host[256] = "host";
+  gethostname(host, sizeof host - 1);
+  return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
+}
+
+kafka::OutputMessage DeadLetter(const std::string& topic, const kafka::InputMessage& in, const Error& error) {
+  kafka::OutputMessage out{topic, in.message};
+  out.message.headers.push_back({"error", error.message()});
+  out.message.headers.push_back({"failed-at", std::to_string(NowMicros())});
+  out.message.headers.push_back({"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)});
+  return out;
+}
+
+kafka::OutputMessage InferenceRecord(const std::string& topic, const ImageRecord& record,
+                                     const model::Prediction& prediction, const model::Classifier& classifier,
+                                     int64_t inferred_at) {
+  nlohmann::ordered_json json;
+  json["id"] = record.id;
+  json["image_prediction"] = classifier.class_names()[prediction.label];
+  json["actual_value"] = record.label ? nlohmann::ordered_json(*record.label) : nlohmann::ordered_json(nullptr);
+  json["producer_id"] = record.producer_id;
+  json["confidence"] = prediction.confidence;
+  json["model"] = classifier.model_id();
+  json["produced_at"] =
+      record.produced_at_us ? nlohmann::ordered_json(*record.produced_at_us) : nlohmann::ordered_json(nullptr);
+  json["inferred_at"] = inferred_at;
+  return {topic, {std::to_string(record.producer_id), json.dump(), {{"id", record.id}}}};
+}
+
+}  // namespace
+
+std::string FormatStats(const InferStats& s) {
+  return fmt::format("consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} lag {} partitions {}",
+                     s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.lag, s.partitions);
+}
+
+Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
+                            const std::function<void(const InferStats&)>& on_batch) {
+  ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(options.classifier));
+  TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
+                                          {options.output_topic, options.partitions},
+                                          {options.dlq_topic, options.partitions}}));
+  ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create({.kafka = options.kafka,
+                                                                .group = options.group,
+                                                                .input_topics = {options.input_topic},
+                                                                .transactional_id = TransactionalId(options.group),
+                                                                .max_batch = options.batch_max,
+                                                                .max_wait = options.batch_wait}));
+  InferStats stats;
+  auto next_log = Clock::now() + options.log_every;
+  std::vector<ImageRecord> records;
+  std::vector<ImageView> views;
+  std::vector<model::Prediction> predictions;
+  std::vector<kafka::OutputMessage> outputs;
+  while (!stop.load()) {
+    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, pipe->PollBatch());
+    if (options.log_every.count() && Clock::now() >= next_log) {
+      stats.lag = pipe->lag();
+      stats.partitions = pipe->assigned_partitions();
+      std::fprintf(stderr, "infer: %s\n", FormatStats(stats).c_str());
+      next_log = Clock::now() + options.log_every;
+    }
+    if (batch.empty()) continue;
+
+    records.clear();
+    outputs.clear();
+    int64_t dead = 0;
+    for (const auto& in : batch) {
+      auto record = DecodeImageMessage(in.message, options.limits);
+      if (record) {
+        records.push_back(std::move(*record));
+      } else {
+        outputs.push_back(DeadLetter(options.dlq_topic, in, record.error()));
+        ++dead;
+      }
+    }
+    views.clear();
+    for (const auto& r : records) views.push_back(r.image.view());
+    predictions.resize(records.size());
+    if (Status classified = classifier->Classify(views, predictions); !classified) {
+      // Decoding validated every image, so this is a model failure: stop rather than lose data.
+      return std::unexpected(classified.error());
+    }
+    const int64_t inferred_at = NowMicros();
+    for (size_t i = 0; i < records.size(); ++i) {
+      outputs.push_back(InferenceRecord(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
+    }
+    Status committed = pipe->Commit(batch, outputs);
+    if (!committed) {
+      if (committed.error().code() != Error::Code::kUnavailable) return std::unexpected(committed.error());
+      std::fprintf(stderr, "infer: %s\n", committed.error().message().c_str());
+      stats.aborted++;
+      continue;
+    }
+    stats.consumed += static_cast<int64_t>(batch.size());
+    stats.inferred += static_cast<int64_t>(records.size());
+    stats.dead_lettered += dead;
+    stats.batches++;
+    stats.last_batch = static_cast<int>(batch.size());
+    if (on_batch) on_batch(stats);
+  }
+  stats.lag = pipe->lag();
+  stats.partitions = pipe->assigned_partitions();
+  pipe->Close();
+  return stats;
+}
+
+}  // namespace iotinfer::infer

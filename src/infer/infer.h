@@ -1,0 +1,55 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/error.h"
+#include "core/image_message.h"
+#include "kafka/kafka.h"
+#include "model/classifier.h"
+
+namespace iotinfer::infer {
+
+struct InferOptions {
+  kafka::KafkaConfig kafka;
+  std::string group = "iotinfer-infer";
+  std::string input_topic = "images";
+  std::string output_topic = "inferences";
+  std::string dlq_topic = "images.dlq";
+  int partitions = 6;  // for topics that have to be created
+  int batch_max = 64;
+  std::chrono::milliseconds batch_wait{20};
+  model::ClassifierOptions classifier;
+  DecodeLimits limits;
+  std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
+};
+
+struct InferStats {
+  int64_t consumed = 0;
+  int64_t inferred = 0;
+  int64_t dead_lettered = 0;
+  int64_t batches = 0;
+  int64_t aborted = 0;  // transactions aborted and retried
+  int last_batch = 0;
+  int64_t lag = 0;
+  int partitions = 0;
+};
+
+/// One line for logs: counters, last batch size, lag, assigned partitions.
+std::string FormatStats(const InferStats& stats);
+
+/// Runs the inference service until `stop` becomes true: consumes `input_topic` as a member
+/// of `group`, classifies valid images in batches and writes one JSON record per image to
+/// `output_topic` (shared/DESIGN.md), and sends every message that fails decoding to
+/// `dlq_topic` with an `error` header. Outputs and input offsets commit in one transaction
+/// per batch, so each image yields exactly one record even across crashes and rebalances.
+/// `on_batch` (optional) sees the counters after every committed batch. Returns the final
+/// counters after finishing and committing the current batch, or an error when the service
+/// cannot start or its producer is fenced.
+Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
+                            const std::function<void(const InferStats&)>& on_batch = {});
+
+}  // namespace iotinfer::infer

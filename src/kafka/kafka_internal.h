@@ -1,0 +1,33 @@
+#pragma once
+
+// Shared by the kafka module's sources; not part of its public interface.
+#include <librdkafka/rdkafka.h>
+
+#include <memory>
+#include <string_view>
+
+#include "core/error.h"
+#include "kafka/kafka.h"
+
+namespace iotinfer::kafka {
+
+struct HandleDeleter {
+  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+};
+using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
+};
+using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+/// The one place librdkafka errors become ours: what a caller may retry is decided here.
+Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
+
+/// bootstrap.servers plus every property of `config`; InvalidInput naming a bad property.
+Result<Conf> MakeConf(const KafkaConfig& config);
+
+/// A client of `type`; takes ownership of `conf`.
+Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+
+}  // namespace iotinfer::kafka

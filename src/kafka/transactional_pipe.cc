@@ -1,0 +1,243 @@
+#include "kafka/transactional_pipe.h"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+
+#include <map>
+#include <set>
+#include <utility>
+
+#include "kafka/kafka_internal.h"
+
+namespace iotinfer::kafka {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using TopicPartition = std::pair<std::string, int32_t>;
+
+struct ErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
+};
+using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
+
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+
+InputMessage Convert(const rd_kafka_message_t* m) {
+  InputMessage in;
+  in.topic = rd_kafka_topic_name(m->rkt);
+  in.partition = m->partition;
+  in.offset = m->offset;
+  if (m->key) in.message.key.assign(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload) in.message.value.assign(static_cast<const char*>(m->payload), m->len);
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      in.message.headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
+    }
+  }
+  return in;
+}
+
+}  // namespace
+
+struct TransactionalPipe::Impl {
+  PipeOptions options;
+  Handle consumer;
+  Handle producer;
+  std::set<TopicPartition> assigned;
+  uint64_t rebalances = 0;
+
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                          void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+    impl->rebalances++;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      for (int i = 0; i < partitions->cnt; ++i)
+        impl->assigned.insert({partitions->elems[i].topic, partitions->elems[i].partition});
+      if (cooperative) {
+        if (auto* e = rd_kafka_incremental_assign(rk, partitions)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, partitions);
+      }
+    } else {
+      for (int i = 0; i < partitions->cnt; ++i)
+        impl->assigned.erase({partitions->elems[i].topic, partitions->elems[i].partition});
+      if (cooperative) {
+        if (auto* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+    }
+  }
+
+  // Back to the last committed offsets, so an aborted batch is read again.
+  void Rewind() {
+    PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size())));
+    for (const auto& [topic, partition] : assigned)
+      rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
+    if (rd_kafka_committed(consumer.get(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    for (int i = 0; i < list->cnt; ++i) {
+      if (list->elems[i].offset < 0) list->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    if (auto* e = rd_kafka_seek_partitions(consumer.get(), list.get(), 10000)) rd_kafka_error_destroy(e);
+  }
+};
+
+TransactionalPipe::TransactionalPipe(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TransactionalPipe::~TransactionalPipe() { Close(); }
+
+Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeOptions& options) {
+  if (options.input_topics.empty()) return std::unexpected(Error::InvalidInput("no input topics"));
+  if (options.transactional_id.empty()) return std::unexpected(Error::InvalidInput("no transactional id"));
+  if (options.max_batch < 1) return std::unexpected(Error::InvalidInput("batch size must be at least 1"));
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+
+  KafkaConfig consumer_config = options.kafka;
+  for (auto [key, value] : {std::pair{"group.id", options.group},
+                            {"enable.auto.commit", "false"},
+                            {"auto.offset.reset", "earliest"},
+                            {"isolation.level", "read_committed"}}) {
+    consumer_config.properties.try_emplace(key, value);
+  }
+  ASSIGN_OR_RETURN(Conf consumer_conf, MakeConf(consumer_config));
+  rd_kafka_conf_set_rebalance_cb(consumer_conf.get(), &Impl::OnRebalance);
+  rd_kafka_conf_set_opaque(consumer_conf.get(), impl.get());
+  ASSIGN_OR_RETURN(impl->consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(consumer_conf)));
+  rd_kafka_poll_set_consumer(impl->consumer.get());
+
+  KafkaConfig producer_config = options.kafka;
+  producer_config.properties["transactional.id"] = options.transactional_id;
+  producer_config.properties.try_emplace("linger.ms", "5");
+  ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config));
+  ASSIGN_OR_RETURN(impl->producer, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
+  if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
+    return std::unexpected(
+        Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
+  }
+
+  PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.input_topics.size())));
+  for (const auto& topic : options.input_topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (auto err = rd_kafka_subscribe(impl->consumer.get(), topics.get())) {
+    return std::unexpected(FromKafka(err, "subscribing"));
+  }
+  return std::unique_ptr<TransactionalPipe>(new TransactionalPipe(std::move(impl)));
+}
+
+Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::milliseconds idle) {
+  Impl& impl = *impl_;
+  std::vector<InputMessage> batch;
+  const uint64_t rebalances_at_start = impl.rebalances;
+  Clock::time_point deadline = Clock::now() + idle;
+  while (static_cast<int>(batch.size()) < impl.options.max_batch) {
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (remaining.count() < 0) break;
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
+    if (!m) continue;
+    if (m->err) {
+      rd_kafka_resp_err_t err = m->err;
+      rd_kafka_message_destroy(m);
+      if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
+      if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
+      continue;  // transient: librdkafka retries on its own
+    }
+    if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
+    batch.push_back(Convert(m));
+    rd_kafka_message_destroy(m);
+  }
+  if (impl.rebalances != rebalances_at_start) {
+    std::erase_if(batch, [&](const InputMessage& in) { return !impl.assigned.contains({in.topic, in.partition}); });
+  }
+  return batch;
+}
+
+Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
+  Impl& impl = *impl_;
+  rd_kafka_t* producer = impl.producer.get();
+  auto fail = [&](TxnError error, std::string_view step) -> Status {
+    std::string what = fmt::format("{}: {}", step, rd_kafka_error_string(error.get()));
+    if (rd_kafka_error_is_fatal(error.get())) return std::unexpected(Error::FailedPrecondition(what));
+    if (TxnError abort{rd_kafka_abort_transaction(producer, 30000)}) {
+      return std::unexpected(
+          Error::FailedPrecondition(fmt::format("{}; abort failed: {}", what, rd_kafka_error_string(abort.get()))));
+    }
+    impl.Rewind();
+    return std::unexpected(Error::Unavailable(what + " (aborted; the batch will be read again)"));
+  };
+
+  if (TxnError e{rd_kafka_begin_transaction(producer)}) return fail(std::move(e), "begin transaction");
+  for (const OutputMessage& out : outputs) {
+    for (;;) {
+      rd_kafka_headers_t* headers = rd_kafka_headers_new(out.message.headers.size());
+      for (const auto& h : out.message.headers) {
+        rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                            static_cast<ssize_t>(h.value.size()));
+      }
+      auto err = rd_kafka_producev(
+          producer, RD_KAFKA_V_TOPIC(out.topic.c_str()), RD_KAFKA_V_KEY(out.message.key.data(), out.message.key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(out.message.value.data()), out.message.value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      rd_kafka_headers_destroy(headers);
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        return fail(TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic);
+      }
+      rd_kafka_poll(producer, 50);
+    }
+  }
+
+  std::map<TopicPartition, int64_t> next;
+  for (const InputMessage& in : consumed) {
+    auto& offset = next[{in.topic, in.partition}];
+    offset = std::max(offset, in.offset + 1);
+  }
+  PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [tp, offset] : next) {
+    rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = offset;
+  }
+  rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(impl.consumer.get());
+  TxnError sent{rd_kafka_send_offsets_to_transaction(producer, offsets.get(), group, -1)};
+  rd_kafka_consumer_group_metadata_destroy(group);
+  if (sent) return fail(std::move(sent), "sending offsets to the transaction");
+  for (int attempt = 0;; ++attempt) {
+    TxnError e{rd_kafka_commit_transaction(producer, -1)};
+    if (!e) return Ok();
+    if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) return fail(std::move(e), "committing the transaction");
+  }
+}
+
+int TransactionalPipe::assigned_partitions() const { return static_cast<int>(impl_->assigned.size()); }
+
+int64_t TransactionalPipe::lag() const {
+  int64_t lag = 0;
+  for (const auto& [topic, partition] : impl_->assigned) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(impl_->consumer.get(), topic.c_str(), partition, &low, &high)) continue;
+    PartitionList position(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(position.get(), topic.c_str(), partition);
+    rd_kafka_position(impl_->consumer.get(), position.get());
+    int64_t at = position->elems[0].offset >= 0 ? position->elems[0].offset : low;
+    lag += std::max<int64_t>(0, high - at);
+  }
+  return lag;
+}
+
+void TransactionalPipe::Close() {
+  if (impl_ && impl_->consumer) {
+    rd_kafka_consumer_close(impl_->consumer.get());
+    impl_->consumer.reset();
+    impl_->producer.reset();
+  }
+}
+
+}  // namespace iotinfer::kafka

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/image_message.h"
+#include "kafka/kafka.h"
+
+namespace iotinfer::kafka {
+
+struct PipeOptions {
+  KafkaConfig kafka;
+  std::string group = "iotinfer-infer";
+  std::vector<std::string> input_topics;
+  // Unique per running instance; zombies are fenced through the consumer group (KIP-447).
+  std::string transactional_id;
+  int max_batch = 64;
+  std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
+};
+
+/// A consumed message with where it came from.
+struct InputMessage {
+  WireMessage message;
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+struct OutputMessage {
+  std::string topic;
+  WireMessage message;
+};
+
+/// Exactly-once consume-transform-produce: a consumer group member reading committed
+/// messages, and a transactional producer that writes a batch's outputs together with the
+/// batch's input offsets in one Kafka transaction (send_offsets_to_transaction). After a
+/// crash the group resumes from the last committed batch, whose outputs are visible to
+/// read_committed readers exactly once. Not thread-safe.
+class TransactionalPipe {
+ public:
+  static Result<std::unique_ptr<TransactionalPipe>> Create(const PipeOptions& options);
+  ~TransactionalPipe();
+  TransactionalPipe(const TransactionalPipe&) = delete;
+  TransactionalPipe& operator=(const TransactionalPipe&) = delete;
+
+  /// Up to max_batch messages, waiting at most max_wait once the first one arrived (and at
+  /// most `idle` for the first). Empty when nothing came. Messages of partitions revoked by a
+  /// rebalance while the batch filled are dropped: their new owner reads them again.
+  Result<std::vector<InputMessage>> PollBatch(std::chrono::milliseconds idle = std::chrono::milliseconds(200));
+
+  /// Writes `outputs` and commits the offsets past `consumed`, atomically. On an abortable
+  /// failure the transaction is aborted and the consumer rewound to the last committed
+  /// offsets, so the same input is processed again; Unavailable is returned. Fatal producer
+  /// states (fenced by a newer instance) return FailedPrecondition: the process must stop.
+  Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
+
+  /// Partitions currently assigned to this member.
+  int assigned_partitions() const;
+
+  /// Messages behind the high watermark over the assigned partitions, from the last poll.
+  int64_t lag() const;
+
+  /// Leaves the group cleanly (the rest of the group rebalances at once).
+  void Close();
+
+ private:
+  struct Impl;
+  explicit TransactionalPipe(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace iotinfer::kafka
