@@ -4,12 +4,18 @@
 #include <functional>
 
 #include "core/error.h"
+#include "kafka/kafka.h"
 
 namespace iotinfer::cli {
 
 /// What the parsed command line asked for; a subcommand's parse callback stores it here and
 /// main runs it after parsing, so that errors reach one place that maps them to exit codes.
 using Action = std::function<Status()>;
+
+/// --brokers and --kafka KEY=VALUE (repeatable), for every command that talks to Kafka.
+/// The properties are kept as given and applied by ApplyKafkaProperties, which can fail.
+void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties);
+Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::KafkaConfig& config);
 
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);

@@ -21,7 +21,7 @@ struct InferFlags {
 
 Status RunInferCommand(InferFlags& flags) {
   infer::InferOptions& o = flags.options;
-  for (const auto& property : flags.kafka_properties) TRY(o.kafka.AddProperty(property));
+  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
   o.batch_wait = std::chrono::milliseconds(flags.batch_wait_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
   // SIGINT/SIGTERM: the loop finishes and commits its batch, then returns.
@@ -40,10 +40,7 @@ void AddInferCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("infer", "Run the exactly-once inference service: images -> inferences");
   auto flags = std::make_shared<InferFlags>();
   infer::InferOptions& o = flags->options;
-  cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers")
-      ->envname("IOTINFER_BROKERS")
-      ->capture_default_str();
-  cmd->add_option("--kafka", flags->kafka_properties, "any librdkafka property as KEY=VALUE (repeatable)");
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
   cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
       ->capture_default_str();
   cmd->add_option("--input-topic", o.input_topic, "topic of images")->capture_default_str();

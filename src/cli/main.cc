@@ -14,6 +14,22 @@ int ExitCode(const iotinfer::Error& error) {
 
 }  // namespace
 
+namespace iotinfer::cli {
+
+void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {
+  cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
+      ->envname("IOTINFER_BROKERS")
+      ->capture_default_str();
+  cmd.add_option("--kafka", properties, "any librdkafka property as KEY=VALUE (repeatable), e.g. for SASL/TLS");
+}
+
+Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::KafkaConfig& config) {
+  for (const auto& property : properties) TRY(config.AddProperty(property));
+  return Ok();
+}
+
+}  // namespace iotinfer::cli
+
 int main(int argc, char** argv) {
   CLI::App app{"iotinfer: machine-learning inference on streams of IoT images, and per-device analysis of it"};
   app.require_subcommand(1, 1);

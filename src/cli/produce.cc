@@ -27,7 +27,7 @@ Result<ImageEncoding> ParseFormat(const std::string& format) {
 
 Status RunProduce(ProduceFlags& flags) {
   produce::ProduceOptions& o = flags.options;
-  for (const auto& property : flags.kafka_properties) TRY(o.kafka.AddProperty(property));
+  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
   ASSIGN_OR_RETURN(o.dataset.split, dataset::ParseSplit(flags.split));
   ASSIGN_OR_RETURN(o.format, ParseFormat(flags.format));
   o.duration = std::chrono::milliseconds(static_cast<int64_t>(flags.duration_seconds * 1000));
@@ -60,11 +60,7 @@ void AddProduceCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("produce", "Send labelled images from simulated IoT devices to Kafka");
   auto flags = std::make_shared<ProduceFlags>();
   produce::ProduceOptions& o = flags->options;
-  cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers")
-      ->envname("IOTINFER_BROKERS")
-      ->capture_default_str();
-  cmd->add_option("--kafka", flags->kafka_properties,
-                  "any librdkafka property as KEY=VALUE (repeatable), e.g. for SASL/TLS");
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
   cmd->add_option("--topic", o.topic, "topic to send to")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions when the topic has to be created")->capture_default_str();
   cmd->add_option("--producers", o.producers, "number of simulated devices (producer_id 0..N-1)")

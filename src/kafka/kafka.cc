@@ -64,6 +64,15 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
   return Handle(rk);
 }
 
+rd_kafka_headers_t* MakeHeaders(const WireMessage& message) {
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+  for (const auto& h : message.headers) {
+    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                        static_cast<ssize_t>(h.value.size()));
+  }
+  return headers;
+}
+
 namespace {
 
 Result<Handle> MakeAdmin(const KafkaConfig& config) {
@@ -213,11 +222,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
 
 Status Producer::Send(const std::string& topic, const WireMessage& message) {
   for (;;) {
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
-    for (const auto& h : message.headers) {
-      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                          static_cast<ssize_t>(h.value.size()));
-    }
+    rd_kafka_headers_t* headers = MakeHeaders(message);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         impl_->rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),

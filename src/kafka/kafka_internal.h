@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/image_message.h"
 #include "kafka/kafka.h"
 
 namespace iotinfer::kafka {
@@ -26,6 +27,9 @@ Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 
 /// bootstrap.servers plus every property of `config`; InvalidInput naming a bad property.
 Result<Conf> MakeConf(const KafkaConfig& config);
+
+/// `message`'s headers as librdkafka headers; the caller owns them until producev takes them.
+rd_kafka_headers_t* MakeHeaders(const WireMessage& message);
 
 /// A client of `type`; takes ownership of `conf`.
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);

@@ -178,11 +178,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
   if (TxnError e{rd_kafka_begin_transaction(producer)}) return fail(std::move(e), "begin transaction");
   for (const OutputMessage& out : outputs) {
     for (;;) {
-      rd_kafka_headers_t* headers = rd_kafka_headers_new(out.message.headers.size());
-      for (const auto& h : out.message.headers) {
-        rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                            static_cast<ssize_t>(h.value.size()));
-      }
+      rd_kafka_headers_t* headers = MakeHeaders(out.message);
       auto err = rd_kafka_producev(
           producer, RD_KAFKA_V_TOPIC(out.topic.c_str()), RD_KAFKA_V_KEY(out.message.key.data(), out.message.key.size()),
           RD_KAFKA_V_VALUE(const_cast<char*>(out.message.value.data()), out.message.value.size()),
