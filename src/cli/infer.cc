@@ -43,6 +43,9 @@ void AddInferCommand(CLI::App& app, Action& action) {
   AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
   cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
       ->capture_default_str();
+  cmd->add_option("--instance-id", o.instance_id,
+                  "stable name of this replica for its transactions (default: host name and pid)")
+      ->envname("IOTINFER_INSTANCE_ID");
   cmd->add_option("--input-topic", o.input_topic, "topic of images")->capture_default_str();
   cmd->add_option("--output-topic", o.output_topic, "topic of inference records")->capture_default_str();
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for undecodable messages")->capture_default_str();

@@ -19,8 +19,10 @@ int64_t NowMicros() {
       .count();
 }
 
-// Unique per process: with KIP-447 a zombie is fenced through the group, not the id.
-std::string TransactionalId(const std::string& group) {
+// With KIP-447 zombies are fenced through the group whatever the id; a stable id also
+// aborts a crashed predecessor's open transaction as soon as its successor starts.
+std::string TransactionalId(const std::string& group, const std::string& instance_id) {
+  if (!instance_id.empty()) return fmt::format("{}-{}", group, instance_id);
   char host[256] = "host";
   gethostname(host, sizeof host - 1);
   return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
@@ -63,12 +65,13 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
                                           {options.output_topic, options.partitions},
                                           {options.dlq_topic, options.partitions}}));
-  ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create({.kafka = options.kafka,
-                                                                .group = options.group,
-                                                                .input_topics = {options.input_topic},
-                                                                .transactional_id = TransactionalId(options.group),
-                                                                .max_batch = options.batch_max,
-                                                                .max_wait = options.batch_wait}));
+  ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
+                                  {.kafka = options.kafka,
+                                   .group = options.group,
+                                   .input_topics = {options.input_topic},
+                                   .transactional_id = TransactionalId(options.group, options.instance_id),
+                                   .max_batch = options.batch_max,
+                                   .max_wait = options.batch_wait}));
   InferStats stats;
   auto next_log = Clock::now() + options.log_every;
   std::vector<ImageRecord> records;

@@ -16,6 +16,10 @@ namespace iotinfer::infer {
 struct InferOptions {
   kafka::KafkaConfig kafka;
   std::string group = "iotinfer-infer";
+  // Names this instance for its Kafka transactions. Give each replica a stable one (a pod
+  // name, say): a restarted instance then fences its crashed predecessor at once instead of
+  // readers waiting for the old transaction to time out. Empty: host name and process id.
+  std::string instance_id;
   std::string input_topic = "images";
   std::string output_topic = "inferences";
   std::string dlq_topic = "images.dlq";

@@ -105,7 +105,10 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   for (auto [key, value] : {std::pair{"group.id", options.group},
                             {"enable.auto.commit", "false"},
                             {"auto.offset.reset", "earliest"},
-                            {"isolation.level", "read_committed"}}) {
+                            {"isolation.level", "read_committed"},
+                            // A crashed member's partitions wait this long for a new owner; the
+                            // 45 s default is long, and heartbeats run on librdkafka's own thread.
+                            {"session.timeout.ms", "10000"}}) {
     consumer_config.properties.try_emplace(key, value);
   }
   ASSIGN_OR_RETURN(Conf consumer_conf, MakeConf(consumer_config));
@@ -117,6 +120,9 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   KafkaConfig producer_config = options.kafka;
   producer_config.properties["transactional.id"] = options.transactional_id;
   producer_config.properties.try_emplace("linger.ms", "5");
+  // A crashed instance's open transaction holds back read_committed readers until it times
+  // out; Kafka's 60 s default is long for batches that take milliseconds.
+  producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
   ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config));
   ASSIGN_OR_RETURN(impl->producer, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
   if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
@@ -222,8 +228,9 @@ int64_t TransactionalPipe::lag() const {
     PartitionList position(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(position.get(), topic.c_str(), partition);
     rd_kafka_position(impl_->consumer.get(), position.get());
-    int64_t at = position->elems[0].offset >= 0 ? position->elems[0].offset : low;
-    lag += std::max<int64_t>(0, high - at);
+    // No position yet (assigned but not fetched since): no estimate rather than a wrong one.
+    if (position->elems[0].offset < 0) continue;
+    lag += std::max<int64_t>(0, high - position->elems[0].offset);
   }
   return lag;
 }

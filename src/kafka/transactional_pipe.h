@@ -62,7 +62,8 @@ class TransactionalPipe {
   /// Partitions currently assigned to this member.
   int assigned_partitions() const;
 
-  /// Messages behind the high watermark over the assigned partitions, from the last poll.
+  /// Messages behind the high watermark over the assigned partitions that have a position,
+  /// from cached watermarks: an estimate for logs and metrics.
   int64_t lag() const;
 
   /// Leaves the group cleanly (the rest of the group rebalances at once).
