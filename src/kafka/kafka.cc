@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <array>
-#include <set>
+#include <map>
 
 #include "kafka/kafka_internal.h"
 
@@ -64,13 +64,23 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
   return Handle(rk);
 }
 
-rd_kafka_headers_t* MakeHeaders(const WireMessage& message) {
-  rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
-  for (const auto& h : message.headers) {
-    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                        static_cast<ssize_t>(h.value.size()));
+rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message) {
+  for (;;) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+    for (const auto& h : message.headers) {
+      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                          static_cast<ssize_t>(h.value.size()));
+    }
+    rd_kafka_resp_err_t err =
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return err;  // the headers now belong to the message
+    rd_kafka_headers_destroy(headers);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
+    // Backpressure: let deliveries drain the local queue, then try again.
+    rd_kafka_poll(rk, 50);
   }
-  return headers;
 }
 
 namespace {
@@ -80,16 +90,18 @@ Result<Handle> MakeAdmin(const KafkaConfig& config) {
   return MakeHandle(RD_KAFKA_PRODUCER, std::move(conf));
 }
 
-// Names of the topics the cluster has now.
-Result<std::set<std::string>> ExistingTopics(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+// Partition counts of the cluster's topics that answer without error.
+Result<std::map<std::string, int>> TopicPartitions(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
   const rd_kafka_metadata_t* metadata = nullptr;
   if (auto err = rd_kafka_metadata(rk, 1, nullptr, &metadata, static_cast<int>(timeout.count())); err) {
-    return std::unexpected(FromKafka(err, "listing topics"));
+    return std::unexpected(FromKafka(err, "reading topic metadata"));
   }
-  std::set<std::string> names;
-  for (int i = 0; i < metadata->topic_cnt; ++i) names.insert(metadata->topics[i].topic);
+  std::map<std::string, int> partitions;
+  for (int i = 0; i < metadata->topic_cnt; ++i) {
+    if (!metadata->topics[i].err) partitions[metadata->topics[i].topic] = metadata->topics[i].partition_cnt;
+  }
   rd_kafka_metadata_destroy(metadata);
-  return names;
+  return partitions;
 }
 
 }  // namespace
@@ -122,7 +134,8 @@ std::string KafkaConfig::Describe() const {
 Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
                     std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
-  ASSIGN_OR_RETURN(auto existing, ExistingTopics(rk.get(), timeout));
+  // A topic that exists but errs here is asked for again; TOPIC_ALREADY_EXISTS is fine below.
+  ASSIGN_OR_RETURN(auto existing, TopicPartitions(rk.get(), timeout));
   std::vector<rd_kafka_NewTopic_t*> wanted;
   auto cleanup = [&] {
     for (auto* topic : wanted) rd_kafka_NewTopic_destroy(topic);
@@ -172,17 +185,10 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
 
 Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic, std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
-  const rd_kafka_metadata_t* metadata = nullptr;
-  if (auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &metadata, static_cast<int>(timeout.count())); err) {
-    return std::unexpected(FromKafka(err, "reading metadata"));
-  }
-  std::optional<int> partitions;
-  for (int i = 0; i < metadata->topic_cnt; ++i) {
-    if (topic == metadata->topics[i].topic && !metadata->topics[i].err) partitions = metadata->topics[i].partition_cnt;
-  }
-  rd_kafka_metadata_destroy(metadata);
-  if (!partitions) return std::unexpected(Error::NotFound(fmt::format("topic {} does not exist", topic)));
-  return *partitions;
+  ASSIGN_OR_RETURN(auto partitions, TopicPartitions(rk.get(), timeout));
+  auto it = partitions.find(topic);
+  if (it == partitions.end()) return std::unexpected(Error::NotFound(fmt::format("topic {} does not exist", topic)));
+  return it->second;
 }
 
 struct Producer::Impl {
@@ -221,26 +227,12 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
 }
 
 Status Producer::Send(const std::string& topic, const WireMessage& message) {
-  for (;;) {
-    rd_kafka_headers_t* headers = MakeHeaders(message);
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        impl_->rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      impl_->stats.sent++;  // the headers now belong to the message
-      return Ok();
-    }
-    rd_kafka_headers_destroy(headers);
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      impl_->stats.sent++;
-      impl_->stats.failed++;
-      impl_->stats.last_error = rd_kafka_err2str(err);
-      return std::unexpected(FromKafka(err, fmt::format("producing to {}", topic)));
-    }
-    // Backpressure: let deliveries drain the local queue, then try again.
-    rd_kafka_poll(impl_->rk.get(), 50);
-  }
+  impl_->stats.sent++;
+  rd_kafka_resp_err_t err = Produce(impl_->rk.get(), topic, message);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Ok();
+  impl_->stats.failed++;
+  impl_->stats.last_error = rd_kafka_err2str(err);
+  return std::unexpected(FromKafka(err, fmt::format("producing to {}", topic)));
 }
 
 void Producer::Poll(std::chrono::milliseconds timeout) {

@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "core/error.h"
@@ -28,8 +29,9 @@ Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 /// bootstrap.servers plus every property of `config`; InvalidInput naming a bad property.
 Result<Conf> MakeConf(const KafkaConfig& config);
 
-/// `message`'s headers as librdkafka headers; the caller owns them until producev takes them.
-rd_kafka_headers_t* MakeHeaders(const WireMessage& message);
+/// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
+/// and retrying while the local queue is full. Returns producev's final error code.
+rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message);
 
 /// A client of `type`; takes ownership of `conf`.
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);

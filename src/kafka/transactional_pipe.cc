@@ -183,18 +183,8 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
 
   if (TxnError e{rd_kafka_begin_transaction(producer)}) return fail(std::move(e), "begin transaction");
   for (const OutputMessage& out : outputs) {
-    for (;;) {
-      rd_kafka_headers_t* headers = MakeHeaders(out.message);
-      auto err = rd_kafka_producev(
-          producer, RD_KAFKA_V_TOPIC(out.topic.c_str()), RD_KAFKA_V_KEY(out.message.key.data(), out.message.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(out.message.value.data()), out.message.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      rd_kafka_headers_destroy(headers);
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        return fail(TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic);
-      }
-      rd_kafka_poll(producer, 50);
+    if (auto err = Produce(producer, out.topic, out.message)) {
+      return fail(TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic);
     }
   }
 
