@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/inference_record.h"
 #include "kafka/transactional_pipe.h"
 
 namespace iotinfer::infer {
@@ -36,20 +36,18 @@ kafka::OutputMessage DeadLetter(const std::string& topic, const kafka::InputMess
   return out;
 }
 
-kafka::OutputMessage InferenceRecord(const std::string& topic, const ImageRecord& record,
+kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord& image,
                                      const model::Prediction& prediction, const model::Classifier& classifier,
                                      int64_t inferred_at) {
-  nlohmann::ordered_json json;
-  json["id"] = record.id;
-  json["image_prediction"] = classifier.class_names()[prediction.label];
-  json["actual_value"] = record.label ? nlohmann::ordered_json(*record.label) : nlohmann::ordered_json(nullptr);
-  json["producer_id"] = record.producer_id;
-  json["confidence"] = prediction.confidence;
-  json["model"] = classifier.model_id();
-  json["produced_at"] =
-      record.produced_at_us ? nlohmann::ordered_json(*record.produced_at_us) : nlohmann::ordered_json(nullptr);
-  json["inferred_at"] = inferred_at;
-  return {topic, {std::to_string(record.producer_id), json.dump(), {{"id", record.id}}}};
+  const InferenceRecord record{.id = image.id,
+                               .image_prediction = classifier.class_names()[prediction.label],
+                               .actual_value = image.label,
+                               .producer_id = image.producer_id,
+                               .confidence = prediction.confidence,
+                               .model = classifier.model_id(),
+                               .produced_at_us = image.produced_at_us,
+                               .inferred_at_us = inferred_at};
+  return {topic, {std::to_string(image.producer_id), EncodeInferenceRecord(record), {{"id", image.id}}}};
 }
 
 }  // namespace
@@ -109,7 +107,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     }
     const int64_t inferred_at = NowMicros();
     for (size_t i = 0; i < records.size(); ++i) {
-      outputs.push_back(InferenceRecord(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
+      outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
     }
     Status committed = pipe->Commit(batch, outputs);
     if (!committed) {
