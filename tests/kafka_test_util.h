@@ -21,11 +21,13 @@ inline std::string UniqueTopic(const char* prefix) {
 
 /// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed,
 /// then goes on reading for `settle`, so that anything beyond `expected` (a duplicate) shows.
+/// librdkafka's default isolation.level, read_committed, applies.
 inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
-                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0)) {
+                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0),
+                                        const std::string& brokers = kTestBrokers) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char error[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", kTestBrokers, error, sizeof error);
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
   rd_kafka_conf_set(conf, "group.id", UniqueTopic("reader").c_str(), error, sizeof error);
   rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", error, sizeof error);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
