@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <thread>
 
 #include "kafka/kafka_internal.h"
 
@@ -54,6 +55,25 @@ Result<Conf> MakeConf(const KafkaConfig& config) {
   TRY(set("bootstrap.servers", config.brokers));
   for (const auto& [key, value] : config.properties) TRY(set(key, value));
   return conf;
+}
+
+InputMessage Convert(const rd_kafka_message_t* m) {
+  InputMessage in;
+  in.topic = rd_kafka_topic_name(m->rkt);
+  in.partition = m->partition;
+  in.offset = m->offset;
+  if (m->key) in.message.key.assign(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload) in.message.value.assign(static_cast<const char*>(m->payload), m->len);
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+      in.message.headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
+    }
+  }
+  return in;
 }
 
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
@@ -180,7 +200,20 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_queue_destroy(queue);
   cleanup();
-  return status;
+  TRY(status);
+  // The controller has the topics now, but the broker that answers metadata may not yet: a
+  // caller's next PartitionCount or subscribe would miss them.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    ASSIGN_OR_RETURN(existing, TopicPartitions(rk.get(), timeout));
+    if (std::all_of(topics.begin(), topics.end(), [&](const TopicSpec& t) { return existing.contains(t.name); })) {
+      return Ok();
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return std::unexpected(Error::Unavailable("created topics do not show in the cluster's metadata"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic, std::chrono::milliseconds timeout) {

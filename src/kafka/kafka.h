@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,14 @@ struct KafkaConfig {
 /// True for librdkafka properties whose values must never reach a log.
 bool IsSecretProperty(std::string_view key);
 
+/// A consumed message with where it came from.
+struct InputMessage {
+  WireMessage message;
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
 struct TopicSpec {
   std::string name;
   int partitions = 6;
@@ -45,6 +54,14 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
 /// Partition count of `topic`, or NotFound.
 Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic,
                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+/// Reads `topic` from the beginning of every partition up to its end as of the call (its
+/// high watermark), calling `on_message` in order within each partition. read_committed:
+/// aborted messages are skipped, and a transaction still open at the end is waited for. Joins no group and commits
+/// nothing. Stops at the first error `on_message` returns; Unavailable when the end is not reached within `timeout`.
+Status ScanTopic(const KafkaConfig& config, const std::string& topic,
+                 const std::function<Status(const InputMessage&)>& on_message,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
 struct ProducerOptions {
   bool idempotent = true;  // enable.idempotence: no duplicates or reordering on retries

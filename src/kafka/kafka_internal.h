@@ -23,6 +23,14 @@ struct ConfDeleter {
 };
 using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 
+struct ListDeleter {
+  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
+};
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+
+/// Copies a consumed message (key, value, headers) and where it came from.
+InputMessage Convert(const rd_kafka_message_t* m);
+
 /// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 

@@ -20,30 +20,6 @@ struct ErrorDeleter {
 };
 using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
-
-InputMessage Convert(const rd_kafka_message_t* m) {
-  InputMessage in;
-  in.topic = rd_kafka_topic_name(m->rkt);
-  in.partition = m->partition;
-  in.offset = m->offset;
-  if (m->key) in.message.key.assign(static_cast<const char*>(m->key), m->key_len);
-  if (m->payload) in.message.value.assign(static_cast<const char*>(m->payload), m->len);
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char* name;
-    const void* value;
-    size_t size;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-      in.message.headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
-    }
-  }
-  return in;
-}
-
 }  // namespace
 
 struct TransactionalPipe::Impl {
@@ -128,6 +104,16 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
     return std::unexpected(
         Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
+  }
+
+  for (const auto& topic : options.output_topics) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(impl->producer.get(), topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* metadata = nullptr;
+    // Best effort: a failure here only means the first commit is slower.
+    if (rd_kafka_metadata(impl->producer.get(), 0, rkt, &metadata, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(metadata);
+    }
+    rd_kafka_topic_destroy(rkt);
   }
 
   PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.input_topics.size())));

@@ -17,18 +17,13 @@ struct PipeOptions {
   KafkaConfig kafka;
   std::string group = "iotinfer-infer";
   std::vector<std::string> input_topics;
+  // Looked up when the pipe is created: otherwise the first commit waits about a second for
+  // the producer to learn where these topics live.
+  std::vector<std::string> output_topics;
   // Unique per running instance; zombies are fenced through the consumer group (KIP-447).
   std::string transactional_id;
   int max_batch = 64;
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
-};
-
-/// A consumed message with where it came from.
-struct InputMessage {
-  WireMessage message;
-  std::string topic;
-  int32_t partition = 0;
-  int64_t offset = 0;
 };
 
 struct OutputMessage {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 
 #include "core/image_message.h"
 #include "kafka/kafka.h"
@@ -61,6 +62,74 @@ TEST(KafkaIntegrationTest, ProducerDeliversImageMessagesWithTheirHeaders) {
   EXPECT_EQ(by_id["img-42"].producer_id, 0);
   EXPECT_EQ(by_id["img-42"].image.pixels[0], 42);
   EXPECT_EQ(by_id["img-42"].produced_at_us, 1042);
+}
+
+// An aborted transaction's messages, on every partition of `topic`.
+void ProduceAbortedTransaction(const std::string& topic, int partitions) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", testing::kTestBrokers, error, sizeof error);
+  rd_kafka_conf_set(conf, "transactional.id", UniqueTopic("scan-txn").c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+  ASSERT_NE(rk, nullptr) << error;
+  ASSERT_EQ(rd_kafka_init_transactions(rk, 30000), nullptr);
+  ASSERT_EQ(rd_kafka_begin_transaction(rk), nullptr);
+  for (int p = 0; p < partitions; ++p) {
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(p),
+                                RD_KAFKA_V_VALUE(const_cast<char*>("aborted"), 7), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  rd_kafka_flush(rk, 10000);
+  ASSERT_EQ(rd_kafka_abort_transaction(rk, 30000), nullptr);
+  rd_kafka_destroy(rk);
+}
+
+TEST(KafkaIntegrationTest, ScanTopicReadsEveryCommittedMessageOnceInPartitionOrder) {
+  const std::string topic = UniqueTopic("scan");
+  constexpr int kPartitions = 3, kMessages = 90;
+  ASSERT_OK(EnsureTopics({}, {{topic, kPartitions}}));
+  ProduceAbortedTransaction(topic, kPartitions);
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
+  for (int i = 0; i < kMessages; ++i)
+    ASSERT_OK((*producer)->Send(topic, {std::to_string(i % 5), fmt::format("m{}", i), {}}));
+  ASSERT_OK((*producer)->Flush());
+
+  std::map<int32_t, int64_t> last_offset;
+  std::multiset<std::string> values;
+  ASSERT_OK(ScanTopic({}, topic, [&](const InputMessage& in) -> Status {
+    EXPECT_EQ(in.topic, topic);
+    if (last_offset.contains(in.partition)) {
+      EXPECT_GT(in.offset, last_offset[in.partition]);
+    }
+    last_offset[in.partition] = in.offset;
+    values.insert(in.message.value);
+    return Ok();
+  }));
+  EXPECT_EQ(values.size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(values.count("aborted"), 0u);
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(values.count(fmt::format("m{}", i)), 1u) << i;
+}
+
+TEST(KafkaIntegrationTest, ScanTopicStopsAtTheCallersErrorAndNamesAMissingTopic) {
+  const std::string topic = UniqueTopic("scan-stop");
+  ASSERT_OK(EnsureTopics({}, {{topic, 1}}));
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
+  for (int i = 0; i < 10; ++i) ASSERT_OK((*producer)->Send(topic, {"k", "v", {}}));
+  ASSERT_OK((*producer)->Flush());
+  int seen = 0;
+  Status status = ScanTopic({}, topic, [&](const InputMessage&) -> Status {
+    if (++seen == 3) return std::unexpected(Error::InvalidInput("enough"));
+    return Ok();
+  });
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().message(), "enough");
+  EXPECT_EQ(seen, 3);
+
+  Status missing = ScanTopic({}, UniqueTopic("no-such-topic"), [](const InputMessage&) { return Ok(); });
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
 }
 
 }  // namespace
