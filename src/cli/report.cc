@@ -1,0 +1,42 @@
+#include <cstdio>
+
+#include "analytics/latency.h"
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+namespace {
+
+struct LatencyFlags {
+  analytics::LatencyOptions options;
+  std::vector<std::string> kafka_properties;
+};
+
+Status RunLatency(LatencyFlags& flags) {
+  TRY(ApplyKafkaProperties(flags.kafka_properties, flags.options.kafka));
+  ASSIGN_OR_RETURN(analytics::LatencyReport report, analytics::ReportLatency(flags.options));
+  std::fputs(analytics::FormatLatency(report).c_str(), stdout);
+  return Ok();
+}
+
+void AddLatencyCommand(CLI::App& report, Action& action) {
+  auto* cmd = report.add_subcommand(
+      "latency", "Produce-to-infer latency percentiles of the inferences topic, and its CDF chart (PNG and SVG)");
+  auto flags = std::make_shared<LatencyFlags>();
+  analytics::LatencyOptions& o = flags->options;
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  cmd->add_option("--topic", o.topic, "topic with inference records")->capture_default_str();
+  cmd->add_option("--run", o.run_id, "only the images of this produce run (its run id); default: all");
+  cmd->add_option("--out", o.out_dir, "directory for the charts")->capture_default_str();
+  cmd->add_option("--chart-name", o.chart_name, "chart file name without extension")->capture_default_str();
+  cmd->callback([&action, flags] { action = [flags] { return RunLatency(*flags); }; });
+}
+
+}  // namespace
+
+void AddReportCommand(CLI::App& app, Action& action) {
+  auto* report = app.add_subcommand("report", "Reports over what the pipeline produced");
+  report->require_subcommand(1, 1);
+  AddLatencyCommand(*report, action);
+}
+
+}  // namespace iotinfer::cli
