@@ -44,11 +44,4 @@ void AddClassifyCommand(CLI::App& app, Action& action) {
   cmd->callback([&action, options, split] { action = [options, split] { return RunEvaluation(*options, *split); }; });
 }
 
-void AddDemoCommand(CLI::App& app, Action& action) {
-  auto* cmd = app.add_subcommand("demo", "Run the demo: for now, classify the Fashion-MNIST test set");
-  auto options = std::make_shared<analytics::EvaluationOptions>();
-  AddModelFlags(*cmd, *options);
-  cmd->callback([&action, options] { action = [options] { return RunEvaluation(*options, "test"); }; });
-}
-
 }  // namespace iotinfer::cli

@@ -21,5 +21,6 @@ void AddClassifyCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
 void AddInferCommand(CLI::App& app, Action& action);
+void AddReportCommand(CLI::App& app, Action& action);
 
 }  // namespace iotinfer::cli

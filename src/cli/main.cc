@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddDemoCommand(app, action);
   iotinfer::cli::AddProduceCommand(app, action);
   iotinfer::cli::AddInferCommand(app, action);
+  iotinfer::cli::AddReportCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 
   iotinfer::Status status = action();

@@ -58,7 +58,7 @@ std::string FormatStats(const InferStats& s) {
 }
 
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
-                            const std::function<void(const InferStats&)>& on_batch) {
+                            const std::function<void(const InferStats&)>& on_progress) {
   ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(options.classifier));
   TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
                                           {options.output_topic, options.partitions},
@@ -67,6 +67,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                   {.kafka = options.kafka,
                                    .group = options.group,
                                    .input_topics = {options.input_topic},
+                                   .output_topics = {options.output_topic, options.dlq_topic},
                                    .transactional_id = TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait}));
@@ -78,9 +79,12 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   std::vector<kafka::OutputMessage> outputs;
   while (!stop.load()) {
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, pipe->PollBatch());
+    if (const int partitions = pipe->assigned_partitions(); partitions != stats.partitions) {
+      stats.partitions = partitions;
+      if (on_progress) on_progress(stats);
+    }
     if (options.log_every.count() && Clock::now() >= next_log) {
       stats.lag = pipe->lag();
-      stats.partitions = pipe->assigned_partitions();
       std::fprintf(stderr, "infer: %s\n", FormatStats(stats).c_str());
       next_log = Clock::now() + options.log_every;
     }
@@ -121,7 +125,10 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     stats.dead_lettered += dead;
     stats.batches++;
     stats.last_batch = static_cast<int>(batch.size());
-    if (on_batch) on_batch(stats);
+    if (on_progress) {
+      stats.lag = pipe->lag();
+      on_progress(stats);
+    }
   }
   stats.lag = pipe->lag();
   stats.partitions = pipe->assigned_partitions();

@@ -50,10 +50,11 @@ std::string FormatStats(const InferStats& stats);
 /// `output_topic` (shared/DESIGN.md), and sends every message that fails decoding to
 /// `dlq_topic` with an `error` header. Outputs and input offsets commit in one transaction
 /// per batch, so each image yields exactly one record even across crashes and rebalances.
-/// `on_batch` (optional) sees the counters after every committed batch. Returns the final
+/// `on_progress` (optional) sees the counters after every committed batch and whenever the
+/// number of assigned partitions changes (so a caller can tell when the service is ready). Returns the final
 /// counters after finishing and committing the current batch, or an error when the service
 /// cannot start or its producer is fenced.
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
-                            const std::function<void(const InferStats&)>& on_batch = {});
+                            const std::function<void(const InferStats&)>& on_progress = {});
 
 }  // namespace iotinfer::infer

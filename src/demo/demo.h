@@ -1,0 +1,55 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "analytics/latency.h"
+#include "core/error.h"
+#include "infer/infer.h"
+#include "kafka/kafka.h"
+#include "model/classifier.h"
+#include "produce/produce.h"
+
+namespace iotinfer::demo {
+
+/// Eight devices: two healthy, the others each with a fault, one with two, so that their
+/// error rates differ from ~7% to ~60% (measured with `iotinfer classify --faults`).
+inline constexpr const char* kDefaultFaults =
+    "1:noise=0.08,2:blur=1.0,3:rotate=20,4:occlude=0.2,5:dead=0.1,6:noise=0.15,6:blur=1.4";
+
+struct DemoOptions {
+  // Empty brokers: an in-process mock cluster (librdkafka's), so no server is needed.
+  kafka::KafkaConfig kafka{.brokers = "", .properties = {}};
+  int partitions = 6;
+  int producers = 8;
+  int64_t images = 20000;
+  double rate = 0;  // images/s over all devices; 0: as fast as they go
+  std::string faults = kDefaultFaults;
+  uint64_t seed = 1;
+  model::ClassifierOptions classifier;
+  // Larger than the service's default: a commit on the mock cluster costs ~25 ms.
+  int batch_max = 256;
+  std::string out_dir = "iotinfer-demo";
+  // How long the pipeline may go without progress before the demo gives up.
+  std::chrono::milliseconds stall_timeout{60000};
+};
+
+struct DemoReport {
+  std::string brokers;  // what it ran on
+  bool embedded = false;
+  produce::ProduceProgress produced;
+  infer::InferStats inferred;
+  analytics::LatencyReport latency;
+  double seconds = 0;
+};
+
+/// Runs produce -> infer on `options.kafka` (or the mock cluster) for one fresh run: the
+/// inference service runs in a thread while the devices send, until every acknowledged
+/// image is consumed; then reports latency. `on_log` (optional) gets progress lines.
+Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log = {});
+
+std::string FormatDemo(const DemoReport& report);
+
+}  // namespace iotinfer::demo
