@@ -76,6 +76,17 @@ InputMessage Convert(const rd_kafka_message_t* m) {
   return in;
 }
 
+void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics) {
+  for (const auto& topic : topics) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* metadata = nullptr;
+    if (rd_kafka_metadata(rk, 0, rkt, &metadata, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_metadata_destroy(metadata);
+    }
+    rd_kafka_topic_destroy(rkt);
+  }
+}
+
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
   std::array<char, 512> error{};
   rd_kafka_t* rk = rd_kafka_new(type, conf.get(), error.data(), error.size());
@@ -256,6 +267,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
   rd_kafka_conf_set_opaque(conf.get(), impl.get());
   ASSIGN_OR_RETURN(impl->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  LookUpTopics(impl->rk.get(), options.topics);
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
 }
 

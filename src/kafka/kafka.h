@@ -66,6 +66,9 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
 struct ProducerOptions {
   bool idempotent = true;  // enable.idempotence: no duplicates or reordering on retries
   std::chrono::milliseconds linger{5};
+  // Looked up at creation, so the first messages to them are not held back ~1 s while
+  // librdkafka learns where they live.
+  std::vector<std::string> topics;
 };
 
 /// Delivery accounting: every message sent is eventually acknowledged or failed.

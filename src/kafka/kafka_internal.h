@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 #include "core/image_message.h"
@@ -40,6 +41,10 @@ Result<Conf> MakeConf(const KafkaConfig& config);
 /// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
 /// and retrying while the local queue is full. Returns producev's final error code.
 rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message);
+
+/// Looks up where `topics` live, so that the first message to each does not wait about a
+/// second for librdkafka 2.0's lazy metadata refresh. Best effort: failures only cost time.
+void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics);
 
 /// A client of `type`; takes ownership of `conf`.
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);

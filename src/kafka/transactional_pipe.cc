@@ -95,7 +95,9 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
 
   KafkaConfig producer_config = options.kafka;
   producer_config.properties["transactional.id"] = options.transactional_id;
-  producer_config.properties.try_emplace("linger.ms", "5");
+  // A batch's records are all queued before commit_transaction flushes them, so lingering
+  // only delays the commit (by ~3 ms of ~14 ms on a local broker).
+  producer_config.properties.try_emplace("linger.ms", "0");
   // A crashed instance's open transaction holds back read_committed readers until it times
   // out; Kafka's 60 s default is long for batches that take milliseconds.
   producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
@@ -106,15 +108,7 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
         Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
   }
 
-  for (const auto& topic : options.output_topics) {
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(impl->producer.get(), topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* metadata = nullptr;
-    // Best effort: a failure here only means the first commit is slower.
-    if (rd_kafka_metadata(impl->producer.get(), 0, rkt, &metadata, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_metadata_destroy(metadata);
-    }
-    rd_kafka_topic_destroy(rkt);
-  }
+  LookUpTopics(impl->producer.get(), options.output_topics);
 
   PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.input_topics.size())));
   for (const auto& topic : options.input_topics) {

@@ -17,12 +17,11 @@ struct PipeOptions {
   KafkaConfig kafka;
   std::string group = "iotinfer-infer";
   std::vector<std::string> input_topics;
-  // Looked up when the pipe is created: otherwise the first commit waits about a second for
-  // the producer to learn where these topics live.
+  // Looked up when the pipe is created, so the first commit does not wait for them.
   std::vector<std::string> output_topics;
   // Unique per running instance; zombies are fenced through the consumer group (KIP-447).
   std::string transactional_id;
-  int max_batch = 64;
+  int max_batch = 512;
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
 };
 

@@ -45,7 +45,7 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
   ASSIGN_OR_RETURN(dataset::Dataset data, dataset::Load(options.dataset));
   if (data.size() == 0) return std::unexpected(Error::InvalidInput("the dataset has no images"));
   TRY(kafka::EnsureTopics(options.kafka, {{options.topic, options.partitions}}));
-  ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka));
+  ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, {.topics = {options.topic}}));
 
   // A seeded shuffle: devices see varied images, and the same seed sends the same ones.
   std::vector<uint32_t> order(data.size());
