@@ -99,7 +99,6 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   infer_options.partitions = options.partitions;
   infer_options.classifier = options.classifier;
   infer_options.log_every = std::chrono::milliseconds(0);
-  infer_options.batch_max = options.batch_max;
   // Topics first, so that the service's consumer and the devices agree on them.
   if (!report.embedded) {
     std::vector<kafka::TopicSpec> specs;

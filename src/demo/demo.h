@@ -29,8 +29,6 @@ struct DemoOptions {
   std::string faults = kDefaultFaults;
   uint64_t seed = 1;
   model::ClassifierOptions classifier;
-  // Larger than the service's default: a commit on the mock cluster costs ~25 ms.
-  int batch_max = 256;
   std::string out_dir = "iotinfer-demo";
   // How long the pipeline may go without progress before the demo gives up.
   std::chrono::milliseconds stall_timeout{60000};

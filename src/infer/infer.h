@@ -24,7 +24,10 @@ struct InferOptions {
   std::string output_topic = "inferences";
   std::string dlq_topic = "images.dlq";
   int partitions = 6;  // for topics that have to be created
-  int batch_max = 64;
+  // An upper bound: batches are what arrived within batch_wait, so a large bound costs no
+  // latency at moderate rates, and under a backlog it spreads each commit (~10 ms) over
+  // more images (drain rate on 2 cores: 3.2k/s at 64, 8.2k/s at 256, 11k/s at 512).
+  int batch_max = 512;
   std::chrono::milliseconds batch_wait{20};
   model::ClassifierOptions classifier;
   DecodeLimits limits;
