@@ -13,16 +13,16 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 
 import torch
 
+from benchmarks import cpu_facts, write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(ROOT, "model")
-BEGIN, END = "<!-- bench:infer:begin -->", "<!-- bench:infer:end -->"
 
 
 def load_train_module():
@@ -30,18 +30,6 @@ def load_train_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_facts():
-    info = open("/proc/cpuinfo").read()
-    model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
-    mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", info).group(1))
-    flags = re.search(r"flags\s*:\s*(.*)", info).group(1).split()
-    vendor = re.search(r"vendor_id\s*:\s*(.*)", info).group(1).strip()
-    # FP32 FMAs per cycle per core: two FMA pipes of 8 lanes (AVX2, and AMD Zen 4's
-    # double-pumped AVX-512) or of 16 lanes (Intel cores with two AVX-512 FMA units).
-    lanes = 16 if ("avx512f" in flags and vendor == "GenuineIntel") else 8
-    return model, mhz, 2 * lanes if "fma" in flags else 4
 
 
 def time_torch(fn, batch, x_all, seconds):
@@ -108,7 +96,6 @@ def main():
     nominal_peak = cores * mhz / 1000 * fma_per_cycle
     macs = metrics["macs_per_image"]
     lines = [
-        BEGIN,
         f"### Inference: iotinfer vs PyTorch, same model ({datetime.date.today()})",
         "",
         f"Machine: {cpu}, {cores} cores at {mhz:.0f} MHz, {platform.system()} {platform.release()}. "
@@ -136,17 +123,8 @@ def main():
         f"AVX2 FMA chains per core on all {cores} cores (the nominal {mhz / 1000:.2f} GHz x {fma_per_cycle} "
         f"FMA/cycle x {cores} cores would say {nominal_peak:.0f} G; the difference is turbo). "
         "Share of peak = images/s x multiply-adds per image / peak.",
-        END,
     ]
-    section = "\n".join(lines)
-
-    text = open(args.report).read() if os.path.exists(args.report) else "# Benchmarks\n\nWritten by `./dev bench`.\n"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(args.report, "w").write(text)
-    print(section)
+    print(write_section(args.report, "infer", lines))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""What every `./dev bench NAME` driver shares: machine facts, and rewriting its own section
+of BENCHMARKS.md (between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->`)."""
+import os
+import platform
+import re
+
+
+def cpu_facts():
+    """(model name, MHz, FP32 FMAs per cycle per core)."""
+    info = open("/proc/cpuinfo").read()
+    model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
+    mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", info).group(1))
+    flags = re.search(r"flags\s*:\s*(.*)", info).group(1).split()
+    vendor = re.search(r"vendor_id\s*:\s*(.*)", info).group(1).strip()
+    # Two FMA pipes of 8 lanes (AVX2, and AMD Zen 4's double-pumped AVX-512) or of 16 lanes
+    # (Intel cores with two AVX-512 FMA units).
+    lanes = 16 if ("avx512f" in flags and vendor == "GenuineIntel") else 8
+    return model, mhz, 2 * lanes if "fma" in flags else 4
+
+
+def machine_line():
+    cpu, mhz, _ = cpu_facts()
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"Machine: {cpu}, {os.cpu_count()} cores at {mhz:.0f} MHz, {memory_gib:.0f} GiB, "
+            f"{platform.system()} {platform.release()}.")
+
+
+def write_section(report_path, name, lines):
+    """Replaces (or appends) section `name` of the report with `lines`; returns the text."""
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    section = "\n".join([begin, *lines, end])
+    text = (open(report_path).read() if os.path.exists(report_path)
+            else "# Benchmarks\n\nWritten by `./dev bench`.\n")
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    open(report_path, "w").write(text)
+    return section

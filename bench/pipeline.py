@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""`./dev bench pipeline`: images/s from device to inference record on the real broker, for
+iotinfer (`produce` + `infer`: batches, transactions, exactly-once) and for a seed-style
+Python pipeline (bench/seed_pipeline.py: confluent-kafka + PyTorch, one image at a time, as
+the original system did), on the same broker, images and model, in the same run. Then the
+latency of each at a fixed moderate rate. Writes the table into BENCHMARKS.md.
+
+Throughput: the consumer side runs first; `iotinfer produce` then sends N images as fast as
+it can; images/s = N / (last inferred_at - first produced_at), so it covers the whole path
+(encode, Kafka, decode, classify, publish and commit) with both sides sharing the cores.
+Latency: the same, with the devices held to --rate images/s for --rate-seconds; percentiles
+of inferred_at - produced_at (nearest rank), read back with read_committed.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from benchmarks import machine_line, write_section
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_topics(brokers, names, partitions):
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result(30)
+
+
+def read_records(brokers, topic, expected, timeout_s):
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-reader-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    records, deadline = [], time.monotonic() + timeout_s
+    while len(records) < expected and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            records.append(json.loads(message.value()))
+    consumer.close()
+    if len(records) < expected:
+        raise SystemExit(f"bench: only {len(records)} of {expected} records arrived on {topic} in {timeout_s:.0f} s")
+    return records
+
+
+def percentile(sorted_values, p):
+    return sorted_values[max(1, math.ceil(p * len(sorted_values))) - 1]
+
+
+def run(args, engine, images, rate=0.0):
+    """Starts `engine`'s consumer side, sends `images`, returns the records it wrote."""
+    tag = f"{engine}-{uuid.uuid4().hex[:8]}"
+    source, sink, dlq = f"bench-images-{tag}", f"bench-inferences-{tag}", f"bench-dlq-{tag}"
+    create_topics(args.brokers, [source, sink, dlq], args.partitions)
+    if engine == "iotinfer":
+        command = [args.iotinfer, "infer", "--brokers", args.brokers, "--group", tag, "--input-topic", source,
+                   "--output-topic", sink, "--dlq-topic", dlq, "--log-every-ms", "0"]
+    else:
+        command = [sys.executable, os.path.join(ROOT, "bench", "seed_pipeline.py"), "--brokers", args.brokers,
+                   "--group", tag, "--input", source, "--output", sink]
+    service = subprocess.Popen(command)
+    try:
+        # Both join their group at once (the local broker has no initial rebalance delay);
+        # this wait keeps the join out of the measured window.
+        time.sleep(3)
+        subprocess.run([args.iotinfer, "produce", "--brokers", args.brokers, "--topic", source, "--images",
+                        str(images), "--producers", "8", "--rate", str(rate), "--seed", "7"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return read_records(args.brokers, sink, images, timeout_s=600)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+
+
+def throughput(records):
+    span_us = max(r["inferred_at"] for r in records) - min(r["produced_at"] for r in records)
+    return len(records) / (span_us / 1e6)
+
+
+def latencies(records):
+    ms = sorted((r["inferred_at"] - r["produced_at"]) / 1000 for r in records)
+    return {"p50": percentile(ms, 0.50), "p99": percentile(ms, 0.99), "max": ms[-1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--images", type=int, default=30000, help="images for iotinfer's throughput run")
+    ap.add_argument("--baseline-images", type=int, default=3000, help="images for the baseline's throughput run")
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--rate-seconds", type=float, default=15)
+    args = ap.parse_args()
+
+    results = {}
+    for engine, images in (("iotinfer", args.images), ("baseline", args.baseline_images)):
+        results[engine] = {"images": images, "throughput": throughput(run(args, engine, images))}
+        print(json.dumps({engine: results[engine]}), flush=True)
+    paced = int(args.rate * args.rate_seconds)
+    for engine in ("iotinfer", "baseline"):
+        results[engine]["latency"] = latencies(run(args, engine, paced, rate=args.rate))
+        print(json.dumps({engine: results[engine]}), flush=True)
+
+    ours, base = results["iotinfer"], results["baseline"]
+    sustained = lambda r: "yes" if r["latency"]["p99"] < 1000 else "no: a backlog builds up"
+    lines = [
+        f"### Pipeline: produce -> Kafka -> infer -> inferences, iotinfer vs a seed-style Python pipeline "
+        f"({datetime.date.today()})",
+        "",
+        f"{machine_line()} Apache Kafka 3.9.1 on 127.0.0.1 (`./dev services up kafka`), topics of "
+        f"{args.partitions} partitions, 8 devices sending Fashion-MNIST test images as PNG (`iotinfer produce`). "
+        "iotinfer: `iotinfer infer` with its defaults (dynamic batches of up to 512, one Kafka transaction per "
+        "batch, exactly-once). Baseline: `bench/seed_pipeline.py`, confluent-kafka + PyTorch eager on the same "
+        "trained model, one image at a time, auto-commit (at-least-once), as the original system did. "
+        "Everything shares the machine's cores with the broker and the producer.",
+        "",
+        "| pipeline | images | images/s (first produced -> last inferred) | "
+        f"p50 at {args.rate:,.0f} img/s | p99 at {args.rate:,.0f} img/s | max at {args.rate:,.0f} img/s | "
+        "keeps up |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, r in (("iotinfer", ours), ("seed-style Python", base)):
+        lat = r["latency"]
+        lines.append(f"| {name} | {r['images']:,} | {r['throughput']:,.0f} | {lat['p50']:,.1f} ms | "
+                     f"{lat['p99']:,.1f} ms | {lat['max']:,.1f} ms | {sustained(r)} |")
+    lines += ["", f"iotinfer / baseline throughput: **{ours['throughput'] / base['throughput']:.1f}x**. "
+              f"Latency runs: {paced:,} images paced at {args.rate:,.0f} images/s over all devices."]
+    print(write_section(args.report, "pipeline", lines))
+
+
+if __name__ == "__main__":
+    main()
