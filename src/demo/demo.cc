@@ -106,10 +106,9 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
     TRY(kafka::EnsureTopics(kafka, specs));
   }
   InferThread service(infer_options);
-  std::this_thread::sleep_for(std::chrono::seconds(getenv("DEMO_SLEEP") ? atoi(getenv("DEMO_SLEEP")) : 0));
   // Devices start once the service is ready, so that latency measures the pipeline rather
   // than the group join.
-  if (!service.WaitReady(options.stall_timeout) && false) {
+  if (!service.WaitReady(options.stall_timeout)) {
     Result<infer::InferStats> ended = service.Finish(0, std::chrono::milliseconds(0));
     return std::unexpected(ended ? Error::Unavailable("the inference service got no partitions assigned")
                                  : ended.error());
