@@ -1,8 +1,25 @@
 """What every `./dev bench NAME` driver shares: machine facts, and rewriting its own section
 of BENCHMARKS.md (between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->`)."""
+import importlib.util
+import json
 import os
 import platform
 import re
+
+MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model")
+
+
+def load_trained_model():
+    """(model/train.py as a module, model/metrics.json, the trained nn.Module in eval mode)."""
+    import torch  # only the drivers that run PyTorch need it
+
+    spec = importlib.util.spec_from_file_location("train", os.path.join(MODEL_DIR, "train.py"))
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    metrics = json.load(open(os.path.join(MODEL_DIR, "metrics.json")))
+    model = train.FashionCNN(metrics["arch"])
+    model.load_state_dict(torch.load(os.path.join(MODEL_DIR, "fmnist-cnn.pt")))
+    return train, metrics, model.eval()
 
 
 def cpu_facts():

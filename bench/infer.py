@@ -9,7 +9,6 @@ TorchScript (traced, frozen, optimize_for_inference) is shown too, as the best P
 """
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -19,17 +18,8 @@ import time
 
 import torch
 
-from benchmarks import cpu_facts, write_section
+from benchmarks import cpu_facts, load_trained_model, write_section
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL_DIR = os.path.join(ROOT, "model")
-
-
-def load_train_module():
-    spec = importlib.util.spec_from_file_location("train", os.path.join(MODEL_DIR, "train.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def time_torch(fn, batch, x_all, seconds):
@@ -62,11 +52,7 @@ def main():
     ours = {r["batch"]: r for r in records if r["engine"] == "iotinfer"}
     measured_peak = next(r for r in records if r["engine"] == "fma-peak")["fma_per_second"] / 1e9
 
-    train = load_train_module()
-    metrics = json.load(open(os.path.join(MODEL_DIR, "metrics.json")))
-    model = train.FashionCNN(metrics["arch"])
-    model.load_state_dict(torch.load(os.path.join(MODEL_DIR, "fmnist-cnn.pt")))
-    model.eval()
+    train, metrics, model = load_trained_model()
     x_u8, _ = train.load_split(train.DEFAULT_DATA, "test")
     default_threads = torch.get_num_threads()
 

@@ -4,10 +4,8 @@ alone and produces the result; offsets are auto-committed (no transactions, no b
 It runs the same trained model as iotinfer (model/fmnist-cnn.pt) and writes the same JSON.
 """
 import argparse
-import importlib.util
 import io
 import json
-import os
 import signal
 import time
 
@@ -16,18 +14,9 @@ import torch
 from confluent_kafka import Consumer, Producer
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import load_trained_model
+
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def load_model():
-    spec = importlib.util.spec_from_file_location("train", os.path.join(ROOT, "model", "train.py"))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    metrics = json.load(open(os.path.join(ROOT, "model", "metrics.json")))
-    model = train.FashionCNN(metrics["arch"])
-    model.load_state_dict(torch.load(os.path.join(ROOT, "model", "fmnist-cnn.pt")))
-    return model.eval()
 
 
 def main():
@@ -37,7 +26,7 @@ def main():
     ap.add_argument("--output", required=True)
     ap.add_argument("--group", required=True)
     args = ap.parse_args()
-    model = load_model()
+    _, _, model = load_trained_model()
     consumer = Consumer({"bootstrap.servers": args.brokers, "group.id": args.group, "auto.offset.reset": "earliest"})
     producer = Producer({"bootstrap.servers": args.brokers})
     consumer.subscribe([args.input])
