@@ -4,9 +4,9 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "infer/infer.h"
+#include "infer_test_util.h"
 #include "kafka_test_util.h"
 #include "produce/produce.h"
 #include "test_util.h"
@@ -89,20 +89,8 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   options.batch_max = 32;
   options.log_every = std::chrono::milliseconds(0);
   options.limits.max_payload_bytes = 2000;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> consumed{0};
-  Result<InferStats> result = std::unexpected(Error::Internal("did not run"));
-  std::thread service([&] {
-    result = RunInfer(options, stop, [&](const InferStats& s) {
-      consumed = s.consumed;
-      if (s.consumed >= kImages + static_cast<int64_t>(bad.size())) stop = true;
-    });
-  });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
-  while (!stop && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  stop = true;
-  service.join();
+  auto result =
+      iotinfer::testing::RunInferUntil(options, kImages + static_cast<int64_t>(bad.size()), std::chrono::seconds(90));
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
   EXPECT_EQ(result->dead_lettered, static_cast<int64_t>(bad.size()));

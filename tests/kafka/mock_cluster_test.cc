@@ -6,9 +6,8 @@
 
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
-#include "infer/infer.h"
+#include "infer_test_util.h"
 #include "kafka_test_util.h"
 #include "produce/produce.h"
 #include "test_util.h"
@@ -36,18 +35,7 @@ TEST(MockClusterTest, CarriesProduceAndTransactionalInfer) {
   infer::InferOptions options;
   options.kafka.brokers = brokers;
   options.log_every = std::chrono::milliseconds(0);
-  std::atomic<bool> stop{false};
-  Result<infer::InferStats> result = std::unexpected(Error::Internal("did not run"));
-  std::thread service([&] {
-    result = infer::RunInfer(options, stop, [&](const infer::InferStats& s) {
-      if (s.consumed >= kImages) stop = true;
-    });
-  });
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!stop && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  stop = true;
-  service.join();
+  auto result = testing::RunInferUntil(options, kImages, std::chrono::seconds(60));
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
 
