@@ -97,7 +97,85 @@ kafka_reset() {
   rm -rf "$KAFKA_DATA"
 }
 
-SERVICES=(kafka)
+# A server speaking the MongoDB wire protocol: mongod when one is on PATH, else FerretDB 1.x
+# (built from the Go module proxy) on its embedded SQLite backend.
+FERRETDB_VERSION=v1.24.2
+# Overridable so that a test can run a private server it may kill (tests/sink).
+MONGO_PORT="${IOTINFER_MONGO_PORT:-27017}"
+FERRETDB_HOME="$ARTIFACTS/ferretdb-$FERRETDB_VERSION"
+MONGO_DATA="${IOTINFER_MONGO_DATA:-$ROOT/.cache/mongo}"
+
+mongo_install() {
+  command -v mongod >/dev/null && return 0
+  [[ -x "$FERRETDB_HOME/ferretdb" ]] && return 0
+  command -v go >/dev/null || die "building FerretDB needs the Go toolchain (go) on PATH"
+  log "building FerretDB $FERRETDB_VERSION from the Go module proxy into $FERRETDB_HOME"
+  # `go install ...@version` builds a binary that panics at start: the module zip lacks the
+  # build/version/version.txt that FerretDB's release builds generate. So build a copy of
+  # the module source with that one file written, as its docs describe.
+  local src work
+  src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [[ -d "$src" ]] || die "could not download FerretDB $FERRETDB_VERSION from the Go module proxy"
+  work=$(mktemp -d)
+  cp -r "$src/." "$work"
+  chmod -R u+w "$work"
+  echo "$FERRETDB_VERSION" >"$work/build/version/version.txt"
+  mkdir -p "$FERRETDB_HOME"
+  (cd "$work" && GOFLAGS=-trimpath go build -o "$FERRETDB_HOME/ferretdb.tmp" ./cmd/ferretdb)
+  rm -rf "$work"
+  mv "$FERRETDB_HOME/ferretdb.tmp" "$FERRETDB_HOME/ferretdb"
+}
+
+mongo_up() {
+  if port_open "$MONGO_PORT"; then
+    live_pid "$MONGO_DATA/pid" >/dev/null || log "port $MONGO_PORT is taken by a server this checkout did not start; using it"
+    return 0
+  fi
+  mongo_install
+  mkdir -p "$MONGO_DATA/data"
+  local what
+  if command -v mongod >/dev/null; then
+    what=mongod
+    setsid mongod --bind_ip 127.0.0.1 --port "$MONGO_PORT" --dbpath "$MONGO_DATA/data" \
+      >"$MONGO_DATA/server.log" 2>&1 </dev/null &
+  else
+    what="FerretDB $FERRETDB_VERSION (SQLite)"
+    setsid "$FERRETDB_HOME/ferretdb" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
+      --sqlite-url="file:$MONGO_DATA/data/" --state-dir="$MONGO_DATA" --debug-addr=- \
+      --telemetry=disable --log-level=warn >"$MONGO_DATA/server.log" 2>&1 </dev/null &
+  fi
+  echo $! >"$MONGO_DATA/pid"
+  log "starting $what on 127.0.0.1:$MONGO_PORT (log: $MONGO_DATA/server.log)"
+  local start=$SECONDS
+  until port_open "$MONGO_PORT"; do
+    live_pid "$MONGO_DATA/pid" >/dev/null || { tail -20 "$MONGO_DATA/server.log" >&2; die "$what exited during start-up"; }
+    ((SECONDS - start < SERVICE_START_TIMEOUT)) || { mongo_down; die "$what did not start in ${SERVICE_START_TIMEOUT}s"; }
+    sleep 0.1
+  done
+  log "$what is up ($((SECONDS - start))s)"
+}
+
+mongo_down() { stop_pidfile "$MONGO_DATA/pid" "Mongo server"; }
+
+mongo_status() {
+  local pid
+  if pid=$(live_pid "$MONGO_DATA/pid"); then
+    echo "mongo: running (pid $pid) on 127.0.0.1:$MONGO_PORT, data $MONGO_DATA/data"
+  elif port_open "$MONGO_PORT"; then
+    echo "mongo: port $MONGO_PORT answers, but not a server this checkout started"
+  else
+    echo "mongo: stopped"
+    return 3
+  fi
+}
+
+# Deletes every database of the local server.
+mongo_reset() {
+  mongo_down
+  rm -rf "$MONGO_DATA"
+}
+
+SERVICES=(kafka mongo)
 
 cmd_services() {
   local action="${1:-status}"
