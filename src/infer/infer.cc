@@ -1,10 +1,8 @@
 #include "infer/infer.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <random>
 
 #include "core/inference_record.h"
 #include "kafka/transactional_pipe.h"
@@ -17,23 +15,6 @@ using Clock = std::chrono::steady_clock;
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// With KIP-447 zombies are fenced through the group whatever the id; a stable id also
-// aborts a crashed predecessor's open transaction as soon as its successor starts.
-std::string TransactionalId(const std::string& group, const std::string& instance_id) {
-  if (!instance_id.empty()) return fmt::format("{}-{}", group, instance_id);
-  char host[256] = "host";
-  gethostname(host, sizeof host - 1);
-  return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
-}
-
-kafka::OutputMessage DeadLetter(const std::string& topic, const kafka::InputMessage& in, const Error& error) {
-  kafka::OutputMessage out{topic, in.message};
-  out.message.headers.push_back({"error", error.message()});
-  out.message.headers.push_back({"failed-at", std::to_string(NowMicros())});
-  out.message.headers.push_back({"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)});
-  return out;
 }
 
 kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord& image,
@@ -68,7 +49,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .group = options.group,
                                    .input_topics = {options.input_topic},
                                    .output_topics = {options.output_topic, options.dlq_topic},
-                                   .transactional_id = TransactionalId(options.group, options.instance_id),
+                                   .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait}));
   InferStats stats;
@@ -98,7 +79,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
       if (record) {
         records.push_back(std::move(*record));
       } else {
-        outputs.push_back(DeadLetter(options.dlq_topic, in, record.error()));
+        outputs.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message()));
         ++dead;
       }
     }

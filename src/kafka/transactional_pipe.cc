@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
+#include <unistd.h>
 
 #include <map>
+#include <random>
 #include <set>
 #include <utility>
 
@@ -21,6 +23,23 @@ struct ErrorDeleter {
 using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
 }  // namespace
+
+std::string TransactionalId(const std::string& group, const std::string& instance_id) {
+  if (!instance_id.empty()) return fmt::format("{}-{}", group, instance_id);
+  char host[256] = "host";
+  gethostname(host, sizeof host - 1);
+  return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
+}
+
+OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason) {
+  OutputMessage out{topic, in.message};
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  out.message.headers.push_back({"error", reason});
+  out.message.headers.push_back(
+      {"failed-at", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(now).count())});
+  out.message.headers.push_back({"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)});
+  return out;
+}
 
 struct TransactionalPipe::Impl {
   PipeOptions options;

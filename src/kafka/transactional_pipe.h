@@ -30,6 +30,17 @@ struct OutputMessage {
   WireMessage message;
 };
 
+/// A transactional id for one running instance of `group`'s service: "<group>-<instance_id>"
+/// when an instance id is given (give each replica a stable one, a pod name say: a restarted
+/// instance then aborts its crashed predecessor's open transaction at once), else unique per
+/// process (host name, pid, random). Zombies are fenced through the group either way (KIP-447).
+std::string TransactionalId(const std::string& group, const std::string& instance_id);
+
+/// `in` for the dead-letter topic `topic`: the original key, value and headers, plus headers
+/// `error` (`reason`), `failed-at` (microseconds since the epoch) and `source`
+/// (topic/partition/offset).
+OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason);
+
 /// Exactly-once consume-transform-produce: a consumer group member reading committed
 /// messages, and a transactional producer that writes a batch's outputs together with the
 /// batch's input offsets in one Kafka transaction (send_offsets_to_transaction). After a
