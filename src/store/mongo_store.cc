@@ -1,0 +1,488 @@
+// MongoDB (or any server speaking its wire protocol, such as FerretDB) through the official
+// C driver. Documents are built field by field so that their order is the original schema's.
+#include <fmt/format.h>
+#include <mongoc/mongoc.h>
+
+#include <mutex>
+#include <utility>
+
+#include "store/store_internal.h"
+
+namespace iotinfer::store {
+namespace {
+
+constexpr const char* kImages = "images";
+constexpr const char* kResults = "incorrect_inference_results";
+constexpr int kDuplicateKey = 11000;
+
+// Owns a heap document. (bson_t carries an alignment attribute, which a unique_ptr's
+// template argument would drop with a warning.)
+class Bson {
+ public:
+  explicit Bson(bson_t* doc = bson_new()) : doc_(doc) {}
+  ~Bson() { bson_destroy(doc_); }
+  Bson(Bson&& other) noexcept : doc_(std::exchange(other.doc_, nullptr)) {}
+  Bson& operator=(Bson&&) = delete;
+  bson_t* get() const { return doc_; }
+
+ private:
+  bson_t* doc_;
+};
+struct ClientDeleter {
+  void operator()(mongoc_client_t* c) const { mongoc_client_destroy(c); }
+};
+struct CollectionDeleter {
+  void operator()(mongoc_collection_t* c) const { mongoc_collection_destroy(c); }
+};
+using Collection = std::unique_ptr<mongoc_collection_t, CollectionDeleter>;
+struct BulkDeleter {
+  void operator()(mongoc_bulk_operation_t* b) const { mongoc_bulk_operation_destroy(b); }
+};
+using Bulk = std::unique_ptr<mongoc_bulk_operation_t, BulkDeleter>;
+struct CursorDeleter {
+  void operator()(mongoc_cursor_t* c) const { mongoc_cursor_destroy(c); }
+};
+using Cursor = std::unique_ptr<mongoc_cursor_t, CursorDeleter>;
+struct UriDeleter {
+  void operator()(mongoc_uri_t* u) const { mongoc_uri_destroy(u); }
+};
+
+// The one place the driver's errors become ours: what a caller may retry is decided here.
+Error FromBson(const bson_error_t& error, std::string_view context) {
+  std::string what = fmt::format("{}: {}", context, error.message);
+  switch (error.domain) {
+    case MONGOC_ERROR_STREAM:
+    case MONGOC_ERROR_SERVER_SELECTION:
+    case MONGOC_ERROR_CLIENT:
+    case MONGOC_ERROR_PROTOCOL:
+      return Error::Unavailable(what);
+    case MONGOC_ERROR_COMMAND:
+    case MONGOC_ERROR_SERVER:
+    case MONGOC_ERROR_WRITE_CONCERN:
+      switch (error.code) {
+        // Not primary, shutting down, interrupted, host unreachable, network timeout:
+        // the server is going away or not ready, so the same call may succeed later.
+        case 6:
+        case 7:
+        case 89:
+        case 91:
+        case 189:
+        case 10107:
+        case 11600:
+        case 11602:
+        case 13435:
+        case 13436:
+          return Error::Unavailable(what);
+        // Duplicate key, bad value, type mismatch: the same request fails again.
+        case kDuplicateKey:
+        case 2:
+        case 14:
+          return Error::InvalidInput(what);
+        default:
+          return Error::Internal(what);
+      }
+    case MONGOC_ERROR_BSON:
+    case MONGOC_ERROR_COLLECTION:
+    case MONGOC_ERROR_CURSOR:
+      return Error::InvalidInput(what);
+    default:
+      return Error::Internal(what);
+  }
+}
+
+void AppendOptionalString(bson_t* doc, const char* key, const std::optional<std::string>& value) {
+  if (value) {
+    BSON_APPEND_UTF8(doc, key, value->c_str());
+  } else {
+    BSON_APPEND_NULL(doc, key);
+  }
+}
+
+// The original schema's four fields first, exactly as its Python consumer wrote them
+// (strings, strings, int32), then the extras.
+void AppendRecord(bson_t* doc, const InferenceRecord& r, int64_t stored_at_ms) {
+  bson_append_utf8(doc, "id", 2, r.id.data(), static_cast<int>(r.id.size()));
+  bson_append_utf8(doc, "image_prediction", -1, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()));
+  AppendOptionalString(doc, "actual_value", r.actual_value);
+  BSON_APPEND_INT32(doc, "producer_id", r.producer_id);
+  BSON_APPEND_DOUBLE(doc, "confidence", r.confidence);
+  bson_append_utf8(doc, "model", -1, r.model.data(), static_cast<int>(r.model.size()));
+  if (r.produced_at_us) {
+    BSON_APPEND_DATE_TIME(doc, "produced_at", ToMillis(*r.produced_at_us));
+  } else {
+    BSON_APPEND_NULL(doc, "produced_at");
+  }
+  BSON_APPEND_DATE_TIME(doc, "inferred_at", ToMillis(r.inferred_at_us));
+  BSON_APPEND_DATE_TIME(doc, "stored_at", stored_at_ms);
+}
+
+Result<std::optional<std::string>> ReadOptionalString(const bson_iter_t& it, const char* key) {
+  if (BSON_ITER_HOLDS_NULL(&it)) return std::nullopt;
+  if (!BSON_ITER_HOLDS_UTF8(&it)) return std::unexpected(Error::InvalidInput(fmt::format("'{}' is not a string", key)));
+  uint32_t length = 0;
+  const char* s = bson_iter_utf8(&it, &length);
+  return std::string(s, length);
+}
+
+// Reads what AppendRecord wrote, accepting what other writers (the original Python consumer,
+// Spark) may have used instead: int64 or double producer_id, timestamps as integers.
+Result<StoredRecord> ReadRecord(const bson_t* doc) {
+  StoredRecord stored;
+  InferenceRecord& r = stored.record;
+  bool has_id = false, has_prediction = false, has_producer = false;
+  bson_iter_t it;
+  bson_iter_init(&it, doc);
+  while (bson_iter_next(&it)) {
+    const std::string_view key = bson_iter_key(&it);
+    if (key == "id" || key == "image_prediction" || key == "actual_value" || key == "model") {
+      ASSIGN_OR_RETURN(std::optional<std::string> value, ReadOptionalString(it, key.data()));
+      if (key == "id") {
+        has_id = value.has_value();
+        r.id = value.value_or("");
+      } else if (key == "image_prediction") {
+        has_prediction = value.has_value();
+        r.image_prediction = value.value_or("");
+      } else if (key == "actual_value") {
+        r.actual_value = std::move(value);
+      } else {
+        r.model = value.value_or("");
+      }
+    } else if (key == "producer_id") {
+      if (!BSON_ITER_HOLDS_NUMBER(&it)) return std::unexpected(Error::InvalidInput("'producer_id' is not a number"));
+      r.producer_id = static_cast<int>(bson_iter_as_int64(&it));
+      has_producer = true;
+    } else if (key == "confidence" && BSON_ITER_HOLDS_NUMBER(&it)) {
+      r.confidence = bson_iter_as_double(&it);
+    } else if (key == "produced_at" || key == "inferred_at" || key == "stored_at") {
+      std::optional<int64_t> ms;
+      if (BSON_ITER_HOLDS_DATE_TIME(&it)) ms = bson_iter_date_time(&it);
+      if (BSON_ITER_HOLDS_NUMBER(&it)) ms = bson_iter_as_int64(&it);
+      if (key == "produced_at") {
+        if (ms) r.produced_at_us = *ms * 1000;
+      } else {
+        (key == "inferred_at" ? r.inferred_at_us : stored.stored_at_us) = ms.value_or(0) * 1000;
+      }
+    }
+  }
+  if (!has_id || !has_prediction || !has_producer) {
+    return std::unexpected(Error::InvalidInput(
+        fmt::format("document '{}' lacks id, image_prediction or producer_id", r.id.empty() ? "?" : r.id)));
+  }
+  return stored;
+}
+
+Bson FilterDocument(const Filter& filter) {
+  Bson doc = Bson();
+  if (filter.producer_id) BSON_APPEND_INT32(doc.get(), "producer_id", *filter.producer_id);
+  if (filter.id) BSON_APPEND_UTF8(doc.get(), "id", filter.id->c_str());
+  return doc;
+}
+
+class MongoStore final : public Store {
+ public:
+  MongoStore(std::string described, mongoc_client_t* client, std::string database)
+      : described_(std::move(described)), client_(client), database_(std::move(database)) {}
+
+  Collection Get(const char* name) {
+    return Collection(mongoc_client_get_collection(client_.get(), database_.c_str(), name));
+  }
+
+  Status Ping() override {
+    bson_error_t error;
+    Bson ping(BCON_NEW("ping", BCON_INT32(1)));
+    if (!mongoc_client_command_simple(client_.get(), "admin", ping.get(), nullptr, nullptr, &error)) {
+      return std::unexpected(FromBson(error, Context("ping")));
+    }
+    return Ok();
+  }
+
+  Status EnsureIndexes() override {
+    mongoc_database_t* db = mongoc_client_get_database(client_.get(), database_.c_str());
+    Status status = Ok();
+    for (auto [collection, name, unique] :
+         {std::tuple{kImages, "id", true}, {kImages, "producer_id", false}, {kResults, "producer_id", true}}) {
+      std::string index_name = fmt::format("{}_1", name);
+      Bson command(BCON_NEW("createIndexes", BCON_UTF8(collection), "indexes", "[", "{", "key", "{", name,
+                            BCON_INT32(1), "}", "name", BCON_UTF8(index_name.c_str()), "unique", BCON_BOOL(unique), "}",
+                            "]"));
+      bson_error_t error;
+      if (!mongoc_database_write_command_with_opts(db, command.get(), nullptr, nullptr, &error)) {
+        status = std::unexpected(FromBson(error, Context(fmt::format("creating index {}.{}", collection, index_name))));
+        break;
+      }
+    }
+    mongoc_database_destroy(db);
+    return status;
+  }
+
+  // Inserting is the common case and several times faster than an upsert on FerretDB, so
+  // every record is first inserted (unordered); the ids the unique index refuses exist
+  // already and are then replaced by id with upsert, which makes the whole an upsert.
+  Result<UpsertStats> Upsert(std::span<const InferenceRecord> records) override {
+    UpsertStats stats;
+    if (records.empty()) return stats;
+    Collection images = Get(kImages);
+    const int64_t stored_at = ToMillis(NowMillisAsMicros());
+    std::vector<Bson> docs;
+    docs.reserve(records.size());
+    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
+    Bulk insert(mongoc_collection_create_bulk_operation_with_opts(images.get(), unordered.get()));
+    for (const InferenceRecord& r : records) {
+      docs.push_back(Bson());
+      AppendRecord(docs.back().get(), r, stored_at);
+      mongoc_bulk_operation_insert_with_opts(insert.get(), docs.back().get(), nullptr, nullptr);
+    }
+    bson_t reply;
+    bson_error_t error;
+    const bool inserted_all = mongoc_bulk_operation_execute(insert.get(), &reply, &error) != 0;
+    Result<std::vector<size_t>> refused = Duplicates(&reply, inserted_all, error);
+    bson_destroy(&reply);
+    ASSIGN_OR_RETURN(std::vector<size_t> duplicates, std::move(refused));
+    stats.inserted = static_cast<int64_t>(records.size() - duplicates.size());
+    if (duplicates.empty()) return stats;
+
+    std::vector<Replacement> replacements;
+    for (size_t i : duplicates) {
+      replacements.push_back({Bson(BCON_NEW("id", BCON_UTF8(records[i].id.c_str()))), docs[i].get()});
+    }
+    TRY(ReplaceAll(images.get(), replacements, "replacing existing images"));
+    stats.replaced = static_cast<int64_t>(duplicates.size());
+    return stats;
+  }
+
+  struct Replacement {
+    Bson selector;
+    const bson_t* document;
+  };
+
+  // Replace-with-upsert of each document, in commands of a few statements: FerretDB 1.x holds
+  // a SQLite connection per statement of an update command until the command ends, from a
+  // pool of 100 per database, so a command of 100 statements (or a few concurrent ones of
+  // dozens) deadlocks the server. Replacements are the rare path (replays), so this costs
+  // little.
+  Status ReplaceAll(mongoc_collection_t* collection, std::span<const Replacement> replacements, std::string_view what) {
+    constexpr size_t kStatementsPerCommand = 16;
+    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
+    Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+    for (size_t begin = 0; begin < replacements.size(); begin += kStatementsPerCommand) {
+      Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection, unordered.get()));
+      for (size_t i = begin; i < std::min(replacements.size(), begin + kStatementsPerCommand); ++i) {
+        mongoc_bulk_operation_replace_one_with_opts(bulk.get(), replacements[i].selector.get(),
+                                                    replacements[i].document, upsert.get(), nullptr);
+      }
+      bson_t reply;
+      bson_error_t error;
+      const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
+      bson_destroy(&reply);
+      if (!ok) return std::unexpected(FromBson(error, Context(what)));
+    }
+    return Ok();
+  }
+
+  // Indexes of the records the unique index refused; any other write error fails the call.
+  Result<std::vector<size_t>> Duplicates(const bson_t* reply, bool ok, const bson_error_t& error) {
+    std::vector<size_t> duplicates;
+    if (ok) return duplicates;
+    // The reply lists writeErrors (empty) even when the command never reached the server:
+    // only a failure that is all duplicate keys is one.
+    bson_iter_t it, errors;
+    if (error.code != kDuplicateKey || !bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &errors)) {
+      return std::unexpected(FromBson(error, Context("inserting images")));
+    }
+    while (bson_iter_next(&errors)) {
+      bson_iter_t entry;
+      if (!bson_iter_recurse(&errors, &entry)) continue;
+      int64_t index = -1, code = 0;
+      std::string message;
+      while (bson_iter_next(&entry)) {
+        const std::string_view key = bson_iter_key(&entry);
+        if (key == "index") index = bson_iter_as_int64(&entry);
+        if (key == "code") code = bson_iter_as_int64(&entry);
+        if (key == "errmsg" && BSON_ITER_HOLDS_UTF8(&entry)) message = bson_iter_utf8(&entry, nullptr);
+      }
+      if (code != kDuplicateKey || index < 0) {
+        bson_error_t item{};
+        item.domain = MONGOC_ERROR_SERVER;
+        item.code = static_cast<uint32_t>(code);
+        bson_strncpy(item.message, message.c_str(), sizeof item.message);
+        return std::unexpected(FromBson(item, Context("inserting images")));
+      }
+      duplicates.push_back(static_cast<size_t>(index));
+    }
+    if (duplicates.empty()) return std::unexpected(FromBson(error, Context("inserting images")));
+    return duplicates;
+  }
+
+  Status Scan(const Filter& filter, const std::function<Status(const StoredRecord&)>& visit) override {
+    Collection images = Get(kImages);
+    Bson query = FilterDocument(filter);
+    Bson opts(BCON_NEW("projection", "{", "_id", BCON_INT32(0), "}", "batchSize", BCON_INT32(10000)));
+    Cursor cursor(mongoc_collection_find_with_opts(images.get(), query.get(), opts.get(), nullptr));
+    const bson_t* doc = nullptr;
+    while (mongoc_cursor_next(cursor.get(), &doc)) {
+      ASSIGN_OR_RETURN(StoredRecord stored, ReadRecord(doc));
+      TRY(visit(stored));
+    }
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor.get(), &error)) return std::unexpected(FromBson(error, Context("scanning images")));
+    return Ok();
+  }
+
+  Result<int64_t> Count(const Filter& filter) override {
+    Collection images = Get(kImages);
+    Bson query = FilterDocument(filter);
+    bson_error_t error;
+    const int64_t n = mongoc_collection_count_documents(images.get(), query.get(), nullptr, nullptr, nullptr, &error);
+    if (n < 0) return std::unexpected(FromBson(error, Context("counting images")));
+    return n;
+  }
+
+  // Only $group with a compound key and {$sum: 1}: FerretDB 1.x runs this pipeline, while
+  // comparing two fields inside the server ($expr, $cond, $ne) it does not.
+  Result<std::vector<ConfusionCell>> Confusion() override {
+    Collection images = Get(kImages);
+    Bson pipeline(BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "p", BCON_UTF8("$producer_id"), "pred",
+                           BCON_UTF8("$image_prediction"), "act", BCON_UTF8("$actual_value"), "}", "n", "{", "$sum",
+                           BCON_INT32(1), "}", "}", "}", "]"));
+    Cursor cursor(mongoc_collection_aggregate(images.get(), MONGOC_QUERY_NONE, pipeline.get(), nullptr, nullptr));
+    std::vector<ConfusionCell> cells;
+    const bson_t* doc = nullptr;
+    while (mongoc_cursor_next(cursor.get(), &doc)) {
+      ConfusionCell cell;
+      bson_iter_t it, key;
+      if (bson_iter_init_find(&it, doc, "n")) cell.count = bson_iter_as_int64(&it);
+      if (bson_iter_init_find(&it, doc, "_id") && bson_iter_recurse(&it, &key)) {
+        while (bson_iter_next(&key)) {
+          const std::string_view name = bson_iter_key(&key);
+          if (name == "p") cell.producer_id = static_cast<int>(bson_iter_as_int64(&key));
+          if (name == "pred" && BSON_ITER_HOLDS_UTF8(&key)) cell.image_prediction = bson_iter_utf8(&key, nullptr);
+          if (name == "act" && BSON_ITER_HOLDS_UTF8(&key)) cell.actual_value = bson_iter_utf8(&key, nullptr);
+        }
+      }
+      cells.push_back(std::move(cell));
+    }
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor.get(), &error)) {
+      return std::unexpected(FromBson(error, Context("aggregating images")));
+    }
+    return cells;
+  }
+
+  // Upserts every producer's document, then deletes the producers no longer present: with
+  // no multi-document transactions (FerretDB), readers never see an empty collection.
+  Status ReplaceResults(std::span<const ProducerResult> results) override {
+    Collection collection = Get(kResults);
+    std::vector<Bson> docs;
+    std::vector<Replacement> replacements;
+    for (const ProducerResult& r : results) {
+      docs.push_back(
+          Bson(BCON_NEW("producer_id", BCON_INT32(r.producer_id), "incorrect_count", BCON_INT64(r.incorrect_count),
+                        "total", BCON_INT64(r.total), "error_rate", BCON_DOUBLE(r.error_rate), "unlabelled",
+                        BCON_INT64(r.unlabelled), "computed_at", BCON_DATE_TIME(ToMillis(r.computed_at_us)))));
+      replacements.push_back({Bson(BCON_NEW("producer_id", BCON_INT32(r.producer_id))), docs.back().get()});
+    }
+    TRY(ReplaceAll(collection.get(), replacements, "writing incorrect_inference_results"));
+    Bson stale = Bson();
+    bson_t in, ids;
+    BSON_APPEND_DOCUMENT_BEGIN(stale.get(), "producer_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$nin", &ids);
+    for (size_t i = 0; i < results.size(); ++i) {
+      BSON_APPEND_INT32(&ids, std::to_string(i).c_str(), results[i].producer_id);
+    }
+    bson_append_array_end(&in, &ids);
+    bson_append_document_end(stale.get(), &in);
+    bson_error_t error;
+    if (!mongoc_collection_delete_many(collection.get(), stale.get(), nullptr, nullptr, &error)) {
+      return std::unexpected(FromBson(error, Context("deleting stale incorrect_inference_results")));
+    }
+    return Ok();
+  }
+
+  Result<std::vector<ProducerResult>> ReadResults() override {
+    Collection collection = Get(kResults);
+    Bson query = Bson();
+    Bson opts(BCON_NEW("sort", "{", "producer_id", BCON_INT32(1), "}"));
+    Cursor cursor(mongoc_collection_find_with_opts(collection.get(), query.get(), opts.get(), nullptr));
+    std::vector<ProducerResult> results;
+    const bson_t* doc = nullptr;
+    while (mongoc_cursor_next(cursor.get(), &doc)) {
+      ProducerResult r;
+      bson_iter_t it;
+      bson_iter_init(&it, doc);
+      while (bson_iter_next(&it)) {
+        const std::string_view key = bson_iter_key(&it);
+        if (key == "producer_id") r.producer_id = static_cast<int>(bson_iter_as_int64(&it));
+        if (key == "incorrect_count") r.incorrect_count = bson_iter_as_int64(&it);
+        if (key == "total") r.total = bson_iter_as_int64(&it);
+        if (key == "unlabelled") r.unlabelled = bson_iter_as_int64(&it);
+        if (key == "error_rate") r.error_rate = bson_iter_as_double(&it);
+        if (key == "computed_at" && BSON_ITER_HOLDS_DATE_TIME(&it)) r.computed_at_us = bson_iter_date_time(&it) * 1000;
+      }
+      results.push_back(r);
+    }
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor.get(), &error)) {
+      return std::unexpected(FromBson(error, Context("reading incorrect_inference_results")));
+    }
+    return results;
+  }
+
+  Status Clear() override {
+    for (const char* name : {kImages, kResults}) {
+      Collection collection = Get(name);
+      bson_error_t error;
+      // 26: the collection does not exist, which is what we wanted.
+      if (!mongoc_collection_drop(collection.get(), &error) && error.code != 26) {
+        return std::unexpected(FromBson(error, Context(fmt::format("dropping {}", name))));
+      }
+    }
+    return EnsureIndexes();
+  }
+
+  std::string Describe() const override { return described_; }
+
+ private:
+  std::string Context(std::string_view what) const { return fmt::format("{} ({})", what, described_); }
+
+  std::string described_;
+  std::unique_ptr<mongoc_client_t, ClientDeleter> client_;
+  std::string database_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
+  static std::once_flag init;
+  std::call_once(init, [] {
+    mongoc_init();
+    // The driver logs to stderr on its own (including every failed server check while a
+    // server is down); our callers report errors themselves, once, with context.
+    mongoc_log_set_handler(nullptr, nullptr);
+  });
+  bson_error_t error;
+  std::unique_ptr<mongoc_uri_t, UriDeleter> uri(mongoc_uri_new_with_error(options.uri.c_str(), &error));
+  if (!uri) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("store URI '{}': {}", RedactUri(options.uri), error.message)));
+  }
+  const auto timeout_ms = static_cast<int32_t>(options.timeout.count());
+  for (const char* option : {MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGOC_URI_CONNECTTIMEOUTMS}) {
+    if (!mongoc_uri_has_option(uri.get(), option)) mongoc_uri_set_option_as_int32(uri.get(), option, timeout_ms);
+  }
+  mongoc_uri_set_appname(uri.get(), "iotinfer");
+  mongoc_client_t* client = mongoc_client_new_from_uri_with_error(uri.get(), &error);
+  if (client == nullptr) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("store URI '{}': {}", RedactUri(options.uri), error.message)));
+  }
+  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+  auto store = std::make_unique<MongoStore>(RedactUri(options.uri), client, options.database);
+  // A server that is down now may be up by the first write; anything else is a real error.
+  if (Status indexed = store->EnsureIndexes(); !indexed && indexed.error().code() != Error::Code::kUnavailable) {
+    return std::unexpected(indexed.error());
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace iotinfer::store

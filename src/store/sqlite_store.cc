@@ -1,0 +1,279 @@
+// The embedded default store: one SQLite file in WAL mode, tables named like the MongoDB
+// collections, columns in the order of the original schema.
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include "store/store_internal.h"
+
+namespace iotinfer::store {
+namespace {
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using Statement = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS images (
+  id TEXT PRIMARY KEY NOT NULL,
+  image_prediction TEXT NOT NULL,
+  actual_value TEXT,
+  producer_id INTEGER NOT NULL,
+  confidence REAL NOT NULL,
+  model TEXT NOT NULL,
+  produced_at INTEGER,
+  inferred_at INTEGER NOT NULL,
+  stored_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS images_producer_id ON images (producer_id);
+CREATE TABLE IF NOT EXISTS incorrect_inference_results (
+  producer_id INTEGER PRIMARY KEY NOT NULL,
+  incorrect_count INTEGER NOT NULL,
+  total INTEGER NOT NULL,
+  unlabelled INTEGER NOT NULL,
+  error_rate REAL NOT NULL,
+  computed_at INTEGER NOT NULL
+);
+)sql";
+
+constexpr const char* kColumns =
+    "id, image_prediction, actual_value, producer_id, confidence, model, produced_at, inferred_at, stored_at";
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string uri, sqlite3* db) : uri_(std::move(uri)), db_(db) {}
+
+  // The one place SQLite's codes become ours: a locked database is worth retrying.
+  Error FromSqlite(int rc, std::string_view context) const {
+    std::string what = fmt::format("{}: {}: {}", uri_, context, sqlite3_errmsg(db_.get()));
+    switch (rc & 0xff) {
+      case SQLITE_BUSY:
+      case SQLITE_LOCKED:
+        return Error::Unavailable(what);
+      case SQLITE_CONSTRAINT:
+      case SQLITE_MISMATCH:
+      case SQLITE_TOOBIG:
+        return Error::InvalidInput(what);
+      case SQLITE_IOERR:
+      case SQLITE_FULL:
+      case SQLITE_CANTOPEN:
+      case SQLITE_READONLY:
+        return Error::Io(what);
+      default:
+        return Error::Internal(what);
+    }
+  }
+
+  Status Exec(const char* sql) {
+    if (int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+      return std::unexpected(FromSqlite(rc, "executing schema statements"));
+    }
+    return Ok();
+  }
+
+  Result<Statement> Prepare(std::string_view sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (int rc = sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                    &stmt, nullptr);
+        rc != SQLITE_OK) {
+      return std::unexpected(FromSqlite(rc, "preparing a statement"));
+    }
+    return Statement(stmt);
+  }
+
+  // Runs `stmt` to completion; rows, if any, go to `row`.
+  Status Run(sqlite3_stmt* stmt, std::string_view context, const std::function<Status(sqlite3_stmt*)>& row = {}) {
+    for (;;) {
+      int rc = sqlite3_step(stmt);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        sqlite3_reset(stmt);
+        return std::unexpected(FromSqlite(rc, context));
+      }
+      if (row) {
+        if (Status s = row(stmt); !s) {
+          sqlite3_reset(stmt);
+          return s;
+        }
+      }
+    }
+    sqlite3_reset(stmt);
+    return Ok();
+  }
+
+  Status Init() {
+    TRY(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+    TRY(EnsureIndexes());
+    ASSIGN_OR_RETURN(insert_,
+                     Prepare(fmt::format("INSERT OR IGNORE INTO images ({}) VALUES (?,?,?,?,?,?,?,?,?)", kColumns)));
+    ASSIGN_OR_RETURN(update_, Prepare("UPDATE images SET image_prediction=?2, actual_value=?3, producer_id=?4, "
+                                      "confidence=?5, model=?6, produced_at=?7, inferred_at=?8, stored_at=?9 "
+                                      "WHERE id=?1"));
+    return Ok();
+  }
+
+  Status Ping() override { return Exec("SELECT 1"); }
+
+  Status EnsureIndexes() override { return Exec(kSchema); }
+
+  Result<UpsertStats> Upsert(std::span<const InferenceRecord> records) override {
+    UpsertStats stats;
+    TRY(Exec("BEGIN IMMEDIATE"));
+    const int64_t stored_at = ToMillis(NowMillisAsMicros());
+    for (const InferenceRecord& r : records) {
+      for (sqlite3_stmt* stmt : {insert_.get(), update_.get()}) {
+        sqlite3_bind_text(stmt, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()),
+                          SQLITE_STATIC);
+        if (r.actual_value) {
+          sqlite3_bind_text(stmt, 3, r.actual_value->data(), static_cast<int>(r.actual_value->size()), SQLITE_STATIC);
+        } else {
+          sqlite3_bind_null(stmt, 3);
+        }
+        sqlite3_bind_int(stmt, 4, r.producer_id);
+        sqlite3_bind_double(stmt, 5, r.confidence);
+        sqlite3_bind_text(stmt, 6, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
+        if (r.produced_at_us) {
+          sqlite3_bind_int64(stmt, 7, ToMillis(*r.produced_at_us));
+        } else {
+          sqlite3_bind_null(stmt, 7);
+        }
+        sqlite3_bind_int64(stmt, 8, ToMillis(r.inferred_at_us));
+        sqlite3_bind_int64(stmt, 9, stored_at);
+        if (Status s = Run(stmt, "upserting into images"); !s) {
+          (void)Exec("ROLLBACK");
+          return std::unexpected(s.error());
+        }
+        if (sqlite3_changes(db_.get()) > 0) {
+          (stmt == insert_.get() ? stats.inserted : stats.replaced)++;
+          break;
+        }
+      }
+    }
+    if (Status s = Exec("COMMIT"); !s) {
+      (void)Exec("ROLLBACK");
+      return std::unexpected(s.error());
+    }
+    return stats;
+  }
+
+  // " WHERE ..." for `filter`, whose values bind from parameter 1 on.
+  static std::string Where(const Filter& filter) {
+    std::vector<std::string> terms;
+    if (filter.producer_id) terms.push_back("producer_id = ?");
+    if (filter.id) terms.push_back("id = ?");
+    return terms.empty() ? "" : fmt::format(" WHERE {}", fmt::join(terms, " AND "));
+  }
+  static void Bind(sqlite3_stmt* stmt, const Filter& filter) {
+    int i = 1;
+    if (filter.producer_id) sqlite3_bind_int(stmt, i++, *filter.producer_id);
+    if (filter.id) sqlite3_bind_text(stmt, i++, filter.id->c_str(), -1, SQLITE_TRANSIENT);
+  }
+
+  static std::optional<std::string> OptionalText(sqlite3_stmt* stmt, int column) {
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL) return std::nullopt;
+    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, column)));
+  }
+
+  Status Scan(const Filter& filter, const std::function<Status(const StoredRecord&)>& visit) override {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare(fmt::format("SELECT {} FROM images{}", kColumns, Where(filter))));
+    Bind(stmt.get(), filter);
+    return Run(stmt.get(), "scanning images", [&](sqlite3_stmt* s) {
+      StoredRecord stored;
+      InferenceRecord& r = stored.record;
+      r.id = *OptionalText(s, 0);
+      r.image_prediction = *OptionalText(s, 1);
+      r.actual_value = OptionalText(s, 2);
+      r.producer_id = sqlite3_column_int(s, 3);
+      r.confidence = sqlite3_column_double(s, 4);
+      r.model = *OptionalText(s, 5);
+      if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.produced_at_us = sqlite3_column_int64(s, 6) * 1000;
+      r.inferred_at_us = sqlite3_column_int64(s, 7) * 1000;
+      stored.stored_at_us = sqlite3_column_int64(s, 8) * 1000;
+      return visit(stored);
+    });
+  }
+
+  Result<int64_t> Count(const Filter& filter) override {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare(fmt::format("SELECT COUNT(*) FROM images{}", Where(filter))));
+    Bind(stmt.get(), filter);
+    int64_t count = 0;
+    TRY(Run(stmt.get(), "counting images", [&](sqlite3_stmt* s) {
+      count = sqlite3_column_int64(s, 0);
+      return Ok();
+    }));
+    return count;
+  }
+
+  Result<std::vector<ConfusionCell>> Confusion() override {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT producer_id, image_prediction, actual_value, COUNT(*) FROM images "
+                                             "GROUP BY producer_id, image_prediction, actual_value"));
+    std::vector<ConfusionCell> cells;
+    TRY(Run(stmt.get(), "aggregating images", [&](sqlite3_stmt* s) {
+      cells.push_back({sqlite3_column_int(s, 0), *OptionalText(s, 1), OptionalText(s, 2), sqlite3_column_int64(s, 3)});
+      return Ok();
+    }));
+    return cells;
+  }
+
+  Status ReplaceResults(std::span<const ProducerResult> results) override {
+    ASSIGN_OR_RETURN(Statement insert, Prepare("INSERT INTO incorrect_inference_results (producer_id, incorrect_count, "
+                                               "total, unlabelled, error_rate, computed_at) VALUES (?,?,?,?,?,?)"));
+    TRY(Exec("BEGIN IMMEDIATE"));
+    Status written = Exec("DELETE FROM incorrect_inference_results");
+    for (size_t i = 0; written && i < results.size(); ++i) {
+      const ProducerResult& r = results[i];
+      sqlite3_bind_int(insert.get(), 1, r.producer_id);
+      sqlite3_bind_int64(insert.get(), 2, r.incorrect_count);
+      sqlite3_bind_int64(insert.get(), 3, r.total);
+      sqlite3_bind_int64(insert.get(), 4, r.unlabelled);
+      sqlite3_bind_double(insert.get(), 5, r.error_rate);
+      sqlite3_bind_int64(insert.get(), 6, ToMillis(r.computed_at_us));
+      written = Run(insert.get(), "writing incorrect_inference_results");
+    }
+    if (written) written = Exec("COMMIT");
+    if (!written) (void)Exec("ROLLBACK");
+    return written;
+  }
+
+  Result<std::vector<ProducerResult>> ReadResults() override {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT producer_id, incorrect_count, total, unlabelled, error_rate, "
+                                             "computed_at FROM incorrect_inference_results ORDER BY producer_id"));
+    std::vector<ProducerResult> results;
+    TRY(Run(stmt.get(), "reading incorrect_inference_results", [&](sqlite3_stmt* s) {
+      results.push_back({sqlite3_column_int(s, 0), sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
+                         sqlite3_column_int64(s, 3), sqlite3_column_double(s, 4), sqlite3_column_int64(s, 5) * 1000});
+      return Ok();
+    }));
+    return results;
+  }
+
+  Status Clear() override { return Exec("DELETE FROM images; DELETE FROM incorrect_inference_results;"); }
+
+  std::string Describe() const override { return uri_; }
+
+ private:
+  std::string uri_;
+  std::unique_ptr<sqlite3, DbCloser> db_;
+  Statement insert_;
+  Statement update_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqlite(const StoreOptions& options, const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  auto store = std::make_unique<SqliteStore>(options.uri, db);  // owns db even when opening failed
+  if (rc != SQLITE_OK) return std::unexpected(store->FromSqlite(rc, "opening").WithContext("store"));
+  // Another process writing (a second sink, a batch job) makes us wait, not fail.
+  sqlite3_busy_timeout(db, static_cast<int>(options.timeout.count()));
+  TRY(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace iotinfer::store

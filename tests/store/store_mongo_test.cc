@@ -1,0 +1,50 @@
+// The store suite against the real MongoDB-protocol server that ./dev services starts
+// (FerretDB, or mongod when on PATH), one database per test.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "store/store_suite.h"
+
+namespace iotinfer::store {
+namespace {
+
+constexpr const char* kUri = "mongodb://127.0.0.1:27017";
+
+std::unique_ptr<Store> OpenFreshMongo() {
+  static int n = 0;
+  std::string db = "store_test_" + std::to_string(getpid()) + "_" + std::to_string(n++);
+  auto store = Store::Open({.uri = kUri, .database = db});
+  EXPECT_TRUE(store) << store.error().message();
+  if (!store) return nullptr;
+  EXPECT_TRUE((*store)->Clear());
+  return std::move(*store);
+}
+
+INSTANTIATE_TEST_SUITE_P(Mongo, StoreSuite, testing::Values(StoreFactory(OpenFreshMongo)));
+
+TEST(MongoStoreTest, ServerDownIsUnavailableNotAnOpenError) {
+  // Nothing listens on port 1: the service may start before its database.
+  auto store = Store::Open({.uri = "mongodb://127.0.0.1:1", .timeout = std::chrono::milliseconds(300)});
+  ASSERT_TRUE(store) << store.error().message();
+  Status ping = (*store)->Ping();
+  ASSERT_FALSE(ping);
+  EXPECT_EQ(ping.error().code(), Error::Code::kUnavailable) << ping.error().message();
+  InferenceRecord r{.id = "a", .image_prediction = "Bag", .producer_id = 1};
+  auto upsert = (*store)->Upsert({&r, 1});
+  ASSERT_FALSE(upsert);
+  EXPECT_EQ(upsert.error().code(), Error::Code::kUnavailable) << upsert.error().message();
+}
+
+TEST(MongoStoreTest, DescribeHidesThePassword) {
+  auto store = Store::Open(
+      {.uri = "mongodb://alice:s3cret@127.0.0.1:1/?authSource=admin", .timeout = std::chrono::milliseconds(100)});
+  ASSERT_TRUE(store);
+  EXPECT_EQ((*store)->Describe(), "mongodb://alice:***@127.0.0.1:1/?authSource=admin");
+  Status ping = (*store)->Ping();
+  ASSERT_FALSE(ping);
+  EXPECT_EQ(ping.error().message().find("s3cret"), std::string::npos) << ping.error().message();
+}
+
+}  // namespace
+}  // namespace iotinfer::store

@@ -1,0 +1,202 @@
+#pragma once
+
+// The one behaviour every store implements, run against each: SQLite in store_test, a
+// real MongoDB-protocol server in store_mongo_test (the INSTANTIATE lines pick which).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+
+namespace iotinfer::store {
+
+/// Opens a fresh, empty store for one test.
+using StoreFactory = std::function<std::unique_ptr<Store>()>;
+
+class StoreSuite : public testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    store_ = GetParam()();
+    ASSERT_NE(store_, nullptr);
+  }
+
+  static InferenceRecord Record(int i, int producer, std::string prediction, std::optional<std::string> actual) {
+    return {.id = "img-" + std::to_string(i),
+            .image_prediction = std::move(prediction),
+            .actual_value = std::move(actual),
+            .producer_id = producer,
+            .confidence = 0.5 + i * 1e-4,
+            .model = "fmnist-cnn-test",
+            .produced_at_us = 1'700'000'000'000'000 + i * 1000,
+            .inferred_at_us = 1'700'000'000'500'000 + i * 1000};
+  }
+
+  std::vector<StoredRecord> ScanAll(const Filter& filter = {}) {
+    std::vector<StoredRecord> out;
+    Status s = store_->Scan(filter, [&](const StoredRecord& r) {
+      out.push_back(r);
+      return Ok();
+    });
+    EXPECT_TRUE(s) << s.error().message();
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.record.id < b.record.id; });
+    return out;
+  }
+
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreSuite, PingsAndStartsEmpty) {
+  EXPECT_TRUE(store_->Ping());
+  EXPECT_EQ(store_->Count({}).value(), 0);
+  EXPECT_TRUE(store_->ReadResults().value().empty());
+}
+
+TEST_P(StoreSuite, UpsertedRecordsReadBackEqual) {
+  std::vector<InferenceRecord> records{Record(1, 3, "Shirt", "T-shirt/top"), Record(2, 5, "Bag", std::nullopt)};
+  records[1].produced_at_us.reset();
+  const auto before = std::chrono::system_clock::now();
+  auto stats = store_->Upsert(records);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->inserted, 2);
+  EXPECT_EQ(stats->replaced, 0);
+  auto stored = ScanAll();
+  ASSERT_EQ(stored.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(stored[i].record, records[i]) << stored[i].record.id;
+    const auto at = std::chrono::system_clock::time_point(std::chrono::microseconds(stored[i].stored_at_us));
+    EXPECT_GE(at, std::chrono::time_point_cast<std::chrono::milliseconds>(before));
+    EXPECT_LE(at, std::chrono::system_clock::now());
+  }
+}
+
+TEST_P(StoreSuite, TimestampsKeepMilliseconds) {
+  InferenceRecord r = Record(1, 0, "Bag", "Bag");
+  r.produced_at_us = 1'700'000'000'123'999;
+  r.inferred_at_us = 1'700'000'000'456'001;
+  ASSERT_TRUE(store_->Upsert({&r, 1}));
+  auto stored = ScanAll();
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].record.produced_at_us, 1'700'000'000'123'000);
+  EXPECT_EQ(stored[0].record.inferred_at_us, 1'700'000'000'456'000);
+}
+
+TEST_P(StoreSuite, UpsertingAgainLeavesOneDocumentPerId) {
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 300; ++i) records.push_back(Record(i, i % 4, "Bag", "Bag"));
+  ASSERT_TRUE(store_->Upsert(records));
+  // A replay that overlaps: half old ids with a changed prediction, half new ones.
+  std::vector<InferenceRecord> replay;
+  for (int i = 150; i < 450; ++i) replay.push_back(Record(i, i % 4, "Sneaker", "Bag"));
+  auto stats = store_->Upsert(replay);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->inserted, 150);
+  EXPECT_EQ(stats->replaced, 150);
+  EXPECT_EQ(store_->Count({}).value(), 450);
+  auto stored = ScanAll({.id = "img-200"});
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].record.image_prediction, "Sneaker");  // the later write wins
+  EXPECT_EQ(ScanAll({.id = "img-100"}).at(0).record.image_prediction, "Bag");
+}
+
+TEST_P(StoreSuite, DuplicateIdsWithinOneBatchKeepOne) {
+  std::vector<InferenceRecord> records{Record(1, 0, "Bag", "Bag"), Record(1, 0, "Coat", "Bag")};
+  ASSERT_TRUE(store_->Upsert(records));
+  EXPECT_EQ(store_->Count({}).value(), 1);
+  EXPECT_EQ(ScanAll().at(0).record.image_prediction, "Coat");  // the later record wins
+}
+
+TEST_P(StoreSuite, LargeBatch) {
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 20000; ++i) records.push_back(Record(i, i % 8, "Bag", i % 3 ? "Bag" : "Coat"));
+  auto stats = store_->Upsert(records);
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->inserted, 20000);
+  EXPECT_EQ(store_->Count({}).value(), 20000);
+  int64_t scanned = 0;
+  ASSERT_TRUE(store_->Scan({}, [&](const StoredRecord&) {
+    ++scanned;
+    return Ok();
+  }));
+  EXPECT_EQ(scanned, 20000);
+}
+
+TEST_P(StoreSuite, FiltersByProducerAndId) {
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 20; ++i) records.push_back(Record(i, i % 4, "Bag", "Bag"));
+  ASSERT_TRUE(store_->Upsert(records));
+  EXPECT_EQ(store_->Count({.producer_id = 2}).value(), 5);
+  auto two = ScanAll({.producer_id = 2});
+  ASSERT_EQ(two.size(), 5u);
+  for (const auto& s : two) EXPECT_EQ(s.record.producer_id, 2);
+  EXPECT_EQ(ScanAll({.producer_id = 1, .id = "img-5"}).size(), 1u);
+  EXPECT_EQ(ScanAll({.producer_id = 2, .id = "img-5"}).size(), 0u);
+  EXPECT_EQ(store_->Count({.producer_id = 99}).value(), 0);
+}
+
+TEST_P(StoreSuite, ScanStopsAtTheVisitorsError) {
+  std::vector<InferenceRecord> records{Record(1, 0, "Bag", "Bag"), Record(2, 0, "Bag", "Bag")};
+  ASSERT_TRUE(store_->Upsert(records));
+  int visited = 0;
+  Status s = store_->Scan({}, [&](const StoredRecord&) -> Status {
+    ++visited;
+    return std::unexpected(Error::Io("disk full"));
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message(), "disk full");
+  EXPECT_EQ(visited, 1);
+}
+
+TEST_P(StoreSuite, ConfusionCountsEveryCombination) {
+  std::vector<InferenceRecord> records{Record(1, 0, "Bag", "Bag"),        Record(2, 0, "Bag", "Bag"),
+                                       Record(3, 0, "Coat", "Bag"),       Record(4, 1, "Coat", "Coat"),
+                                       Record(5, 1, "Bag", std::nullopt), Record(6, 1, "Bag", std::nullopt),
+                                       Record(7, 1, "Shirt", "Coat")};
+  ASSERT_TRUE(store_->Upsert(records));
+  auto cells = store_->Confusion();
+  ASSERT_TRUE(cells) << cells.error().message();
+  std::sort(cells->begin(), cells->end(), [](auto& a, auto& b) {
+    return std::tie(a.producer_id, a.image_prediction, a.actual_value) <
+           std::tie(b.producer_id, b.image_prediction, b.actual_value);
+  });
+  std::vector<ConfusionCell> want{{0, "Bag", "Bag", 2},
+                                  {0, "Coat", "Bag", 1},
+                                  {1, "Bag", std::nullopt, 2},
+                                  {1, "Coat", "Coat", 1},
+                                  {1, "Shirt", "Coat", 1}};
+  EXPECT_EQ(*cells, want);
+  auto results = PerProducer(*cells, 42);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0], (ProducerResult{0, 1, 3, 0, 1.0 / 3, 42}));
+  EXPECT_EQ(results[1], (ProducerResult{1, 1, 4, 2, 0.5, 42}));
+}
+
+TEST_P(StoreSuite, ReplaceResultsReplacesTheWholeCollection) {
+  std::vector<ProducerResult> first{{0, 5, 10, 0, 0.5, 1'700'000'000'000'000},
+                                    {1, 1, 4, 2, 0.5, 1'700'000'000'000'000},
+                                    {7, 0, 3, 0, 0.0, 1'700'000'000'000'000}};
+  ASSERT_TRUE(store_->ReplaceResults(first));
+  EXPECT_EQ(store_->ReadResults().value(), first);
+  std::vector<ProducerResult> second{{1, 2, 5, 2, 2.0 / 3, 1'700'000'001'000'000}};
+  ASSERT_TRUE(store_->ReplaceResults(second));
+  EXPECT_EQ(store_->ReadResults().value(), second);
+  ASSERT_TRUE(store_->ReplaceResults({}));
+  EXPECT_TRUE(store_->ReadResults().value().empty());
+}
+
+TEST_P(StoreSuite, ClearEmptiesBothAndKeepsTheStoreUsable) {
+  std::vector<InferenceRecord> records{Record(1, 0, "Bag", "Bag")};
+  ASSERT_TRUE(store_->Upsert(records));
+  std::vector<ProducerResult> results{{0, 0, 1, 0, 0.0, 0}};
+  ASSERT_TRUE(store_->ReplaceResults(results));
+  ASSERT_TRUE(store_->Clear());
+  EXPECT_EQ(store_->Count({}).value(), 0);
+  EXPECT_TRUE(store_->ReadResults().value().empty());
+  ASSERT_TRUE(store_->Upsert(records));
+  ASSERT_TRUE(store_->Upsert(records));  // the unique index came back with the collection
+  EXPECT_EQ(store_->Count({}).value(), 1);
+}
+
+}  // namespace iotinfer::store
