@@ -1,10 +1,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <functional>
 
 #include "core/error.h"
 #include "kafka/kafka.h"
+#include "store/store.h"
 
 namespace iotinfer::cli {
 
@@ -17,10 +19,18 @@ using Action = std::function<Status()>;
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties);
 Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::KafkaConfig& config);
 
+/// --store and --db, for every command that talks to a store.
+void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
+
+/// Installs SIGINT/SIGTERM handlers that set the returned flag, for services that finish and
+/// commit their current batch before they exit.
+const std::atomic<bool>& StopOnSignals();
+
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
 void AddInferCommand(CLI::App& app, Action& action);
+void AddSinkCommand(CLI::App& app, Action& action);
 void AddReportCommand(CLI::App& app, Action& action);
 
 }  // namespace iotinfer::cli

@@ -1,16 +1,11 @@
 #include "infer/infer.h"
 
-#include <csignal>
 #include <cstdio>
 
 #include "cli/commands.h"
 
 namespace iotinfer::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void RequestStop(int) { g_stop.store(true); }
 
 struct InferFlags {
   infer::InferOptions options;
@@ -25,11 +20,10 @@ Status RunInferCommand(InferFlags& flags) {
   o.batch_wait = std::chrono::milliseconds(flags.batch_wait_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
   // SIGINT/SIGTERM: the loop finishes and commits its batch, then returns.
-  std::signal(SIGINT, RequestStop);
-  std::signal(SIGTERM, RequestStop);
+  const std::atomic<bool>& stop = StopOnSignals();
   std::fprintf(stderr, "infer: %s, group %s, %s -> %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
                o.group.c_str(), o.input_topic.c_str(), o.output_topic.c_str(), o.dlq_topic.c_str());
-  ASSIGN_OR_RETURN(infer::InferStats stats, infer::RunInfer(o, g_stop));
+  ASSIGN_OR_RETURN(infer::InferStats stats, infer::RunInfer(o, stop));
   std::fprintf(stderr, "infer: stopped; %s\n", infer::FormatStats(stats).c_str());
   return Ok();
 }

@@ -1,3 +1,4 @@
+#include <csignal>
 #include <cstdio>
 #include <string>
 
@@ -12,9 +13,28 @@ int ExitCode(const iotinfer::Error& error) {
                                                                                                                   : 1;
 }
 
+std::atomic<bool> g_stop{false};
+
+extern "C" void RequestStop(int) { g_stop.store(true); }
+
 }  // namespace
 
 namespace iotinfer::cli {
+
+const std::atomic<bool>& StopOnSignals() {
+  std::signal(SIGINT, RequestStop);
+  std::signal(SIGTERM, RequestStop);
+  return g_stop;
+}
+
+void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
+  cmd.add_option("--store", options.uri, "sqlite:PATH or mongodb://[user:password@]host[:port][/?options]")
+      ->envname("IOTINFER_STORE")
+      ->capture_default_str();
+  cmd.add_option("--db", options.database, "MongoDB database (team5_vm3_db: the original deployment's)")
+      ->envname("IOTINFER_DB")
+      ->capture_default_str();
+}
 
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {
   cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
@@ -39,6 +59,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddDemoCommand(app, action);
   iotinfer::cli::AddProduceCommand(app, action);
   iotinfer::cli::AddInferCommand(app, action);
+  iotinfer::cli::AddSinkCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 

@@ -1,0 +1,64 @@
+#include "sink/sink.h"
+
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+namespace {
+
+struct SinkFlags {
+  sink::SinkOptions options;
+  std::vector<std::string> kafka_properties;
+  int flush_ms = 200;
+  int retry_max_ms = 5000;
+  int log_every_ms = 5000;
+};
+
+Status RunSinkCommand(SinkFlags& flags) {
+  sink::SinkOptions& o = flags.options;
+  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  o.flush_interval = std::chrono::milliseconds(flags.flush_ms);
+  o.retry_max = std::chrono::milliseconds(flags.retry_max_ms);
+  o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  // SIGINT/SIGTERM: the loop writes and commits its batch, then returns.
+  const std::atomic<bool>& stop = StopOnSignals();
+  std::fprintf(stderr, "sink: %s, group %s, %s -> %s database %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
+               o.group.c_str(), o.input_topic.c_str(), store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(),
+               o.dlq_topic.c_str());
+  ASSIGN_OR_RETURN(sink::SinkStats stats, sink::RunSink(o, stop));
+  std::fprintf(stderr, "sink: stopped; %s\n", sink::FormatStats(stats).c_str());
+  return Ok();
+}
+
+}  // namespace
+
+void AddSinkCommand(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand("sink", "Write inference records into the store, exactly once: inferences -> images");
+  auto flags = std::make_shared<SinkFlags>();
+  sink::SinkOptions& o = flags->options;
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddStoreFlags(*cmd, o.store);
+  cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
+      ->capture_default_str();
+  cmd->add_option("--instance-id", o.instance_id,
+                  "stable name of this replica for its transactions (default: host name and pid)")
+      ->envname("IOTINFER_INSTANCE_ID");
+  cmd->add_option("--input-topic", o.input_topic, "topic of inference records")->capture_default_str();
+  cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for invalid records")->capture_default_str();
+  cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
+  cmd->add_option("--batch-max", o.batch_max, "most records per bulk write")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--flush-ms", flags->flush_ms, "longest a record waits for its batch to fill")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--retry-max-ms", flags->retry_max_ms, "longest wait between retries while the store is down")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
+      ->capture_default_str();
+  cmd->callback([&action, flags] { action = [flags] { return RunSinkCommand(*flags); }; });
+}
+
+}  // namespace iotinfer::cli

@@ -1,0 +1,376 @@
+// The sink against the real broker and the real MongoDB-protocol server that the `kafka` and
+// `mongo` ctest fixtures start (plus, for the outage test, a private server it may kill).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "infer_test_util.h"
+#include "kafka_test_util.h"
+#include "produce/produce.h"
+#include "sink/sink.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace iotinfer::sink {
+namespace {
+
+using iotinfer::testing::ReadAll;
+using iotinfer::testing::UniqueTopic;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kMongo = "mongodb://127.0.0.1:27017";
+
+// A sink's topics, group and database, unique to one test.
+struct Names {
+  std::string inferences = UniqueTopic("sink-inferences");
+  std::string dlq = UniqueTopic("sink-dlq");
+  std::string group = UniqueTopic("sink-group");
+  std::string database = "sink_test_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+  static inline int counter = 0;
+
+  SinkOptions Options(const std::string& uri = kMongo) const {
+    SinkOptions o;
+    o.input_topic = inferences;
+    o.dlq_topic = dlq;
+    o.group = group;
+    o.store = {.uri = uri, .database = database, .timeout = milliseconds(1000)};
+    o.flush_interval = milliseconds(50);
+    o.log_every = milliseconds(0);
+    return o;
+  }
+};
+
+std::unique_ptr<store::Store> OpenStore(const std::string& uri, const std::string& database) {
+  auto store = store::Store::Open({.uri = uri, .database = database});
+  EXPECT_TRUE(store) << store.error().message();
+  return store ? std::move(*store) : nullptr;
+}
+
+// Runs RunSink in a thread until `done` holds for its counters or `timeout` passes.
+Result<SinkStats> RunSinkUntil(const SinkOptions& options, const std::function<bool(const SinkStats&)>& done,
+                               std::chrono::seconds timeout) {
+  std::atomic<bool> stop{false};
+  Result<SinkStats> result = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] {
+    result = RunSink(options, stop, [&](const SinkStats& s) {
+      if (done(s)) stop = true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!stop && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  stop = true;
+  service.join();
+  return result;
+}
+
+InferenceRecord Record(int i) {
+  return {.id = fmt::format("rec-{}", i),
+          .image_prediction = i % 3 ? "Bag" : "Coat",
+          .actual_value = i % 5 ? std::optional<std::string>("Bag") : std::nullopt,
+          .producer_id = i % 8,
+          .confidence = 0.9,
+          .model = "fmnist-cnn-test",
+          .produced_at_us = 1'700'000'000'000'000 + i,
+          .inferred_at_us = 1'700'000'000'100'000 + i};
+}
+
+// Sends `values` to `topic` as they are, keyed like infer's records.
+void Send(const std::string& topic, const std::vector<std::string>& values) {
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_OK((*producer)->Send(topic, {std::to_string(i % 8), values[i], {}}));
+  }
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, static_cast<int64_t>(values.size()));
+}
+
+std::vector<std::string> Encoded(int from, int to) {
+  std::vector<std::string> values;
+  for (int i = from; i < to; ++i) values.push_back(EncodeInferenceRecord(Record(i)));
+  return values;
+}
+
+// What a store keeps of a record: timestamps to the millisecond.
+InferenceRecord AsStored(InferenceRecord r) {
+  if (r.produced_at_us) r.produced_at_us = *r.produced_at_us / 1000 * 1000;
+  r.inferred_at_us = r.inferred_at_us / 1000 * 1000;
+  return r;
+}
+
+std::map<std::string, InferenceRecord> StoredById(store::Store& store) {
+  std::map<std::string, InferenceRecord> by_id;
+  Status scanned = store.Scan({}, [&](const store::StoredRecord& s) {
+    EXPECT_TRUE(by_id.emplace(s.record.id, s.record).second) << "duplicate id " << s.record.id;
+    return Ok();
+  });
+  EXPECT_TRUE(scanned) << scanned.error().message();
+  return by_id;
+}
+
+TEST(SinkIntegrationTest, PipelineStoresEachInferenceOnceAndAReplayChangesNothing) {
+  Names names;
+  const std::string images = UniqueTopic("sink-images");
+  constexpr int kImages = 400;
+  produce::ProduceOptions produce_options;
+  produce_options.topic = images;
+  produce_options.images = kImages;
+  produce_options.format = ImageEncoding::kRaw;
+  auto produced = produce::Produce(produce_options);
+  ASSERT_OK(produced);
+  ASSERT_EQ(produced->acknowledged, kImages);
+  infer::InferOptions infer_options;
+  infer_options.input_topic = images;
+  infer_options.output_topic = names.inferences;
+  infer_options.dlq_topic = UniqueTopic("sink-images-dlq");
+  infer_options.group = UniqueTopic("sink-infer");
+  infer_options.log_every = milliseconds(0);
+  auto inferred = iotinfer::testing::RunInferUntil(infer_options, kImages, seconds(120));
+  ASSERT_OK(inferred);
+  ASSERT_EQ(inferred->inferred, kImages);
+
+  auto first = RunSinkUntil(
+      names.Options(), [](const SinkStats& s) { return s.consumed >= kImages; }, seconds(120));
+  ASSERT_OK(first);
+  EXPECT_EQ(first->consumed, kImages);
+  EXPECT_EQ(first->inserted, kImages);
+  EXPECT_EQ(first->dead_lettered, 0);
+
+  std::map<std::string, InferenceRecord> published;
+  ASSERT_OK(kafka::ScanTopic({}, names.inferences, [&](const kafka::InputMessage& in) -> Status {
+    ASSIGN_OR_RETURN(InferenceRecord r, DecodeInferenceRecord(in.message.value));
+    std::string id = r.id;
+    published.emplace(std::move(id), AsStored(std::move(r)));
+    return Ok();
+  }));
+  ASSERT_EQ(published.size(), static_cast<size_t>(kImages));
+  auto store = OpenStore(kMongo, names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Count({}).value(), kImages);
+  EXPECT_EQ(StoredById(*store), published);
+
+  // A second sink group reads `inferences` from offset 0 into the same collection.
+  SinkOptions replay_options = names.Options();
+  replay_options.group = UniqueTopic("sink-replay");
+  auto replay = RunSinkUntil(
+      replay_options, [](const SinkStats& s) { return s.consumed >= kImages; }, seconds(120));
+  ASSERT_OK(replay);
+  EXPECT_EQ(replay->consumed, kImages);
+  EXPECT_EQ(replay->inserted, 0);
+  EXPECT_EQ(replay->replaced, kImages);
+  EXPECT_EQ(store->Count({}).value(), kImages);
+  EXPECT_EQ(StoredById(*store), published);
+}
+
+TEST(SinkIntegrationTest, InvalidRecordsAreDeadLetteredWithReasonsAndGoodOnesStored) {
+  Names names;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"", "not valid JSON"},
+      {"{\"id\":\"x\"", "not valid JSON"},
+      {"[1,2]", "not a JSON object"},
+      {R"({"image_prediction":"Bag","actual_value":"Bag","producer_id":1})", "missing field 'id'"},
+      {R"({"id":7,"image_prediction":"Bag","actual_value":"Bag","producer_id":1})", "field 'id'"},
+      {R"({"id":"","image_prediction":"Bag","actual_value":"Bag","producer_id":1})", "field 'id'"},
+      {R"({"id":"b1","actual_value":"Bag","producer_id":1})", "missing field 'image_prediction'"},
+      {R"({"id":"b2","image_prediction":"Bag","producer_id":1})", "missing field 'actual_value'"},
+      {R"({"id":"b3","image_prediction":"Bag","actual_value":5,"producer_id":1})", "field 'actual_value'"},
+      {R"({"id":"b4","image_prediction":"Bag","actual_value":"Bag"})", "missing field 'producer_id'"},
+      {R"({"id":"b5","image_prediction":"Bag","actual_value":"Bag","producer_id":"3"})", "field 'producer_id'"},
+      {R"({"id":"b6","image_prediction":"Bag","actual_value":"Bag","producer_id":-1})", "field 'producer_id'"},
+      {R"({"id":"b7","image_prediction":"Bag","actual_value":"Bag","producer_id":1.5})", "field 'producer_id'"},
+      {R"({"id":"b8","image_prediction":"Bag","actual_value":"Bag","producer_id":1,"confidence":"x"})",
+       "field 'confidence'"},
+      {R"({"id":"b9","image_prediction":"Bag","actual_value":"Bag","producer_id":1,"inferred_at":"now"})",
+       "field 'inferred_at'"},
+  };
+  std::vector<std::string> values;
+  constexpr int kGood = 200;
+  for (int i = 0; i < kGood; ++i) {
+    values.push_back(EncodeInferenceRecord(Record(i)));
+    if (i % 13 == 0 && static_cast<size_t>(i / 13) < bad.size()) values.push_back(bad[i / 13].first);
+  }
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  Send(names.inferences, values);
+  const int64_t total = static_cast<int64_t>(values.size());
+  ASSERT_EQ(total, kGood + static_cast<int64_t>(bad.size()));
+
+  auto stats = RunSinkUntil(
+      names.Options(), [&](const SinkStats& s) { return s.consumed >= total; }, seconds(120));
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->inserted, kGood);
+  EXPECT_EQ(stats->dead_lettered, static_cast<int64_t>(bad.size()));
+
+  auto dead = ReadAll(names.dlq, bad.size(), seconds(2));
+  ASSERT_EQ(dead.size(), bad.size());
+  std::map<std::string, std::string> reason_by_value;
+  for (const auto& m : dead) {
+    std::map<std::string, std::string> headers;
+    for (const auto& h : m.headers) headers[h.name] = h.value;
+    EXPECT_TRUE(headers.contains("failed-at"));
+    EXPECT_THAT(headers["source"], ::testing::StartsWith(names.inferences + "/"));
+    reason_by_value[m.value] = headers["error"];
+  }
+  for (const auto& [value, reason] : bad) {
+    ASSERT_TRUE(reason_by_value.contains(value)) << value;
+    EXPECT_THAT(reason_by_value[value], ::testing::HasSubstr(reason)) << value;
+  }
+  auto store = OpenStore(kMongo, names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Count({}).value(), kGood);
+}
+
+// `iotinfer sink` as a process: killed with SIGKILL mid-run, restarted, then stopped with SIGTERM.
+class SinkProcess {
+ public:
+  explicit SinkProcess(const Names& names) {
+    std::vector<std::string> args = {
+        IOTINFER_BINARY,  "sink",      "--store",       kMongo, "--db",          names.database,
+        "--group",        names.group, "--instance-id", "only", "--input-topic", names.inferences,
+        "--dlq-topic",    names.dlq,   "--batch-max",   "40",   "--flush-ms",    "5",
+        "--log-every-ms", "0"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, IOTINFER_BINARY, nullptr, nullptr, argv.data(), environ), 0);
+  }
+  ~SinkProcess() {
+    if (pid_ > 0) Signal(SIGKILL);
+  }
+  int Signal(int signal) {
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls the document count until `done` holds for it or `timeout` passes; the last count.
+int64_t WaitForCount(store::Store& store, const std::function<bool(int64_t)>& done, seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int64_t count = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    count = store.Count({}).value_or(-1);
+    if (done(count)) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return count;
+}
+
+TEST(SinkIntegrationTest, KillNineAndRestartStillStoresEachRecordOnce) {
+  Names names;
+  constexpr int kRecords = 4000;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  Send(names.inferences, Encoded(0, kRecords));
+  auto store = OpenStore(kMongo, names.database);
+  ASSERT_NE(store, nullptr);
+
+  auto sink = std::make_unique<SinkProcess>(names);
+  const int64_t at_kill = WaitForCount(
+      *store, [](int64_t n) { return n >= 400; }, seconds(60));
+  const int killed = sink->Signal(SIGKILL);
+  EXPECT_TRUE(WIFSIGNALED(killed));
+  ASSERT_GE(at_kill, 400);
+  ASSERT_LT(store->Count({}).value(), kRecords) << "the kill came too late to be mid-run";
+
+  sink = std::make_unique<SinkProcess>(names);
+  EXPECT_EQ(WaitForCount(
+                *store, [](int64_t n) { return n >= kRecords; }, seconds(120)),
+            kRecords);
+  const int stopped = sink->Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(stopped));
+  EXPECT_EQ(WEXITSTATUS(stopped), 0);
+
+  EXPECT_EQ(store->Count({}).value(), kRecords);
+  std::map<std::string, InferenceRecord> want;
+  for (int i = 0; i < kRecords; ++i) want.emplace(Record(i).id, AsStored(Record(i)));
+  EXPECT_EQ(StoredById(*store), want);
+  EXPECT_TRUE(ReadAll(names.dlq, 0, seconds(1)).empty());
+}
+
+// A MongoDB-protocol server of this test's own on another port, so that killing it
+// disturbs no other test.
+class PrivateMongo {
+ public:
+  PrivateMongo() : port_(27100 + getpid() % 800) {}
+  ~PrivateMongo() { Dev("down"); }
+  std::string uri() const { return fmt::format("mongodb://127.0.0.1:{}", port_); }
+  void Up() { ASSERT_EQ(Dev("up"), 0); }
+  void KillNine() {
+    std::ifstream pidfile(dir_.file("pid"));
+    pid_t pid = 0;
+    ASSERT_TRUE(pidfile >> pid);
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    while (kill(pid, 0) == 0) std::this_thread::sleep_for(milliseconds(20));
+  }
+
+ private:
+  int Dev(const char* action) const {
+    const std::string command = fmt::format("IOTINFER_MONGO_PORT={} IOTINFER_MONGO_DATA={} {}/dev services {} mongo",
+                                            port_, dir_.path().string(), IOTINFER_SOURCE_DIR, action);
+    return std::system(command.c_str());
+  }
+  iotinfer::testing::TempDir dir_;
+  int port_;
+};
+
+TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
+  PrivateMongo mongo;
+  mongo.Up();
+  Names names;
+  constexpr int kRecords = 3000;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  SinkOptions options = names.Options(mongo.uri());
+  options.batch_max = 100;
+  options.retry_initial = milliseconds(100);
+  options.retry_max = milliseconds(1000);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> consumed{0};
+  Result<SinkStats> result = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] { result = RunSink(options, stop, [&](const SinkStats& s) { consumed = s.consumed; }); });
+  // Records keep coming before, during and after the outage.
+  std::thread feeder([&] {
+    for (int from = 0; from < kRecords; from += 200) {
+      Send(names.inferences, Encoded(from, from + 200));
+      std::this_thread::sleep_for(milliseconds(1000));
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (consumed < 400 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  mongo.KillNine();
+  const int64_t at_kill = consumed;
+  std::this_thread::sleep_for(seconds(10));
+  const int64_t during_outage = consumed;
+  mongo.Up();
+  feeder.join();
+  while (consumed < kRecords && std::chrono::steady_clock::now() < deadline + seconds(60)) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  stop = true;
+  service.join();
+  ASSERT_OK(result);
+  EXPECT_GE(at_kill, 400);
+  EXPECT_LE(during_outage - at_kill, options.batch_max) << "consumed on while the store was down";
+  EXPECT_GT(result->store_retries, 0);
+  EXPECT_EQ(result->consumed, kRecords);
+  auto store = OpenStore(mongo.uri(), names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Count({}).value(), kRecords);
+  EXPECT_EQ(StoredById(*store).size(), static_cast<size_t>(kRecords));
+}
+
+}  // namespace
+}  // namespace iotinfer::sink
