@@ -199,8 +199,9 @@ class MongoStore final : public Store {
   Status EnsureIndexes() override {
     mongoc_database_t* db = mongoc_client_get_database(client_.get(), database_.c_str());
     Status status = Ok();
-    for (auto [collection, name, unique] :
-         {std::tuple{kImages, "id", true}, {kImages, "producer_id", false}, {kResults, "producer_id", true}}) {
+    // Only what uniqueness needs: on FerretDB every index costs each insert dearly, and
+    // analytics scan whole collections anyway.
+    for (auto [collection, name, unique] : {std::tuple{kImages, "id", true}, {kResults, "producer_id", true}}) {
       std::string index_name = fmt::format("{}_1", name);
       Bson command(BCON_NEW("createIndexes", BCON_UTF8(collection), "indexes", "[", "{", "key", "{", name,
                             BCON_INT32(1), "}", "name", BCON_UTF8(index_name.c_str()), "unique", BCON_BOOL(unique), "}",

@@ -28,7 +28,6 @@ CREATE TABLE IF NOT EXISTS images (
   inferred_at INTEGER NOT NULL,
   stored_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS images_producer_id ON images (producer_id);
 CREATE TABLE IF NOT EXISTS incorrect_inference_results (
   producer_id INTEGER PRIMARY KEY NOT NULL,
   incorrect_count INTEGER NOT NULL,

@@ -13,13 +13,17 @@
 
 namespace iotinfer::store {
 
-/// Opens a fresh, empty store for one test.
-using StoreFactory = std::function<std::unique_ptr<Store>()>;
+/// Opens a fresh, empty store for one test; `name` is what test names show.
+struct StoreFactory {
+  std::string name;
+  std::function<std::unique_ptr<Store>()> open;
+  friend void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
+};
 
 class StoreSuite : public testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
-    store_ = GetParam()();
+    store_ = GetParam().open();
     ASSERT_NE(store_, nullptr);
   }
 

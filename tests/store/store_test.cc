@@ -1,24 +1,21 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 
 #include "store/store_suite.h"
+#include "test_util.h"
 
 namespace iotinfer::store {
 namespace {
 
 namespace fs = std::filesystem;
 
+// Removed with its databases when the test program exits.
 fs::path TempDir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("iotinfer-store-test-" + std::to_string(getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+  static const iotinfer::testing::TempDir dir;
+  return dir.path();
 }
 
 std::unique_ptr<Store> OpenFreshSqlite() {
@@ -29,7 +26,7 @@ std::unique_ptr<Store> OpenFreshSqlite() {
   return store ? std::move(*store) : nullptr;
 }
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite, testing::Values(StoreFactory(OpenFreshSqlite)));
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite, testing::Values(StoreFactory{"sqlite", OpenFreshSqlite}));
 
 TEST(SqliteStoreTest, DataOutlivesTheConnectionAndUsesWal) {
   const fs::path path = TempDir() / "reopen.db";
