@@ -21,7 +21,7 @@ std::unique_ptr<Store> OpenFreshMongo() {
   return std::move(*store);
 }
 
-INSTANTIATE_TEST_SUITE_P(Mongo, StoreSuite, testing::Values(StoreFactory{"mongo", OpenFreshMongo}));
+INSTANTIATE_TEST_SUITE_P(Mongo, StoreSuite, ::testing::Values(StoreFactory{"mongo", OpenFreshMongo}));
 
 TEST(MongoStoreTest, ServerDownIsUnavailableNotAnOpenError) {
   // Nothing listens on port 1: the service may start before its database.

@@ -20,7 +20,7 @@ struct StoreFactory {
   friend void PrintTo(const StoreFactory& factory, std::ostream* os) { *os << factory.name; }
 };
 
-class StoreSuite : public testing::TestWithParam<StoreFactory> {
+class StoreSuite : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
     store_ = GetParam().open();

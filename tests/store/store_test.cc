@@ -26,7 +26,7 @@ std::unique_ptr<Store> OpenFreshSqlite() {
   return store ? std::move(*store) : nullptr;
 }
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite, testing::Values(StoreFactory{"sqlite", OpenFreshSqlite}));
+INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite, ::testing::Values(StoreFactory{"sqlite", OpenFreshSqlite}));
 
 TEST(SqliteStoreTest, DataOutlivesTheConnectionAndUsesWal) {
   const fs::path path = TempDir() / "reopen.db";
