@@ -50,6 +50,10 @@ struct UriDeleter {
 // The one place the driver's errors become ours: what a caller may retry is decided here.
 Error FromBson(const bson_error_t& error, std::string_view context) {
   std::string what = fmt::format("{}: {}", context, error.message);
+  // Bad credentials or TLS set-up do not heal by waiting.
+  if (error.domain == MONGOC_ERROR_CLIENT && error.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
+    return Error::FailedPrecondition(what);
+  }
   switch (error.domain) {
     case MONGOC_ERROR_STREAM:
     case MONGOC_ERROR_SERVER_SELECTION:
