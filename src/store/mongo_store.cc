@@ -217,6 +217,7 @@ class MongoStore final : public Store {
       }
     }
     mongoc_database_destroy(db);
+    if (status) indexed_ = true;
     return status;
   }
 
@@ -226,6 +227,9 @@ class MongoStore final : public Store {
   Result<UpsertStats> Upsert(std::span<const InferenceRecord> records) override {
     UpsertStats stats;
     if (records.empty()) return stats;
+    // Without the unique index an insert of an existing id would succeed: a store opened
+    // while its server was down creates the index before its first write.
+    if (!indexed_) TRY(EnsureIndexes());
     Collection images = Get(kImages);
     const int64_t stored_at = ToMillis(NowMillisAsMicros());
     std::vector<Bson> docs;
@@ -453,6 +457,7 @@ class MongoStore final : public Store {
   std::string described_;
   std::unique_ptr<mongoc_client_t, ClientDeleter> client_;
   std::string database_;
+  bool indexed_ = false;
 };
 
 }  // namespace

@@ -372,5 +372,41 @@ TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   EXPECT_EQ(StoredById(*store).size(), static_cast<size_t>(kRecords));
 }
 
+// The store may come up after the sink; its unique index on id must still exist by the
+// first write, or records arriving again (a producer's retry, a replay) would be duplicated.
+TEST(SinkIntegrationTest, SinkStartedBeforeItsStoreStillUpsertsByUniqueId) {
+  PrivateMongo mongo;
+  Names names;
+  constexpr int kRecords = 300;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  Send(names.inferences, Encoded(0, kRecords));
+  SinkOptions options = names.Options(mongo.uri());
+  options.retry_initial = milliseconds(100);
+  options.retry_max = milliseconds(500);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> consumed{0};
+  Result<SinkStats> result = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] { result = RunSink(options, stop, [&](const SinkStats& s) { consumed = s.consumed; }); });
+  std::this_thread::sleep_for(seconds(2));
+  mongo.Up();
+  const auto deadline = std::chrono::steady_clock::now() + seconds(90);
+  while (consumed < kRecords && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  Send(names.inferences, Encoded(0, kRecords));  // the same ids again, to the same sink
+  while (consumed < 2 * kRecords && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  stop = true;
+  service.join();
+  ASSERT_OK(result);
+  EXPECT_EQ(result->consumed, 2 * kRecords);
+  EXPECT_EQ(result->inserted, kRecords);
+  EXPECT_EQ(result->replaced, kRecords);
+  auto store = OpenStore(mongo.uri(), names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Count({}).value(), kRecords);
+}
+
 }  // namespace
 }  // namespace iotinfer::sink
