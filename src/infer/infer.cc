@@ -2,15 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <cstdio>
-
 #include "core/inference_record.h"
+#include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
 
 namespace iotinfer::infer {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -53,22 +50,13 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait}));
   InferStats stats;
-  auto next_log = Clock::now() + options.log_every;
+  kafka::ServiceLoop<InferStats> loop(*pipe, stats, "infer", options.log_every, on_progress);
   std::vector<ImageRecord> records;
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;
   std::vector<kafka::OutputMessage> outputs;
   while (!stop.load()) {
-    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, pipe->PollBatch());
-    if (const int partitions = pipe->assigned_partitions(); partitions != stats.partitions) {
-      stats.partitions = partitions;
-      if (on_progress) on_progress(stats);
-    }
-    if (options.log_every.count() && Clock::now() >= next_log) {
-      stats.lag = pipe->lag();
-      std::fprintf(stderr, "infer: %s\n", FormatStats(stats).c_str());
-      next_log = Clock::now() + options.log_every;
-    }
+    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
     records.clear();
@@ -94,26 +82,13 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     for (size_t i = 0; i < records.size(); ++i) {
       outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
     }
-    Status committed = pipe->Commit(batch, outputs);
-    if (!committed) {
-      if (committed.error().code() != Error::Code::kUnavailable) return std::unexpected(committed.error());
-      std::fprintf(stderr, "infer: %s\n", committed.error().message().c_str());
-      stats.aborted++;
-      continue;
-    }
-    stats.consumed += static_cast<int64_t>(batch.size());
+    ASSIGN_OR_RETURN(bool committed, loop.Commit(batch, outputs));
+    if (!committed) continue;  // aborted and rewound: the batch comes again
     stats.inferred += static_cast<int64_t>(records.size());
     stats.dead_lettered += dead;
-    stats.batches++;
-    stats.last_batch = static_cast<int>(batch.size());
-    if (on_progress) {
-      stats.lag = pipe->lag();
-      on_progress(stats);
-    }
+    loop.Committed(batch.size());
   }
-  stats.lag = pipe->lag();
-  stats.partitions = pipe->assigned_partitions();
-  pipe->Close();
+  loop.Finish();
   return stats;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/inference_record.h"
+#include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
 
 namespace iotinfer::sink {
@@ -94,22 +95,13 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .max_batch = options.batch_max,
                                    .max_wait = options.flush_interval}));
   SinkStats stats;
+  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, on_progress);
   Writer writer(*store, options, stop, stats);
-  auto next_log = Clock::now() + options.log_every;
   std::vector<InferenceRecord> records;
   std::vector<const kafka::InputMessage*> sources;  // where records[i] came from
   std::vector<kafka::OutputMessage> dead;
   while (!stop.load()) {
-    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, pipe->PollBatch());
-    if (const int partitions = pipe->assigned_partitions(); partitions != stats.partitions) {
-      stats.partitions = partitions;
-      if (on_progress) on_progress(stats);
-    }
-    if (options.log_every.count() && Clock::now() >= next_log) {
-      stats.lag = pipe->lag();
-      std::fprintf(stderr, "sink: %s\n", FormatStats(stats).c_str());
-      next_log = Clock::now() + options.log_every;
-    }
+    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
     records.clear();
@@ -148,27 +140,15 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       return std::unexpected(written.error());
     }
 
-    if (Status committed = pipe->Commit(batch, dead); !committed) {
-      if (committed.error().code() != Error::Code::kUnavailable) return std::unexpected(committed.error());
-      // Rewound to the last commit: the batch comes again and its upserts rewrite the same documents.
-      std::fprintf(stderr, "sink: %s\n", committed.error().message().c_str());
-      stats.aborted++;
-      continue;
-    }
-    stats.consumed += static_cast<int64_t>(batch.size());
+    ASSIGN_OR_RETURN(bool committed, loop.Commit(batch, dead));
+    // Aborted and rewound: the batch comes again and its upserts rewrite the same documents.
+    if (!committed) continue;
     stats.inserted += written->inserted;
     stats.replaced += written->replaced;
     stats.dead_lettered += static_cast<int64_t>(dead.size());
-    stats.batches++;
-    stats.last_batch = static_cast<int>(batch.size());
-    if (on_progress) {
-      stats.lag = pipe->lag();
-      on_progress(stats);
-    }
+    loop.Committed(batch.size());
   }
-  stats.lag = pipe->lag();
-  stats.partitions = pipe->assigned_partitions();
-  pipe->Close();
+  loop.Finish();
   return stats;
 }
 
