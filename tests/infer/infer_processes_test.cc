@@ -2,53 +2,29 @@
 // every image still yields exactly one record. Runs the real binary against the real broker.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
 #include "kafka_test_util.h"
+#include "process_util.h"
 #include "produce/produce.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace iotinfer {
 namespace {
 
+using iotinfer::testing::IotinferProcess;
 using iotinfer::testing::ReadAll;
 using iotinfer::testing::UniqueTopic;
 
-class InferProcess {
- public:
-  InferProcess(const std::string& instance, const std::string& group, const std::string& in, const std::string& out,
-               const std::string& dlq) {
-    std::vector<std::string> args = {IOTINFER_BINARY, "infer", "--group",        group, "--instance-id",  instance,
-                                     "--input-topic", in,      "--output-topic", out,   "--dlq-topic",    dlq,
-                                     "--threads",     "1",     "--batch-max",    "16",  "--log-every-ms", "0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, IOTINFER_BINARY, nullptr, nullptr, argv.data(), environ), 0);
-  }
-  ~InferProcess() {
-    if (pid_ > 0) Signal(SIGKILL);
-  }
-  // Returns the exit status as waitpid reports it.
-  int Signal(int signal) {
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
+std::unique_ptr<IotinferProcess> StartInfer(const std::string& instance, const std::string& group,
+                                            const std::string& in, const std::string& out, const std::string& dlq) {
+  return std::make_unique<IotinferProcess>(std::vector<std::string>{
+      "infer", "--group", group, "--instance-id", instance, "--input-topic", in, "--output-topic", out, "--dlq-topic",
+      dlq, "--threads", "1", "--batch-max", "16", "--log-every-ms", "0"});
+}
 
 TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerImage) {
   const std::string images = UniqueTopic("procs-images"), out = UniqueTopic("procs-out"),
@@ -56,8 +32,8 @@ TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerIma
   ASSERT_OK(kafka::EnsureTopics({}, {{images}, {out}, {dlq}}));
   constexpr int kImages = 3000;
 
-  auto a = std::make_unique<InferProcess>("a", group, images, out, dlq);
-  InferProcess b("b", group, images, out, dlq);
+  auto a = StartInfer("a", group, images, out, dlq);
+  auto b = StartInfer("b", group, images, out, dlq);
   // Paced, so that the kill below lands while both instances are busy.
   std::thread producer([&] {
     produce::ProduceOptions options;
@@ -72,7 +48,7 @@ TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerIma
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   int killed = a->Signal(SIGKILL);
   EXPECT_TRUE(WIFSIGNALED(killed));
-  a = std::make_unique<InferProcess>("a", group, images, out, dlq);  // same instance id: fences the zombie
+  a = StartInfer("a", group, images, out, dlq);  // same instance id: fences the zombie
   producer.join();
 
   auto records = ReadAll(out, kImages, std::chrono::seconds(3));
@@ -83,7 +59,7 @@ TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerIma
   EXPECT_EQ(*ids.begin(), "procs-0-0");
 
   // SIGTERM: each instance commits what it has and exits 0.
-  int a_status = a->Signal(SIGTERM), b_status = b.Signal(SIGTERM);
+  int a_status = a->Signal(SIGTERM), b_status = b->Signal(SIGTERM);
   EXPECT_TRUE(WIFEXITED(a_status) && WEXITSTATUS(a_status) == 0);
   EXPECT_TRUE(WIFEXITED(b_status) && WEXITSTATUS(b_status) == 0);
 }

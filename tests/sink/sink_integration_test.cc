@@ -3,7 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,11 +12,10 @@
 
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
+#include "process_util.h"
 #include "produce/produce.h"
 #include "sink/sink.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace iotinfer::sink {
 namespace {
@@ -228,34 +226,13 @@ TEST(SinkIntegrationTest, InvalidRecordsAreDeadLetteredWithReasonsAndGoodOnesSto
   EXPECT_EQ(store->Count({}).value(), kGood);
 }
 
-// `iotinfer sink` as a process: killed with SIGKILL mid-run, restarted, then stopped with SIGTERM.
-class SinkProcess {
- public:
-  explicit SinkProcess(const Names& names) {
-    std::vector<std::string> args = {
-        IOTINFER_BINARY,  "sink",      "--store",       kMongo, "--db",          names.database,
-        "--group",        names.group, "--instance-id", "only", "--input-topic", names.inferences,
-        "--dlq-topic",    names.dlq,   "--batch-max",   "40",   "--flush-ms",    "5",
-        "--log-every-ms", "0"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, IOTINFER_BINARY, nullptr, nullptr, argv.data(), environ), 0);
-  }
-  ~SinkProcess() {
-    if (pid_ > 0) Signal(SIGKILL);
-  }
-  int Signal(int signal) {
-    kill(pid_, signal);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
+// `iotinfer sink` as a process, to be killed with SIGKILL mid-run, restarted, then stopped with SIGTERM.
+std::unique_ptr<iotinfer::testing::IotinferProcess> StartSink(const Names& names) {
+  return std::make_unique<iotinfer::testing::IotinferProcess>(
+      std::vector<std::string>{"sink", "--store", kMongo, "--db", names.database, "--group", names.group,
+                               "--instance-id", "only", "--input-topic", names.inferences, "--dlq-topic", names.dlq,
+                               "--batch-max", "40", "--flush-ms", "5", "--log-every-ms", "0"});
+}
 
 // Polls the document count until `done` holds for it or `timeout` passes; the last count.
 int64_t WaitForCount(store::Store& store, const std::function<bool(int64_t)>& done, seconds timeout) {
@@ -277,7 +254,7 @@ TEST(SinkIntegrationTest, KillNineAndRestartStillStoresEachRecordOnce) {
   auto store = OpenStore(kMongo, names.database);
   ASSERT_NE(store, nullptr);
 
-  auto sink = std::make_unique<SinkProcess>(names);
+  auto sink = StartSink(names);
   const int64_t at_kill = WaitForCount(
       *store, [](int64_t n) { return n >= 400; }, seconds(60));
   const int killed = sink->Signal(SIGKILL);
@@ -285,7 +262,7 @@ TEST(SinkIntegrationTest, KillNineAndRestartStillStoresEachRecordOnce) {
   ASSERT_GE(at_kill, 400);
   ASSERT_LT(store->Count({}).value(), kRecords) << "the kill came too late to be mid-run";
 
-  sink = std::make_unique<SinkProcess>(names);
+  sink = StartSink(names);
   EXPECT_EQ(WaitForCount(
                 *store, [](int64_t n) { return n >= kRecords; }, seconds(120)),
             kRecords);

@@ -1,0 +1,45 @@
+#pragma once
+
+// The real `iotinfer` binary as a child process, for tests that kill and restart services.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace iotinfer::testing {
+
+/// Runs `iotinfer <args...>`; a process still running at destruction is killed (SIGKILL).
+class IotinferProcess {
+ public:
+  explicit IotinferProcess(std::vector<std::string> args) {
+    args.insert(args.begin(), IOTINFER_BINARY);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, IOTINFER_BINARY, nullptr, nullptr, argv.data(), environ), 0);
+  }
+  ~IotinferProcess() {
+    if (pid_ > 0) Signal(SIGKILL);
+  }
+  IotinferProcess(const IotinferProcess&) = delete;
+  IotinferProcess& operator=(const IotinferProcess&) = delete;
+
+  /// Sends `signal`, waits for the process to end and returns its status as waitpid reports it.
+  int Signal(int signal) {
+    kill(pid_, signal);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+}  // namespace iotinfer::testing
