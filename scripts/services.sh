@@ -34,6 +34,43 @@ stop_pidfile() {
   rm -f "$1"
 }
 
+# True, after saying so unless it is ours, when something already answers on port $1:
+# `up` then uses it. $2: the pidfile of the server this checkout starts; $3: what it is.
+already_up() {
+  port_open "$1" || return 1
+  live_pid "$2" >/dev/null || log "port $1 is taken by a $3 this checkout did not start; using it"
+  return 0
+}
+
+# Waits until the readiness check "$4 ..." passes for server $3 (pidfile $1, log $2); dies
+# with the log's tail if it exits, and stops it if it is not up in SERVICE_START_TIMEOUT.
+wait_until_up() {
+  local pidfile=$1 logfile=$2 name=$3 start=$SECONDS
+  shift 3
+  until "$@"; do
+    live_pid "$pidfile" >/dev/null || { tail -20 "$logfile" >&2; die "$name exited during start-up"; }
+    if ((SECONDS - start >= SERVICE_START_TIMEOUT)); then
+      stop_pidfile "$pidfile" "$name"
+      die "$name did not start in ${SERVICE_START_TIMEOUT}s"
+    fi
+    sleep 0.1
+  done
+  log "$name is up ($((SECONDS - start))s)"
+}
+
+# Prints the state of service $1 (pidfile $2, port $3, data $4); returns 3 when stopped.
+service_status() {
+  local pid
+  if pid=$(live_pid "$2"); then
+    echo "$1: running (pid $pid) on 127.0.0.1:$3, data $4"
+  elif port_open "$3"; then
+    echo "$1: port $3 answers, but not a server this checkout started"
+  else
+    echo "$1: stopped"
+    return 3
+  fi
+}
+
 kafka_install() {
   [[ -f "$KAFKA_HOME/.complete" ]] && return 0
   log "resolving Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME"
@@ -48,11 +85,10 @@ kafka_java() {
   java -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
+kafka_ready() { grep -q "Transition from STARTING to STARTED" "$KAFKA_DATA/kafka.log" 2>/dev/null && port_open "$KAFKA_PORT"; }
+
 kafka_up() {
-  if port_open "$KAFKA_PORT"; then
-    live_pid "$KAFKA_DATA/pid" >/dev/null || log "port $KAFKA_PORT is taken by a Kafka this checkout did not start; using it"
-    return 0
-  fi
+  already_up "$KAFKA_PORT" "$KAFKA_DATA/pid" Kafka && return 0
   kafka_install
   mkdir -p "$KAFKA_DATA"
   { cat "$ROOT/scripts/kafka/server.properties"; echo "log.dirs=$KAFKA_DATA/data"; } >"$KAFKA_DATA/server.properties"
@@ -68,28 +104,12 @@ kafka_up() {
     -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
     kafka.Kafka "$KAFKA_DATA/server.properties" >"$KAFKA_DATA/kafka.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_DATA/pid"
-  local start=$SECONDS
-  until grep -q "Transition from STARTING to STARTED" "$KAFKA_DATA/kafka.log" 2>/dev/null && port_open "$KAFKA_PORT"; do
-    live_pid "$KAFKA_DATA/pid" >/dev/null || { tail -20 "$KAFKA_DATA/kafka.log" >&2; die "Kafka exited during start-up"; }
-    ((SECONDS - start < SERVICE_START_TIMEOUT)) || { kafka_down; die "Kafka did not start in ${SERVICE_START_TIMEOUT}s"; }
-    sleep 0.2
-  done
-  log "Kafka is up ($((SECONDS - start))s)"
+  wait_until_up "$KAFKA_DATA/pid" "$KAFKA_DATA/kafka.log" Kafka kafka_ready
 }
 
 kafka_down() { stop_pidfile "$KAFKA_DATA/pid" Kafka; }
 
-kafka_status() {
-  local pid
-  if pid=$(live_pid "$KAFKA_DATA/pid"); then
-    echo "kafka: running (pid $pid) on 127.0.0.1:$KAFKA_PORT, data $KAFKA_DATA"
-  elif port_open "$KAFKA_PORT"; then
-    echo "kafka: port $KAFKA_PORT answers, but not a broker this checkout started"
-  else
-    echo "kafka: stopped"
-    return 3
-  fi
-}
+kafka_status() { service_status kafka "$KAFKA_DATA/pid" "$KAFKA_PORT" "$KAFKA_DATA"; }
 
 # Deletes the broker's data (topics, offsets); the next `up` formats a new cluster.
 kafka_reset() {
@@ -127,10 +147,7 @@ mongo_install() {
 }
 
 mongo_up() {
-  if port_open "$MONGO_PORT"; then
-    live_pid "$MONGO_DATA/pid" >/dev/null || log "port $MONGO_PORT is taken by a server this checkout did not start; using it"
-    return 0
-  fi
+  already_up "$MONGO_PORT" "$MONGO_DATA/pid" "Mongo server" && return 0
   mongo_install
   mkdir -p "$MONGO_DATA/data"
   local what
@@ -146,28 +163,12 @@ mongo_up() {
   fi
   echo $! >"$MONGO_DATA/pid"
   log "starting $what on 127.0.0.1:$MONGO_PORT (log: $MONGO_DATA/server.log)"
-  local start=$SECONDS
-  until port_open "$MONGO_PORT"; do
-    live_pid "$MONGO_DATA/pid" >/dev/null || { tail -20 "$MONGO_DATA/server.log" >&2; die "$what exited during start-up"; }
-    ((SECONDS - start < SERVICE_START_TIMEOUT)) || { mongo_down; die "$what did not start in ${SERVICE_START_TIMEOUT}s"; }
-    sleep 0.1
-  done
-  log "$what is up ($((SECONDS - start))s)"
+  wait_until_up "$MONGO_DATA/pid" "$MONGO_DATA/server.log" "$what" port_open "$MONGO_PORT"
 }
 
 mongo_down() { stop_pidfile "$MONGO_DATA/pid" "Mongo server"; }
 
-mongo_status() {
-  local pid
-  if pid=$(live_pid "$MONGO_DATA/pid"); then
-    echo "mongo: running (pid $pid) on 127.0.0.1:$MONGO_PORT, data $MONGO_DATA/data"
-  elif port_open "$MONGO_PORT"; then
-    echo "mongo: port $MONGO_PORT answers, but not a server this checkout started"
-  else
-    echo "mongo: stopped"
-    return 3
-  fi
-}
+mongo_status() { service_status mongo "$MONGO_DATA/pid" "$MONGO_PORT" "$MONGO_DATA/data"; }
 
 # Deletes every database of the local server.
 mongo_reset() {
