@@ -103,6 +103,15 @@ class SqliteStore final : public Store {
     return Ok();
   }
 
+  // Runs `body` as one write transaction: committed when it succeeds, rolled back when not.
+  Status InWriteTransaction(const std::function<Status()>& body) {
+    TRY(Exec("BEGIN IMMEDIATE"));
+    Status done = body();
+    if (done) done = Exec("COMMIT");
+    if (!done) (void)Exec("ROLLBACK");
+    return done;
+  }
+
   Status Init() {
     TRY(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
     TRY(EnsureIndexes());
@@ -120,42 +129,38 @@ class SqliteStore final : public Store {
 
   Result<UpsertStats> Upsert(std::span<const InferenceRecord> records) override {
     UpsertStats stats;
-    TRY(Exec("BEGIN IMMEDIATE"));
     const int64_t stored_at = ToMillis(NowMillisAsMicros());
-    for (const InferenceRecord& r : records) {
-      for (sqlite3_stmt* stmt : {insert_.get(), update_.get()}) {
-        sqlite3_bind_text(stmt, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()),
-                          SQLITE_STATIC);
-        if (r.actual_value) {
-          sqlite3_bind_text(stmt, 3, r.actual_value->data(), static_cast<int>(r.actual_value->size()), SQLITE_STATIC);
-        } else {
-          sqlite3_bind_null(stmt, 3);
-        }
-        sqlite3_bind_int(stmt, 4, r.producer_id);
-        sqlite3_bind_double(stmt, 5, r.confidence);
-        sqlite3_bind_text(stmt, 6, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
-        if (r.produced_at_us) {
-          sqlite3_bind_int64(stmt, 7, ToMillis(*r.produced_at_us));
-        } else {
-          sqlite3_bind_null(stmt, 7);
-        }
-        sqlite3_bind_int64(stmt, 8, ToMillis(r.inferred_at_us));
-        sqlite3_bind_int64(stmt, 9, stored_at);
-        if (Status s = Run(stmt, "upserting into images"); !s) {
-          (void)Exec("ROLLBACK");
-          return std::unexpected(s.error());
-        }
-        if (sqlite3_changes(db_.get()) > 0) {
-          (stmt == insert_.get() ? stats.inserted : stats.replaced)++;
-          break;
+    Status written = InWriteTransaction([&]() -> Status {
+      for (const InferenceRecord& r : records) {
+        for (sqlite3_stmt* stmt : {insert_.get(), update_.get()}) {
+          sqlite3_bind_text(stmt, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
+          sqlite3_bind_text(stmt, 2, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()),
+                            SQLITE_STATIC);
+          if (r.actual_value) {
+            sqlite3_bind_text(stmt, 3, r.actual_value->data(), static_cast<int>(r.actual_value->size()), SQLITE_STATIC);
+          } else {
+            sqlite3_bind_null(stmt, 3);
+          }
+          sqlite3_bind_int(stmt, 4, r.producer_id);
+          sqlite3_bind_double(stmt, 5, r.confidence);
+          sqlite3_bind_text(stmt, 6, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
+          if (r.produced_at_us) {
+            sqlite3_bind_int64(stmt, 7, ToMillis(*r.produced_at_us));
+          } else {
+            sqlite3_bind_null(stmt, 7);
+          }
+          sqlite3_bind_int64(stmt, 8, ToMillis(r.inferred_at_us));
+          sqlite3_bind_int64(stmt, 9, stored_at);
+          TRY(Run(stmt, "upserting into images"));
+          if (sqlite3_changes(db_.get()) > 0) {
+            (stmt == insert_.get() ? stats.inserted : stats.replaced)++;
+            break;
+          }
         }
       }
-    }
-    if (Status s = Exec("COMMIT"); !s) {
-      (void)Exec("ROLLBACK");
-      return std::unexpected(s.error());
-    }
+      return Ok();
+    });
+    if (!written) return std::unexpected(written.error());
     return stats;
   }
 
@@ -221,21 +226,19 @@ class SqliteStore final : public Store {
   Status ReplaceResults(std::span<const ProducerResult> results) override {
     ASSIGN_OR_RETURN(Statement insert, Prepare("INSERT INTO incorrect_inference_results (producer_id, incorrect_count, "
                                                "total, unlabelled, error_rate, computed_at) VALUES (?,?,?,?,?,?)"));
-    TRY(Exec("BEGIN IMMEDIATE"));
-    Status written = Exec("DELETE FROM incorrect_inference_results");
-    for (size_t i = 0; written && i < results.size(); ++i) {
-      const ProducerResult& r = results[i];
-      sqlite3_bind_int(insert.get(), 1, r.producer_id);
-      sqlite3_bind_int64(insert.get(), 2, r.incorrect_count);
-      sqlite3_bind_int64(insert.get(), 3, r.total);
-      sqlite3_bind_int64(insert.get(), 4, r.unlabelled);
-      sqlite3_bind_double(insert.get(), 5, r.error_rate);
-      sqlite3_bind_int64(insert.get(), 6, ToMillis(r.computed_at_us));
-      written = Run(insert.get(), "writing incorrect_inference_results");
-    }
-    if (written) written = Exec("COMMIT");
-    if (!written) (void)Exec("ROLLBACK");
-    return written;
+    return InWriteTransaction([&]() -> Status {
+      TRY(Exec("DELETE FROM incorrect_inference_results"));
+      for (const ProducerResult& r : results) {
+        sqlite3_bind_int(insert.get(), 1, r.producer_id);
+        sqlite3_bind_int64(insert.get(), 2, r.incorrect_count);
+        sqlite3_bind_int64(insert.get(), 3, r.total);
+        sqlite3_bind_int64(insert.get(), 4, r.unlabelled);
+        sqlite3_bind_double(insert.get(), 5, r.error_rate);
+        sqlite3_bind_int64(insert.get(), 6, ToMillis(r.computed_at_us));
+        TRY(Run(insert.get(), "writing incorrect_inference_results"));
+      }
+      return Ok();
+    });
   }
 
   Result<std::vector<ProducerResult>> ReadResults() override {
