@@ -13,6 +13,8 @@ namespace {
 
 constexpr const char* kImages = "images";
 constexpr const char* kResults = "incorrect_inference_results";
+constexpr const char* kStreamState = "stream_state";
+constexpr const char* kWindows = "incorrect_inference_windows";
 constexpr int kDuplicateKey = 11000;
 
 // Owns a heap document. (bson_t carries an alignment attribute, which a unique_ptr's
@@ -385,10 +387,8 @@ class MongoStore final : public Store {
     std::vector<Bson> docs;
     std::vector<Replacement> replacements;
     for (const ProducerResult& r : results) {
-      docs.push_back(
-          Bson(BCON_NEW("producer_id", BCON_INT32(r.producer_id), "incorrect_count", BCON_INT64(r.incorrect_count),
-                        "total", BCON_INT64(r.total), "error_rate", BCON_DOUBLE(r.error_rate), "unlabelled",
-                        BCON_INT64(r.unlabelled), "computed_at", BCON_DATE_TIME(ToMillis(r.computed_at_us)))));
+      docs.push_back(Bson());
+      AppendResult(docs.back().get(), r);
       replacements.push_back({Bson(BCON_NEW("producer_id", BCON_INT32(r.producer_id))), docs.back().get()});
     }
     TRY(ReplaceAll(collection.get(), replacements, "writing incorrect_inference_results"));
@@ -409,36 +409,128 @@ class MongoStore final : public Store {
   }
 
   Result<std::vector<ProducerResult>> ReadResults() override {
-    Collection collection = Get(kResults);
-    Bson query = Bson();
-    Bson opts(BCON_NEW("sort", "{", "producer_id", BCON_INT32(1), "}"));
-    Cursor cursor(mongoc_collection_find_with_opts(collection.get(), query.get(), opts.get(), nullptr));
     std::vector<ProducerResult> results;
-    const bson_t* doc = nullptr;
-    while (mongoc_cursor_next(cursor.get(), &doc)) {
+    Bson opts(BCON_NEW("sort", "{", "producer_id", BCON_INT32(1), "}"));
+    TRY(Find(kResults, Bson(), opts, [&](const bson_t* doc) {
       ProducerResult r;
+      bson_iter_t it;
+      bson_iter_init(&it, doc);
+      while (bson_iter_next(&it)) ReadResultField(&it, r);
+      results.push_back(r);
+    }));
+    return results;
+  }
+
+  // A replace whose filter also requires next_offset <= ours: when the stored state is
+  // further on, the filter matches nothing and the upsert's insert of the same _id is
+  // refused as a duplicate key, so the newer state stays. One document, one write.
+  Result<bool> SaveStreamState(const StreamState& state) override {
+    const std::string key = fmt::format("{}/{}/{}", state.group, state.topic, state.partition);
+    Bson doc(BCON_NEW("_id", BCON_UTF8(key.c_str()), "group", BCON_UTF8(state.group.c_str()), "topic",
+                      BCON_UTF8(state.topic.c_str()), "partition", BCON_INT32(state.partition), "next_offset",
+                      BCON_INT64(state.next_offset)));
+    bson_t array, entry;
+    BSON_APPEND_ARRAY_BEGIN(doc.get(), "counts", &array);
+    for (size_t i = 0; i < state.counts.size(); ++i) {
+      BSON_APPEND_DOCUMENT_BEGIN(&array, std::to_string(i).c_str(), &entry);
+      AppendCounts(&entry, state.counts[i]);
+      bson_append_document_end(&array, &entry);
+    }
+    bson_append_array_end(doc.get(), &array);
+    BSON_APPEND_ARRAY_BEGIN(doc.get(), "windows", &array);
+    for (size_t i = 0; i < state.windows.size(); ++i) {
+      BSON_APPEND_DOCUMENT_BEGIN(&array, std::to_string(i).c_str(), &entry);
+      BSON_APPEND_DATE_TIME(&entry, "start", ToMillis(state.windows[i].start_us));
+      AppendCounts(&entry, state.windows[i].counts);
+      bson_append_document_end(&array, &entry);
+    }
+    bson_append_array_end(doc.get(), &array);
+    BSON_APPEND_DATE_TIME(doc.get(), "updated_at", ToMillis(state.updated_at_us));
+
+    Collection collection = Get(kStreamState);
+    Bson selector(
+        BCON_NEW("_id", BCON_UTF8(key.c_str()), "next_offset", "{", "$lte", BCON_INT64(state.next_offset), "}"));
+    Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+    bson_error_t error;
+    if (mongoc_collection_replace_one(collection.get(), selector.get(), doc.get(), upsert.get(), nullptr, &error)) {
+      return true;
+    }
+    if (error.code == kDuplicateKey) return false;
+    return std::unexpected(FromBson(error, Context("saving stream_state " + key)));
+  }
+
+  Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {
+    std::vector<StreamState> states;
+    Bson query(BCON_NEW("group", BCON_UTF8(group.c_str())));
+    Bson opts(BCON_NEW("sort", "{", "topic", BCON_INT32(1), "partition", BCON_INT32(1), "}"));
+    TRY(Find(kStreamState, query, opts, [&](const bson_t* doc) {
+      StreamState state{.group = group};
+      bson_iter_t it, array;
+      bson_iter_init(&it, doc);
+      while (bson_iter_next(&it)) {
+        const std::string_view key = bson_iter_key(&it);
+        if (key == "topic" && BSON_ITER_HOLDS_UTF8(&it)) state.topic = bson_iter_utf8(&it, nullptr);
+        if (key == "partition") state.partition = static_cast<int32_t>(bson_iter_as_int64(&it));
+        if (key == "next_offset") state.next_offset = bson_iter_as_int64(&it);
+        if (key == "updated_at" && BSON_ITER_HOLDS_DATE_TIME(&it)) state.updated_at_us = bson_iter_date_time(&it) * 1000;
+        const bool counts = key == "counts", windows = key == "windows";
+        if ((counts || windows) && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &array)) {
+          while (bson_iter_next(&array)) {
+            bson_iter_t field;
+            if (!bson_iter_recurse(&array, &field)) continue;
+            WindowCounts entry;
+            while (bson_iter_next(&field)) {
+              if (std::string_view(bson_iter_key(&field)) == "start" && BSON_ITER_HOLDS_DATE_TIME(&field)) {
+                entry.start_us = bson_iter_date_time(&field) * 1000;
+              }
+              ReadCountsField(&field, entry.counts);
+            }
+            if (counts) state.counts.push_back(entry.counts);
+            if (windows) state.windows.push_back(entry);
+          }
+        }
+      }
+      states.push_back(std::move(state));
+    }));
+    return states;
+  }
+
+  Status UpsertWindowResults(std::span<const WindowResult> windows) override {
+    Collection collection = Get(kWindows);
+    std::vector<Bson> docs;
+    std::vector<Replacement> replacements;
+    for (const WindowResult& w : windows) {
+      const int64_t start = ToMillis(w.window_start_us);
+      docs.push_back(Bson(BCON_NEW("producer_id", BCON_INT32(w.result.producer_id), "window_start",
+                                   BCON_DATE_TIME(start), "window_end", BCON_DATE_TIME(ToMillis(w.window_end_us)))));
+      AppendResult(docs.back().get(), w.result, /*with_id=*/false);
+      replacements.push_back({Bson(BCON_NEW("producer_id", BCON_INT32(w.result.producer_id), "window_start",
+                                            BCON_DATE_TIME(start))),
+                              docs.back().get()});
+    }
+    return ReplaceAll(collection.get(), replacements, "writing incorrect_inference_windows");
+  }
+
+  Result<std::vector<WindowResult>> ReadWindowResults() override {
+    std::vector<WindowResult> windows;
+    Bson opts(BCON_NEW("sort", "{", "window_start", BCON_INT32(1), "producer_id", BCON_INT32(1), "}"));
+    TRY(Find(kWindows, Bson(), opts, [&](const bson_t* doc) {
+      WindowResult w;
       bson_iter_t it;
       bson_iter_init(&it, doc);
       while (bson_iter_next(&it)) {
         const std::string_view key = bson_iter_key(&it);
-        if (key == "producer_id") r.producer_id = static_cast<int>(bson_iter_as_int64(&it));
-        if (key == "incorrect_count") r.incorrect_count = bson_iter_as_int64(&it);
-        if (key == "total") r.total = bson_iter_as_int64(&it);
-        if (key == "unlabelled") r.unlabelled = bson_iter_as_int64(&it);
-        if (key == "error_rate") r.error_rate = bson_iter_as_double(&it);
-        if (key == "computed_at" && BSON_ITER_HOLDS_DATE_TIME(&it)) r.computed_at_us = bson_iter_date_time(&it) * 1000;
+        if (key == "window_start" && BSON_ITER_HOLDS_DATE_TIME(&it)) w.window_start_us = bson_iter_date_time(&it) * 1000;
+        if (key == "window_end" && BSON_ITER_HOLDS_DATE_TIME(&it)) w.window_end_us = bson_iter_date_time(&it) * 1000;
+        ReadResultField(&it, w.result);
       }
-      results.push_back(r);
-    }
-    bson_error_t error;
-    if (mongoc_cursor_error(cursor.get(), &error)) {
-      return std::unexpected(FromBson(error, Context("reading incorrect_inference_results")));
-    }
-    return results;
+      windows.push_back(w);
+    }));
+    return windows;
   }
 
   Status Clear() override {
-    for (const char* name : {kImages, kResults}) {
+    for (const char* name : {kImages, kResults, kStreamState, kWindows}) {
       Collection collection = Get(name);
       bson_error_t error;
       // 26: the collection does not exist, which is what we wanted.
@@ -453,6 +545,56 @@ class MongoStore final : public Store {
 
  private:
   std::string Context(std::string_view what) const { return fmt::format("{} ({})", what, described_); }
+
+  // Every document of `collection` matching `query`, in `opts`' order. (A template: a
+  // std::function of bson_t would drop the type's alignment attribute.)
+  template <typename Visit>
+  Status Find(const char* collection, const Bson& query, const Bson& opts, Visit&& visit) {
+    Collection c = Get(collection);
+    Cursor cursor(mongoc_collection_find_with_opts(c.get(), query.get(), opts.get(), nullptr));
+    const bson_t* doc = nullptr;
+    while (mongoc_cursor_next(cursor.get(), &doc)) visit(doc);
+    bson_error_t error;
+    if (mongoc_cursor_error(cursor.get(), &error)) {
+      return std::unexpected(FromBson(error, Context(fmt::format("reading {}", collection))));
+    }
+    return Ok();
+  }
+
+  // producer_id and incorrect_count first, as the original results had them.
+  static void AppendResult(bson_t* doc, const ProducerResult& r, bool with_id = true) {
+    if (with_id) BSON_APPEND_INT32(doc, "producer_id", r.producer_id);
+    BSON_APPEND_INT64(doc, "incorrect_count", r.incorrect_count);
+    BSON_APPEND_INT64(doc, "total", r.total);
+    BSON_APPEND_DOUBLE(doc, "error_rate", r.error_rate);
+    BSON_APPEND_INT64(doc, "unlabelled", r.unlabelled);
+    BSON_APPEND_DATE_TIME(doc, "computed_at", ToMillis(r.computed_at_us));
+  }
+
+  static void ReadResultField(const bson_iter_t* it, ProducerResult& r) {
+    const std::string_view key = bson_iter_key(it);
+    if (key == "producer_id") r.producer_id = static_cast<int>(bson_iter_as_int64(it));
+    if (key == "incorrect_count") r.incorrect_count = bson_iter_as_int64(it);
+    if (key == "total") r.total = bson_iter_as_int64(it);
+    if (key == "unlabelled") r.unlabelled = bson_iter_as_int64(it);
+    if (key == "error_rate") r.error_rate = bson_iter_as_double(it);
+    if (key == "computed_at" && BSON_ITER_HOLDS_DATE_TIME(it)) r.computed_at_us = bson_iter_date_time(it) * 1000;
+  }
+
+  static void AppendCounts(bson_t* doc, const ProducerCounts& c) {
+    BSON_APPEND_INT32(doc, "producer_id", c.producer_id);
+    BSON_APPEND_INT64(doc, "incorrect_count", c.incorrect_count);
+    BSON_APPEND_INT64(doc, "total", c.total);
+    BSON_APPEND_INT64(doc, "unlabelled", c.unlabelled);
+  }
+
+  static void ReadCountsField(const bson_iter_t* it, ProducerCounts& c) {
+    const std::string_view key = bson_iter_key(it);
+    if (key == "producer_id") c.producer_id = static_cast<int>(bson_iter_as_int64(it));
+    if (key == "incorrect_count") c.incorrect_count = bson_iter_as_int64(it);
+    if (key == "total") c.total = bson_iter_as_int64(it);
+    if (key == "unlabelled") c.unlabelled = bson_iter_as_int64(it);
+  }
 
   std::string described_;
   std::unique_ptr<mongoc_client_t, ClientDeleter> client_;

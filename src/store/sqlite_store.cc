@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <nlohmann/json.hpp>
+
 #include "store/store_internal.h"
 
 namespace iotinfer::store {
@@ -36,7 +38,41 @@ CREATE TABLE IF NOT EXISTS incorrect_inference_results (
   error_rate REAL NOT NULL,
   computed_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS stream_state (
+  grp TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  next_offset INTEGER NOT NULL,
+  counts TEXT NOT NULL,
+  windows TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (grp, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS incorrect_inference_windows (
+  producer_id INTEGER NOT NULL,
+  window_start INTEGER NOT NULL,
+  window_end INTEGER NOT NULL,
+  incorrect_count INTEGER NOT NULL,
+  total INTEGER NOT NULL,
+  unlabelled INTEGER NOT NULL,
+  error_rate REAL NOT NULL,
+  computed_at INTEGER NOT NULL,
+  PRIMARY KEY (producer_id, window_start)
+);
 )sql";
+
+using Json = nlohmann::json;
+
+// A state's counts as compact JSON arrays: [producer, incorrect, total, unlabelled] per
+// producer, with the window start (ms) in front for windows.
+Json CountsJson(const ProducerCounts& c) { return Json::array({c.producer_id, c.incorrect_count, c.total, c.unlabelled}); }
+
+ProducerCounts CountsFromJson(const Json& j, size_t first) {
+  return {.producer_id = j.at(first).get<int>(),
+          .incorrect_count = j.at(first + 1).get<int64_t>(),
+          .total = j.at(first + 2).get<int64_t>(),
+          .unlabelled = j.at(first + 3).get<int64_t>()};
+}
 
 constexpr const char* kColumns =
     "id, image_prediction, actual_value, producer_id, confidence, model, produced_at, inferred_at, stored_at";
@@ -253,7 +289,101 @@ class SqliteStore final : public Store {
     return results;
   }
 
-  Status Clear() override { return Exec("DELETE FROM images; DELETE FROM incorrect_inference_results;"); }
+  Result<bool> SaveStreamState(const StreamState& state) override {
+    Json counts = Json::array(), windows = Json::array();
+    for (const ProducerCounts& c : state.counts) counts.push_back(CountsJson(c));
+    for (const WindowCounts& w : state.windows) {
+      Json entry = CountsJson(w.counts);
+      entry.insert(entry.begin(), ToMillis(w.start_us));
+      windows.push_back(std::move(entry));
+    }
+    const std::string counts_text = counts.dump(), windows_text = windows.dump();
+    ASSIGN_OR_RETURN(Statement save,
+                     Prepare("INSERT INTO stream_state (grp, topic, partition, next_offset, counts, windows, updated_at) "
+                             "VALUES (?,?,?,?,?,?,?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
+                             "next_offset=excluded.next_offset, counts=excluded.counts, windows=excluded.windows, "
+                             "updated_at=excluded.updated_at WHERE excluded.next_offset >= stream_state.next_offset"));
+    sqlite3_bind_text(save.get(), 1, state.group.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(save.get(), 2, state.topic.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int(save.get(), 3, state.partition);
+    sqlite3_bind_int64(save.get(), 4, state.next_offset);
+    sqlite3_bind_text(save.get(), 5, counts_text.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_text(save.get(), 6, windows_text.c_str(), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(save.get(), 7, ToMillis(state.updated_at_us));
+    TRY(Run(save.get(), "saving stream_state"));
+    return sqlite3_changes(db_.get()) > 0;
+  }
+
+  Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {
+    ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT topic, partition, next_offset, counts, windows, updated_at FROM "
+                                             "stream_state WHERE grp = ? ORDER BY topic, partition"));
+    sqlite3_bind_text(stmt.get(), 1, group.c_str(), -1, SQLITE_TRANSIENT);
+    std::vector<StreamState> states;
+    TRY(Run(stmt.get(), "loading stream_state", [&](sqlite3_stmt* s) -> Status {
+      StreamState state{.group = group,
+                        .topic = *OptionalText(s, 0),
+                        .partition = sqlite3_column_int(s, 1),
+                        .next_offset = sqlite3_column_int64(s, 2),
+                        .updated_at_us = sqlite3_column_int64(s, 5) * 1000};
+      try {
+        for (const Json& c : Json::parse(*OptionalText(s, 3))) state.counts.push_back(CountsFromJson(c, 0));
+        for (const Json& w : Json::parse(*OptionalText(s, 4))) {
+          state.windows.push_back({w.at(0).get<int64_t>() * 1000, CountsFromJson(w, 1)});
+        }
+      } catch (const Json::exception& e) {
+        return std::unexpected(Error::Internal(
+            fmt::format("{}: stream_state of {}/{}/{} is corrupt: {}", uri_, group, state.topic, state.partition,
+                        e.what())));
+      }
+      states.push_back(std::move(state));
+      return Ok();
+    }));
+    return states;
+  }
+
+  Status UpsertWindowResults(std::span<const WindowResult> windows) override {
+    ASSIGN_OR_RETURN(Statement upsert,
+                     Prepare("INSERT OR REPLACE INTO incorrect_inference_windows (producer_id, window_start, "
+                             "window_end, incorrect_count, total, unlabelled, error_rate, computed_at) "
+                             "VALUES (?,?,?,?,?,?,?,?)"));
+    return InWriteTransaction([&]() -> Status {
+      for (const WindowResult& w : windows) {
+        const ProducerResult& r = w.result;
+        sqlite3_bind_int(upsert.get(), 1, r.producer_id);
+        sqlite3_bind_int64(upsert.get(), 2, ToMillis(w.window_start_us));
+        sqlite3_bind_int64(upsert.get(), 3, ToMillis(w.window_end_us));
+        sqlite3_bind_int64(upsert.get(), 4, r.incorrect_count);
+        sqlite3_bind_int64(upsert.get(), 5, r.total);
+        sqlite3_bind_int64(upsert.get(), 6, r.unlabelled);
+        sqlite3_bind_double(upsert.get(), 7, r.error_rate);
+        sqlite3_bind_int64(upsert.get(), 8, ToMillis(r.computed_at_us));
+        TRY(Run(upsert.get(), "writing incorrect_inference_windows"));
+      }
+      return Ok();
+    });
+  }
+
+  Result<std::vector<WindowResult>> ReadWindowResults() override {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT window_start, window_end, producer_id, incorrect_count, total, unlabelled, "
+                             "error_rate, computed_at FROM incorrect_inference_windows "
+                             "ORDER BY window_start, producer_id"));
+    std::vector<WindowResult> windows;
+    TRY(Run(stmt.get(), "reading incorrect_inference_windows", [&](sqlite3_stmt* s) {
+      windows.push_back({sqlite3_column_int64(s, 0) * 1000, sqlite3_column_int64(s, 1) * 1000,
+                         ProducerResult{sqlite3_column_int(s, 2), sqlite3_column_int64(s, 3),
+                                        sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
+                                        sqlite3_column_double(s, 6), sqlite3_column_int64(s, 7) * 1000}});
+      return Ok();
+    }));
+    return windows;
+  }
+
+  Status Clear() override {
+    return Exec(
+        "DELETE FROM images; DELETE FROM incorrect_inference_results; DELETE FROM stream_state; "
+        "DELETE FROM incorrect_inference_windows;");
+  }
 
   std::string Describe() const override { return uri_; }
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -59,8 +60,53 @@ struct ProducerResult {
   friend bool operator==(const ProducerResult&, const ProducerResult&) = default;
 };
 
+/// The additive part of a producer's result: counts over partitions and windows sum up.
+struct ProducerCounts {
+  int producer_id = 0;
+  int64_t incorrect_count = 0;
+  int64_t total = 0;
+  int64_t unlabelled = 0;
+
+  /// Counts `count` records predicted `prediction` whose true class is `actual`.
+  void Add(std::string_view prediction, const std::optional<std::string>& actual, int64_t count = 1);
+  ProducerCounts& operator+=(const ProducerCounts& other);
+  friend bool operator==(const ProducerCounts&, const ProducerCounts&) = default;
+};
+
+/// `counts` with its error rate: incorrect over labelled records (0 when none is labelled).
+ProducerResult ToResult(const ProducerCounts& counts, int64_t computed_at_us);
+
 /// Per-producer counts from confusion cells, sorted by producer_id.
 std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, int64_t computed_at_us);
+
+/// A producer's counts in one tumbling window [start, start + size).
+struct WindowCounts {
+  int64_t start_us = 0;
+  ProducerCounts counts;
+  friend bool operator==(const WindowCounts&, const WindowCounts&) = default;
+};
+
+/// One Kafka partition's share of a live count (`iotinfer stream`): the offset to read next
+/// and the counts of every record before it. Saved as one row or document, in one write, so
+/// the offset and the counts never disagree whatever crashes when.
+struct StreamState {
+  std::string group;  // the stream job, by its consumer group
+  std::string topic;
+  int32_t partition = 0;
+  int64_t next_offset = 0;
+  std::vector<ProducerCounts> counts;  // sorted by producer_id
+  std::vector<WindowCounts> windows;   // sorted by (start, producer_id)
+  int64_t updated_at_us = 0;           // kept in milliseconds, as every timestamp
+  friend bool operator==(const StreamState&, const StreamState&) = default;
+};
+
+/// One document of `incorrect_inference_windows`: a producer's result in one window.
+struct WindowResult {
+  int64_t window_start_us = 0;
+  int64_t window_end_us = 0;
+  ProducerResult result;
+  friend bool operator==(const WindowResult&, const WindowResult&) = default;
+};
 
 /// What an upsert did, by the store's own account.
 struct UpsertStats {
@@ -108,7 +154,22 @@ class Store {
   /// `incorrect_inference_results`, sorted by producer_id.
   virtual Result<std::vector<ProducerResult>> ReadResults() = 0;
 
-  /// Drops both collections (tests and benchmarks start from empty).
+  /// Saves `state` unless the store holds a state of the same (group, topic, partition) with
+  /// a greater next_offset: then nothing is written and false returned, because another
+  /// instance has counted further (this one lost the partition and is behind). One
+  /// single-document write: FerretDB has no multi-document transactions.
+  virtual Result<bool> SaveStreamState(const StreamState& state) = 0;
+
+  /// Every saved partition state of `group`, sorted by (topic, partition).
+  virtual Result<std::vector<StreamState>> LoadStreamState(const std::string& group) = 0;
+
+  /// Writes each window result over any earlier one of the same (producer, window start).
+  virtual Status UpsertWindowResults(std::span<const WindowResult> windows) = 0;
+
+  /// `incorrect_inference_windows`, sorted by (window start, producer_id).
+  virtual Result<std::vector<WindowResult>> ReadWindowResults() = 0;
+
+  /// Drops every collection (tests and benchmarks start from empty).
   virtual Status Clear() = 0;
 
   /// The URI with any password replaced by "***": safe to log.

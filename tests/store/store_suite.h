@@ -201,6 +201,60 @@ TEST_P(StoreSuite, ClearEmptiesBothAndKeepsTheStoreUsable) {
   ASSERT_TRUE(store_->Upsert(records));
   ASSERT_TRUE(store_->Upsert(records));  // the unique index came back with the collection
   EXPECT_EQ(store_->Count({}).value(), 1);
+  ASSERT_TRUE(store_->SaveStreamState({.group = "g", .topic = "inferences", .partition = 0, .next_offset = 1}));
+  ASSERT_TRUE(store_->Clear());
+  EXPECT_TRUE(store_->LoadStreamState("g").value().empty());
+}
+
+TEST_P(StoreSuite, StreamStateRoundTripsPerGroupAndPartition) {
+  StreamState a{.group = "live",
+                .topic = "inferences",
+                .partition = 3,
+                .next_offset = 120,
+                .counts = {{0, 4, 50, 1}, {7, 0, 70, 0}},
+                .windows = {{1'700'000'000'000'000, {0, 1, 10, 0}}, {1'700'000'010'000'000, {7, 0, 5, 5}}},
+                .updated_at_us = 1'700'000'000'123'000};
+  StreamState b{.group = "live", .topic = "inferences", .partition = 0, .next_offset = 9, .counts = {{2, 1, 9, 0}}};
+  StreamState other{.group = "other", .topic = "inferences", .partition = 0, .next_offset = 1};
+  for (const StreamState* s : {&a, &b, &other}) {
+    auto saved = store_->SaveStreamState(*s);
+    ASSERT_TRUE(saved) << saved.error().message();
+    EXPECT_TRUE(*saved);
+  }
+  auto loaded = store_->LoadStreamState("live");
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(*loaded, (std::vector<StreamState>{b, a}));
+  EXPECT_TRUE(store_->LoadStreamState("nobody").value().empty());
+}
+
+TEST_P(StoreSuite, StreamStateNeverGoesBackToAnEarlierOffset) {
+  StreamState state{.group = "live", .topic = "inferences", .partition = 1, .next_offset = 100, .counts = {{1, 2, 3, 0}}};
+  ASSERT_TRUE(store_->SaveStreamState(state).value());
+  StreamState behind = state;
+  behind.next_offset = 40;
+  behind.counts = {{1, 1, 1, 0}};
+  auto refused = store_->SaveStreamState(behind);
+  ASSERT_TRUE(refused) << refused.error().message();
+  EXPECT_FALSE(*refused);
+  EXPECT_EQ(store_->LoadStreamState("live").value(), std::vector<StreamState>{state});
+  StreamState same = state;  // the same offset again (a replay of the same flush) is fine
+  ASSERT_TRUE(store_->SaveStreamState(same).value());
+  StreamState ahead = state;
+  ahead.next_offset = 150;
+  ahead.counts = {{1, 3, 5, 0}};
+  ASSERT_TRUE(store_->SaveStreamState(ahead).value());
+  EXPECT_EQ(store_->LoadStreamState("live").value(), std::vector<StreamState>{ahead});
+}
+
+TEST_P(StoreSuite, WindowResultsUpsertByProducerAndStart) {
+  const int64_t t0 = 1'700'000'000'000'000, t1 = t0 + 10'000'000;
+  std::vector<WindowResult> first{{t0, t1, {2, 1, 4, 0, 0.25, t1}}, {t0, t1, {1, 0, 2, 0, 0.0, t1}}};
+  ASSERT_TRUE(store_->UpsertWindowResults(first));
+  std::vector<WindowResult> second{{t0, t1, {2, 2, 5, 0, 0.4, t1 + 1000}}, {t1, t1 + 10'000'000, {1, 1, 1, 0, 1.0, t1}}};
+  ASSERT_TRUE(store_->UpsertWindowResults(second));
+  auto windows = store_->ReadWindowResults();
+  ASSERT_TRUE(windows) << windows.error().message();
+  EXPECT_EQ(*windows, (std::vector<WindowResult>{first[1], second[0], second[1]}));
 }
 
 }  // namespace iotinfer::store
