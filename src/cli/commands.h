@@ -26,6 +26,7 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
 /// commit their current batch before they exit.
 const std::atomic<bool>& StopOnSignals();
 
+void AddBatchCommand(CLI::App& app, Action& action);
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);

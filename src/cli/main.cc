@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddProduceCommand(app, action);
   iotinfer::cli::AddInferCommand(app, action);
   iotinfer::cli::AddSinkCommand(app, action);
+  iotinfer::cli::AddBatchCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 

@@ -1,5 +1,6 @@
 #include <cstdio>
 
+#include "analytics/batch.h"
 #include "analytics/latency.h"
 #include "cli/commands.h"
 
@@ -31,12 +32,39 @@ void AddLatencyCommand(CLI::App& report, Action& action) {
   cmd->callback([&action, flags] { action = [flags] { return RunLatency(*flags); }; });
 }
 
+struct ResultsFlags {
+  store::StoreOptions store;
+  bool windows = false;
+};
+
+Status RunResults(const ResultsFlags& flags) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(flags.store));
+  if (!flags.windows) {
+    ASSIGN_OR_RETURN(std::vector<store::ProducerResult> results, store->ReadResults());
+    std::fputs(analytics::FormatResults(results).c_str(), stdout);
+    return Ok();
+  }
+  ASSIGN_OR_RETURN(std::vector<store::WindowResult> windows, store->ReadWindowResults());
+  std::fputs(analytics::FormatWindows(windows).c_str(), stdout);
+  return Ok();
+}
+
+void AddResultsCommand(CLI::App& report, Action& action) {
+  auto* cmd = report.add_subcommand(
+      "results", "The per-producer table of incorrect_inference_results (written by batch or stream)");
+  auto flags = std::make_shared<ResultsFlags>();
+  AddStoreFlags(*cmd, flags->store);
+  cmd->add_flag("--windows", flags->windows, "the per-window counts of stream --window instead");
+  cmd->callback([&action, flags] { action = [flags] { return RunResults(*flags); }; });
+}
+
 }  // namespace
 
 void AddReportCommand(CLI::App& app, Action& action) {
   auto* report = app.add_subcommand("report", "Reports over what the pipeline produced");
   report->require_subcommand(1, 1);
   AddLatencyCommand(*report, action);
+  AddResultsCommand(*report, action);
 }
 
 }  // namespace iotinfer::cli

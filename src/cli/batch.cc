@@ -1,0 +1,61 @@
+#include "analytics/batch.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+namespace {
+
+struct BatchFlags {
+  analytics::BatchOptions options;
+  std::string engine = "native";
+};
+
+// "[#########.........]  45%  450000/1000000 documents" on one rewritten line.
+void DrawProgress(int64_t done, int64_t total) {
+  constexpr int kWidth = 30;
+  const double fraction = total > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total)) : 0.0;
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::fprintf(stderr, "\r\033[Kscanning [%s%s] %3.0f%%  %lld/%lld documents", std::string(filled, '#').c_str(),
+               std::string(kWidth - filled, '.').c_str(), 100 * fraction, static_cast<long long>(done),
+               static_cast<long long>(total));
+}
+
+Status RunBatchCommand(BatchFlags& flags) {
+  analytics::BatchOptions& o = flags.options;
+  ASSIGN_OR_RETURN(o.engine, analytics::ParseBatchEngine(flags.engine));
+  // A bar on a terminal only; the push-down engine has nothing to count while the server works.
+  const bool live = isatty(STDERR_FILENO) && o.engine == analytics::BatchEngine::kNative;
+  ASSIGN_OR_RETURN(analytics::BatchReport report,
+                   analytics::RunBatch(o, live ? analytics::ScanProgress(DrawProgress) : analytics::ScanProgress()));
+  if (live) std::fputs("\n", stderr);
+  std::printf("%s", analytics::FormatResults(report.results).c_str());
+  std::printf("%lld documents of %s aggregated by the %s engine in %.2f s; incorrect_inference_results replaced\n",
+              static_cast<long long>(report.documents), report.store.c_str(),
+              std::string(analytics::EngineName(report.engine)).c_str(), report.seconds);
+  for (const auto& file : report.files) std::printf("wrote %s\n", file.c_str());
+  return Ok();
+}
+
+}  // namespace
+
+void AddBatchCommand(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "batch", "Count incorrect inferences per producer from the store: incorrect_inference_results, CSV and charts");
+  auto flags = std::make_shared<BatchFlags>();
+  analytics::BatchOptions& o = flags->options;
+  AddStoreFlags(*cmd, o.store);
+  cmd->add_option("--engine", flags->engine,
+                  "native (documents stream through iotinfer) or mongo (the store aggregates: a MongoDB pipeline, "
+                  "or GROUP BY on SQLite; alias pushdown)")
+      ->capture_default_str();
+  cmd->add_option("--out", o.out_dir, "directory for results.csv, confusion.csv and the charts (\"\": none)")
+      ->capture_default_str();
+  cmd->callback([&action, flags] { action = [flags] { return RunBatchCommand(*flags); }; });
+}
+
+}  // namespace iotinfer::cli

@@ -1,0 +1,19 @@
+// The batch suite against the MongoDB-protocol server of ./dev services, one database per test.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "analytics/batch_suite.h"
+
+namespace iotinfer::analytics {
+namespace {
+
+store::StoreOptions FreshMongo() {
+  static int n = 0;
+  return {.uri = "mongodb://127.0.0.1:27017",
+          .database = "batch_test_" + std::to_string(getpid()) + "_" + std::to_string(n++)};
+}
+
+INSTANTIATE_TEST_SUITE_P(Mongo, BatchSuite, ::testing::Values(BatchStore{"mongo", FreshMongo}));
+
+}  // namespace
+}  // namespace iotinfer::analytics
