@@ -114,6 +114,41 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
   }
 }
 
+void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                    std::set<TopicPartition>& assigned) {
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  const bool assigning = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+  for (int i = 0; i < partitions->cnt; ++i) {
+    const TopicPartition tp{partitions->elems[i].topic, partitions->elems[i].partition};
+    if (assigning) {
+      assigned.insert(tp);
+    } else {
+      assigned.erase(tp);
+    }
+  }
+  if (cooperative) {
+    rd_kafka_error_t* e = assigning ? rd_kafka_incremental_assign(rk, partitions)
+                                    : rd_kafka_incremental_unassign(rk, partitions);
+    if (e) rd_kafka_error_destroy(e);
+  } else {
+    rd_kafka_assign(rk, assigning ? partitions : nullptr);
+  }
+}
+
+int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned) {
+  int64_t lag = 0;
+  for (const auto& [topic, partition] : assigned) {
+    int64_t low = 0, high = 0;
+    if (rd_kafka_get_watermark_offsets(consumer, topic.c_str(), partition, &low, &high)) continue;
+    PartitionList position(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(position.get(), topic.c_str(), partition);
+    rd_kafka_position(consumer, position.get());
+    if (position->elems[0].offset < 0) continue;
+    lag += std::max<int64_t>(0, high - position->elems[0].offset);
+  }
+  return lag;
+}
+
 namespace {
 
 Result<Handle> MakeAdmin(const KafkaConfig& config) {

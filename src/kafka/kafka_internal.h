@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,5 +49,16 @@ void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics);
 
 /// A client of `type`; takes ownership of `conf`.
 Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+
+using TopicPartition = std::pair<std::string, int32_t>;
+
+/// Applies a rebalance event to `rk` and to `assigned` (the member's partitions), eagerly or
+/// incrementally as the group's protocol is. `partitions` may carry start offsets.
+void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                    std::set<TopicPartition>& assigned);
+
+/// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
+/// without a position yet are left out rather than guessed.
+int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned);
 
 }  // namespace iotinfer::kafka

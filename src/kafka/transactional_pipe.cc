@@ -15,7 +15,6 @@ namespace iotinfer::kafka {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using TopicPartition = std::pair<std::string, int32_t>;
 
 struct ErrorDeleter {
   void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
@@ -51,25 +50,8 @@ struct TransactionalPipe::Impl {
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                           void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
-    const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     impl->rebalances++;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      for (int i = 0; i < partitions->cnt; ++i)
-        impl->assigned.insert({partitions->elems[i].topic, partitions->elems[i].partition});
-      if (cooperative) {
-        if (auto* e = rd_kafka_incremental_assign(rk, partitions)) rd_kafka_error_destroy(e);
-      } else {
-        rd_kafka_assign(rk, partitions);
-      }
-    } else {
-      for (int i = 0; i < partitions->cnt; ++i)
-        impl->assigned.erase({partitions->elems[i].topic, partitions->elems[i].partition});
-      if (cooperative) {
-        if (auto* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
-      } else {
-        rd_kafka_assign(rk, nullptr);
-      }
-    }
+    ApplyRebalance(rk, err, partitions, impl->assigned);
   }
 
   // Back to the last committed offsets, so an aborted batch is read again.
@@ -209,20 +191,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
 
 int TransactionalPipe::assigned_partitions() const { return static_cast<int>(impl_->assigned.size()); }
 
-int64_t TransactionalPipe::lag() const {
-  int64_t lag = 0;
-  for (const auto& [topic, partition] : impl_->assigned) {
-    int64_t low = 0, high = 0;
-    if (rd_kafka_get_watermark_offsets(impl_->consumer.get(), topic.c_str(), partition, &low, &high)) continue;
-    PartitionList position(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(position.get(), topic.c_str(), partition);
-    rd_kafka_position(impl_->consumer.get(), position.get());
-    // No position yet (assigned but not fetched since): no estimate rather than a wrong one.
-    if (position->elems[0].offset < 0) continue;
-    lag += std::max<int64_t>(0, high - position->elems[0].offset);
-  }
-  return lag;
-}
+int64_t TransactionalPipe::lag() const { return Lag(impl_->consumer.get(), impl_->assigned); }
 
 void TransactionalPipe::Close() {
   if (impl_ && impl_->consumer) {

@@ -1,0 +1,155 @@
+#include "kafka/external_offset_consumer.h"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafka.h>
+
+#include <optional>
+
+#include "kafka/kafka_internal.h"
+
+namespace iotinfer::kafka {
+
+struct ExternalOffsetConsumer::Impl {
+  ExternalOffsetConsumerOptions options;
+  StartOffsets start_offsets;
+  OnRevoke on_revoke;
+  Handle consumer;
+  std::set<TopicPartition> assigned;
+  std::optional<Error> failed;  // from start_offsets, reported by the next Poll
+
+  static std::vector<PartitionId> Ids(const rd_kafka_topic_partition_list_t* list) {
+    std::vector<PartitionId> ids;
+    for (int i = 0; i < list->cnt; ++i) ids.push_back({list->elems[i].topic, list->elems[i].partition});
+    return ids;
+  }
+
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                          void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    const std::vector<PartitionId> ids = Ids(partitions);
+    if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (impl->on_revoke) impl->on_revoke(ids);
+      ApplyRebalance(rk, err, partitions, impl->assigned);
+      return;
+    }
+    Result<std::map<PartitionId, int64_t>> starts = impl->start_offsets(ids);
+    if (!starts) {
+      // Taking the partitions without knowing where to start would count records twice or
+      // not at all; the member keeps none and Poll reports why.
+      impl->failed = starts.error();
+      rd_kafka_topic_partition_list_t* none = rd_kafka_topic_partition_list_new(0);
+      ApplyRebalance(rk, err, none, impl->assigned);
+      rd_kafka_topic_partition_list_destroy(none);
+      return;
+    }
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto it = starts->find(ids[static_cast<size_t>(i)]);
+      partitions->elems[i].offset = it == starts->end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+    }
+    ApplyRebalance(rk, err, partitions, impl->assigned);
+  }
+};
+
+ExternalOffsetConsumer::ExternalOffsetConsumer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ExternalOffsetConsumer::~ExternalOffsetConsumer() { Close(); }
+
+Result<std::unique_ptr<ExternalOffsetConsumer>> ExternalOffsetConsumer::Create(
+    const ExternalOffsetConsumerOptions& options, StartOffsets start_offsets, OnRevoke on_revoke) {
+  if (options.topics.empty()) return std::unexpected(Error::InvalidInput("no topics to consume"));
+  if (options.max_batch < 1) return std::unexpected(Error::InvalidInput("batch size must be at least 1"));
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->start_offsets = std::move(start_offsets);
+  impl->on_revoke = std::move(on_revoke);
+  KafkaConfig config = options.kafka;
+  for (auto [key, value] : {std::pair{"group.id", options.group},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"auto.offset.reset", "earliest"},
+                            {"isolation.level", "read_committed"},
+                            {"session.timeout.ms", "10000"}}) {
+    config.properties.try_emplace(key, value);
+  }
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::OnRebalance);
+  rd_kafka_conf_set_opaque(conf.get(), impl.get());
+  ASSIGN_OR_RETURN(impl->consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  rd_kafka_poll_set_consumer(impl->consumer.get());
+  PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size())));
+  for (const auto& topic : options.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (auto err = rd_kafka_subscribe(impl->consumer.get(), topics.get())) {
+    return std::unexpected(FromKafka(err, "subscribing"));
+  }
+  return std::unique_ptr<ExternalOffsetConsumer>(new ExternalOffsetConsumer(std::move(impl)));
+}
+
+Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::milliseconds idle) {
+  Impl& impl = *impl_;
+  std::vector<InputMessage> batch;
+  auto deadline = std::chrono::steady_clock::now() + idle;
+  while (static_cast<int>(batch.size()) < impl.options.max_batch) {
+    const auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (remaining.count() < 0) break;
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
+    if (impl.failed) {
+      if (m) rd_kafka_message_destroy(m);
+      return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
+    }
+    if (!m) continue;
+    const rd_kafka_resp_err_t err = m->err;
+    if (err) {
+      rd_kafka_message_destroy(m);
+      if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
+      continue;  // end of partition or transient: librdkafka retries on its own
+    }
+    if (batch.empty()) deadline = std::chrono::steady_clock::now() + impl.options.max_wait;
+    // A rebalance inside this poll may have taken the partition away since it was fetched.
+    if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) batch.push_back(Convert(m));
+    rd_kafka_message_destroy(m);
+  }
+  return batch;
+}
+
+Status ExternalOffsetConsumer::Seek(const PartitionId& partition, int64_t offset) {
+  PartitionList list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)->offset = offset;
+  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(impl_->consumer.get(), list.get(), 10000)) {
+    std::string what = rd_kafka_error_string(e);
+    rd_kafka_error_destroy(e);
+    return std::unexpected(Error::Unavailable(fmt::format("seeking {} [{}]: {}", partition.topic, partition.partition, what)));
+  }
+  if (list->elems[0].err) {
+    return std::unexpected(FromKafka(list->elems[0].err, fmt::format("seeking {} [{}]", partition.topic, partition.partition)));
+  }
+  return Ok();
+}
+
+void ExternalOffsetConsumer::CommitForMonitoring(const std::map<PartitionId, int64_t>& next) {
+  if (next.empty()) return;
+  PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [id, offset] : next) {
+    rd_kafka_topic_partition_list_add(list.get(), id.topic.c_str(), id.partition)->offset = offset;
+  }
+  rd_kafka_commit(impl_->consumer.get(), list.get(), /*async=*/1);
+}
+
+std::vector<PartitionId> ExternalOffsetConsumer::assigned() const {
+  std::vector<PartitionId> ids;
+  for (const auto& [topic, partition] : impl_->assigned) ids.push_back({topic, partition});
+  return ids;
+}
+
+int64_t ExternalOffsetConsumer::lag() const { return Lag(impl_->consumer.get(), impl_->assigned); }
+
+void ExternalOffsetConsumer::Close() {
+  if (impl_ && impl_->consumer) {
+    rd_kafka_consumer_close(impl_->consumer.get());
+    impl_->consumer.reset();
+  }
+}
+
+}  // namespace iotinfer::kafka
