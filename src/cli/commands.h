@@ -32,6 +32,7 @@ void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
 void AddInferCommand(CLI::App& app, Action& action);
 void AddSinkCommand(CLI::App& app, Action& action);
+void AddStreamCommand(CLI::App& app, Action& action);
 void AddReportCommand(CLI::App& app, Action& action);
 
 }  // namespace iotinfer::cli

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddInferCommand(app, action);
   iotinfer::cli::AddSinkCommand(app, action);
   iotinfer::cli::AddBatchCommand(app, action);
+  iotinfer::cli::AddStreamCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 

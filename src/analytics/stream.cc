@@ -1,0 +1,299 @@
+#include "analytics/stream.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "core/inference_record.h"
+#include "kafka/external_offset_consumer.h"
+
+namespace iotinfer::analytics {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using kafka::PartitionId;
+using store::ProducerCounts;
+using WindowKey = std::pair<int64_t, int>;  // (window start in µs, producer_id)
+
+int64_t NowMillisAsMicros() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+             .count() *
+         1000;
+}
+
+// What one instance holds for one of its partitions: the saved state plus what it counted
+// since.
+struct PartitionCounts {
+  int64_t next_offset = 0;
+  std::map<int, ProducerCounts> counts;
+  std::map<WindowKey, ProducerCounts> windows;
+  bool dirty = false;
+};
+
+PartitionCounts FromState(const store::StreamState& state) {
+  PartitionCounts p{.next_offset = state.next_offset};
+  for (const ProducerCounts& c : state.counts) p.counts[c.producer_id] = c;
+  for (const store::WindowCounts& w : state.windows) p.windows[{w.start_us, w.counts.producer_id}] = w.counts;
+  return p;
+}
+
+class Stream {
+ public:
+  Stream(const StreamOptions& options, const std::atomic<bool>& stop, std::unique_ptr<store::Store> store,
+         const std::function<void(const StreamStats&)>& on_progress)
+      : options_(options), stop_(stop), store_(std::move(store)), on_progress_(on_progress) {}
+
+  Status Run() {
+    kafka::ExternalOffsetConsumerOptions consumer_options{.kafka = options_.kafka,
+                                                          .group = options_.group,
+                                                          .topics = {options_.topic},
+                                                          .max_batch = options_.max_batch};
+    ASSIGN_OR_RETURN(consumer_, kafka::ExternalOffsetConsumer::Create(
+                                    consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
+                                    [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));
+    auto next_update = Clock::now() + options_.update_interval;
+    auto next_log = Clock::now() + options_.log_every;
+    while (!stop_) {
+      const auto idle = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next_update - Clock::now()),
+                                   std::chrono::milliseconds(1), std::chrono::milliseconds(200));
+      ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, consumer_->Poll(idle));
+      for (const kafka::InputMessage& in : batch) Count(in);
+      if (const int partitions = static_cast<int>(owned_.size()); partitions != stats_.partitions) {
+        stats_.partitions = partitions;
+        Report();
+      }
+      if (Clock::now() >= next_update) {
+        TRY(Update());
+        next_update = Clock::now() + options_.update_interval;
+      }
+      if (options_.log_every.count() && Clock::now() >= next_log) {
+        stats_.lag = consumer_->lag();
+        std::fprintf(stderr, "stream: %s\n", FormatStats(stats_).c_str());
+        next_log = Clock::now() + options_.log_every;
+      }
+    }
+    // What was counted since the last update is saved before the partitions are given up.
+    TRY(Update());
+    stats_.lag = consumer_->lag();
+    consumer_->Close();
+    return Ok();
+  }
+
+  const StreamStats& stats() const { return stats_; }
+
+ private:
+  // Retries `write` while the store is unavailable (and no stop is asked for), backing off.
+  template <typename Write>
+  auto Retrying(std::string_view what, Write write) -> decltype(write()) {
+    auto backoff = options_.retry_initial;
+    for (;;) {
+      auto result = write();
+      if (result || result.error().code() != Error::Code::kUnavailable || stop_) return result;
+      stats_.store_retries++;
+      std::fprintf(stderr, "stream: store unavailable while %.*s, retrying in %lld ms: %s\n",
+                   static_cast<int>(what.size()), what.data(), static_cast<long long>(backoff.count()),
+                   result.error().message().c_str());
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, options_.retry_max);
+    }
+  }
+
+  Result<std::map<PartitionId, int64_t>> OnAssign(std::span<const PartitionId> ids) {
+    ASSIGN_OR_RETURN(std::vector<store::StreamState> states,
+                     Retrying("loading stream_state", [&] { return store_->LoadStreamState(options_.group); }));
+    std::map<PartitionId, int64_t> starts;
+    for (const PartitionId& id : ids) {
+      owned_[id] = PartitionCounts{};
+      for (const store::StreamState& s : states) {
+        if (s.topic == id.topic && s.partition == id.partition) owned_[id] = FromState(s);
+      }
+      starts[id] = owned_[id].next_offset;
+    }
+    results_due_ = true;  // a crash may have come between a save and the results write
+    return starts;
+  }
+
+  void OnRevoke(std::span<const PartitionId> ids) {
+    for (const PartitionId& id : ids) {
+      auto it = owned_.find(id);
+      if (it == owned_.end()) continue;
+      // Best effort: the new owner counts again from the last saved state if this fails.
+      if (it->second.dirty) (void)store_->SaveStreamState(ToState(id, it->second));
+      owned_.erase(it);
+    }
+  }
+
+  void Count(const kafka::InputMessage& in) {
+    auto it = owned_.find({in.topic, in.partition});
+    if (it == owned_.end()) return;
+    PartitionCounts& p = it->second;
+    if (in.offset < p.next_offset) return;  // fetched before a seek back to a saved state
+    p.next_offset = in.offset + 1;
+    p.dirty = true;
+    stats_.consumed++;
+    Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
+    if (!record) {
+      stats_.invalid++;
+      return;
+    }
+    ProducerCounts& c = p.counts[record->producer_id];
+    c.producer_id = record->producer_id;
+    c.Add(record->image_prediction, record->actual_value);
+    if (options_.window.count() > 0) CountWindow(p, *record);
+  }
+
+  void CountWindow(PartitionCounts& p, const InferenceRecord& r) {
+    const int64_t size = std::chrono::duration_cast<std::chrono::microseconds>(options_.window).count();
+    const int64_t event = r.produced_at_us.value_or(r.inferred_at_us);
+    const int64_t start = event / size * size - (event % size < 0 ? size : 0);
+    const int64_t newest = p.windows.empty() ? start : std::max(start, p.windows.rbegin()->first.first);
+    const int64_t oldest_kept = newest - (options_.window_keep - 1) * size;
+    if (start < oldest_kept) {
+      stats_.late++;
+      return;
+    }
+    ProducerCounts& c = p.windows[{start, r.producer_id}];
+    c.producer_id = r.producer_id;
+    c.Add(r.image_prediction, r.actual_value);
+    p.windows.erase(p.windows.begin(), p.windows.lower_bound({oldest_kept, 0}));
+  }
+
+  store::StreamState ToState(const PartitionId& id, const PartitionCounts& p) const {
+    store::StreamState state{.group = options_.group,
+                             .topic = id.topic,
+                             .partition = id.partition,
+                             .next_offset = p.next_offset,
+                             .updated_at_us = NowMillisAsMicros()};
+    for (const auto& [producer, c] : p.counts) state.counts.push_back(c);
+    for (const auto& [key, c] : p.windows) state.windows.push_back({key.first, c});
+    return state;
+  }
+
+  // Saves each changed partition, then rewrites the results from every saved state.
+  Status Update() {
+    const auto start = Clock::now();
+    std::map<PartitionId, int64_t> saved;
+    for (auto& [id, p] : owned_) {
+      if (!p.dirty) continue;
+      const store::StreamState state = ToState(id, p);
+      Result<bool> written = Retrying("saving stream_state", [&] { return store_->SaveStreamState(state); });
+      if (!written) return stop_ ? Ok() : Status(std::unexpected(written.error()));
+      if (!*written) {
+        TRY(Resync(id));
+        continue;
+      }
+      p.dirty = false;
+      saved[id] = p.next_offset;
+    }
+    if (saved.empty() && !results_due_) return Ok();
+    Status results = Retrying("writing results", [&] { return WriteResults(); });
+    if (!results) return stop_ ? Ok() : results;
+    results_due_ = false;
+    consumer_->CommitForMonitoring(saved);
+    stats_.updates++;
+    stats_.last_update_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    Report();
+    return Ok();
+  }
+
+  // Another instance saved this partition further on (we lost it in a rebalance and it was
+  // counted meanwhile): continue from its state.
+  Status Resync(const PartitionId& id) {
+    stats_.superseded++;
+    ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
+    for (const store::StreamState& s : states) {
+      if (s.topic != id.topic || s.partition != id.partition) continue;
+      owned_[id] = FromState(s);
+      std::fprintf(stderr, "stream: %s [%d] was counted further elsewhere; continuing from offset %lld\n",
+                   id.topic.c_str(), id.partition, static_cast<long long>(s.next_offset));
+      return consumer_->Seek(id, s.next_offset);
+    }
+    return Ok();
+  }
+
+  Status WriteResults() {
+    ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
+    std::map<int, ProducerCounts> totals;
+    std::map<WindowKey, ProducerCounts> windows;
+    std::optional<int64_t> window_floor;
+    const int64_t size = std::chrono::duration_cast<std::chrono::microseconds>(options_.window).count();
+    for (const store::StreamState& s : states) {
+      for (const ProducerCounts& c : s.counts) {
+        ProducerCounts& t = totals[c.producer_id];
+        t.producer_id = c.producer_id;
+        t += c;
+      }
+      if (s.windows.empty()) continue;
+      // Windows older than a partition's kept range may have been dropped from its state:
+      // only windows every partition still holds are summed and written.
+      const int64_t floor = s.windows.back().start_us - (options_.window_keep - 1) * size;
+      window_floor = std::max(window_floor.value_or(floor), floor);
+      for (const store::WindowCounts& w : s.windows) {
+        ProducerCounts& t = windows[{w.start_us, w.counts.producer_id}];
+        t.producer_id = w.counts.producer_id;
+        t += w.counts;
+      }
+    }
+    const int64_t now = NowMillisAsMicros();
+    std::vector<store::ProducerResult> results;
+    for (const auto& [producer, c] : totals) results.push_back(store::ToResult(c, now));
+    TRY(store_->ReplaceResults(results));
+    std::vector<store::WindowResult> changed;
+    for (const auto& [key, c] : windows) {
+      if (key.first < *window_floor) continue;
+      auto it = written_windows_.find(key);
+      if (it != written_windows_.end() && it->second == c) continue;
+      changed.push_back({key.first, key.first + size, store::ToResult(c, now)});
+    }
+    if (!changed.empty()) {
+      TRY(store_->UpsertWindowResults(changed));
+      for (const store::WindowResult& w : changed) {
+        written_windows_[{w.window_start_us, w.result.producer_id}] = windows[{w.window_start_us, w.result.producer_id}];
+      }
+      written_windows_.erase(written_windows_.begin(), written_windows_.lower_bound({*window_floor, 0}));
+    }
+    return Ok();
+  }
+
+  void Report() {
+    if (!on_progress_) return;
+    stats_.lag = consumer_->lag();
+    on_progress_(stats_);
+  }
+
+  const StreamOptions& options_;
+  const std::atomic<bool>& stop_;
+  std::unique_ptr<store::Store> store_;
+  const std::function<void(const StreamStats&)>& on_progress_;
+  std::unique_ptr<kafka::ExternalOffsetConsumer> consumer_;
+  std::map<PartitionId, PartitionCounts> owned_;
+  std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
+  bool results_due_ = false;
+  StreamStats stats_;
+};
+
+}  // namespace
+
+std::string FormatStats(const StreamStats& s) {
+  return fmt::format(
+      "consumed {}, invalid {}, late {}, updates {} (last {:.1f} ms), superseded {}, store retries {}, lag {}, "
+      "partitions {}",
+      s.consumed, s.invalid, s.late, s.updates, s.last_update_ms, s.superseded, s.store_retries, s.lag, s.partitions);
+}
+
+Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,
+                              const std::function<void(const StreamStats&)>& on_progress) {
+  if (options.update_interval.count() <= 0) return std::unexpected(Error::InvalidInput("update interval must be > 0"));
+  if (options.window.count() < 0) return std::unexpected(Error::InvalidInput("window must not be negative"));
+  if (options.window_keep < 1) return std::unexpected(Error::InvalidInput("windows kept must be at least 1"));
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
+  Stream stream(options, stop, std::move(store), on_progress);
+  TRY(stream.Run());
+  return stream.stats();
+}
+
+}  // namespace iotinfer::analytics

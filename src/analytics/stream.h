@@ -1,0 +1,66 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/error.h"
+#include "kafka/kafka.h"
+#include "store/store.h"
+
+namespace iotinfer::analytics {
+
+struct StreamOptions {
+  kafka::KafkaConfig kafka;
+  store::StoreOptions store;
+  // The stream job: its consumer group, and the key of its saved state. Instances of one
+  // group share the partitions; another group counts everything again, separately.
+  std::string group = "iotinfer-stream";
+  std::string topic = "inferences";
+  // While records flow, counts reach the store at least this often.
+  std::chrono::milliseconds update_interval{500};
+  // Tumbling windows by event time (produced_at, else inferred_at); 0: none.
+  std::chrono::milliseconds window{0};
+  // Windows each partition keeps (its newest ones): what bounds the state's size. A record
+  // older than that still counts in the totals, but in no window ("late").
+  int window_keep = 360;
+  int max_batch = 10000;
+  // While the store is unavailable, saves retry with backoff up to retry_max; consumption
+  // waits meanwhile.
+  std::chrono::milliseconds retry_initial{200};
+  std::chrono::milliseconds retry_max{5000};
+  std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
+};
+
+struct StreamStats {
+  int64_t consumed = 0;       // records read
+  int64_t invalid = 0;        // values that are not inference records (the sink dead-letters them)
+  int64_t late = 0;           // records too old for any kept window (counted in the totals)
+  int64_t updates = 0;        // times the counts were saved and the results rewritten
+  int64_t superseded = 0;     // saves refused because another instance had counted further
+  int64_t store_retries = 0;  // writes that failed because the store was unavailable
+  int64_t lag = 0;
+  int partitions = 0;
+  double last_update_ms = 0;  // how long the last save and results write took
+};
+
+/// One line for logs.
+std::string FormatStats(const StreamStats& stats);
+
+/// Runs the live count until `stop` becomes true: consumes `topic` (read_committed) as a
+/// member of `group` and keeps, per assigned partition, the per-producer counts (and window
+/// counts) of every record before its next offset. At least every update_interval while
+/// records flow, each changed partition's state (offset and counts together) is saved in one
+/// single-document write, then `incorrect_inference_results` is rewritten as the sum over
+/// every partition's saved state (and `incorrect_inference_windows` for the windows that
+/// changed). An assigned partition resumes from its saved state, so after a crash at any
+/// point the counts end exact: records after the saved offset are counted once more, records
+/// before it never. `on_progress` (optional) sees the counters after every update and when
+/// the assigned partitions change. Errors: the store or Kafka cannot be used at start, or
+/// where an assigned partition starts cannot be read from the store.
+Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,
+                              const std::function<void(const StreamStats&)>& on_progress = {});
+
+}  // namespace iotinfer::analytics

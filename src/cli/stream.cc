@@ -1,0 +1,90 @@
+#include "analytics/stream.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+namespace {
+
+struct StreamFlags {
+  analytics::StreamOptions options;
+  std::vector<std::string> kafka_properties;
+  int update_ms = 500;
+  std::string window = "0";
+  int retry_max_ms = 5000;
+  int log_every_ms = 5000;
+};
+
+// "10s", "500ms", "2m", "1h"; a bare number is seconds.
+Result<std::chrono::milliseconds> ParseDuration(const std::string& text) {
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string_view unit(end, text.data() + text.size());
+  double ms_per_unit = 0;
+  if (unit.empty() || unit == "s") ms_per_unit = 1000;
+  if (unit == "ms") ms_per_unit = 1;
+  if (unit == "m" || unit == "min") ms_per_unit = 60'000;
+  if (unit == "h") ms_per_unit = 3'600'000;
+  if (ec != std::errc() || ms_per_unit == 0 || value < 0) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("'{}' is not a duration such as 10s, 500ms, 5m or 1h", text)));
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(value * ms_per_unit));
+}
+
+Status RunStreamCommand(StreamFlags& flags) {
+  analytics::StreamOptions& o = flags.options;
+  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  ASSIGN_OR_RETURN(o.window, ParseDuration(flags.window));
+  if (o.window.count() > 0 && o.window < std::chrono::seconds(1)) {
+    return std::unexpected(Error::InvalidInput("--window must be at least 1s"));
+  }
+  o.update_interval = std::chrono::milliseconds(flags.update_ms);
+  o.retry_max = std::chrono::milliseconds(flags.retry_max_ms);
+  o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  // SIGINT/SIGTERM: the loop saves what it counted, rewrites the results, then returns.
+  const std::atomic<bool>& stop = StopOnSignals();
+  std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates every %d ms%s\n",
+               o.kafka.Describe().c_str(), o.group.c_str(), o.topic.c_str(), store::RedactUri(o.store.uri).c_str(),
+               o.store.database.c_str(), flags.update_ms,
+               o.window.count() ? fmt::format(", windows of {}", flags.window).c_str() : "");
+  ASSIGN_OR_RETURN(analytics::StreamStats stats, analytics::RunStream(o, stop));
+  std::fprintf(stderr, "stream: stopped; %s\n", analytics::FormatStats(stats).c_str());
+  return Ok();
+}
+
+}  // namespace
+
+void AddStreamCommand(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "stream", "Keep incorrect_inference_results live from Kafka: inferences -> per-producer counts, exact after crashes");
+  auto flags = std::make_shared<StreamFlags>();
+  analytics::StreamOptions& o = flags->options;
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddStoreFlags(*cmd, o.store);
+  cmd->add_option("--group", o.group, "consumer group, and the name of the saved state; instances share partitions")
+      ->capture_default_str();
+  cmd->add_option("--topic", o.topic, "topic of inference records")->capture_default_str();
+  cmd->add_option("--update-ms", flags->update_ms, "longest time between store updates while records flow")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--window", flags->window,
+                  "tumbling windows by event time, e.g. 10s or 1m, kept in incorrect_inference_windows (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--window-keep", o.window_keep, "newest windows kept per partition")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-max", o.max_batch, "most records per poll")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--retry-max-ms", flags->retry_max_ms, "longest wait between retries while the store is down")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
+      ->capture_default_str();
+  cmd->callback([&action, flags] { action = [flags] { return RunStreamCommand(*flags); }; });
+}
+
+}  // namespace iotinfer::cli

@@ -1,0 +1,265 @@
+// `iotinfer stream` against the real broker and the real MongoDB-protocol server of the
+// `kafka` and `mongo` ctest fixtures: live counts equal to the batch result, also after the
+// stream process is killed with SIGKILL at random points.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+#include <thread>
+
+#include "analytics/batch.h"
+#include "analytics/stream.h"
+#include "core/inference_record.h"
+#include "core/labels.h"
+#include "kafka/kafka.h"
+#include "kafka_test_util.h"
+#include "process_util.h"
+#include "test_util.h"
+
+namespace iotinfer::analytics {
+namespace {
+
+using iotinfer::testing::UniqueTopic;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kMongo = "mongodb://127.0.0.1:27017";
+
+// Varied enough that every producer has its own error rate, unlabelled records included.
+InferenceRecord Record(int i, int64_t produced_at_us = 1'700'000'000'000'000) {
+  const int producer = i % 8;
+  const std::string actual(kFashionMnistClasses[i % 10]);
+  const bool wrong = (i / 8) % (producer + 2) == 0;
+  return {.id = fmt::format("s-{}", i),
+          .image_prediction = wrong ? std::string(kFashionMnistClasses[(i * 7 + 3) % 10]) : actual,
+          .actual_value = i % 13 == 0 ? std::nullopt : std::optional<std::string>(actual),
+          .producer_id = producer,
+          .confidence = 0.9,
+          .model = "fmnist-cnn-test",
+          .produced_at_us = produced_at_us,
+          .inferred_at_us = produced_at_us + 1000};
+}
+
+void Send(const std::string& topic, const std::vector<InferenceRecord>& records, int from, int to) {
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  for (int i = from; i < to; ++i) {
+    const InferenceRecord& r = records[static_cast<size_t>(i)];
+    ASSERT_OK((*producer)->Send(topic, {std::to_string(r.producer_id), EncodeInferenceRecord(r), {}}));
+  }
+  ASSERT_OK((*producer)->Flush());
+}
+
+struct Names {
+  std::string topic = UniqueTopic("stream-inferences");
+  std::string group = UniqueTopic("stream-group");
+  std::string database = "stream_test_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+  static inline int counter = 0;
+};
+
+std::unique_ptr<store::Store> Open(const std::string& uri, const std::string& database) {
+  auto store = store::Store::Open({.uri = uri, .database = database});
+  EXPECT_TRUE(store) << store.error().message();
+  if (store) {
+    EXPECT_TRUE((*store)->Clear());
+  }
+  return store ? std::move(*store) : nullptr;
+}
+
+int64_t Total(const std::vector<store::ProducerResult>& results) {
+  int64_t total = 0;
+  for (const auto& r : results) total += r.total;
+  return total;
+}
+
+// The counts of `results` without their time, for comparing two computations.
+std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(const std::vector<store::ProducerResult>& results) {
+  std::vector<std::tuple<int, int64_t, int64_t, int64_t>> counts;
+  for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
+  return counts;
+}
+
+// What `iotinfer batch` says about `records`: the stream must end equal to it.
+std::vector<store::ProducerResult> BatchResult(const std::string& uri, const std::string& database,
+                                               const std::vector<InferenceRecord>& records) {
+  const std::string batch_db = database + "_batch";
+  auto store = Open(uri, batch_db);
+  EXPECT_TRUE(store->Upsert(records));
+  auto report = RunBatch({.store = {.uri = uri, .database = batch_db}, .engine = BatchEngine::kNative, .out_dir = ""});
+  EXPECT_TRUE(report) << report.error().message();
+  return report ? report->results : std::vector<store::ProducerResult>{};
+}
+
+// Polls the store until its results count `expected` records or `timeout` passes.
+std::vector<store::ProducerResult> WaitForTotal(store::Store& store, int64_t expected, seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<store::ProducerResult> results;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto read = store.ReadResults();
+    if (read) results = *read;
+    if (Total(results) >= expected) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  return results;
+}
+
+TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSkipped) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 3000; ++i) records.push_back(Record(i));
+  Send(names.topic, records, 0, 3000);
+  {
+    auto producer = kafka::Producer::Create({});
+    ASSERT_OK(producer);
+    ASSERT_OK((*producer)->Send(names.topic, {"1", "{not json", {}}));
+    ASSERT_OK((*producer)->Send(names.topic, {"1", R"({"id":"x","producer_id":"one"})", {}}));
+    ASSERT_OK((*producer)->Flush());
+  }
+  auto store = Open(kMongo, names.database);
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = kMongo, .database = names.database};
+  options.update_interval = milliseconds(200);
+  options.log_every = milliseconds(0);
+  std::atomic<bool> stop{false};
+  Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
+  int64_t updates_seen = 0;
+  std::thread service([&] {
+    stats = RunStream(options, stop, [&](const StreamStats& s) {
+      updates_seen = s.updates;
+      if (s.consumed >= 3002 && s.updates > 0) stop = true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(90);
+  while (!stop && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  stop = true;
+  service.join();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->consumed, 3002);
+  EXPECT_EQ(stats->invalid, 2);
+  EXPECT_EQ(stats->superseded, 0);
+  EXPECT_GE(updates_seen, 1);
+  auto live = store->ReadResults();
+  ASSERT_OK(live);
+  EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
+  // One state per partition, whose offsets cover every record.
+  auto states = store->LoadStreamState(names.group);
+  ASSERT_OK(states);
+  int64_t next = 0;
+  for (const auto& s : *states) next += s.next_offset;
+  EXPECT_EQ(states->size(), 4u);
+  EXPECT_EQ(next, 3002);
+}
+
+TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 3}}));
+  auto store = Open(kMongo, names.database);
+  constexpr int kRecords = 7000;
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < kRecords; ++i) records.push_back(Record(i));
+  // A static member id: each restart takes its dead predecessor's partitions at once
+  // instead of after the session timeout.
+  const std::vector<std::string> args{"stream",      "--topic",        names.topic,
+                                      "--group",     names.group,      "--store",
+                                      kMongo,        "--db",           names.database,
+                                      "--update-ms", "50",             "--batch-max",
+                                      "100",         "--log-every-ms", "0",
+                                      "--kafka",     "group.instance.id=" + names.group};
+  auto saved_offsets = [&] {
+    int64_t sum = 0;
+    if (auto states = store->LoadStreamState(names.group)) {
+      for (const auto& state : *states) sum += state.next_offset;
+    }
+    return sum;
+  };
+  // Each run gets new records, is killed at a random moment once it has saved some of them,
+  // and the next run starts from what was saved.
+  std::mt19937 rng(static_cast<unsigned>(getpid()));
+  int64_t saved = 0;
+  int progressed = 0;
+  for (int run = 0; run < 6; ++run) {
+    Send(names.topic, records, run * 1000, (run + 1) * 1000);
+    iotinfer::testing::IotinferProcess stream(args);
+    const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+    while (saved_offsets() <= saved && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    std::this_thread::sleep_for(milliseconds(rng() % 300));
+    const int status = stream.Signal(SIGKILL);
+    EXPECT_TRUE(WIFSIGNALED(status)) << "the stream ended before it was killed (status " << status << ")";
+    const int64_t now = saved_offsets();
+    if (now > saved) ++progressed;
+    saved = now;
+  }
+  EXPECT_EQ(progressed, 6) << "a run was killed before it saved anything";
+  {
+    // The last run counts records sent after it started, so a clean stop is tested on a
+    // process that is surely running.
+    iotinfer::testing::IotinferProcess stream(args);
+    Send(names.topic, records, 6000, kRecords);
+    auto live = WaitForTotal(*store, kRecords, seconds(120));
+    EXPECT_EQ(Total(live), kRecords);
+    const int status = stream.Signal(SIGTERM);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  }
+  auto live = store->ReadResults();
+  ASSERT_OK(live);
+  EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
+}
+
+TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 2}}));
+  const iotinfer::testing::TempDir dir;
+  const std::string uri = "sqlite:" + dir.file("windows.db");
+  auto store = Open(uri, "");
+  // 900 records over three 10 s windows, in order of event time within each producer.
+  const int64_t t0 = 1'700'000'000'000'000;  // a multiple of 10 s
+  std::vector<InferenceRecord> records;
+  std::map<std::pair<int64_t, int>, std::pair<int64_t, int64_t>> expected;  // (start, producer) -> (incorrect, total)
+  for (int i = 0; i < 900; ++i) {
+    const int64_t at = t0 + (i / 300) * 10'000'000 + (i % 300) * 1000;
+    records.push_back(Record(i, at));
+    auto& e = expected[{t0 + (i / 300) * 10'000'000, records.back().producer_id}];
+    e.first += records.back().incorrect() ? 1 : 0;
+    e.second++;
+  }
+  Send(names.topic, records, 0, 900);
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = uri};
+  options.window = seconds(10);
+  options.update_interval = milliseconds(100);
+  options.log_every = milliseconds(0);
+  std::atomic<bool> stop{false};
+  Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] {
+    stats = RunStream(options, stop, [&](const StreamStats& s) {
+      if (s.consumed >= 900 && s.updates > 0) stop = true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (!stop && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  stop = true;
+  service.join();
+  ASSERT_OK(stats);
+  auto windows = store->ReadWindowResults();
+  ASSERT_OK(windows);
+  std::map<std::pair<int64_t, int>, std::pair<int64_t, int64_t>> got;
+  for (const auto& w : *windows) {
+    EXPECT_EQ(w.window_end_us - w.window_start_us, 10'000'000);
+    got[{w.window_start_us, w.result.producer_id}] = {w.result.incorrect_count, w.result.total};
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(stats->late, 0);
+}
+
+}  // namespace
+}  // namespace iotinfer::analytics
