@@ -25,7 +25,8 @@ Status RunDemoCommand(DemoFlags& flags) {
 
 void AddDemoCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
-      "demo", "The whole pipeline in one process: devices -> Kafka -> inference -> reports (no servers needed)");
+      "demo", "The whole pipeline in one process: devices -> Kafka -> inference -> store, live count, batch count, "
+      "charts (no servers needed)");
   auto flags = std::make_shared<DemoFlags>();
   demo::DemoOptions& o = flags->options;
   cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers (default: an in-process mock cluster)")
@@ -41,7 +42,12 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
   cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
       ->envname("IOTINFER_MODEL");
-  cmd->add_option("--out", o.out_dir, "directory for charts and CSV files")->capture_default_str();
+  cmd->add_option("--out", o.out_dir, "directory for charts, CSV files and the default SQLite store")
+      ->capture_default_str();
+  // No environment variables here, unlike other commands: the demo empties its store, and
+  // must never pick up a production one from IOTINFER_STORE/IOTINFER_DB.
+  cmd->add_option("--store", o.store.uri, "store to use, and empty first (default: sqlite:<out>/iotinfer.db)");
+  cmd->add_option("--db", o.store.database, "MongoDB database, emptied first")->capture_default_str();
   cmd->callback([&action, flags] { action = [flags] { return RunDemoCommand(*flags); }; });
 }
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <filesystem>
+#include <tuple>
 #include <thread>
 
 #include "kafka/mock_cluster.h"
@@ -12,19 +14,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The inference service in a thread, stopped when the caller says how much to expect.
-class InferThread {
+// A service (infer, sink or stream) in a thread, stopped when the caller says how much to
+// expect. `Stats` has consumed, partitions and lag.
+template <typename Stats>
+class ServiceThread {
  public:
-  explicit InferThread(const infer::InferOptions& options)
-      : thread_([this, options] {
-          result_ = infer::RunInfer(options, stop_, [this](const infer::InferStats& s) {
+  using Run = std::function<Result<Stats>(const std::atomic<bool>& stop, const std::function<void(const Stats&)>&)>;
+
+  ServiceThread(std::string name, Run run)
+      : name_(std::move(name)), thread_([this, run = std::move(run)] {
+          result_ = run(stop_, [this](const Stats& s) {
             consumed_ = s.consumed;
             partitions_ = s.partitions;
             lag_ = s.lag;
           });
           finished_ = true;
         }) {}
-  ~InferThread() { Stop(); }
+  ~ServiceThread() { Stop(); }
 
   /// Waits until the service has joined its group and holds partitions; false when it ended
   /// or `timeout` passed first.
@@ -36,13 +42,19 @@ class InferThread {
     return partitions_ > 0;
   }
 
-  /// Waits until `target` images are consumed with no lag left, the service ends, or it
-  /// stalls; then stops the service.
-  Result<infer::InferStats> Finish(int64_t target, std::chrono::milliseconds stall_timeout) {
+  /// The service's own error when it ended early, else why it is not ready.
+  Error NotReady() {
+    Result<Stats> ended = Finish(0, std::chrono::milliseconds(0));
+    return ended ? Error::Unavailable(fmt::format("the {} service got no partitions assigned", name_)) : ended.error();
+  }
+
+  /// Waits until `target` records are consumed with no lag left, the service ends, or it
+  /// stalls; then stops the service (which finishes its batch) and returns its counters.
+  Result<Stats> Finish(int64_t target, std::chrono::milliseconds stall_timeout) {
     int64_t last = -1;
     auto last_progress = Clock::now();
     // A topic shared with earlier runs may have held a backlog, so the count alone does not
-    // say this run's images are done; no lag once the run was sent does.
+    // say this run's records are done; no lag once the run was sent does.
     while (target > 0 && !finished_ && !(consumed_ >= target && lag_ == 0)) {
       if (consumed_ != last) last = consumed_, last_progress = Clock::now();
       if (Clock::now() - last_progress > stall_timeout) break;
@@ -52,7 +64,7 @@ class InferThread {
     if (!result_) return result_;
     if (result_->consumed < target) {
       return std::unexpected(Error::Unavailable(
-          fmt::format("inference stalled: {} of {} images consumed after {} s without progress", result_->consumed,
+          fmt::format("{} stalled: {} of {} records consumed after {} s without progress", name_, result_->consumed,
                       target, std::chrono::duration_cast<std::chrono::seconds>(stall_timeout).count())));
     }
     return result_;
@@ -64,14 +76,21 @@ class InferThread {
     if (thread_.joinable()) thread_.join();
   }
 
+  std::string name_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
   std::atomic<int64_t> consumed_{0};
   std::atomic<int> partitions_{0};
   std::atomic<int64_t> lag_{-1};
-  Result<infer::InferStats> result_ = std::unexpected(Error::Internal("inference did not run"));
+  Result<Stats> result_ = std::unexpected(Error::Internal("the service did not run"));
   std::thread thread_;  // last: starts after the members it uses exist
 };
+
+std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(std::span<const store::ProducerResult> results) {
+  std::vector<std::tuple<int, int64_t, int64_t, int64_t>> counts;
+  for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
+  return counts;
+}
 
 }  // namespace
 
@@ -83,7 +102,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   DemoReport report;
   kafka::KafkaConfig kafka = options.kafka;
   std::unique_ptr<kafka::MockCluster> cluster;
-  const std::vector<std::string> topics = {"images", "inferences", "images.dlq"};
+  const std::vector<std::string> topics = {"images", "inferences", "images.dlq", "inferences.dlq"};
   if (kafka.brokers.empty()) {
     ASSIGN_OR_RETURN(cluster, kafka::MockCluster::Create());
     for (const auto& topic : topics) TRY(cluster->CreateTopic({topic, options.partitions}));
@@ -93,26 +112,62 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   report.brokers = kafka.brokers;
   log(fmt::format("kafka: {}{}", kafka.brokers, report.embedded ? " (in-process mock cluster)" : ""));
 
+  store::StoreOptions store_options = options.store;
+  if (store_options.uri.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.out_dir, ec);
+    store_options.uri = "sqlite:" + (std::filesystem::path(options.out_dir) / "iotinfer.db").string();
+  }
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
+    TRY(store->Clear());
+    log(fmt::format("store: {} (emptied), database {}", store->Describe(), store_options.database));
+  }
+  // Fresh groups: sink and stream read the topic from its beginning, so stream, store and
+  // batch see the same records even on a cluster that holds earlier runs.
+  const std::string run_suffix = fmt::format("{:x}", std::chrono::system_clock::now().time_since_epoch().count());
+
   infer::InferOptions infer_options;
   infer_options.kafka = kafka;
   infer_options.group = "iotinfer-demo";
   infer_options.partitions = options.partitions;
   infer_options.classifier = options.classifier;
   infer_options.log_every = std::chrono::milliseconds(0);
-  // Topics first, so that the service's consumer and the devices agree on them.
+  sink::SinkOptions sink_options;
+  sink_options.kafka = kafka;
+  sink_options.store = store_options;
+  sink_options.group = "iotinfer-demo-sink-" + run_suffix;
+  sink_options.partitions = options.partitions;
+  sink_options.log_every = std::chrono::milliseconds(0);
+  analytics::StreamOptions stream_options;
+  stream_options.kafka = kafka;
+  stream_options.store = store_options;
+  stream_options.group = "iotinfer-demo-stream-" + run_suffix;
+  stream_options.log_every = std::chrono::milliseconds(0);
+  // Topics first, so that the services' consumers and the devices agree on them.
   if (!report.embedded) {
     std::vector<kafka::TopicSpec> specs;
     for (const auto& topic : topics) specs.push_back({topic, options.partitions});
     TRY(kafka::EnsureTopics(kafka, specs));
   }
-  InferThread service(infer_options);
-  // Devices start once the service is ready, so that latency measures the pipeline rather
-  // than the group join.
-  if (!service.WaitReady(options.stall_timeout)) {
-    Result<infer::InferStats> ended = service.Finish(0, std::chrono::milliseconds(0));
-    return std::unexpected(ended ? Error::Unavailable("the inference service got no partitions assigned")
-                                 : ended.error());
-  }
+  ServiceThread<infer::InferStats> infer_service(
+      "inference", [&](const std::atomic<bool>& stop, const std::function<void(const infer::InferStats&)>& progress) {
+        return infer::RunInfer(infer_options, stop, progress);
+      });
+  ServiceThread<sink::SinkStats> sink_service(
+      "sink", [&](const std::atomic<bool>& stop, const std::function<void(const sink::SinkStats&)>& progress) {
+        return sink::RunSink(sink_options, stop, progress);
+      });
+  ServiceThread<analytics::StreamStats> stream_service(
+      "stream",
+      [&](const std::atomic<bool>& stop, const std::function<void(const analytics::StreamStats&)>& progress) {
+        return analytics::RunStream(stream_options, stop, progress);
+      });
+  // Devices start once the services are ready, so that latency measures the pipeline rather
+  // than the group joins.
+  if (!infer_service.WaitReady(options.stall_timeout)) return std::unexpected(infer_service.NotReady());
+  if (!sink_service.WaitReady(options.stall_timeout)) return std::unexpected(sink_service.NotReady());
+  if (!stream_service.WaitReady(options.stall_timeout)) return std::unexpected(stream_service.NotReady());
 
   produce::ProduceOptions produce_options;
   produce_options.kafka = kafka;
@@ -131,7 +186,22 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   }
   log(fmt::format("run {}: {} images sent in {:.1f} s; waiting for inference", report.produced.run_id,
                   report.produced.acknowledged, report.produced.seconds));
-  ASSIGN_OR_RETURN(report.inferred, service.Finish(report.produced.acknowledged, options.stall_timeout));
+  ASSIGN_OR_RETURN(report.inferred, infer_service.Finish(report.produced.acknowledged, options.stall_timeout));
+  log(fmt::format("{} images inferred; waiting for the sink and the live count", report.inferred.inferred));
+  ASSIGN_OR_RETURN(report.sunk, sink_service.Finish(report.inferred.inferred, options.stall_timeout));
+  ASSIGN_OR_RETURN(report.streamed, stream_service.Finish(report.inferred.inferred, options.stall_timeout));
+  {
+    ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
+    ASSIGN_OR_RETURN(report.stream_results, store->ReadResults());
+  }
+  ASSIGN_OR_RETURN(report.batch, analytics::RunBatch({.store = store_options,
+                                                      .engine = analytics::BatchEngine::kNative,
+                                                      .out_dir = options.out_dir}));
+  if (Counts(report.batch.results) != Counts(report.stream_results)) {
+    return std::unexpected(Error::Internal(
+        fmt::format("the live count and the batch count disagree:\nstream:\n{}batch:\n{}",
+                    analytics::FormatResults(report.stream_results), analytics::FormatResults(report.batch.results))));
+  }
 
   analytics::LatencyOptions latency;
   latency.kafka = kafka;
@@ -144,9 +214,17 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
 
 std::string FormatDemo(const DemoReport& r) {
   std::string out = fmt::format(
-      "\nproduced {} images in {:.2f} s; inferred {} and dead-lettered {} in {} transactions ({} aborted)\n",
+      "\nproduced {} images in {:.2f} s; inferred {} and dead-lettered {} in {} transactions ({} aborted)\n"
+      "stored {} documents in {} ({} new, {} rewritten, {} dead-lettered)\n"
+      "live count (stream): {} records in {} updates; batch recount ({} engine): {} documents in {:.2f} s: they "
+      "agree\n\nincorrect inferences per producer:\n",
       r.produced.acknowledged, r.produced.seconds, r.inferred.inferred, r.inferred.dead_lettered, r.inferred.batches,
-      r.inferred.aborted);
+      r.inferred.aborted, r.sunk.inserted + r.sunk.replaced, r.batch.store, r.sunk.inserted, r.sunk.replaced,
+      r.sunk.dead_lettered, r.streamed.consumed, r.streamed.updates, analytics::EngineName(r.batch.engine),
+      r.batch.documents, r.batch.seconds);
+  out += analytics::FormatResults(r.batch.results);
+  out += "\n";
+  for (const auto& file : r.batch.files) out += fmt::format("wrote {}\n", file);
   out += analytics::FormatLatency(r.latency);
   out += fmt::format("demo finished in {:.1f} s\n", r.seconds);
   return out;

@@ -5,12 +5,16 @@
 #include <functional>
 #include <string>
 
+#include "analytics/batch.h"
 #include "analytics/latency.h"
+#include "analytics/stream.h"
 #include "core/error.h"
 #include "infer/infer.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
 #include "produce/produce.h"
+#include "sink/sink.h"
+#include "store/store.h"
 
 namespace iotinfer::demo {
 
@@ -30,6 +34,9 @@ struct DemoOptions {
   uint64_t seed = 1;
   model::ClassifierOptions classifier;
   std::string out_dir = "iotinfer-demo";
+  // Empty: a SQLite file in out_dir. The demo starts by emptying this store, so the default
+  // MongoDB database is its own.
+  store::StoreOptions store{.uri = "", .database = "iotinfer_demo"};
   // How long the pipeline may go without progress before the demo gives up.
   std::chrono::milliseconds stall_timeout{60000};
 };
@@ -39,13 +46,21 @@ struct DemoReport {
   bool embedded = false;
   produce::ProduceProgress produced;
   infer::InferStats inferred;
+  sink::SinkStats sunk;
+  analytics::StreamStats streamed;
+  std::vector<store::ProducerResult> stream_results;  // what the live count held at the end
+  analytics::BatchReport batch;
   analytics::LatencyReport latency;
   double seconds = 0;
 };
 
-/// Runs produce -> infer on `options.kafka` (or the mock cluster) for one fresh run: the
-/// inference service runs in a thread while the devices send, until every acknowledged
-/// image is consumed; then reports latency. `on_log` (optional) gets progress lines.
+/// Runs the whole pipeline on `options.kafka` (or the mock cluster) and `options.store`:
+/// infer, sink and stream run as threads (each its own consumer group, as separate
+/// processes would) while the devices send, until every image is inferred, stored and
+/// counted; then batch recounts from the store, which must agree with the live count (an
+/// Internal error when not), and latency is reported. Sink and stream read the inferences
+/// topic from its beginning (fresh groups each run), so on a real cluster the counts cover
+/// every earlier run's records too. `on_log` (optional) gets progress lines.
 Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log = {});
 
 std::string FormatDemo(const DemoReport& report);

@@ -22,13 +22,30 @@ TEST(DemoTest, RunsTheWholePipelineOnTheMockCluster) {
   EXPECT_EQ(report->produced.acknowledged, 600);
   EXPECT_EQ(report->inferred.inferred, 600);
   EXPECT_EQ(report->inferred.dead_lettered, 0);
+  EXPECT_EQ(report->sunk.inserted, 600);
+  EXPECT_EQ(report->sunk.dead_lettered, 0);
+  EXPECT_EQ(report->streamed.consumed, 600);
+  EXPECT_EQ(report->batch.documents, 600);
+  // Eight devices, each with its own count; the live count ended equal to the batch one.
+  ASSERT_EQ(report->batch.results.size(), 8u);
+  EXPECT_EQ(report->stream_results.size(), 8u);
+  int64_t total = 0;
+  for (const auto& r : report->batch.results) total += r.total;
+  EXPECT_EQ(total, 600);
+  for (const char* file : {"results.csv", "results.png", "results.svg", "confusion.csv", "confusion.png",
+                           "iotinfer.db"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir.file(std::string("out/") + file))) << file;
+  }
   EXPECT_EQ(report->latency.latency.count, 600);
   EXPECT_GT(report->latency.latency.p50_ms, 0);
   ASSERT_EQ(report->latency.charts.size(), 2u);
   for (const auto& chart : report->latency.charts) EXPECT_TRUE(std::filesystem::exists(chart)) << chart;
   ASSERT_FALSE(log.empty());
   EXPECT_NE(log.front().find("in-process mock cluster"), std::string::npos);
-  EXPECT_NE(FormatDemo(*report).find("inferred 600"), std::string::npos) << FormatDemo(*report);
+  const std::string shown = FormatDemo(*report);
+  EXPECT_NE(shown.find("inferred 600"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("they agree"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("incorrect_count"), std::string::npos) << shown;
 }
 
 }  // namespace
