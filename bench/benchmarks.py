@@ -54,3 +54,11 @@ def write_section(report_path, name, lines):
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     open(report_path, "w").write(text)
     return section
+
+
+def server_name(mongo):
+    import pymongo  # only the drivers that talk to a store need it
+
+    info = pymongo.MongoClient(mongo).admin.command("buildInfo")
+    ferret = info.get("ferretdbVersion") or info.get("ferretdb", {}).get("version")
+    return f"FerretDB {ferret} (SQLite backend)" if ferret else f"mongod {info.get('version')}"

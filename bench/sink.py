@@ -21,7 +21,7 @@ import pymongo
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import machine_line, write_section
+from benchmarks import machine_line, server_name, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -74,12 +74,6 @@ def run_baseline(args, topic, db, count):
     result = json.loads(out.strip().splitlines()[-1])
     stored = pymongo.MongoClient(args.mongo)[db]["images"].count_documents({})
     return {"count": stored, "rate": (result["count"] - 1) / result["seconds"]}
-
-
-def server_name(mongo):
-    info = pymongo.MongoClient(mongo).admin.command("buildInfo")
-    ferret = info.get("ferretdbVersion") or info.get("ferretdb", {}).get("version")
-    return f"FerretDB {ferret} (SQLite backend)" if ferret else f"mongod {info.get('version')}"
 
 
 def main():

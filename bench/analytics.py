@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""`./dev bench analytics`: per-producer counts over a large `images` collection, and the
+live count's freshness.
+
+1. Loads --docs inference documents (default 10,000,000; the schema `iotinfer sink` writes,
+   8 producers, 10% incorrect, 2% unlabelled) into a private MongoDB-protocol server that
+   ./dev starts for this run (FerretDB on SQLite, its own data directory, removed after),
+   with pymongo `insert_many` (unordered, batches of 10,000) from two processes; then the
+   unique index on `id`, as the sink has it.
+2. Times `iotinfer batch --engine native` (the documents stream through C++) and
+   `--engine mongo` (the server runs a $group pipeline), wall clock of the whole command,
+   with each one's peak resident memory, and a plain pymongo client-side count as the
+   reference. Every engine must give the counts the loader knows.
+3. Stream freshness: `iotinfer stream` (default 500 ms updates) on a fresh topic fed at a
+   steady --rate for --seconds; the k-th record's freshness is the time from its delivery
+   to Kafka until the stored total first reaches k (polled every 20 ms), p50 and p99.
+"""
+import argparse
+import collections
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import pymongo
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from benchmarks import machine_line, server_name, write_section
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+BATCH = 10000
+
+
+def document(i, now):
+    producer = i % 8
+    actual = CLASSES[i % 10]
+    # Deterministic: 10% incorrect, 2% unlabelled; the truth is computable without the server.
+    predicted = CLASSES[(i + 1) % 10] if (i // 8) % 10 == 0 else actual
+    return {"id": f"bench-{i}", "image_prediction": predicted, "actual_value": None if i % 50 == 7 else actual,
+            "producer_id": producer, "confidence": 0.9, "model": "fmnist-cnn-bench",
+            "produced_at": now, "inferred_at": now, "stored_at": now}
+
+
+def expected_counts(docs):
+    counts = collections.defaultdict(lambda: [0, 0, 0])  # incorrect, total, unlabelled
+    for i in range(docs):
+        d = document(i, None)
+        c = counts[d["producer_id"]]
+        c[1] += 1
+        if d["actual_value"] is None:
+            c[2] += 1
+        elif d["actual_value"] != d["image_prediction"]:
+            c[0] += 1
+    return {p: tuple(c) for p, c in counts.items()}
+
+
+def load_part(args):
+    mongo, db, begin, end = args
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    images = pymongo.MongoClient(mongo)[db]["images"]
+    for start in range(begin, end, BATCH):
+        images.insert_many([document(i, now) for i in range(start, min(end, start + BATCH))], ordered=False)
+
+
+def load(mongo, db, docs, workers):
+    bounds = [docs * w // workers for w in range(workers + 1)]
+    started = time.perf_counter()
+    with multiprocessing.Pool(workers) as pool:
+        for done, _ in enumerate(pool.imap_unordered(load_part, [(mongo, db, bounds[w], bounds[w + 1])
+                                                                  for w in range(workers)]), 1):
+            print(f"bench: loader {done}/{workers} done after {time.perf_counter() - started:.0f} s", flush=True)
+    seconds = time.perf_counter() - started
+    index_started = time.perf_counter()
+    pymongo.MongoClient(mongo)[db]["images"].create_index("id", unique=True, name="id_1")
+    return seconds, time.perf_counter() - index_started
+
+
+def run_measured(command):
+    """(seconds, peak RSS in MiB, stdout) of `command`, which must succeed."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed:\n{stdout}")
+    return seconds, usage.ru_maxrss / 1024, stdout
+
+
+def stored_counts(mongo, db):
+    return {d["producer_id"]: (d["incorrect_count"], d["total"], d["unlabelled"])
+            for d in pymongo.MongoClient(mongo)[db]["incorrect_inference_results"].find({})}
+
+
+def pymongo_count(mongo, db):
+    started = time.perf_counter()
+    counts = collections.defaultdict(lambda: [0, 0, 0])
+    for d in pymongo.MongoClient(mongo)[db]["images"].find(
+            {}, {"_id": 0, "producer_id": 1, "image_prediction": 1, "actual_value": 1}, batch_size=10000):
+        c = counts[d["producer_id"]]
+        c[1] += 1
+        if d["actual_value"] is None:
+            c[2] += 1
+        elif d["actual_value"] != d["image_prediction"]:
+            c[0] += 1
+    return time.perf_counter() - started, {p: tuple(c) for p, c in counts.items()}
+
+
+def freshness(args, mongo, db):
+    topic = f"bench-stream-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": args.brokers})
+    for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
+        future.result(30)
+    results = pymongo.MongoClient(mongo)[db]["incorrect_inference_results"]
+    stream = subprocess.Popen([args.iotinfer, "stream", "--brokers", args.brokers, "--store", mongo, "--db", db,
+                               "--topic", topic, "--group", f"bench-{topic}", "--log-every-ms", "0"])
+    total = args.rate * args.seconds
+    delivered = [0.0] * total
+    seen = []  # (time, stored total)
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            t = sum(d["total"] for d in results.find({}, {"total": 1}))
+            seen.append((time.perf_counter(), t))
+            time.sleep(0.02)
+
+    try:
+        time.sleep(5)  # group join
+        poller = threading.Thread(target=poll)
+        poller.start()
+        producer = Producer({"bootstrap.servers": args.brokers, "linger.ms": 0})
+        acked = [0]
+
+        def on_delivery(err, _msg):
+            if err is None:
+                delivered[acked[0]] = time.perf_counter()
+                acked[0] += 1
+
+        start = time.perf_counter()
+        for i in range(total):
+            while time.perf_counter() < start + i / args.rate:
+                producer.poll(0.001)
+            d = document(i, None)
+            d["produced_at"] = d["inferred_at"] = int(time.time() * 1e6)
+            del d["stored_at"]
+            producer.produce(topic, key=str(d["producer_id"]), value=json.dumps(d), on_delivery=on_delivery)
+            producer.poll(0)
+        producer.flush(30)
+        deadline = time.perf_counter() + 30
+        while (not seen or seen[-1][1] < total) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        poller.join()
+    finally:
+        stream.terminate()
+        stream.wait(60)
+    if acked[0] != total or seen[-1][1] != total:
+        raise SystemExit(f"bench: stream freshness run lost records ({acked[0]} acked, {seen[-1][1]} counted)")
+    lags, j = [], 0
+    for k in range(1, total + 1):
+        while seen[j][1] < k:
+            j += 1
+        lags.append((seen[j][0] - delivered[k - 1]) * 1000)
+    lags.sort()
+    return lags[len(lags) // 2], lags[int(len(lags) * 0.99)], total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument("--docs", type=int, default=10_000_000)
+    ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness run")
+    ap.add_argument("--seconds", type=int, default=20)
+    args = ap.parse_args()
+
+    db = "bench_analytics"
+    client = pymongo.MongoClient(args.mongo)
+    client.drop_database(db)
+    print(f"bench: loading {args.docs:,} documents", flush=True)
+    load_seconds, index_seconds = load(args.mongo, db, args.docs, 2)
+    truth = expected_counts(args.docs)
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for engine in ("native", "mongo"):
+            print(f"bench: iotinfer batch --engine {engine}", flush=True)
+            seconds, rss, _ = run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", db,
+                                            "--engine", engine, "--out", out])
+            if stored_counts(args.mongo, db) != truth:
+                raise SystemExit(f"bench: the {engine} engine's counts are wrong")
+            rows.append((f"`iotinfer batch --engine {engine}`", seconds, rss))
+    print("bench: pymongo client-side count", flush=True)
+    seconds, counts = pymongo_count(args.mongo, db)
+    if counts != truth:
+        raise SystemExit("bench: the pymongo count is wrong")
+    rows.append(("pymongo client-side count (reference)", seconds, None))
+    client.drop_database(db)
+    print("bench: stream freshness", flush=True)
+    p50, p99, streamed = freshness(args, args.mongo, "bench_stream")
+    client.drop_database("bench_stream")
+
+    lines = [
+        f"### Analytics over {args.docs:,} documents ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{machine_line()} Store: {server_name(args.mongo)}, a private instance on 127.0.0.1 started for the run. "
+        f"Loaded with pymongo `insert_many` from 2 processes in {load_seconds:.0f} s "
+        f"({args.docs / load_seconds:,.0f} documents/s), unique index on `id` built in {index_seconds:.0f} s. "
+        "Every engine's counts checked against the loader's. Times are whole commands (start, scan or "
+        "aggregation, results write, CSV and charts).",
+        "",
+        "| engine | seconds | documents/s | peak RSS |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, seconds, rss in rows:
+        lines.append(f"| {name} | {seconds:.1f} | {args.docs / seconds:,.0f} | "
+                     f"{f'{rss:.0f} MiB' if rss else '-'} |")
+    lines += [
+        "",
+        f"Stream freshness (record delivered to Kafka until the stored total counts it; `iotinfer stream` "
+        f"with 500 ms updates, {args.rate:,} records/s for {args.seconds} s = {streamed:,} records, "
+        f"6 partitions, same server): p50 {p50:.0f} ms, p99 {p99:.0f} ms.",
+    ]
+    print(write_section(args.report, "analytics", lines))
+
+
+if __name__ == "__main__":
+    main()
