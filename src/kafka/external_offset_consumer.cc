@@ -56,33 +56,16 @@ ExternalOffsetConsumer::~ExternalOffsetConsumer() { Close(); }
 
 Result<std::unique_ptr<ExternalOffsetConsumer>> ExternalOffsetConsumer::Create(
     const ExternalOffsetConsumerOptions& options, StartOffsets start_offsets, OnRevoke on_revoke) {
-  if (options.topics.empty()) return std::unexpected(Error::InvalidInput("no topics to consume"));
   if (options.max_batch < 1) return std::unexpected(Error::InvalidInput("batch size must be at least 1"));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->start_offsets = std::move(start_offsets);
   impl->on_revoke = std::move(on_revoke);
   KafkaConfig config = options.kafka;
-  for (auto [key, value] : {std::pair{"group.id", options.group},
-                            {"enable.auto.commit", "false"},
-                            {"enable.auto.offset.store", "false"},
-                            {"auto.offset.reset", "earliest"},
-                            {"isolation.level", "read_committed"},
-                            {"session.timeout.ms", "10000"}}) {
-    config.properties.try_emplace(key, value);
-  }
-  ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
-  rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::OnRebalance);
-  rd_kafka_conf_set_opaque(conf.get(), impl.get());
-  ASSIGN_OR_RETURN(impl->consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(conf)));
-  rd_kafka_poll_set_consumer(impl->consumer.get());
-  PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size())));
-  for (const auto& topic : options.topics) {
-    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
-  }
-  if (auto err = rd_kafka_subscribe(impl->consumer.get(), topics.get())) {
-    return std::unexpected(FromKafka(err, "subscribing"));
-  }
+  // Positions come from the caller; nothing may be stored or committed behind its back.
+  config.properties.try_emplace("enable.auto.offset.store", "false");
+  ASSIGN_OR_RETURN(impl->consumer,
+                   SubscribeGroupMember(config, options.group, options.topics, &Impl::OnRebalance, impl.get()));
   return std::unique_ptr<ExternalOffsetConsumer>(new ExternalOffsetConsumer(std::move(impl)));
 }
 

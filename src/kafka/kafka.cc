@@ -135,6 +135,31 @@ void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_part
   }
 }
 
+Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
+                                    const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
+                                    void* opaque) {
+  if (topics.empty()) return std::unexpected(Error::InvalidInput("no topics to consume"));
+  KafkaConfig member = config;
+  for (auto [key, value] : {std::pair{"group.id", group},
+                            {"enable.auto.commit", "false"},
+                            {"auto.offset.reset", "earliest"},
+                            {"isolation.level", "read_committed"},
+                            // A crashed member's partitions wait this long for a new owner; the
+                            // 45 s default is long, and heartbeats run on librdkafka's own thread.
+                            {"session.timeout.ms", "10000"}}) {
+    member.properties.try_emplace(key, value);
+  }
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(member));
+  rd_kafka_conf_set_rebalance_cb(conf.get(), on_rebalance);
+  rd_kafka_conf_set_opaque(conf.get(), opaque);
+  ASSIGN_OR_RETURN(Handle consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(conf)));
+  rd_kafka_poll_set_consumer(consumer.get());
+  PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  for (const auto& topic : topics) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (auto err = rd_kafka_subscribe(consumer.get(), list.get())) return std::unexpected(FromKafka(err, "subscribing"));
+  return consumer;
+}
+
 int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned) {
   int64_t lag = 0;
   for (const auto& [topic, partition] : assigned) {

@@ -57,6 +57,15 @@ using TopicPartition = std::pair<std::string, int32_t>;
 void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                     std::set<TopicPartition>& assigned);
 
+using RebalanceCallback = void (*)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*);
+
+/// A consumer group member of `group` subscribed to `topics`, its rebalances going to
+/// `on_rebalance` with `opaque`. Unless `config` says otherwise: read_committed, no automatic
+/// commits, new groups from the earliest offset, and a 10 s session timeout.
+Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
+                                    const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
+                                    void* opaque);
+
 /// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
 /// without a position yet are left out rather than guessed.
 int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned);

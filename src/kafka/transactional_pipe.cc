@@ -78,22 +78,6 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   auto impl = std::make_unique<Impl>();
   impl->options = options;
 
-  KafkaConfig consumer_config = options.kafka;
-  for (auto [key, value] : {std::pair{"group.id", options.group},
-                            {"enable.auto.commit", "false"},
-                            {"auto.offset.reset", "earliest"},
-                            {"isolation.level", "read_committed"},
-                            // A crashed member's partitions wait this long for a new owner; the
-                            // 45 s default is long, and heartbeats run on librdkafka's own thread.
-                            {"session.timeout.ms", "10000"}}) {
-    consumer_config.properties.try_emplace(key, value);
-  }
-  ASSIGN_OR_RETURN(Conf consumer_conf, MakeConf(consumer_config));
-  rd_kafka_conf_set_rebalance_cb(consumer_conf.get(), &Impl::OnRebalance);
-  rd_kafka_conf_set_opaque(consumer_conf.get(), impl.get());
-  ASSIGN_OR_RETURN(impl->consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(consumer_conf)));
-  rd_kafka_poll_set_consumer(impl->consumer.get());
-
   KafkaConfig producer_config = options.kafka;
   producer_config.properties["transactional.id"] = options.transactional_id;
   // A batch's records are all queued before commit_transaction flushes them, so lingering
@@ -111,13 +95,9 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
 
   LookUpTopics(impl->producer.get(), options.output_topics);
 
-  PartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(options.input_topics.size())));
-  for (const auto& topic : options.input_topics) {
-    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
-  }
-  if (auto err = rd_kafka_subscribe(impl->consumer.get(), topics.get())) {
-    return std::unexpected(FromKafka(err, "subscribing"));
-  }
+  // Subscribed last: a member joins its group only once it can commit what it consumes.
+  ASSIGN_OR_RETURN(impl->consumer, SubscribeGroupMember(options.kafka, options.group, options.input_topics,
+                                                        &Impl::OnRebalance, impl.get()));
   return std::unique_ptr<TransactionalPipe>(new TransactionalPipe(std::move(impl)));
 }
 
