@@ -46,6 +46,13 @@ class Stream {
   Stream(const StreamOptions& options, const std::atomic<bool>& stop, std::unique_ptr<store::Store> store,
          const std::function<void(const StreamStats&)>& on_progress)
       : options_(options), stop_(stop), store_(std::move(store)), on_progress_(on_progress) {}
+  // Closing the consumer revokes its partitions, which calls back into this object: close it
+  // while the members it uses still exist (also when Run returned early with an error).
+  ~Stream() {
+    if (consumer_) consumer_->Close();
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
   Status Run() {
     kafka::ExternalOffsetConsumerOptions consumer_options{.kafka = options_.kafka,
@@ -105,13 +112,14 @@ class Stream {
   Result<std::map<PartitionId, int64_t>> OnAssign(std::span<const PartitionId> ids) {
     ASSIGN_OR_RETURN(std::vector<store::StreamState> states,
                      Retrying("loading stream_state", [&] { return store_->LoadStreamState(options_.group); }));
-    std::map<PartitionId, int64_t> starts;
+    std::map<PartitionId, int64_t> starts;  // a partition never counted starts at its beginning
     for (const PartitionId& id : ids) {
       owned_[id] = PartitionCounts{};
       for (const store::StreamState& s : states) {
-        if (s.topic == id.topic && s.partition == id.partition) owned_[id] = FromState(s);
+        if (s.topic != id.topic || s.partition != id.partition) continue;
+        owned_[id] = FromState(s);
+        starts[id] = s.next_offset;
       }
-      starts[id] = owned_[id].next_offset;
     }
     results_due_ = true;  // a crash may have come between a save and the results write
     return starts;
@@ -217,6 +225,8 @@ class Stream {
 
   Status WriteResults() {
     ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
+    // Nothing counted yet by this group: the results another writer (batch) left stay.
+    if (states.empty()) return Ok();
     std::map<int, ProducerCounts> totals;
     std::map<WindowKey, ProducerCounts> windows;
     std::optional<int64_t> window_floor;

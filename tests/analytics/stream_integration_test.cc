@@ -213,6 +213,55 @@ TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
   EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
 }
 
+TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
+  auto store = Open(kMongo, names.database);
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 4000; ++i) records.push_back(Record(i));
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = kMongo, .database = names.database};
+  options.update_interval = milliseconds(100);
+  options.max_batch = 100;
+  options.log_every = milliseconds(0);
+  struct Instance {
+    std::atomic<bool> stop{false};
+    std::atomic<int> max_partitions{0};
+    std::atomic<int64_t> consumed{0};
+    Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
+    std::thread thread;
+  };
+  auto start = [&](Instance& instance) {
+    instance.thread = std::thread([&] {
+      instance.stats = RunStream(options, instance.stop, [&](const StreamStats& s) {
+        instance.max_partitions = std::max(instance.max_partitions.load(), s.partitions);
+        instance.consumed = s.consumed;
+      });
+    });
+  };
+  Instance a, b;
+  Send(names.topic, records, 0, 2000);
+  start(a);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  while (a.consumed == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  // B joins while A is counting: the group rebalances under load.
+  start(b);
+  Send(names.topic, records, 2000, 4000);
+  auto live = WaitForTotal(*store, 4000, seconds(90));
+  for (Instance* instance : {&a, &b}) {
+    instance->stop = true;
+    instance->thread.join();
+    ASSERT_OK(instance->stats);
+    EXPECT_GT(instance->max_partitions, 0) << "an instance never got a partition";
+  }
+  EXPECT_EQ(Total(live), 4000);
+  auto final_results = store->ReadResults();
+  ASSERT_OK(final_results);
+  EXPECT_EQ(Counts(*final_results), Counts(BatchResult(kMongo, names.database, records)));
+}
+
 TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
   Names names;
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 2}}));
