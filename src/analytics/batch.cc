@@ -74,20 +74,13 @@ std::string CsvField(std::string_view field) {
   return quoted;
 }
 
-struct Totals {
-  int64_t incorrect = 0, total = 0, unlabelled = 0;
-  int64_t labelled() const { return total - unlabelled; }
-  double rate() const { return labelled() ? static_cast<double>(incorrect) / static_cast<double>(labelled()) : 0.0; }
-};
-
-Totals Sum(std::span<const ProducerResult> results) {
-  Totals t;
+// Every producer's counts added up, as one result (its producer_id means nothing).
+ProducerResult Sum(std::span<const ProducerResult> results) {
+  store::ProducerCounts sum;
   for (const ProducerResult& r : results) {
-    t.incorrect += r.incorrect_count;
-    t.total += r.total;
-    t.unlabelled += r.unlabelled;
+    sum += {.producer_id = 0, .incorrect_count = r.incorrect_count, .total = r.total, .unlabelled = r.unlabelled};
   }
-  return t;
+  return store::ToResult(sum, 0);
 }
 
 std::string ResultsCsv(std::span<const ProducerResult> results) {
@@ -99,10 +92,10 @@ std::string ResultsCsv(std::span<const ProducerResult> results) {
 }
 
 BarChart ResultsChart(std::span<const ProducerResult> results, const std::string& note) {
-  const Totals t = Sum(results);
+  const ProducerResult all = Sum(results);
   BarChart chart{
-      .title = fmt::format("Incorrect inferences per producer: {} of {} labelled ({:.1f}%){}{}", t.incorrect,
-                           t.labelled(), 100 * t.rate(), note.empty() ? "" : ", ", note),
+      .title = fmt::format("Incorrect inferences per producer: {} of {} labelled ({:.1f}%){}{}", all.incorrect_count,
+                           all.total - all.unlabelled, 100 * all.error_rate, note.empty() ? "" : ", ", note),
       .x_label = "producer_id",
       .y_label = "incorrect inferences",
       .categories = {},
@@ -208,16 +201,17 @@ Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult
   TRY(write("confusion.csv", ConfusionCsv(matrix, classes)));
   TRY(write("confusion_by_producer.csv", ConfusionByProducerCsv(cells)));
   // A chart needs something to draw: no producers, or no labelled record, give none.
-  const Totals t = Sum(results);
+  const ProducerResult all = Sum(results);
+  const int64_t labelled = all.total - all.unlabelled;
   for (const char* extension : {".png", ".svg"}) {
     if (!results.empty()) {
       files.push_back((dir / (std::string("results") + extension)).string());
       TRY(WriteChart(ResultsChart(results, title_note), files.back()));
     }
-    if (t.labelled() > 0) {
+    if (labelled > 0) {
       Heatmap heatmap{
-          .title = fmt::format("Confusion matrix: {} labelled images, {:.1f}% correct", t.labelled(),
-                               100 * (1 - t.rate())),
+          .title = fmt::format("Confusion matrix: {} labelled images, {:.1f}% correct", labelled,
+                               100 * (1 - all.error_rate)),
           .x_label = "predicted (image_prediction)",
           .y_label = "true class (actual_value)",
           .row_labels = classes,
@@ -235,7 +229,13 @@ Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult
 
 Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on_progress) {
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
+  store::StoreOptions store_options = options.store;
+  // The server answers a push-down aggregation only when it has read every document: on a
+  // large collection (FerretDB reads ~10k documents/s) that is far beyond the driver's 5 min.
+  if (options.engine == BatchEngine::kPushdown && store_options.command_timeout.count() == 0) {
+    store_options.command_timeout = std::chrono::hours(24);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
   BatchReport report{.engine = options.engine, .store = store->Describe()};
   TRY(store->Ping());
   if (options.engine == BatchEngine::kNative) {
@@ -263,9 +263,9 @@ std::string FormatResults(std::span<const ProducerResult> results) {
     out += fmt::format("{:>11} {:>15} {:>10} {:>10} {:>9.2f}%\n", r.producer_id, r.incorrect_count, r.total,
                        r.unlabelled, 100 * r.error_rate);
   }
-  const Totals t = Sum(results);
-  out += fmt::format("{:>11} {:>15} {:>10} {:>10} {:>9.2f}%\n", "all", t.incorrect, t.total, t.unlabelled,
-                     100 * t.rate());
+  const ProducerResult all = Sum(results);
+  out += fmt::format("{:>11} {:>15} {:>10} {:>10} {:>9.2f}%\n", "all", all.incorrect_count, all.total,
+                     all.unlabelled, 100 * all.error_rate);
   return out;
 }
 

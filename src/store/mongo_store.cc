@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <mongoc/mongoc.h>
 
+#include <limits>
 #include <mutex>
 #include <utility>
 
@@ -621,6 +622,10 @@ Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
   const auto timeout_ms = static_cast<int32_t>(options.timeout.count());
   for (const char* option : {MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGOC_URI_CONNECTTIMEOUTMS}) {
     if (!mongoc_uri_has_option(uri.get(), option)) mongoc_uri_set_option_as_int32(uri.get(), option, timeout_ms);
+  }
+  if (options.command_timeout.count() > 0 && !mongoc_uri_has_option(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS)) {
+    const auto ms = std::min<int64_t>(options.command_timeout.count(), std::numeric_limits<int32_t>::max());
+    mongoc_uri_set_option_as_int32(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS, static_cast<int32_t>(ms));
   }
   mongoc_uri_set_appname(uri.get(), "iotinfer");
   mongoc_client_t* client = mongoc_client_new_from_uri_with_error(uri.get(), &error);

@@ -23,6 +23,9 @@ struct StoreOptions {
   std::string database = "iotinfer";  // the MongoDB database; a SQLite file is one database
   /// How long a call waits for an unreachable server before returning Unavailable.
   std::chrono::milliseconds timeout{5000};
+  /// How long one command may run before the client gives up on its answer (MongoDB's
+  /// socketTimeoutMS); 0: the driver's default, 5 minutes. A `socketTimeoutMS` in the URI wins.
+  std::chrono::milliseconds command_timeout{0};
 };
 
 /// A stored `images` document: the inference record plus when the store wrote it.
