@@ -1,9 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace {
@@ -37,7 +39,12 @@ TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
 }
 
 TEST(CliTest, EverySubcommandHasHelp) {
-  for (const auto& [sub, flag] : {std::pair{"classify", "--model"}, {"demo", "--model"}, {"produce", "--faults"}}) {
+  for (const auto& [sub, flag] : {std::pair{"classify", "--model"},
+                                  {"demo", "--store"},
+                                  {"produce", "--faults"},
+                                  {"batch", "--engine"},
+                                  {"stream", "--window"},
+                                  {"report results", "--windows"}}) {
     CommandRun run = Iotinfer(std::string(sub) + " --help");
     EXPECT_EQ(run.exit_code, 0) << sub;
     EXPECT_THAT(run.output, HasSubstr(flag)) << sub;
@@ -59,6 +66,10 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"produce --images 5 --format gif", "unknown --format 'gif'"},
       {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},
       {"produce --images 5 --faults 1:fog=2", "unknown fault 'fog'"},
+      {"batch --engine hadoop --out ''", "unknown engine 'hadoop'"},
+      {"batch --store postgres://db --out ''", "neither sqlite:PATH nor mongodb://"},
+      {"stream --window 5q", "'5q' is not a duration"},
+      {"stream --window 500ms", "--window must be at least 1s"},
   };
   for (const auto& c : cases) {
     CommandRun run = Iotinfer(c.args);
@@ -66,6 +77,21 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
     EXPECT_THAT(run.output, HasSubstr(c.message)) << c.args;
     EXPECT_THAT(run.output, HasSubstr("iotinfer: ")) << c.args;
   }
+}
+
+TEST(CliTest, BatchThenReportResultsOnAnEmptySqliteStore) {
+  char dir[] = "/tmp/iotinfer-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string store = std::string("--store sqlite:") + dir + "/x.db";
+  CommandRun batch = Iotinfer("batch " + store + " --out " + dir + "/out");
+  EXPECT_EQ(batch.exit_code, 0) << batch.output;
+  EXPECT_THAT(batch.output, HasSubstr("no results: the store holds no inference records"));
+  EXPECT_THAT(batch.output, HasSubstr("/out/results.csv"));
+  CommandRun report = Iotinfer("report results " + store);
+  EXPECT_EQ(report.exit_code, 0) << report.output;
+  EXPECT_THAT(report.output, HasSubstr("no results"));
+  EXPECT_THAT(Iotinfer("report results --windows " + store).output, HasSubstr("no window results"));
+  std::system((std::string("rm -rf ") + dir).c_str());
 }
 
 TEST(CliTest, UnknownFlagsAreUsageErrors) {
