@@ -9,8 +9,9 @@ live count's freshness.
    unique index on `id`, as the sink has it.
 2. Times `iotinfer batch --engine native` (the documents stream through C++) and
    `--engine mongo` (the server runs a $group pipeline), wall clock of the whole command,
-   with each one's peak resident memory, and a plain pymongo client-side count as the
-   reference. Every engine must give the counts the loader knows.
+   with each one's peak resident memory, and a plain pymongo client-side count of the first
+   --reference-docs documents as the reference rate. Every engine must give the counts the
+   loader knows.
 3. Stream freshness: `iotinfer stream` (default 500 ms updates) on a fresh topic fed at a
    steady --rate for --seconds; the k-th record's freshness is the time from its delivery
    to Kafka until the stored total first reaches k (polled every 20 ms), p50 and p99.
@@ -47,10 +48,10 @@ def document(i, now):
             "produced_at": now, "inferred_at": now, "stored_at": now}
 
 
-def expected_counts(docs):
-    counts = collections.defaultdict(lambda: [0, 0, 0])  # incorrect, total, unlabelled
-    for i in range(docs):
-        d = document(i, None)
+def tally(docs):
+    """{producer_id: (incorrect, total, unlabelled)} of `docs`, counted here in Python."""
+    counts = collections.defaultdict(lambda: [0, 0, 0])
+    for d in docs:
         c = counts[d["producer_id"]]
         c[1] += 1
         if d["actual_value"] is None:
@@ -99,18 +100,16 @@ def stored_counts(mongo, db):
             for d in pymongo.MongoClient(mongo)[db]["incorrect_inference_results"].find({})}
 
 
-def pymongo_count(mongo, db):
+def pymongo_count(mongo, db, limit):
+    """Seconds for a Python client to count the first `limit` documents (the server's read
+    rate is the same for all of them, so this is a rate, not a total)."""
     started = time.perf_counter()
-    counts = collections.defaultdict(lambda: [0, 0, 0])
-    for d in pymongo.MongoClient(mongo)[db]["images"].find(
-            {}, {"_id": 0, "producer_id": 1, "image_prediction": 1, "actual_value": 1}, batch_size=10000):
-        c = counts[d["producer_id"]]
-        c[1] += 1
-        if d["actual_value"] is None:
-            c[2] += 1
-        elif d["actual_value"] != d["image_prediction"]:
-            c[0] += 1
-    return time.perf_counter() - started, {p: tuple(c) for p, c in counts.items()}
+    counts = tally(pymongo.MongoClient(mongo)[db]["images"].find(
+        {}, {"_id": 0, "producer_id": 1, "image_prediction": 1, "actual_value": 1}, batch_size=10000).limit(limit))
+    seconds = time.perf_counter() - started
+    if sum(c[1] for c in counts.values()) != limit:
+        raise SystemExit("bench: the pymongo count read the wrong number of documents")
+    return seconds
 
 
 def freshness(args, mongo, db):
@@ -182,6 +181,7 @@ def main():
     ap.add_argument("--docs", type=int, default=10_000_000)
     ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness run")
     ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--reference-docs", type=int, default=1_000_000)
     args = ap.parse_args()
 
     db = "bench_analytics"
@@ -189,7 +189,7 @@ def main():
     client.drop_database(db)
     print(f"bench: loading {args.docs:,} documents", flush=True)
     load_seconds, index_seconds = load(args.mongo, db, args.docs, 2)
-    truth = expected_counts(args.docs)
+    truth = tally(document(i, None) for i in range(args.docs))
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for engine in ("native", "mongo"):
@@ -198,12 +198,13 @@ def main():
                                             "--engine", engine, "--out", out])
             if stored_counts(args.mongo, db) != truth:
                 raise SystemExit(f"bench: the {engine} engine's counts are wrong")
-            rows.append((f"`iotinfer batch --engine {engine}`", seconds, rss))
-    print("bench: pymongo client-side count", flush=True)
-    seconds, counts = pymongo_count(args.mongo, db)
-    if counts != truth:
-        raise SystemExit("bench: the pymongo count is wrong")
-    rows.append(("pymongo client-side count (reference)", seconds, None))
+            rows.append((f"`iotinfer batch --engine {engine}`", args.docs, seconds, rss))
+            print(f"bench: {engine}: {seconds:.1f} s, {args.docs / seconds:,.0f} documents/s, {rss:.0f} MiB",
+                  flush=True)
+    reference = min(args.reference_docs, args.docs)
+    print(f"bench: pymongo client-side count of {reference:,} documents", flush=True)
+    rows.append((f"pymongo client-side count (reference; first {reference:,} documents)", reference,
+                 pymongo_count(args.mongo, db, reference), None))
     client.drop_database(db)
     print("bench: stream freshness", flush=True)
     p50, p99, streamed = freshness(args, args.mongo, "bench_stream")
@@ -218,11 +219,11 @@ def main():
         "Every engine's counts checked against the loader's. Times are whole commands (start, scan or "
         "aggregation, results write, CSV and charts).",
         "",
-        "| engine | seconds | documents/s | peak RSS |",
-        "|---|---:|---:|---:|",
+        "| engine | documents | seconds | documents/s | peak RSS |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for name, seconds, rss in rows:
-        lines.append(f"| {name} | {seconds:.1f} | {args.docs / seconds:,.0f} | "
+    for name, docs, seconds, rss in rows:
+        lines.append(f"| {name} | {docs:,} | {seconds:.1f} | {docs / seconds:,.0f} | "
                      f"{f'{rss:.0f} MiB' if rss else '-'} |")
     lines += [
         "",
