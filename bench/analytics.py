@@ -21,6 +21,7 @@ import collections
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,16 +84,41 @@ def load(mongo, db, docs, workers):
     return seconds, time.perf_counter() - index_started
 
 
-def run_measured(command):
-    """(seconds, peak RSS in MiB, stdout) of `command`, which must succeed."""
+def rss_gib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_measured(command, server_pid, server_limit_gib):
+    """Runs `command`, watching the server's resident memory. Returns a dict: seconds, the
+    command's peak RSS (MiB), the server's peak RSS (GiB), and `killed` (the server was
+    killed for passing `server_limit_gib`, so as not to take the machine down)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    stdout = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout))
+    reader.start()
+    peak, killed = 0.0, False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, rss_gib(server_pid))
+        if peak > server_limit_gib and not killed:
+            os.kill(server_pid, signal.SIGKILL)
+            killed = True
+        time.sleep(0.5)
+    reader.join()
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench: {' '.join(command)} failed:\n{stdout}")
-    return seconds, usage.ru_maxrss / 1024, stdout
+    if os.waitstatus_to_exitcode(status) != 0 and not killed:
+        raise SystemExit(f"bench: {' '.join(command)} failed:\n{''.join(output)}")
+    return {"seconds": seconds, "rss": usage.ru_maxrss / 1024, "server": peak, "killed": killed}
 
 
 def stored_counts(mongo, db):
@@ -181,50 +207,75 @@ def main():
     ap.add_argument("--docs", type=int, default=10_000_000)
     ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness run")
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--reference-docs", type=int, default=1_000_000)
+    ap.add_argument("--reference-docs", type=int, default=1_000_000,
+                    help="documents for the pymongo reference and the smaller engine runs")
+    ap.add_argument("--server-pid", type=int, required=True, help="the private server's pid, to watch its memory")
+    ap.add_argument("--server-memory-fraction", type=float, default=0.4,
+                    help="stop the server when its RSS passes this share of the machine's memory")
     args = ap.parse_args()
 
     db = "bench_analytics"
+    server = server_name(args.mongo)  # asked now: the last run may stop the server
     client = pymongo.MongoClient(args.mongo)
     client.drop_database(db)
     print(f"bench: loading {args.docs:,} documents", flush=True)
     load_seconds, index_seconds = load(args.mongo, db, args.docs, 2)
-    truth = tally(document(i, None) for i in range(args.docs))
+    limit_gib = args.server_memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     rows = []
-    with tempfile.TemporaryDirectory() as out:
-        for engine in ("native", "mongo"):
-            print(f"bench: iotinfer batch --engine {engine}", flush=True)
-            seconds, rss, _ = run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", db,
-                                            "--engine", engine, "--out", out])
-            if stored_counts(args.mongo, db) != truth:
-                raise SystemExit(f"bench: the {engine} engine's counts are wrong")
-            rows.append((f"`iotinfer batch --engine {engine}`", args.docs, seconds, rss))
-            print(f"bench: {engine}: {seconds:.1f} s, {args.docs / seconds:,.0f} documents/s, {rss:.0f} MiB",
-                  flush=True)
     reference = min(args.reference_docs, args.docs)
     print(f"bench: pymongo client-side count of {reference:,} documents", flush=True)
-    rows.append((f"pymongo client-side count (reference; first {reference:,} documents)", reference,
-                 pymongo_count(args.mongo, db, reference), None))
-    client.drop_database(db)
+    rows.append((f"pymongo client-side count (reference)", reference,
+                 {"seconds": pymongo_count(args.mongo, db, reference), "rss": None, "server": None, "killed": False}))
     print("bench: stream freshness", flush=True)
     p50, p99, streamed = freshness(args, args.mongo, "bench_stream")
     client.drop_database("bench_stream")
 
+    def batch(engine, database, docs, out):
+        if rows[-1][2]["killed"]:
+            return  # no server left to run on
+        print(f"bench: iotinfer batch --engine {engine} over {docs:,} documents", flush=True)
+        run = run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", database, "--engine", engine,
+                            "--out", out], args.server_pid, limit_gib)
+        if not run["killed"] and stored_counts(args.mongo, database) != tally(document(i, None) for i in range(docs)):
+            raise SystemExit(f"bench: the {engine} engine's counts are wrong")
+        rows.append((f"`iotinfer batch --engine {engine}`", docs, run))
+        print(f"bench: {engine}: {run}", flush=True)
+
+    with tempfile.TemporaryDirectory() as out:
+        # The push-down engine at a size the server can hold, and both at the full size;
+        # the one that may exhaust the server's memory last.
+        small = "bench_analytics_small"
+        client.drop_database(small)
+        load(args.mongo, small, reference, 2)
+        batch("native", small, reference, out)
+        batch("mongo", small, reference, out)
+        if not rows[-1][2]["killed"]:
+            client.drop_database(small)
+        batch("native", db, args.docs, out)
+        batch("mongo", db, args.docs, out)
+
     lines = [
         f"### Analytics over {args.docs:,} documents ({time.strftime('%Y-%m-%d')})",
         "",
-        f"{machine_line()} Store: {server_name(args.mongo)}, a private instance on 127.0.0.1 started for the run. "
+        f"{machine_line()} Store: {server}, a private instance on 127.0.0.1 started for the run. "
         f"Loaded with pymongo `insert_many` from 2 processes in {load_seconds:.0f} s "
         f"({args.docs / load_seconds:,.0f} documents/s), unique index on `id` built in {index_seconds:.0f} s. "
         "Every engine's counts checked against the loader's. Times are whole commands (start, scan or "
-        "aggregation, results write, CSV and charts).",
+        "aggregation, results write, CSV and charts). The pymongo reference counts the first documents "
+        "client-side in Python: the rate at which the server hands documents to any reader.",
         "",
-        "| engine | documents | seconds | documents/s | peak RSS |",
-        "|---|---:|---:|---:|---:|",
+        "| engine | documents | seconds | documents/s | client peak RSS | server peak RSS |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, docs, seconds, rss in rows:
-        lines.append(f"| {name} | {docs:,} | {seconds:.1f} | {docs / seconds:,.0f} | "
-                     f"{f'{rss:.0f} MiB' if rss else '-'} |")
+    for name, docs, run in rows:
+        if run["killed"]:
+            lines.append(f"| {name} | {docs:,} | did not finish: the server was stopped after {run['seconds']:.0f} s "
+                         f"when its memory passed {limit_gib:.1f} GiB | - | - | {run['server']:.1f} GiB |")
+            continue
+        client_rss = f"{run['rss']:.0f} MiB" if run["rss"] else "-"
+        server_rss = f"{run['server']:.1f} GiB" if run["server"] else "-"
+        lines.append(f"| {name} | {docs:,} | {run['seconds']:.1f} | {docs / run['seconds']:,.0f} | {client_rss} | "
+                     f"{server_rss} |")
     lines += [
         "",
         f"Stream freshness (record delivered to Kafka until the stored total counts it; `iotinfer stream` "
