@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "cli/commands.h"
 
@@ -28,11 +31,29 @@ void DrawProgress(int64_t done, int64_t total) {
 Status RunBatchCommand(BatchFlags& flags) {
   analytics::BatchOptions& o = flags.options;
   ASSIGN_OR_RETURN(o.engine, analytics::ParseBatchEngine(flags.engine));
-  // A bar on a terminal only; the push-down engine has nothing to count while the server works.
-  const bool live = isatty(STDERR_FILENO) && o.engine == analytics::BatchEngine::kNative;
-  ASSIGN_OR_RETURN(analytics::BatchReport report,
-                   analytics::RunBatch(o, live ? analytics::ScanProgress(DrawProgress) : analytics::ScanProgress()));
+  // On a terminal: a bar for the scan, or, while the server aggregates (it tells nothing
+  // until it is done, minutes on FerretDB), the time it has taken so far.
+  const bool live = isatty(STDERR_FILENO);
+  const bool native = o.engine == analytics::BatchEngine::kNative;
+  std::atomic<bool> done{false};
+  std::thread clock;
+  if (live && !native) {
+    clock = std::thread([&done] {
+      const auto start = std::chrono::steady_clock::now();
+      while (!done) {
+        const auto seconds =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "\r\033[Kthe store is aggregating... %lld s", static_cast<long long>(seconds));
+        for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  Result<analytics::BatchReport> ran =
+      analytics::RunBatch(o, live && native ? analytics::ScanProgress(DrawProgress) : analytics::ScanProgress());
+  done = true;
+  if (clock.joinable()) clock.join();
   if (live) std::fputs("\n", stderr);
+  ASSIGN_OR_RETURN(analytics::BatchReport report, std::move(ran));
   std::printf("%s", analytics::FormatResults(report.results).c_str());
   std::printf("%lld documents of %s aggregated by the %s engine in %.2f s; incorrect_inference_results replaced\n",
               static_cast<long long>(report.documents), report.store.c_str(),
