@@ -21,13 +21,6 @@ namespace {
 using store::ConfusionCell;
 using store::ProducerResult;
 
-// In whole milliseconds, as every store keeps timestamps: what is reported is what is stored.
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-             .count() *
-         1000;
-}
-
 // The dataset's own class order when every name is one of its classes (a confusion matrix
 // reads best that way), else the names sorted.
 std::vector<std::string> ClassOrder(std::span<const ConfusionCell> cells) {
@@ -245,7 +238,7 @@ Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on
   }
   SortCells(report.cells);
   for (const ConfusionCell& c : report.cells) report.documents += c.count;
-  report.results = store::PerProducer(report.cells, NowMicros());
+  report.results = store::PerProducer(report.cells, store::NowMillisAsMicros());
   TRY(store->ReplaceResults(report.results));
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!options.out_dir.empty()) {

@@ -19,12 +19,6 @@ using kafka::PartitionId;
 using store::ProducerCounts;
 using WindowKey = std::pair<int64_t, int>;  // (window start in µs, producer_id)
 
-int64_t NowMillisAsMicros() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-             .count() *
-         1000;
-}
-
 // What one instance holds for one of its partitions: the saved state plus what it counted
 // since.
 struct PartitionCounts {
@@ -175,7 +169,7 @@ class Stream {
                              .topic = id.topic,
                              .partition = id.partition,
                              .next_offset = p.next_offset,
-                             .updated_at_us = NowMillisAsMicros()};
+                             .updated_at_us = store::NowMillisAsMicros()};
     for (const auto& [producer, c] : p.counts) state.counts.push_back(c);
     for (const auto& [key, c] : p.windows) state.windows.push_back({key.first, c});
     return state;
@@ -248,7 +242,7 @@ class Stream {
         t += w.counts;
       }
     }
-    const int64_t now = NowMillisAsMicros();
+    const int64_t now = store::NowMillisAsMicros();
     std::vector<store::ProducerResult> results;
     for (const auto& [producer, c] : totals) results.push_back(store::ToResult(c, now));
     TRY(store_->ReplaceResults(results));

@@ -179,6 +179,10 @@ class Store {
   virtual std::string Describe() const = 0;
 };
 
+/// Now, in microseconds since the epoch, cut to whole milliseconds as every store keeps
+/// timestamps: a time taken with it reads back from any store unchanged.
+int64_t NowMillisAsMicros();
+
 /// `uri` with the password of a `scheme://user:password@host` URI replaced by "***".
 std::string RedactUri(std::string_view uri);
 

@@ -10,9 +10,6 @@ namespace iotinfer::store {
 Result<std::unique_ptr<Store>> OpenSqlite(const StoreOptions& options, const std::string& path);
 Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options);
 
-/// Now, in microseconds since the epoch, cut to whole milliseconds as every store keeps it.
-int64_t NowMillisAsMicros();
-
 /// `us` in whole milliseconds, rounded down (what a BSON date holds).
 inline int64_t ToMillis(int64_t us) { return us / 1000 - (us % 1000 < 0 ? 1 : 0); }
 
