@@ -176,7 +176,67 @@ mongo_reset() {
   rm -rf "$MONGO_DATA"
 }
 
-SERVICES=(kafka mongo)
+# Spark Connect: the server from the pyspark distribution (PyPI), plus the Kafka source and
+# the MongoDB connector from Maven Central. SPARK_VERSION must match the protos the client is
+# generated from (CMake reads the same pin from ./dev).
+SPARK_VERSION=4.0.0
+SPARK_PORT="${IOTINFER_SPARK_PORT:-15002}"
+SPARK_DIST="$ARTIFACTS/spark-$SPARK_VERSION"
+SPARK_DATA="${IOTINFER_SPARK_DATA:-$ROOT/.cache/spark}"
+
+spark_home() { echo "$SPARK_DIST/lib/python3.11/site-packages/pyspark"; }
+
+spark_install() {
+  [[ -f "$SPARK_DIST/.complete" ]] && return 0
+  log "installing pyspark $SPARK_VERSION (PyPI) and its connectors (Maven Central) into $SPARK_DIST"
+  rm -rf "$SPARK_DIST"
+  /usr/bin/python3 -m venv "$SPARK_DIST"
+  "$SPARK_DIST/bin/pip" install -q --disable-pip-version-check "pyspark==$SPARK_VERSION"
+  mvn -q -B -f "$ROOT/scripts/spark/pom.xml" -Dspark.version="$SPARK_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$SPARK_DIST/connectors"
+  # Two versions of one library on the classpath fail at random; keep the distribution's.
+  local jar base
+  for jar in "$SPARK_DIST"/connectors/*.jar; do
+    base=$(basename "$jar" | sed -E 's/-[0-9][0-9.]*(-[A-Za-z0-9.]+)?\.jar$//')
+    compgen -G "$(spark_home)/jars/$base-[0-9]*.jar" >/dev/null && rm "$jar"
+  done
+  touch "$SPARK_DIST/.complete"
+}
+
+spark_ready() { grep -q "Spark Connect server started" "$SPARK_DATA/server.log" 2>/dev/null && port_open "$SPARK_PORT"; }
+
+spark_up() {
+  already_up "$SPARK_PORT" "$SPARK_DATA/pid" "Spark Connect server" && return 0
+  spark_install
+  mkdir -p "$SPARK_DATA/tmp"
+  local jars
+  jars=$(printf '%s,' "$SPARK_DIST"/connectors/*.jar)
+  log "starting Spark $SPARK_VERSION Connect server on 127.0.0.1:$SPARK_PORT (log: $SPARK_DATA/server.log)"
+  # local[2] on a 2-core machine; 2 shuffle partitions instead of 200, or every small
+  # aggregation and streaming state store pays for 200 tasks. The heap is kept small because
+  # Kafka and the Mongo server share the machine.
+  SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 setsid "$(spark_home)/bin/spark-submit" \
+    --class org.apache.spark.sql.connect.service.SparkConnectServer --name iotinfer-spark-connect \
+    --master 'local[2]' --driver-memory "${SPARK_DRIVER_MEMORY:-1g}" --jars "${jars%,}" \
+    --conf spark.connect.grpc.binding.address=127.0.0.1 --conf spark.connect.grpc.binding.port="$SPARK_PORT" \
+    --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
+    --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 \
+    --conf spark.local.dir="$SPARK_DATA/tmp" --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
+    >"$SPARK_DATA/server.log" 2>&1 </dev/null &
+  echo $! >"$SPARK_DATA/pid"
+  wait_until_up "$SPARK_DATA/pid" "$SPARK_DATA/server.log" "Spark Connect server" spark_ready
+}
+
+spark_down() { stop_pidfile "$SPARK_DATA/pid" "Spark Connect server"; }
+
+spark_status() { service_status spark "$SPARK_DATA/pid" "$SPARK_PORT" "$SPARK_DATA"; }
+
+spark_reset() {
+  spark_down
+  rm -rf "$SPARK_DATA"
+}
+
+SERVICES=(kafka mongo spark)
 
 cmd_services() {
   local action="${1:-status}"

@@ -149,11 +149,19 @@ void SortCells(std::vector<ConfusionCell>& cells) {
 Result<BatchEngine> ParseBatchEngine(std::string_view name) {
   if (name == "native") return BatchEngine::kNative;
   if (name == "mongo" || name == "pushdown") return BatchEngine::kPushdown;
+  if (name == "spark") return BatchEngine::kSpark;
   return std::unexpected(
-      Error::InvalidInput(fmt::format("unknown engine '{}': expected native, mongo (or pushdown)", name)));
+      Error::InvalidInput(fmt::format("unknown engine '{}': expected native, mongo (or pushdown), spark", name)));
 }
 
-std::string_view EngineName(BatchEngine engine) { return engine == BatchEngine::kNative ? "native" : "pushdown"; }
+std::string_view EngineName(BatchEngine engine) {
+  switch (engine) {
+    case BatchEngine::kNative: return "native";
+    case BatchEngine::kPushdown: return "pushdown";
+    case BatchEngine::kSpark: return "spark";
+  }
+  return "?";
+}
 
 Result<std::vector<ConfusionCell>> ScanConfusion(store::Store& store, const ScanProgress& on_progress) {
   int64_t total = 0;
@@ -231,15 +239,24 @@ Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
   BatchReport report{.engine = options.engine, .store = store->Describe()};
   TRY(store->Ping());
-  if (options.engine == BatchEngine::kNative) {
-    ASSIGN_OR_RETURN(report.cells, ScanConfusion(*store, on_progress));
+  if (options.engine == BatchEngine::kSpark) {
+    ASSIGN_OR_RETURN(SparkBatchResult spark, RunSparkBatch(options.spark, options.store, options.cancel));
+    report.spark_version = spark.spark_version;
+    report.cells = std::move(spark.cells);
+    // Spark's overwrite dropped the collection, and its unique index with it.
+    TRY(store->EnsureIndexes());
+    ASSIGN_OR_RETURN(report.results, store->ReadResults());
   } else {
-    ASSIGN_OR_RETURN(report.cells, store->Confusion());
+    if (options.engine == BatchEngine::kNative) {
+      ASSIGN_OR_RETURN(report.cells, ScanConfusion(*store, on_progress));
+    } else {
+      ASSIGN_OR_RETURN(report.cells, store->Confusion());
+    }
+    report.results = store::PerProducer(report.cells, store::NowMillisAsMicros());
+    TRY(store->ReplaceResults(report.results));
   }
   SortCells(report.cells);
   for (const ConfusionCell& c : report.cells) report.documents += c.count;
-  report.results = store::PerProducer(report.cells, store::NowMillisAsMicros());
-  TRY(store->ReplaceResults(report.results));
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!options.out_dir.empty()) {
     ASSIGN_OR_RETURN(report.files, WriteResultFiles(report.results, report.cells, options.out_dir,

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -7,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "analytics/spark_engine.h"
 #include "core/error.h"
 #include "store/store.h"
 
@@ -16,9 +18,10 @@ namespace iotinfer::analytics {
 enum class BatchEngine {
   kNative,    // the documents stream through C++ (bounded memory: one map entry per cell)
   kPushdown,  // the store aggregates: a MongoDB $group pipeline, or SQL GROUP BY on SQLite
+  kSpark,     // a Spark cluster reads and writes MongoDB through its connector (Spark Connect)
 };
 
-/// "native", or "mongo" / "pushdown"; InvalidInput naming the choices otherwise.
+/// "native", "mongo" / "pushdown" or "spark"; InvalidInput naming the choices otherwise.
 Result<BatchEngine> ParseBatchEngine(std::string_view name);
 std::string_view EngineName(BatchEngine engine);
 
@@ -26,11 +29,14 @@ struct BatchOptions {
   store::StoreOptions store;
   BatchEngine engine = BatchEngine::kNative;
   std::string out_dir = "iotinfer-results";  // CSV files and charts; empty: none written
+  SparkOptions spark;                        // for BatchEngine::kSpark
+  const std::atomic<bool>* cancel = nullptr;  // kSpark: setting it interrupts the Spark job
 };
 
 struct BatchReport {
   BatchEngine engine = BatchEngine::kNative;
   std::string store;                           // Describe()d: safe to print
+  std::string spark_version;                   // kSpark: the server's
   std::vector<store::ConfusionCell> cells;     // sorted by (producer, actual, predicted)
   std::vector<store::ProducerResult> results;  // what replaced incorrect_inference_results
   int64_t documents = 0;                       // documents aggregated
@@ -45,7 +51,8 @@ using ScanProgress = std::function<void(int64_t done, int64_t total)>;
 /// (unlabelled records are counted apart and are never incorrect), replaces
 /// `incorrect_inference_results` and writes into out_dir: results.csv, results.png/.svg
 /// (incorrect count and error rate per producer), confusion.csv, confusion_by_producer.csv
-/// and confusion.png/.svg (true class by predicted class). Both engines give the same results.
+/// and confusion.png/.svg (true class by predicted class). Every engine gives the same results;
+/// with kSpark, Spark writes `incorrect_inference_results` and the files show what it wrote.
 Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on_progress = {});
 
 /// Confusion cells of every document, computed here from a scan: the native engine.

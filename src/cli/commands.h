@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 
+#include "analytics/spark_engine.h"
 #include "core/error.h"
 #include "kafka/kafka.h"
 #include "store/store.h"
@@ -21,6 +22,9 @@ Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::K
 
 /// --store and --db, for every command that talks to a store.
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
+
+/// --spark and --spark-mongo, for the commands with a Spark engine.
+void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options);
 
 /// Installs SIGINT/SIGTERM handlers that set the returned flag, for services that finish and
 /// commit their current batch before they exit.

@@ -36,6 +36,15 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
       ->capture_default_str();
 }
 
+void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
+  cmd.add_option("--spark", options.url,
+                 "Spark Connect server for --engine spark: sc://HOST[:PORT][/;token=...;use_ssl=true]")
+      ->envname("IOTINFER_SPARK")
+      ->capture_default_str();
+  cmd.add_option("--spark-mongo", options.mongo_uri,
+                 "the MongoDB URI as Spark's executors reach it (default: --store)");
+}
+
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {
   cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
       ->envname("IOTINFER_BROKERS")

@@ -4,6 +4,9 @@
 
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
+
+#include "spark/client.h"
 
 #include "cli/commands.h"
 
@@ -12,6 +15,10 @@ namespace {
 
 struct StreamFlags {
   analytics::StreamOptions options;
+  std::string engine = "native";
+  analytics::SparkStreamOptions spark;
+  std::vector<std::string> spark_kafka_properties;
+  std::string trigger = "1s";
   std::vector<std::string> kafka_properties;
   int update_ms = 500;
   std::string window = "0";
@@ -36,7 +43,49 @@ Result<std::chrono::milliseconds> ParseDuration(const std::string& text) {
   return std::chrono::milliseconds(static_cast<int64_t>(value * ms_per_unit));
 }
 
+// The Spark engine: the same counts, kept by a Structured Streaming query on the cluster.
+Status RunSparkStreamCommand(StreamFlags& flags) {
+  analytics::SparkStreamOptions& o = flags.spark;
+  o.store = flags.options.store;
+  o.brokers = flags.options.kafka.brokers;
+  o.topic = flags.options.topic;
+  o.progress_every = std::chrono::milliseconds(flags.log_every_ms > 0 ? flags.log_every_ms : 5000);
+  ASSIGN_OR_RETURN(o.trigger, ParseDuration(flags.trigger));
+  for (const std::string& property : flags.spark_kafka_properties) {
+    const size_t eq = property.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return std::unexpected(Error::InvalidInput(fmt::format("--spark-kafka '{}': expected KEY=VALUE", property)));
+    }
+    o.kafka[property.substr(0, eq)] = property.substr(eq + 1);
+  }
+  ASSIGN_OR_RETURN(const spark::Endpoint endpoint, spark::ParseEndpoint(o.spark.url));
+  if (o.checkpoint.empty()) {
+    // A local server shares this file system; a cluster needs a path all its nodes reach.
+    if (endpoint.host != "127.0.0.1" && endpoint.host != "localhost" && endpoint.host != "[::1]") {
+      return std::unexpected(Error::InvalidInput(
+          "--checkpoint is required with a remote Spark server: a directory its driver and executors share"));
+    }
+    o.checkpoint = (std::filesystem::absolute("iotinfer-spark-checkpoint") / o.query_name).string();
+  }
+  const std::atomic<bool>& stop = StopOnSignals();
+  std::fprintf(stderr, "stream: Spark at %s, %s from %s -> %s database %s, checkpoint %s, trigger %s\n",
+               endpoint.Describe().c_str(), o.topic.c_str(), o.brokers.c_str(), store::RedactUri(o.store.uri).c_str(),
+               o.store.database.c_str(), o.checkpoint.c_str(), flags.trigger.c_str());
+  ASSIGN_OR_RETURN(analytics::SparkStreamStats stats,
+                   analytics::RunSparkStream(o, stop, [](const analytics::SparkStreamStats& s) {
+                     std::fprintf(stderr, "stream: %s\n", analytics::FormatStats(s).c_str());
+                   }));
+  std::fprintf(stderr, "stream: Spark query %s stopped; %s\n", stats.query_id.c_str(),
+               analytics::FormatStats(stats).c_str());
+  return Ok();
+}
+
 Status RunStreamCommand(StreamFlags& flags) {
+  if (flags.engine == "spark") return RunSparkStreamCommand(flags);
+  if (flags.engine != "native") {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("unknown engine '{}': expected native or spark", flags.engine)));
+  }
   analytics::StreamOptions& o = flags.options;
   TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
   ASSIGN_OR_RETURN(o.window, ParseDuration(flags.window));
@@ -84,6 +133,17 @@ void AddStreamCommand(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
       ->capture_default_str();
+  cmd->add_option("--engine", flags->engine,
+                  "native (this process counts) or spark (a Structured Streaming query on a Spark cluster)")
+      ->capture_default_str();
+  AddSparkFlags(*cmd, flags->spark.spark);
+  cmd->add_option("--checkpoint", flags->spark.checkpoint,
+                  "spark: the query's checkpoint directory, on the Spark server's file system; a restart with it "
+                  "goes on where the last run stopped (default with a local server: ./iotinfer-spark-checkpoint/NAME)");
+  cmd->add_option("--query-name", flags->spark.query_name, "spark: the streaming query's name")->capture_default_str();
+  cmd->add_option("--trigger", flags->trigger, "spark: micro-batch interval, e.g. 1s or 500ms")->capture_default_str();
+  cmd->add_option("--spark-kafka", flags->spark_kafka_properties,
+                  "spark: a Kafka (Java client) property for Spark's Kafka source, KEY=VALUE (repeatable)");
   cmd->callback([&action, flags] { action = [flags] { return RunStreamCommand(*flags); }; });
 }
 
