@@ -215,13 +215,14 @@ spark_up() {
   # local[2] on a 2-core machine; 2 shuffle partitions instead of 200, or every small
   # aggregation and streaming state store pays for 200 tasks. The heap is kept small because
   # Kafka and the Mongo server share the machine.
-  SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 setsid "$(spark_home)/bin/spark-submit" \
+  SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$SPARK_DATA/tmp" setsid "$(spark_home)/bin/spark-submit" \
     --class org.apache.spark.sql.connect.service.SparkConnectServer --name iotinfer-spark-connect \
     --master 'local[2]' --driver-memory "${SPARK_DRIVER_MEMORY:-1g}" --jars "${jars%,}" \
+    --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/scripts/spark/log4j2.properties" \
     --conf spark.connect.grpc.binding.address=127.0.0.1 --conf spark.connect.grpc.binding.port="$SPARK_PORT" \
     --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
     --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 \
-    --conf spark.local.dir="$SPARK_DATA/tmp" --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
+    --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
     >"$SPARK_DATA/server.log" 2>&1 </dev/null &
   echo $! >"$SPARK_DATA/pid"
   wait_until_up "$SPARK_DATA/pid" "$SPARK_DATA/server.log" "Spark Connect server" spark_ready

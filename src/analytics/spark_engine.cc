@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -97,6 +98,7 @@ Result<SparkBatchResult> RunSparkBatch(const SparkOptions& options, const store:
 
   spark::Options read = MongoOptions(uri, store_options, "images");
   read["partitioner"] = kPartitioner;
+  read["partitioner.options.max.number.of.partitions"] = std::to_string(std::max(1, options.read_partitions));
   const DataFrame images = ValidRecords(DataFrame::Read("mongodb", kRecordSchema, read));
   // The cells are few (producers x classes^2); cached, the results write and the collect
   // below read MongoDB once between them.
@@ -160,17 +162,8 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
   ASSIGN_OR_RETURN(const spark::StreamingQuery query, session.StartStream(plan));
   stats.query_id = query.id;
 
-  auto next_report = std::chrono::steady_clock::now();
-  while (!stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (std::chrono::steady_clock::now() < next_report) continue;
-    next_report = std::chrono::steady_clock::now() + options.progress_every;
-    ASSIGN_OR_RETURN(const spark::QueryStatus status, session.StatusOf(query));
-    if (!status.active) {
-      ASSIGN_OR_RETURN(const auto exception, session.Exception(query));
-      return std::unexpected(Error::Internal(
-          fmt::format("the Spark streaming query stopped: {}", exception.value_or(status.message))));
-    }
+  // Counts every micro-batch once, from the reports Spark keeps (the last 100).
+  auto take_progress = [&]() -> Status {
     ASSIGN_OR_RETURN(const auto reports, session.RecentProgress(query));
     bool changed = false;
     for (const spark::QueryProgress& p : reports) {
@@ -184,8 +177,24 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
       stats.last_batch_ms = p.batch_duration_ms;
     }
     if (changed && on_progress) on_progress(stats);
+    return Ok();
+  };
+  auto next_report = std::chrono::steady_clock::now();
+  while (!stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (std::chrono::steady_clock::now() < next_report) continue;
+    next_report = std::chrono::steady_clock::now() + options.progress_every;
+    ASSIGN_OR_RETURN(const spark::QueryStatus status, session.StatusOf(query));
+    if (!status.active) {
+      ASSIGN_OR_RETURN(const auto exception, session.Exception(query));
+      return std::unexpected(Error::Internal(
+          fmt::format("the Spark streaming query stopped: {}", exception.value_or(status.message))));
+    }
+    TRY(take_progress());
   }
   TRY(session.Stop(query));
+  // The micro-batches that ended since the last look; a stopped query keeps its reports.
+  (void)take_progress();
   return stats;
 }
 

@@ -43,6 +43,10 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
       ->capture_default_str();
   cmd.add_option("--spark-mongo", options.mongo_uri,
                  "the MongoDB URI as Spark's executors reach it (default: --store)");
+  cmd.add_option("--spark-partitions", options.read_partitions,
+                 "ranges of images Spark reads in parallel (about the cluster's cores)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 }
 
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {

@@ -345,9 +345,19 @@ Result<QueryProgress> ParseProgress(std::string_view json) {
   };
   QueryProgress p;
   p.batch_id = doc.contains("batchId") ? integer(doc, "batchId") : -1;
-  p.input_rows = integer(doc, "numInputRows");
-  p.input_rows_per_second = number(doc, "inputRowsPerSecond");
-  p.processed_rows_per_second = number(doc, "processedRowsPerSecond");
+  // The totals are sums over the sources; Spark's own log shows them, its JSON may not.
+  if (doc.contains("numInputRows")) {
+    p.input_rows = integer(doc, "numInputRows");
+    p.input_rows_per_second = number(doc, "inputRowsPerSecond");
+    p.processed_rows_per_second = number(doc, "processedRowsPerSecond");
+  } else if (const auto sources = doc.find("sources"); sources != doc.end() && sources->is_array()) {
+    for (const auto& source : *sources) {
+      if (!source.is_object()) continue;
+      p.input_rows += integer(source, "numInputRows");
+      p.input_rows_per_second += number(source, "inputRowsPerSecond");
+      p.processed_rows_per_second += number(source, "processedRowsPerSecond");
+    }
+  }
   if (const auto it = doc.find("durationMs"); it != doc.end() && it->is_object()) {
     p.batch_duration_ms = integer(*it, "triggerExecution");
   }

@@ -144,6 +144,15 @@ DataFrame DataFrame::ReadStream(std::string_view format, std::string_view schema
   return ReadSource(format, schema, options, true);
 }
 
+DataFrame DataFrame::Range(int64_t start, int64_t end) {
+  return MakeFrame([&](pb::Relation& r) {
+    auto* range = r.mutable_range();
+    range->set_start(start);
+    range->set_end(end);
+    range->set_step(1);
+  });
+}
+
 DataFrame DataFrame::Filter(const Column& condition) const {
   return MakeFrame([&](pb::Relation& r) {
     auto* filter = r.mutable_filter();

@@ -94,6 +94,9 @@ class DataFrame {
   /// spark.readStream...load(): the same for a streaming source.
   static DataFrame ReadStream(std::string_view format, std::string_view schema, const Options& options);
 
+  /// spark.range(start, end): one column `id` of longs.
+  static DataFrame Range(int64_t start, int64_t end);
+
   DataFrame Filter(const Column& condition) const;
   DataFrame WithColumn(std::string_view name, const Column& value) const;
   DataFrame Select(const std::vector<Column>& columns) const;

@@ -1,0 +1,271 @@
+// The Spark engines against the real Spark Connect server, Kafka broker and MongoDB-protocol
+// server of the `spark`, `kafka` and `mongo` ctest fixtures: the batch job and the streaming
+// query count exactly what the native engine counts, also across a restart from the
+// checkpoint; the client decodes Arrow results, maps Spark's errors and cancels jobs.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "analytics/batch.h"
+#include "analytics/spark_engine.h"
+#include "core/inference_record.h"
+#include "core/labels.h"
+#include "kafka/kafka.h"
+#include "kafka_test_util.h"
+#include "spark/client.h"
+#include "test_util.h"
+
+namespace iotinfer::analytics {
+namespace {
+
+using iotinfer::testing::TempDir;
+using iotinfer::testing::UniqueTopic;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kMongo = "mongodb://127.0.0.1:27017";
+constexpr const char* kSpark = "sc://127.0.0.1:15002";
+
+std::string UniqueDatabase(const char* prefix) {
+  static int counter = 0;
+  return fmt::format("{}_{}_{}", prefix, getpid(), ++counter);
+}
+
+// Six producers with their own error rates; every 11th record unlabelled.
+std::vector<InferenceRecord> Records(int from, int to) {
+  std::vector<InferenceRecord> records;
+  for (int i = from; i < to; ++i) {
+    const int producer = 10 + i % 6;
+    const std::string actual(kFashionMnistClasses[(i / 3) % 10]);
+    const bool wrong = i % (producer - 7) == 0;
+    records.push_back({.id = fmt::format("spark-{}", i),
+                       .image_prediction = wrong ? std::string(kFashionMnistClasses[(i / 3 + 1) % 10]) : actual,
+                       .actual_value = i % 11 == 0 ? std::nullopt : std::optional<std::string>(actual),
+                       .producer_id = producer,
+                       .confidence = 0.8,
+                       .model = "fmnist-cnn-test",
+                       .produced_at_us = 1'700'000'000'000'000 + i,
+                       .inferred_at_us = 1'700'000'000'001'000 + i});
+  }
+  return records;
+}
+
+std::unique_ptr<store::Store> OpenClean(const std::string& database) {
+  auto store = store::Store::Open({.uri = kMongo, .database = database});
+  EXPECT_TRUE(store) << store.error().message();
+  if (!store) return nullptr;
+  EXPECT_TRUE((*store)->Clear());
+  return std::move(*store);
+}
+
+using Counts = std::vector<std::tuple<int, int64_t, int64_t, int64_t>>;
+
+Counts CountsOf(const std::vector<store::ProducerResult>& results) {
+  Counts counts;
+  for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
+  std::sort(counts.begin(), counts.end());
+  return counts;
+}
+
+// What the native batch engine says about `records`, in a database of its own.
+Counts NativeCounts(const std::vector<InferenceRecord>& records) {
+  const std::string database = UniqueDatabase("spark_native");
+  auto store = OpenClean(database);
+  EXPECT_TRUE(store->Upsert(records));
+  auto report = RunBatch({.store = {.uri = kMongo, .database = database}, .out_dir = ""});
+  EXPECT_TRUE(report) << report.error().message();
+  return report ? CountsOf(report->results) : Counts{};
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(SparkIntegrationTest, BatchOnSparkEqualsTheNativeEngine) {
+  const std::string database = UniqueDatabase("spark_batch");
+  auto store = OpenClean(database);
+  ASSERT_TRUE(store);
+  const auto records = Records(0, 3000);
+  ASSERT_OK(store->Upsert(records));
+  TempDir native_dir, spark_dir;
+  auto native = RunBatch({.store = {.uri = kMongo, .database = database}, .out_dir = native_dir.path().string()});
+  ASSERT_OK(native);
+  auto spark = RunBatch({.store = {.uri = kMongo, .database = database},
+                         .engine = BatchEngine::kSpark,
+                         .out_dir = spark_dir.path().string(),
+                         .spark = {.url = kSpark}});
+  ASSERT_OK(spark);
+  EXPECT_FALSE(spark->spark_version.empty());
+  EXPECT_EQ(spark->documents, 3000);
+  EXPECT_EQ(spark->cells, native->cells);
+  ASSERT_EQ(spark->results.size(), 6u);
+  EXPECT_EQ(CountsOf(spark->results), CountsOf(native->results));
+  for (size_t i = 0; i < spark->results.size(); ++i) {
+    EXPECT_NEAR(spark->results[i].error_rate, native->results[i].error_rate, 1e-12);
+    EXPECT_GT(spark->results[i].computed_at_us, 0) << "Spark stamps when it computed them";
+  }
+  // What Spark wrote is what the store holds, and what the files show.
+  auto stored = store->ReadResults();
+  ASSERT_OK(stored);
+  EXPECT_EQ(CountsOf(*stored), CountsOf(native->results));
+  for (const char* file : {"confusion.csv", "confusion_by_producer.csv"}) {
+    EXPECT_EQ(ReadFile(spark_dir.file(file)), ReadFile(native_dir.file(file))) << file;
+  }
+  EXPECT_TRUE(std::filesystem::exists(spark_dir.file("results.png")));
+
+  // Overwrite, not append: a second run leaves one document per producer.
+  ASSERT_OK(RunBatch({.store = {.uri = kMongo, .database = database},
+                      .engine = BatchEngine::kSpark,
+                      .out_dir = "",
+                      .spark = {.url = kSpark}}));
+  auto again = store->ReadResults();
+  ASSERT_OK(again);
+  EXPECT_EQ(CountsOf(*again), CountsOf(native->results));
+}
+
+TEST(SparkIntegrationTest, CollectDecodesArrowResults) {
+  auto session = spark::Session::Connect({.url = kSpark});
+  ASSERT_OK(session);
+  using spark::Col;
+  using spark::Lit;
+  // Enough rows for several Arrow batches.
+  constexpr int64_t kRows = 300'000;
+  auto table = session->Collect(spark::DataFrame::Range(0, kRows).Select(
+      {Col("id"), Col("id").Cast("int").Alias("small"), (Col("id") / Lit(int64_t{2})).Alias("half"),
+       Col("id").Cast("string").Alias("text"), (Col("id") > Lit(int64_t{2})).Alias("big"),
+       spark::Fn("nullif", {Col("id"), Col("id")}).Alias("nothing")}));
+  ASSERT_OK(table);
+  EXPECT_EQ(table->columns, (std::vector<std::string>{"id", "small", "half", "text", "big", "nothing"}));
+  ASSERT_EQ(table->rows.size(), static_cast<size_t>(kRows));
+  int64_t sum = 0;
+  for (const auto& row : table->rows) sum += std::get<int64_t>(row[0]);
+  EXPECT_EQ(sum, kRows * (kRows - 1) / 2) << "every row once";
+  const auto& row = table->rows[3];
+  EXPECT_EQ(std::get<int64_t>(row[1]), 3);
+  EXPECT_DOUBLE_EQ(std::get<double>(row[2]), 1.5);
+  EXPECT_EQ(std::get<std::string>(row[3]), "3");
+  EXPECT_TRUE(std::get<bool>(row[4]));
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(row[5]));
+}
+
+TEST(SparkIntegrationTest, ErrorsSaySparksMessageAndWhatFailed) {
+  auto unreachable = spark::Session::Connect({.url = "sc://127.0.0.1:1", .connect_timeout = milliseconds(500)});
+  ASSERT_FALSE(unreachable);
+  EXPECT_EQ(unreachable.error().code(), Error::Code::kUnavailable);
+  EXPECT_NE(unreachable.error().message().find("127.0.0.1:1"), std::string::npos) << unreachable.error().message();
+
+  auto session = spark::Session::Connect({.url = kSpark});
+  ASSERT_OK(session);
+  auto analysis = session->Collect(spark::DataFrame::Range(0, 3).Select({spark::Col("no_such_column")}));
+  ASSERT_FALSE(analysis);
+  EXPECT_NE(analysis.error().message().find("UNRESOLVED_COLUMN"), std::string::npos) << analysis.error().message();
+  EXPECT_NE(analysis.error().message().find("no_such_column"), std::string::npos) << analysis.error().message();
+
+  TempDir dir;
+  auto sqlite =
+      RunBatch({.store = {.uri = "sqlite:" + dir.file("x.db")}, .engine = BatchEngine::kSpark, .out_dir = ""});
+  ASSERT_FALSE(sqlite);
+  EXPECT_EQ(sqlite.error().code(), Error::Code::kInvalidInput);
+  EXPECT_NE(sqlite.error().message().find("MongoDB"), std::string::npos) << sqlite.error().message();
+}
+
+TEST(SparkIntegrationTest, CancelInterruptsTheJobOnTheServer) {
+  auto session = spark::Session::Connect({.url = kSpark});
+  ASSERT_OK(session);
+  std::atomic<bool> cancel{false};
+  std::jthread canceller([&] {
+    std::this_thread::sleep_for(seconds(2));
+    cancel = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  // Minutes of work on two cores.
+  auto long_job = session->Collect(
+      spark::DataFrame::Range(0, 200'000'000'000).GroupBy({}).Agg({spark::Sum(spark::Col("id").Cast("double"))}),
+      &cancel);
+  ASSERT_FALSE(long_job);
+  EXPECT_NE(long_job.error().message().find("cancelled"), std::string::npos) << long_job.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(30));
+  // The session goes on.
+  auto after = session->Collect(spark::DataFrame::Range(0, 10));
+  ASSERT_OK(after);
+  EXPECT_EQ(after->rows.size(), 10u);
+}
+
+void Send(const std::string& topic, const std::vector<InferenceRecord>& records) {
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  for (const InferenceRecord& r : records) {
+    ASSERT_OK((*producer)->Send(topic, {std::to_string(r.producer_id), EncodeInferenceRecord(r), {}}));
+  }
+  ASSERT_OK((*producer)->Flush());
+}
+
+// Runs the Spark stream until `store` counts `expected` records (or a timeout), then stops it.
+SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& store, int64_t expected) {
+  std::atomic<bool> stop{false};
+  Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
+  std::jthread runner([&] { ran = RunSparkStream(options, stop); });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(150);
+  int64_t total = 0;
+  while (std::chrono::steady_clock::now() < deadline && total < expected) {
+    std::this_thread::sleep_for(milliseconds(250));
+    if (auto results = store.ReadResults()) {
+      total = 0;
+      for (const auto& r : *results) total += r.total;
+    }
+  }
+  stop = true;
+  runner.join();
+  EXPECT_TRUE(ran) << ran.error().message();
+  EXPECT_EQ(total, expected);
+  return ran ? *ran : SparkStreamStats{};
+}
+
+TEST(SparkIntegrationTest, StreamCountsEqualTheNativeEngineAcrossARestartFromTheCheckpoint) {
+  const std::string topic = UniqueTopic("spark-inferences");
+  const std::string database = UniqueDatabase("spark_stream");
+  ASSERT_OK(kafka::EnsureTopics({}, {{topic, 4}}));
+  auto store = OpenClean(database);
+  ASSERT_TRUE(store);
+  const auto first = Records(0, 2000);
+  Send(topic, first);
+  {
+    // Values that are no inference record are skipped, not counted.
+    auto producer = kafka::Producer::Create({});
+    ASSERT_OK(producer);
+    ASSERT_OK((*producer)->Send(topic, {"1", "{not json", {}}));
+    ASSERT_OK((*producer)->Send(topic, {"1", R"({"id":"x","producer_id":"one","image_prediction":"Bag"})", {}}));
+    ASSERT_OK((*producer)->Flush());
+  }
+  TempDir checkpoint;
+  const SparkStreamOptions options{.spark = {.url = kSpark},
+                                   .store = {.uri = kMongo, .database = database},
+                                   .brokers = iotinfer::testing::kTestBrokers,
+                                   .topic = topic,
+                                   .checkpoint = checkpoint.file("query"),
+                                   .query_name = "spark_stream_test_" + std::to_string(getpid()),
+                                   .trigger = milliseconds(500),
+                                   .progress_every = milliseconds(500)};
+  const SparkStreamStats run1 = StreamUntil(options, *store, 2000);
+  auto results = store->ReadResults();
+  ASSERT_OK(results);
+  EXPECT_EQ(CountsOf(*results), NativeCounts(first));
+  EXPECT_EQ(run1.input_rows, 2002) << "the invalid values were read, and left out of the counts";
+
+  // Stopped, more arrives; the restart reads only what is new, so nothing counts twice.
+  const auto second = Records(2000, 3000);
+  Send(topic, second);
+  const SparkStreamStats run2 = StreamUntil(options, *store, 3000);
+  EXPECT_EQ(run2.query_id, run1.query_id) << "the same query, resumed from its checkpoint";
+  EXPECT_EQ(run2.input_rows, 1000);
+  results = store->ReadResults();
+  ASSERT_OK(results);
+  auto all = first;
+  all.insert(all.end(), second.begin(), second.end());
+  EXPECT_EQ(CountsOf(*results), NativeCounts(all));
+}
+
+}  // namespace
+}  // namespace iotinfer::analytics
