@@ -138,14 +138,17 @@ def pymongo_count(mongo, db, limit):
     return seconds
 
 
-def freshness(args, mongo, db):
+def freshness(args, mongo, db, engine_args=(), warmup=5):
+    """p50 and p99 freshness (ms) of `iotinfer stream` with `engine_args`, and the records sent.
+    `warmup`: seconds between the start of the stream command and the first record."""
     topic = f"bench-stream-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": args.brokers})
     for future in admin.create_topics([NewTopic(topic, 6, 1)]).values():
         future.result(30)
     results = pymongo.MongoClient(mongo)[db]["incorrect_inference_results"]
     stream = subprocess.Popen([args.iotinfer, "stream", "--brokers", args.brokers, "--store", mongo, "--db", db,
-                               "--topic", topic, "--group", f"bench-{topic}", "--log-every-ms", "0"])
+                               "--topic", topic, "--group", f"bench-{topic}", "--log-every-ms", "0",
+                               *engine_args])
     total = args.rate * args.seconds
     delivered = [0.0] * total
     seen = []  # (time, stored total)
@@ -158,7 +161,7 @@ def freshness(args, mongo, db):
             time.sleep(0.02)
 
     try:
-        time.sleep(5)  # group join
+        time.sleep(warmup)  # group join, or the streaming query's start
         poller = threading.Thread(target=poll)
         poller.start()
         producer = Producer({"bootstrap.servers": args.brokers, "linger.ms": 0})

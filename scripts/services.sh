@@ -184,7 +184,10 @@ SPARK_PORT="${IOTINFER_SPARK_PORT:-15002}"
 SPARK_DIST="$ARTIFACTS/spark-$SPARK_VERSION"
 SPARK_DATA="${IOTINFER_SPARK_DATA:-$ROOT/.cache/spark}"
 
-spark_home() { echo "$SPARK_DIST/lib/python3.11/site-packages/pyspark"; }
+spark_home() {
+  local homes=("$SPARK_DIST"/lib/python3*/site-packages/pyspark)
+  echo "${homes[0]}"
+}
 
 spark_install() {
   [[ -f "$SPARK_DIST/.complete" ]] && return 0

@@ -14,6 +14,7 @@
 
 #include "analytics/chart.h"
 #include "core/labels.h"
+#include "spark/client.h"
 
 namespace iotinfer::analytics {
 namespace {
@@ -230,6 +231,11 @@ Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult
 
 Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on_progress) {
   const auto start = std::chrono::steady_clock::now();
+  if (options.engine == BatchEngine::kSpark) {
+    // Before anything is opened or created: a SQLite store cannot be Spark's.
+    TRY(SparkMongoUri(options.spark, options.store));
+    TRY(spark::ParseEndpoint(options.spark.url));
+  }
   store::StoreOptions store_options = options.store;
   // The server answers a push-down aggregation only when it has read every document: on a
   // large collection (FerretDB reads ~10k documents/s) that is far beyond the driver's 5 min.

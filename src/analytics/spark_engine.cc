@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -18,9 +17,14 @@ using spark::Column;
 using spark::DataFrame;
 using spark::Lit;
 
-// FerretDB has no collStats, which the connector's default partitioner needs; this one
-// pages through `_id` with plain queries and works on every MongoDB-compatible server.
-constexpr std::string_view kPartitioner = "com.mongodb.spark.sql.connector.read.partitioner.PaginateIntoPartitionsPartitioner";
+// The connector's default partitioner needs collStats, which FerretDB lacks. Paging through
+// `_id` works on every MongoDB-compatible server, but plans each range with a sorted, skipped
+// query and reads it with an `_id` range filter: on FerretDB both scan the whole collection,
+// so there one range, read once, is fastest.
+constexpr std::string_view kPagingPartitioner =
+    "com.mongodb.spark.sql.connector.read.partitioner.PaginateIntoPartitionsPartitioner";
+constexpr std::string_view kSinglePartitioner =
+    "com.mongodb.spark.sql.connector.read.partitioner.SinglePartitionPartitioner";
 // The fields the analytics read, with their types: Spark then samples no documents to infer
 // a schema, and a document whose field has another type reads as null there.
 constexpr std::string_view kRecordSchema = "id STRING, image_prediction STRING, actual_value STRING, producer_id INT";
@@ -97,14 +101,18 @@ Result<SparkBatchResult> RunSparkBatch(const SparkOptions& options, const store:
   SparkBatchResult result{.spark_version = session.server_version()};
 
   spark::Options read = MongoOptions(uri, store_options, "images");
-  read["partitioner"] = kPartitioner;
-  read["partitioner.options.max.number.of.partitions"] = std::to_string(std::max(1, options.read_partitions));
+  if (options.read_partitions > 1) {
+    read["partitioner"] = kPagingPartitioner;
+    read["partitioner.options.max.number.of.partitions"] = std::to_string(options.read_partitions);
+  } else {
+    read["partitioner"] = kSinglePartitioner;
+  }
   const DataFrame images = ValidRecords(DataFrame::Read("mongodb", kRecordSchema, read));
   // The cells are few (producers x classes^2); cached, the results write and the collect
   // below read MongoDB once between them.
   const DataFrame cells = images.GroupBy({Col("producer_id"), Col("image_prediction"), Col("actual_value")})
                               .Agg({spark::Count(Lit(int64_t{1})).Alias("count")});
-  TRY(session.Persist(cells));
+  TRY(session.Persist(cells, cancel));
   const DataFrame results = PerProducer(cells, Col("count"));
   Status written = session.Execute(
       results.Write("mongodb", spark::SaveMode::kOverwrite,

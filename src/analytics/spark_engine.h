@@ -19,10 +19,10 @@ struct SparkOptions {
   // The MongoDB URI the Spark executors use; empty: the store's own URI.
   std::string mongo_uri;
   std::chrono::milliseconds connect_timeout{10000};
-  // How many ranges of `images` Spark reads in parallel. Planning each range costs the
-  // MongoDB server one paged query (a sort and skip: slow on FerretDB), so not many more
-  // than the cluster has cores.
-  int read_partitions = 4;
+  // How many ranges of `images` Spark reads in parallel: on a real MongoDB, about the
+  // cluster's cores. 1 reads the collection in one pass, which is fastest on FerretDB, where
+  // every further range costs a full sort and a full scan of the collection.
+  int read_partitions = 1;
 };
 
 /// The MongoDB URI Spark is given: options.mongo_uri, else the store's, which must then be a

@@ -44,7 +44,8 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
   cmd.add_option("--spark-mongo", options.mongo_uri,
                  "the MongoDB URI as Spark's executors reach it (default: --store)");
   cmd.add_option("--spark-partitions", options.read_partitions,
-                 "ranges of images Spark reads in parallel (about the cluster's cores)")
+                 "ranges of images Spark reads in parallel: about the cluster's cores on a real MongoDB, 1 on "
+                 "FerretDB")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 }

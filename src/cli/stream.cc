@@ -71,10 +71,12 @@ Status RunSparkStreamCommand(StreamFlags& flags) {
   std::fprintf(stderr, "stream: Spark at %s, %s from %s -> %s database %s, checkpoint %s, trigger %s\n",
                endpoint.Describe().c_str(), o.topic.c_str(), o.brokers.c_str(), store::RedactUri(o.store.uri).c_str(),
                o.store.database.c_str(), o.checkpoint.c_str(), flags.trigger.c_str());
+  auto log_progress = [](const analytics::SparkStreamStats& s) {
+    std::fprintf(stderr, "stream: %s\n", analytics::FormatStats(s).c_str());
+  };
   ASSIGN_OR_RETURN(analytics::SparkStreamStats stats,
-                   analytics::RunSparkStream(o, stop, [](const analytics::SparkStreamStats& s) {
-                     std::fprintf(stderr, "stream: %s\n", analytics::FormatStats(s).c_str());
-                   }));
+                   flags.log_every_ms > 0 ? analytics::RunSparkStream(o, stop, log_progress)
+                                          : analytics::RunSparkStream(o, stop));
   std::fprintf(stderr, "stream: Spark query %s stopped; %s\n", stats.query_id.c_str(),
                analytics::FormatStats(stats).c_str());
   return Ok();
@@ -141,7 +143,8 @@ void AddStreamCommand(CLI::App& app, Action& action) {
                   "spark: the query's checkpoint directory, on the Spark server's file system; a restart with it "
                   "goes on where the last run stopped (default with a local server: ./iotinfer-spark-checkpoint/NAME)");
   cmd->add_option("--query-name", flags->spark.query_name, "spark: the streaming query's name")->capture_default_str();
-  cmd->add_option("--trigger", flags->trigger, "spark: micro-batch interval, e.g. 1s or 500ms")->capture_default_str();
+  cmd->add_option("--trigger", flags->trigger, "spark: micro-batch interval, e.g. 1s or 500ms (0: back to back)")
+      ->capture_default_str();
   cmd->add_option("--spark-kafka", flags->spark_kafka_properties,
                   "spark: a Kafka (Java client) property for Spark's Kafka source, KEY=VALUE (repeatable)");
   cmd->callback([&action, flags] { action = [flags] { return RunStreamCommand(*flags); }; });

@@ -36,6 +36,30 @@ std::string NewUuid() {
 
 bool ParseBool(std::string_view value) { return value == "true" || value == "1"; }
 
+// While alive, watches *cancel (when given) and calls on_cancel once it turns true: a call
+// blocked in gRPC cannot look at the flag itself.
+class CancelWatch {
+ public:
+  template <typename OnCancel>
+  CancelWatch(const std::atomic<bool>* cancel, OnCancel on_cancel) {
+    if (!cancel) return;
+    thread_ = std::jthread([this, cancel, on_cancel] {
+      while (!done_.load()) {
+        if (cancel->load()) {
+          on_cancel();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+  ~CancelWatch() { done_ = true; }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::jthread thread_;  // last: joined before done_ is destroyed
+};
+
 }  // namespace
 
 std::string Endpoint::Describe() const { return fmt::format("{}:{}", host, port); }
@@ -144,30 +168,21 @@ struct Session::Impl {
     *request.mutable_plan() = plan;
     grpc::ClientContext context;
     Prepare(context);
-    std::atomic<bool> done{false};
-    std::jthread watcher;
-    if (cancel) {
-      watcher = std::jthread([&] {
-        while (!done.load()) {
-          if (cancel->load()) {
-            Interrupt(operation_id);
-            context.TryCancel();
-            return;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-      });
-    }
-    auto reader = stub->ExecutePlan(&context, request);
-    pb::ExecutePlanResponse response;
+    grpc::Status status;
     std::optional<Error> failed;
-    while (reader->Read(&response)) {
-      if (failed) continue;  // drain, so that Finish reports the call's own status
-      if (auto status = on_response(response); !status) failed = status.error();
+    {
+      CancelWatch watch(cancel, [&] {
+        Interrupt(operation_id);
+        context.TryCancel();
+      });
+      auto reader = stub->ExecutePlan(&context, request);
+      pb::ExecutePlanResponse response;
+      while (reader->Read(&response)) {
+        if (failed) continue;  // drain, so that Finish reports the call's own status
+        if (auto handled = on_response(response); !handled) failed = handled.error();
+      }
+      status = reader->Finish();
     }
-    const grpc::Status status = reader->Finish();
-    done = true;
-    if (watcher.joinable()) watcher.join();
     if (cancel && cancel->load()) return std::unexpected(Error::FailedPrecondition(fmt::format("{}: cancelled", what)));
     if (!status.ok()) return std::unexpected(FromStatus(status, what));
     if (failed) return std::unexpected(*failed);
@@ -186,12 +201,21 @@ struct Session::Impl {
     (void)stub->Interrupt(&context, request, &response);  // best effort: the call is cancelled anyway
   }
 
-  Result<pb::AnalyzePlanResponse> Analyze(pb::AnalyzePlanRequest& request, std::string_view what) {
+  // Analysis can take long too: caching a relation plans its reads, which for the MongoDB
+  // connector means queries to the store. Cancelling abandons the call; the server finishes
+  // that planning on its own.
+  Result<pb::AnalyzePlanResponse> Analyze(pb::AnalyzePlanRequest& request, std::string_view what,
+                                          const std::atomic<bool>* cancel = nullptr) {
     Fill(request);
     pb::AnalyzePlanResponse response;
     grpc::ClientContext context;
     Prepare(context);
-    const grpc::Status status = stub->AnalyzePlan(&context, request, &response);
+    grpc::Status status;
+    {
+      CancelWatch watch(cancel, [&] { context.TryCancel(); });
+      status = stub->AnalyzePlan(&context, request, &response);
+    }
+    if (cancel && cancel->load()) return std::unexpected(Error::FailedPrecondition(fmt::format("{}: cancelled", what)));
     if (!status.ok()) return std::unexpected(FromStatus(status, what));
     return response;
   }
@@ -271,10 +295,10 @@ Status Session::Execute(const Plan& plan, const std::atomic<bool>* cancel) {
   return impl_->Run(plan.proto(), "running a command", cancel, [](const pb::ExecutePlanResponse&) { return Ok(); });
 }
 
-Status Session::Persist(const DataFrame& frame) {
+Status Session::Persist(const DataFrame& frame, const std::atomic<bool>* cancel) {
   pb::AnalyzePlanRequest request;
   *request.mutable_persist()->mutable_relation() = frame.proto();
-  TRY(impl_->Analyze(request, "caching a relation"));
+  TRY(impl_->Analyze(request, "caching a relation", cancel));
   return Ok();
 }
 

@@ -86,7 +86,7 @@ class Session {
   Status Execute(const Plan& plan, const std::atomic<bool>* cancel = nullptr);
 
   /// Caches `frame` in the server's memory, so that later queries over it reuse its rows.
-  Status Persist(const DataFrame& frame);
+  Status Persist(const DataFrame& frame, const std::atomic<bool>* cancel = nullptr);
   Status Unpersist(const DataFrame& frame);
 
   /// Starts the streaming query of a DataFrame::WriteStream plan.

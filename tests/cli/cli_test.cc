@@ -70,6 +70,13 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"batch --store postgres://db --out ''", "neither sqlite:PATH nor mongodb://"},
       {"stream --window 5q", "'5q' is not a duration"},
       {"stream --window 500ms", "--window must be at least 1s"},
+      {"batch --engine spark --store sqlite:never-created.db --out ''", "is not a MongoDB URI"},
+      {"batch --engine spark --spark http://spark:15002 --store mongodb://127.0.0.1:1 --out ''",
+       "it must start with sc://"},
+      {"stream --engine flink", "unknown engine 'flink'"},
+      {"stream --engine spark --spark sc://spark.example --store mongodb://127.0.0.1:1",
+       "--checkpoint is required with a remote Spark server"},
+      {"stream --engine spark --trigger soon", "'soon' is not a duration"},
   };
   for (const auto& c : cases) {
     CommandRun run = Iotinfer(c.args);

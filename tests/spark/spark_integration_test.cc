@@ -115,11 +115,14 @@ TEST(SparkIntegrationTest, BatchOnSparkEqualsTheNativeEngine) {
   }
   EXPECT_TRUE(std::filesystem::exists(spark_dir.file("results.png")));
 
-  // Overwrite, not append: a second run leaves one document per producer.
-  ASSERT_OK(RunBatch({.store = {.uri = kMongo, .database = database},
-                      .engine = BatchEngine::kSpark,
-                      .out_dir = "",
-                      .spark = {.url = kSpark}}));
+  // Overwrite, not append: a second run leaves one document per producer. This one reads
+  // in three ranges, which page through `_id`: each document is still read once.
+  auto paged = RunBatch({.store = {.uri = kMongo, .database = database},
+                         .engine = BatchEngine::kSpark,
+                         .out_dir = "",
+                         .spark = {.url = kSpark, .read_partitions = 3}});
+  ASSERT_OK(paged);
+  EXPECT_EQ(paged->cells, native->cells);
   auto again = store->ReadResults();
   ASSERT_OK(again);
   EXPECT_EQ(CountsOf(*again), CountsOf(native->results));

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""`./dev bench spark`: the Spark engine against the native and push-down engines.
+
+1. Batch: for each --docs size (default 1,000,000 and 10,000,000), loads that many inference
+   documents (as `./dev bench analytics` does: the sink's schema, 8 producers, 10% incorrect,
+   2% unlabelled) into a private MongoDB-protocol server started for this run, then times
+   `iotinfer batch --engine native`, `--engine spark` (Spark Connect; Spark reads through the
+   MongoDB connector) and `--engine mongo`, the whole command each, and checks every engine's
+   counts against the loader's. Peak memory of the client and of the store server are shown,
+   and Spark's own (the Connect server's JVM).
+2. Stream freshness at the same --rate, one after the other on fresh topics: `iotinfer stream`
+   (native) and `iotinfer stream --engine spark` (Structured Streaming, complete mode,
+   as-fast-as-possible trigger). The k-th record's freshness is the time from its delivery to
+   Kafka until the stored total first reaches k.
+"""
+import argparse
+import os
+import tempfile
+import threading
+import time
+
+import pymongo
+
+import analytics as a
+from benchmarks import machine_line, server_name, write_section
+
+
+def spark_settings(pid):
+    """The Spark Connect server's command line settings that matter for the numbers."""
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            argv = f.read().split("\0")
+    except OSError:
+        return "unknown"
+    keep = [arg for arg in argv if arg.startswith(("--master", "local[", "spark.sql.shuffle", "-Xmx"))]
+    return ", ".join(keep)
+
+
+def watch_rss(pid, peak, stop):
+    while not stop.is_set():
+        peak[0] = max(peak[0], a.rss_gib(pid))
+        time.sleep(0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
+    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--spark", default="sc://127.0.0.1:15002")
+    ap.add_argument("--spark-pid", type=int, required=True, help="the Spark Connect server's pid, for its memory")
+    ap.add_argument("--spark-version", required=True)
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness runs")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--server-memory-fraction", type=float, default=0.4)
+    args = ap.parse_args()
+
+    server = server_name(args.mongo)
+    client = pymongo.MongoClient(args.mongo)
+    limit_gib = args.server_memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rows, loads = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        print("bench: stream freshness, native", flush=True)
+        native = a.freshness(args, args.mongo, "bench_fresh_native")
+        print(f"bench: native p50/p99 {native[0]:.0f}/{native[1]:.0f} ms", flush=True)
+        # Each engine also at its most eager setting: updates every 50 ms, micro-batches back to back.
+        eager = a.freshness(args, args.mongo, "bench_fresh_eager", ["--update-ms", "50"])
+        print(f"bench: native (50 ms updates) p50/p99 {eager[0]:.0f}/{eager[1]:.0f} ms", flush=True)
+        print("bench: stream freshness, spark", flush=True)
+        spark = a.freshness(args, args.mongo, "bench_fresh_spark",
+                            ["--engine", "spark", "--spark", args.spark, "--trigger", "0",
+                             "--checkpoint", os.path.join(tmp, "checkpoint")], warmup=15)
+        print(f"bench: spark p50/p99 {spark[0]:.0f}/{spark[1]:.0f} ms", flush=True)
+        for db in ("bench_fresh_native", "bench_fresh_eager", "bench_fresh_spark"):
+            client.drop_database(db)
+
+        for docs in sorted(args.docs):
+            db = f"bench_spark_{docs}"
+            client.drop_database(db)
+            print(f"bench: loading {docs:,} documents", flush=True)
+            load_seconds, _ = a.load(args.mongo, db, docs, 2)
+            loads.append((docs, load_seconds))
+            truth = a.tally(a.document(i, None) for i in range(docs))
+            # Push-down last: FerretDB keeps the memory its $group took, and may be stopped.
+            for engine in ("native", "spark", "mongo"):
+                print(f"bench: iotinfer batch --engine {engine} over {docs:,} documents", flush=True)
+                spark_peak, stop = [0.0], threading.Event()
+                watcher = threading.Thread(target=watch_rss, args=(args.spark_pid, spark_peak, stop))
+                watcher.start()
+                run = a.run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", db, "--engine", engine,
+                                      "--spark", args.spark, "--out", os.path.join(tmp, engine)],
+                                     args.server_pid, limit_gib)
+                stop.set()
+                watcher.join()
+                run["spark"] = spark_peak[0] if engine == "spark" else None
+                if not run["killed"] and a.stored_counts(args.mongo, db) != truth:
+                    raise SystemExit(f"bench: the {engine} engine's counts are wrong")
+                rows.append((engine, docs, run))
+                print(f"bench: {engine}: {run}", flush=True)
+                if run["killed"]:
+                    break
+            if rows[-1][2]["killed"]:
+                break
+            client.drop_database(db)
+
+    lines = [
+        f"### Spark engine against native and push-down ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{machine_line()} Spark {args.spark_version} Connect server on the same machine "
+        f"({spark_settings(args.spark_pid)}; MongoDB Spark connector 10.5.0, PaginateIntoPartitions, 4 "
+        f"ranges). Store: {server}, a private instance on 127.0.0.1. "
+        + "; ".join(f"{d:,} documents loaded in {s:.0f} s" for d, s in loads)
+        + ". Every engine's counts checked against the loader's. Times are whole commands (connect, read, "
+        "aggregate, results write, CSV and charts); for Spark that includes planning the connector's reads.",
+        "",
+        "| engine | documents | seconds | documents/s | native speed-up | client peak RSS | store peak RSS | Spark peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    native_seconds = {docs: run["seconds"] for engine, docs, run in rows if engine == "native"}
+    for engine, docs, run in rows:
+        name = f"`iotinfer batch --engine {engine}`"
+        if run["killed"]:
+            lines.append(f"| {name} | {docs:,} | did not finish: the store was stopped after {run['seconds']:.0f} s "
+                         f"when its memory passed {limit_gib:.1f} GiB | - | - | - | {run['server']:.1f} GiB | - |")
+            continue
+        speed = f"{run['seconds'] / native_seconds[docs]:.1f}x" if engine != "native" else "-"
+        spark_rss = f"{run['spark']:.1f} GiB" if run["spark"] else "-"
+        lines.append(f"| {name} | {docs:,} | {run['seconds']:.1f} | {docs / run['seconds']:,.0f} | {speed} | "
+                     f"{run['rss']:.0f} MiB | {run['server']:.1f} GiB | {spark_rss} |")
+    lines += [
+        "",
+        f"Stream freshness, {args.rate:,} records/s for {args.seconds} s on 6 partitions, same store (record "
+        "delivered to Kafka until the stored total counts it):",
+        "",
+        "| engine | p50 ms | p99 ms |",
+        "|---|---:|---:|",
+        f"| `iotinfer stream` (default: 500 ms updates) | {native[0]:.0f} | {native[1]:.0f} |",
+        f"| `iotinfer stream --update-ms 50` | {eager[0]:.0f} | {eager[1]:.0f} |",
+        f"| `iotinfer stream --engine spark --trigger 0` (micro-batches back to back, complete mode) | "
+        f"{spark[0]:.0f} | {spark[1]:.0f} |",
+        "",
+        f"Native p99 is 1/{spark[1] / native[1]:.1f} of Spark's at the default settings, "
+        f"1/{spark[1] / eager[1]:.1f} at 50 ms updates.",
+    ]
+    print(write_section(args.report, "spark", lines))
+
+
+if __name__ == "__main__":
+    main()
