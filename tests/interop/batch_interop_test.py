@@ -1,14 +1,15 @@
-"""`iotinfer batch` agrees with an independent pymongo computation, on both engines.
+"""`iotinfer batch` agrees with an independent pymongo computation, on every engine.
 
 Documents are inserted with pymongo exactly as the original Python consumer wrote them
 (random producers and labels, some unlabelled). The expected per-producer counts are computed
-here in Python from the documents read back; `iotinfer batch --engine native` and
-`--engine mongo` must each leave `incorrect_inference_results` equal to them, with
-`producer_id` (int32) and `incorrect_count` first, as the original Spark job wrote them.
+here in Python from the documents read back; `iotinfer batch --engine native`, `--engine mongo`
+and `--engine spark` (Spark writes the results itself) must each leave
+`incorrect_inference_results` equal to them, with `producer_id` (int32) and `incorrect_count`
+(int64) first, as the original Spark job wrote them.
 The files are read with independent parsers: results.csv with the csv module, the SVG charts
 with an XML parser, the PNG header for the image size.
 
-Run by ctest against the server the `mongo` fixture starts:
+Run by ctest against the servers the `mongo` and `spark` fixtures start:
   batch_interop_test.py --iotinfer build/iotinfer [--mongo mongodb://127.0.0.1:27017]
 """
 
@@ -27,6 +28,7 @@ import uuid
 import xml.etree.ElementTree as ElementTree
 
 import pymongo
+from bson.int64 import Int64
 
 ARGS = None
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -77,10 +79,10 @@ class BatchInteropTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         return result.stdout
 
-    def test_both_engines_match_pymongo(self):
+    def test_every_engine_matches_pymongo(self):
         expected = self.expected()
         self.assertEqual(len(expected), 9)
-        for engine in ("native", "mongo"):
+        for engine in ("native", "mongo", "spark"):
             with self.subTest(engine=engine), tempfile.TemporaryDirectory() as out:
                 stdout = self.run_batch(engine, out)
                 self.assertIn("incorrect_inference_results replaced", stdout)
@@ -89,6 +91,7 @@ class BatchInteropTest(unittest.TestCase):
                 for doc in docs:
                     self.assertEqual(list(doc)[:2], ["producer_id", "incorrect_count"])
                     self.assertIs(type(doc["producer_id"]), int, "producer_id must be BSON int32")
+                    self.assertIs(type(doc["incorrect_count"]), Int64, "counts are BSON int64, as Spark's count()")
                     want = expected[doc["producer_id"]]
                     for field in ("incorrect_count", "total", "unlabelled"):
                         self.assertEqual(doc[field], want[field], f"{engine} {field} of {doc['producer_id']}")
