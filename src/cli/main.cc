@@ -65,6 +65,10 @@ Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::K
 }  // namespace iotinfer::cli
 
 int main(int argc, char** argv) {
+  // A closed stdout or stderr pipe (`iotinfer stream | head`) must not kill a service
+  // outright: the stream, sink or Spark query would be left without its orderly stop. Writes
+  // then fail quietly and SIGINT/SIGTERM still stop it cleanly.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"iotinfer: machine-learning inference on streams of IoT images, and per-device analysis of it"};
   app.require_subcommand(1, 1);
   app.set_version_flag("--version", "iotinfer 0.1.0");
