@@ -26,6 +26,10 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
 /// --spark and --spark-mongo, for the commands with a Spark engine.
 void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options);
 
+/// --http-port and --http-host: where a service serves /healthz, /readyz and /metrics
+/// (port 0: not served).
+void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host);
+
 /// Installs SIGINT/SIGTERM handlers that set the returned flag, for services that finish and
 /// commit their current batch before they exit.
 const std::atomic<bool>& StopOnSignals();

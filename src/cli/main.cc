@@ -50,6 +50,16 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
       ->check(CLI::PositiveNumber);
 }
 
+void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host) {
+  cmd.add_option("--http-port", port, "serve /healthz, /readyz and /metrics on this port (0: not served)")
+      ->envname("IOTINFER_HTTP_PORT")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd.add_option("--http-host", host, "address for --http-port (0.0.0.0 in a container)")
+      ->envname("IOTINFER_HTTP_HOST")
+      ->capture_default_str();
+}
+
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {
   cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
       ->envname("IOTINFER_BROKERS")

@@ -13,6 +13,8 @@ struct SinkFlags {
   int flush_ms = 200;
   int retry_max_ms = 5000;
   int log_every_ms = 5000;
+  int http_port = 0;
+  std::string http_host = "127.0.0.1";
 };
 
 Status RunSinkCommand(SinkFlags& flags) {
@@ -21,6 +23,7 @@ Status RunSinkCommand(SinkFlags& flags) {
   o.flush_interval = std::chrono::milliseconds(flags.flush_ms);
   o.retry_max = std::chrono::milliseconds(flags.retry_max_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop writes and commits its batch, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
   std::fprintf(stderr, "sink: %s, group %s, %s -> %s database %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
@@ -58,6 +61,7 @@ void AddSinkCommand(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
       ->capture_default_str();
+  AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->callback([&action, flags] { action = [flags] { return RunSinkCommand(*flags); }; });
 }
 

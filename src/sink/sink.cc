@@ -33,8 +33,9 @@ bool Retriable(const Error& error) {
 // The store and what the writes of one run have in common.
 class Writer {
  public:
-  Writer(store::Store& store, const SinkOptions& options, const std::atomic<bool>& stop, SinkStats& stats)
-      : store_(store), options_(options), stop_(stop), stats_(stats) {}
+  Writer(store::Store& store, const SinkOptions& options, const std::atomic<bool>& stop, SinkStats& stats,
+         std::function<void(const SinkStats&)> on_outage)
+      : store_(store), options_(options), stop_(stop), stats_(stats), on_outage_(std::move(on_outage)) {}
 
   // Upserts `records`, waiting out store outages with backoff. Unavailable when a stop was
   // requested before the store came back; other errors are the store's, not retried.
@@ -46,6 +47,7 @@ class Writer {
       Result<store::UpsertStats> written = store_.Upsert(records);
       if (written) {
         stats_.last_write_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+        stats_.store_available = true;
         if (outage_since) {
           std::fprintf(stderr, "sink: store is back after %.1f s; wrote the %zu held records\n",
                        std::chrono::duration<double>(Clock::now() - *outage_since).count(), records.size());
@@ -53,7 +55,11 @@ class Writer {
         return written;
       }
       if (!Retriable(written.error())) return written;
-      if (!outage_since) outage_since = Clock::now();
+      if (!outage_since) {
+        outage_since = Clock::now();
+        stats_.store_available = false;
+        on_outage_(stats_);
+      }
       stats_.store_retries++;
       std::fprintf(stderr, "sink: store unavailable (%s); holding %zu records, not consuming; retry in %.1f s\n",
                    written.error().message().c_str(), records.size(), std::chrono::duration<double>(delay).count());
@@ -69,7 +75,47 @@ class Writer {
   const SinkOptions& options_;
   const std::atomic<bool>& stop_;
   SinkStats& stats_;
+  std::function<void(const SinkStats&)> on_outage_;
 };
+
+std::vector<ops::MetricSpec> SinkMetrics() {
+  using Kind = ops::MetricSpec::Kind;
+  return {
+      {Kind::kCounter, "iotinfer_sink_consumed_total", "inference records read from Kafka", {}},
+      {Kind::kCounter, "iotinfer_sink_stored_total", "records written to the store (inserted or replaced)", {}},
+      {Kind::kCounter, "iotinfer_sink_dead_lettered_total", "invalid records sent to the dead-letter topic", {}},
+      {Kind::kCounter, "iotinfer_sink_store_retries_total", "store writes that failed because it was unavailable", {}},
+      {Kind::kCounter, "iotinfer_sink_aborted_total", "Kafka transactions aborted (their batch read again)", {}},
+      {Kind::kHistogram, "iotinfer_sink_batch_size", "records per committed batch", ops::SizeBuckets()},
+      {Kind::kHistogram, "iotinfer_sink_store_write_seconds", "time of one batch's store write", ops::SecondsBuckets()},
+      {Kind::kGauge, "iotinfer_sink_lag", "records in the assigned partitions not read yet", {}},
+      {Kind::kGauge, "iotinfer_sink_partitions", "partitions assigned to this instance", {}},
+  };
+}
+
+// Publishes what changed since `last` to the endpoints.
+void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
+  endpoints.Add("iotinfer_sink_consumed_total", static_cast<double>(s.consumed - last.consumed));
+  endpoints.Add("iotinfer_sink_stored_total",
+                static_cast<double>(s.inserted + s.replaced - last.inserted - last.replaced));
+  endpoints.Add("iotinfer_sink_dead_lettered_total", static_cast<double>(s.dead_lettered - last.dead_lettered));
+  endpoints.Add("iotinfer_sink_store_retries_total", static_cast<double>(s.store_retries - last.store_retries));
+  endpoints.Add("iotinfer_sink_aborted_total", static_cast<double>(s.aborted - last.aborted));
+  if (s.batches > last.batches) {
+    endpoints.Observe("iotinfer_sink_batch_size", s.last_batch);
+    endpoints.Observe("iotinfer_sink_store_write_seconds", s.last_write_ms / 1000);
+  }
+  endpoints.Set("iotinfer_sink_lag", static_cast<double>(s.lag));
+  endpoints.Set("iotinfer_sink_partitions", s.partitions);
+  if (!s.store_available) {
+    endpoints.SetReady(false, "the store is unavailable");
+  } else if (s.partitions == 0) {
+    endpoints.SetReady(false, "no partitions assigned");
+  } else {
+    endpoints.SetReady(true, "");
+  }
+  last = s;
+}
 
 }  // namespace
 
@@ -83,6 +129,17 @@ std::string FormatStats(const SinkStats& s) {
 
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
                           const std::function<void(const SinkStats&)>& on_progress) {
+  std::unique_ptr<ops::Endpoints> endpoints;
+  if (options.endpoints) {
+    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, SinkMetrics()));
+    std::fprintf(stderr, "sink: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
+                 endpoints->port());
+  }
+  SinkStats published;
+  auto report = [&](const SinkStats& s) {
+    if (endpoints) Publish(*endpoints, s, published);
+    if (on_progress) on_progress(s);
+  };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
   TRY(kafka::EnsureTopics(options.kafka,
                           {{options.input_topic, options.partitions}, {options.dlq_topic, options.partitions}}));
@@ -95,8 +152,8 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .max_batch = options.batch_max,
                                    .max_wait = options.flush_interval}));
   SinkStats stats;
-  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, on_progress);
-  Writer writer(*store, options, stop, stats);
+  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, report);
+  Writer writer(*store, options, stop, stats, report);
   std::vector<InferenceRecord> records;
   std::vector<const kafka::InputMessage*> sources;  // where records[i] came from
   std::vector<kafka::OutputMessage> dead;

@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
 #include "kafka/kafka.h"
+#include "ops/endpoints.h"
 #include "store/store.h"
 
 namespace iotinfer::sink {
@@ -30,6 +32,8 @@ struct SinkOptions {
   std::chrono::milliseconds retry_initial{200};
   std::chrono::milliseconds retry_max{5000};
   std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
+  // /healthz, /readyz and /metrics (ops/endpoints.h); none when unset.
+  std::optional<ops::EndpointOptions> endpoints;
 };
 
 struct SinkStats {
@@ -44,6 +48,7 @@ struct SinkStats {
   double last_write_ms = 0;  // how long the last batch's store write took
   int64_t lag = 0;
   int partitions = 0;
+  bool store_available = true;  // false from a failed write until one succeeds again
 };
 
 /// One line for logs: counters, last batch size and write time, lag, assigned partitions.
@@ -58,8 +63,10 @@ std::string FormatStats(const SinkStats& stats);
 /// While the store is unavailable the batch is retried with backoff and a log line; a stop
 /// requested meanwhile returns without committing (the batch is read again on restart).
 /// `on_progress` (optional) sees the counters after every committed batch and whenever the
-/// number of assigned partitions changes. Returns the final counters, or an error when the
-/// service cannot start or its Kafka producer is fenced.
+/// number of assigned partitions changes, and when the store becomes unavailable. With
+/// `endpoints`, serves them for the whole run: ready while partitions are assigned and the
+/// store answers. Returns the final counters, or an error when the service cannot start or
+/// its Kafka producer is fenced.
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
                           const std::function<void(const SinkStats&)>& on_progress = {});
 

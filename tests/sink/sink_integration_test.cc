@@ -3,6 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -303,6 +307,24 @@ class PrivateMongo {
   int port_;
 };
 
+// A port nothing listens on now, for the sink's endpoints.
+int FreePort() {
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}, .sin_zero = {}};
+  bind(sock, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length);
+  close(sock);
+  return ntohs(address.sin_port);
+}
+
+// The sink's /readyz status and body (0 when it does not answer).
+std::pair<int, std::string> Readiness(int port) {
+  httplib::Client client("127.0.0.1", port);
+  auto response = client.Get("/readyz");
+  return response ? std::pair{response->status, response->body} : std::pair{0, std::string()};
+}
+
 TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   PrivateMongo mongo;
   mongo.Up();
@@ -313,6 +335,8 @@ TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   options.batch_max = 100;
   options.retry_initial = milliseconds(100);
   options.retry_max = milliseconds(1000);
+  const int http_port = FreePort();
+  options.endpoints = ops::EndpointOptions{.port = http_port};
 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> consumed{0};
@@ -327,15 +351,26 @@ TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   });
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
   while (consumed < 400 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(Readiness(http_port).first, 200) << "partitions assigned and the store answers";
   mongo.KillNine();
   const int64_t at_kill = consumed;
   std::this_thread::sleep_for(seconds(10));
   const int64_t during_outage = consumed;
+  const auto unready = Readiness(http_port);
+  EXPECT_EQ(unready.first, 503) << "the store is down: take the pod out of service";
+  EXPECT_THAT(unready.second, ::testing::HasSubstr("store is unavailable"));
   mongo.Up();
   feeder.join();
   while (consumed < kRecords && std::chrono::steady_clock::now() < deadline + seconds(60)) {
     std::this_thread::sleep_for(milliseconds(50));
   }
+  EXPECT_EQ(Readiness(http_port).first, 200) << "ready again once the store is back";
+  httplib::Client client("127.0.0.1", http_port);
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, ::testing::HasSubstr(fmt::format("iotinfer_sink_consumed_total {}", kRecords)));
+  EXPECT_THAT(metrics->body, ::testing::HasSubstr("iotinfer_sink_store_write_seconds_count"));
+  EXPECT_THAT(metrics->body, ::testing::Not(::testing::HasSubstr("iotinfer_sink_store_retries_total 0\n")));
   stop = true;
   service.join();
   ASSERT_OK(result);

@@ -1,0 +1,126 @@
+#include "ops/endpoints.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace iotinfer::ops {
+
+struct Endpoints::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::map<std::string, prometheus::Counter*, std::less<>> counters;
+  std::map<std::string, prometheus::Gauge*, std::less<>> gauges;
+  std::map<std::string, prometheus::Histogram*, std::less<>> histograms;
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mutex;  // guards ready and reason
+  bool ready = false;
+  std::string reason = "starting";
+};
+
+Endpoints::Endpoints(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Endpoints::~Endpoints() {
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& options, std::vector<MetricSpec> metrics) {
+  auto impl = std::make_unique<Impl>();
+  for (MetricSpec& m : metrics) {
+    if (m.name.empty() || !std::is_sorted(m.buckets.begin(), m.buckets.end())) {
+      return std::unexpected(Error::InvalidInput(fmt::format("metric '{}': no name or unsorted buckets", m.name)));
+    }
+    switch (m.kind) {
+      case MetricSpec::Kind::kCounter:
+        impl->counters[m.name] = &prometheus::BuildCounter().Name(m.name).Help(m.help).Register(*impl->registry).Add({});
+        break;
+      case MetricSpec::Kind::kGauge:
+        impl->gauges[m.name] = &prometheus::BuildGauge().Name(m.name).Help(m.help).Register(*impl->registry).Add({});
+        break;
+      case MetricSpec::Kind::kHistogram:
+        impl->histograms[m.name] = &prometheus::BuildHistogram()
+                                        .Name(m.name)
+                                        .Help(m.help)
+                                        .Register(*impl->registry)
+                                        .Add({}, prometheus::Histogram::BucketBoundaries(m.buckets));
+        break;
+    }
+  }
+  Impl* state = impl.get();
+  // cpp-httplib's default adds SO_REUSEPORT, with which a second service on the same port
+  // would share it (and its probes) silently instead of failing.
+  impl->server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  impl->server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  impl->server.Get("/readyz", [state](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(state->mutex);
+    res.status = state->ready ? 200 : 503;
+    res.set_content(state->ready ? "ready\n" : state->reason + "\n", "text/plain");
+  });
+  impl->server.Get("/metrics", [state](const httplib::Request&, httplib::Response& res) {
+    res.set_content(prometheus::TextSerializer().Serialize(state->registry->Collect()),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  if (options.port == 0) {
+    impl->port = impl->server.bind_to_any_port(options.host.c_str());
+  } else if (impl->server.bind_to_port(options.host.c_str(), options.port)) {
+    impl->port = options.port;
+  } else {
+    impl->port = -1;
+  }
+  if (impl->port < 0) {
+    return std::unexpected(Error::Unavailable(
+        fmt::format("cannot serve the health and metrics endpoints on {}:{}: the address is taken or invalid",
+                    options.host, options.port)));
+  }
+  impl->thread = std::thread([state] { state->server.listen_after_bind(); });
+  // A stop() that comes before the listen loop runs is lost, and the destructor would wait
+  // forever: return once it runs.
+  for (int i = 0; i < 5000 && !impl->server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return std::unique_ptr<Endpoints>(new Endpoints(std::move(impl)));
+}
+
+int Endpoints::port() const { return impl_->port; }
+
+void Endpoints::SetReady(bool ready, std::string_view reason) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->ready = ready;
+  impl_->reason = std::string(reason);
+}
+
+void Endpoints::Add(std::string_view counter, double delta) {
+  if (auto it = impl_->counters.find(counter); it != impl_->counters.end() && delta > 0) it->second->Increment(delta);
+}
+
+void Endpoints::Set(std::string_view gauge, double value) {
+  if (auto it = impl_->gauges.find(gauge); it != impl_->gauges.end()) it->second->Set(value);
+}
+
+void Endpoints::Observe(std::string_view histogram, double value) {
+  if (auto it = impl_->histograms.find(histogram); it != impl_->histograms.end()) it->second->Observe(value);
+}
+
+std::string Endpoints::Scrape() const { return prometheus::TextSerializer().Serialize(impl_->registry->Collect()); }
+
+std::vector<double> SecondsBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+std::vector<double> SizeBuckets() { return {1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000}; }
+
+}  // namespace iotinfer::ops

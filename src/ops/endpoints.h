@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace iotinfer::ops {
+
+/// One metric a service exports. Names follow Prometheus conventions: `iotinfer_sink_consumed_total`
+/// for counters, base units (seconds) for durations.
+struct MetricSpec {
+  enum class Kind { kCounter, kGauge, kHistogram };
+  Kind kind = Kind::kCounter;
+  std::string name;
+  std::string help;
+  std::vector<double> buckets;  // histograms: upper bounds, ascending
+};
+
+struct EndpointOptions {
+  std::string host = "127.0.0.1";  // 0.0.0.0 in a container, so that probes reach it
+  int port = 0;                    // 0: the system picks a free port (see Endpoints::port)
+};
+
+/// The HTTP endpoints of a long-running service, served from a thread of their own:
+/// - `/healthz`: 200 while the process serves requests (liveness);
+/// - `/readyz`: 200 when the service said it is ready (connected, partitions assigned),
+///   else 503 with the reason it gave (readiness);
+/// - `/metrics`: the metrics in the Prometheus text format (0.0.4).
+/// Every method is safe to call from any thread.
+class Endpoints {
+ public:
+  /// Binds host:port and starts serving; Unavailable when the address cannot be bound,
+  /// InvalidInput for a malformed metric spec. Not ready until SetReady(true, ...).
+  static Result<std::unique_ptr<Endpoints>> Start(const EndpointOptions& options, std::vector<MetricSpec> metrics);
+  ~Endpoints();
+
+  int port() const;
+  void SetReady(bool ready, std::string_view reason);
+
+  /// Updates a metric declared at Start; a name not declared, or of another kind, is ignored
+  /// (metrics must never stop a service).
+  void Add(std::string_view counter, double delta);
+  void Set(std::string_view gauge, double value);
+  void Observe(std::string_view histogram, double value);
+
+  /// The /metrics text, as served.
+  std::string Scrape() const;
+
+ private:
+  struct Impl;
+  explicit Endpoints(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Histogram buckets for durations in seconds, from 1 ms to 60 s.
+std::vector<double> SecondsBuckets();
+/// Histogram buckets for batch sizes, from 1 to 10,000 records.
+std::vector<double> SizeBuckets();
+
+}  // namespace iotinfer::ops

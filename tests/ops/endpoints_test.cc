@@ -1,0 +1,79 @@
+// The health and metrics endpoints over real HTTP on loopback, read with cpp-httplib's client.
+#include "ops/endpoints.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "test_util.h"
+
+namespace iotinfer::ops {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<MetricSpec> Specs() {
+  return {{MetricSpec::Kind::kCounter, "iotinfer_test_consumed_total", "records read", {}},
+          {MetricSpec::Kind::kGauge, "iotinfer_test_lag", "records behind", {}},
+          {MetricSpec::Kind::kHistogram, "iotinfer_test_batch_size", "records per batch", SizeBuckets()}};
+}
+
+TEST(EndpointsTest, ServeLivenessReadinessAndPrometheusText) {
+  auto endpoints = Endpoints::Start({.host = "127.0.0.1", .port = 0}, Specs());
+  ASSERT_OK(endpoints);
+  ASSERT_GT((*endpoints)->port(), 0);
+  httplib::Client client("127.0.0.1", (*endpoints)->port());
+
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503) << "not ready until the service says so";
+  (*endpoints)->SetReady(false, "no partitions assigned");
+  ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_THAT(ready->body, HasSubstr("no partitions assigned"));
+  (*endpoints)->SetReady(true, "");
+  ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+
+  (*endpoints)->Add("iotinfer_test_consumed_total", 41);
+  (*endpoints)->Add("iotinfer_test_consumed_total", 1);
+  (*endpoints)->Add("iotinfer_test_consumed_total", -5);  // counters never go down
+  (*endpoints)->Set("iotinfer_test_lag", 7);
+  (*endpoints)->Observe("iotinfer_test_batch_size", 300);
+  (*endpoints)->Add("iotinfer_no_such_metric", 1);  // ignored, never fatal
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_THAT(metrics->get_header_value("Content-Type"), HasSubstr("version=0.0.4"));
+  EXPECT_THAT(metrics->body, HasSubstr("# TYPE iotinfer_test_consumed_total counter"));
+  EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_consumed_total 42"));
+  EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_lag 7"));
+  EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_batch_size_bucket{le=\"250\"} 0"));
+  EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_batch_size_bucket{le=\"500\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_batch_size_count 1"));
+  EXPECT_EQ(metrics->body, (*endpoints)->Scrape());
+}
+
+TEST(EndpointsTest, ATakenPortIsAClearError) {
+  auto first = Endpoints::Start({.port = 0}, {});
+  ASSERT_OK(first);
+  auto second = Endpoints::Start({.port = (*first)->port()}, {});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), Error::Code::kUnavailable);
+  EXPECT_THAT(second.error().message(), HasSubstr(std::to_string((*first)->port())));
+}
+
+TEST(EndpointsTest, RejectsMalformedMetricSpecs) {
+  auto unsorted = Endpoints::Start({}, {{MetricSpec::Kind::kHistogram, "iotinfer_x", "x", {5, 1}}});
+  ASSERT_FALSE(unsorted);
+  EXPECT_EQ(unsorted.error().code(), Error::Code::kInvalidInput);
+}
+
+}  // namespace
+}  // namespace iotinfer::ops
