@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -24,6 +29,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A loopback port nothing listens on now, for a service's HTTP endpoints.
+inline int FreePort() {
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}, .sin_zero = {}};
+  bind(sock, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length);
+  close(sock);
+  return ntohs(address.sin_port);
+}
 
 /// The committed model and the PyTorch predictions that model/train.py wrote with it.
 inline std::string ModelPath() { return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn.onnx"; }

@@ -12,6 +12,8 @@ struct InferFlags {
   std::vector<std::string> kafka_properties;
   int batch_wait_ms = 20;
   int log_every_ms = 5000;
+  int http_port = 0;
+  std::string http_host = "127.0.0.1";
 };
 
 Status RunInferCommand(InferFlags& flags) {
@@ -19,6 +21,7 @@ Status RunInferCommand(InferFlags& flags) {
   TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
   o.batch_wait = std::chrono::milliseconds(flags.batch_wait_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop finishes and commits its batch, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
   std::fprintf(stderr, "infer: %s, group %s, %s -> %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
@@ -53,6 +56,7 @@ void AddInferCommand(CLI::App& app, Action& action) {
       ->capture_default_str();
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
       ->capture_default_str();
+  AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->callback([&action, flags] { action = [flags] { return RunInferCommand(*flags); }; });
 }
 

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cstdio>
+
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
@@ -28,6 +31,35 @@ kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord
   return {topic, {std::to_string(image.producer_id), EncodeInferenceRecord(record), {{"id", image.id}}}};
 }
 
+std::vector<ops::MetricSpec> InferMetrics() {
+  using Kind = ops::MetricSpec::Kind;
+  return {
+      {Kind::kCounter, "iotinfer_infer_consumed_total", "image messages read from Kafka", {}},
+      {Kind::kCounter, "iotinfer_infer_inferred_total", "images classified and published", {}},
+      {Kind::kCounter, "iotinfer_infer_dead_lettered_total", "messages sent to the dead-letter topic", {}},
+      {Kind::kCounter, "iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)", {}},
+      {Kind::kHistogram, "iotinfer_infer_batch_size", "messages per committed batch", ops::SizeBuckets()},
+      {Kind::kHistogram, "iotinfer_infer_classify_seconds", "time to classify one batch", ops::SecondsBuckets()},
+      {Kind::kHistogram, "iotinfer_infer_latency_seconds", "produced_at to inferred_at, per image",
+       ops::SecondsBuckets()},
+      {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
+      {Kind::kGauge, "iotinfer_infer_partitions", "partitions assigned to this instance", {}},
+  };
+}
+
+// Publishes what changed since `last` to the endpoints.
+void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
+  endpoints.Add("iotinfer_infer_consumed_total", static_cast<double>(s.consumed - last.consumed));
+  endpoints.Add("iotinfer_infer_inferred_total", static_cast<double>(s.inferred - last.inferred));
+  endpoints.Add("iotinfer_infer_dead_lettered_total", static_cast<double>(s.dead_lettered - last.dead_lettered));
+  endpoints.Add("iotinfer_infer_aborted_total", static_cast<double>(s.aborted - last.aborted));
+  if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
+  endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
+  endpoints.Set("iotinfer_infer_partitions", s.partitions);
+  endpoints.SetReady(s.partitions > 0, "no partitions assigned");
+  last = s;
+}
+
 }  // namespace
 
 std::string FormatStats(const InferStats& s) {
@@ -49,8 +81,19 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait}));
+  std::unique_ptr<ops::Endpoints> endpoints;
+  if (options.endpoints) {
+    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, InferMetrics()));
+    std::fprintf(stderr, "infer: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
+                 endpoints->port());
+  }
+  InferStats published;
+  auto report = [&](const InferStats& s) {
+    if (endpoints) Publish(*endpoints, s, published);
+    if (on_progress) on_progress(s);
+  };
   InferStats stats;
-  kafka::ServiceLoop<InferStats> loop(*pipe, stats, "infer", options.log_every, on_progress);
+  kafka::ServiceLoop<InferStats> loop(*pipe, stats, "infer", options.log_every, report);
   std::vector<ImageRecord> records;
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;
@@ -74,6 +117,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     views.clear();
     for (const auto& r : records) views.push_back(r.image.view());
     predictions.resize(records.size());
+    const auto classify_start = std::chrono::steady_clock::now();
     if (Status classified = classifier->Classify(views, predictions); !classified) {
       // Decoding validated every image, so this is a model failure: stop rather than lose data.
       return std::unexpected(classified.error());
@@ -82,8 +126,19 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     for (size_t i = 0; i < records.size(); ++i) {
       outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
     }
+    const double classify_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - classify_start).count();
     ASSIGN_OR_RETURN(bool committed, loop.Commit(batch, outputs));
     if (!committed) continue;  // aborted and rewound: the batch comes again
+    if (endpoints) {
+      endpoints->Observe("iotinfer_infer_classify_seconds", classify_seconds);
+      for (const auto& r : records) {
+        if (r.produced_at_us) {
+          endpoints->Observe("iotinfer_infer_latency_seconds",
+                             static_cast<double>(inferred_at - *r.produced_at_us) / 1e6);
+        }
+      }
+    }
     stats.inferred += static_cast<int64_t>(records.size());
     stats.dead_lettered += dead;
     loop.Committed(batch.size());

@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
 #include "core/image_message.h"
 #include "kafka/kafka.h"
+#include "ops/endpoints.h"
 #include "model/classifier.h"
 
 namespace iotinfer::infer {
@@ -32,6 +34,8 @@ struct InferOptions {
   model::ClassifierOptions classifier;
   DecodeLimits limits;
   std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
+  // /healthz, /readyz and /metrics (ops/endpoints.h); none when unset.
+  std::optional<ops::EndpointOptions> endpoints;
 };
 
 struct InferStats {
@@ -54,7 +58,9 @@ std::string FormatStats(const InferStats& stats);
 /// `dlq_topic` with an `error` header. Outputs and input offsets commit in one transaction
 /// per batch, so each image yields exactly one record even across crashes and rebalances.
 /// `on_progress` (optional) sees the counters after every committed batch and whenever the
-/// number of assigned partitions changes (so a caller can tell when the service is ready). Returns the final
+/// number of assigned partitions changes (so a caller can tell when the service is ready).
+/// With `endpoints`, serves them for the whole run: ready while partitions are assigned;
+/// metrics include each image's produce-to-inference latency. Returns the final
 /// counters after finishing and committing the current batch, or an error when the service
 /// cannot start or its producer is fenced.
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,

@@ -1,6 +1,7 @@
 // The inference service against the real broker that the `kafka` ctest fixture starts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
@@ -89,11 +90,25 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   options.batch_max = 32;
   options.log_every = std::chrono::milliseconds(0);
   options.limits.max_payload_bytes = 2000;
-  auto result =
-      iotinfer::testing::RunInferUntil(options, kImages + static_cast<int64_t>(bad.size()), std::chrono::seconds(90));
+  const int http_port = iotinfer::testing::FreePort();
+  options.endpoints = ops::EndpointOptions{.port = http_port};
+  int ready_status = 0;
+  std::string metrics;
+  auto result = iotinfer::testing::RunInferUntil(
+      options, kImages + static_cast<int64_t>(bad.size()), std::chrono::seconds(90), [&](const InferStats&) {
+        httplib::Client client("127.0.0.1", http_port);
+        if (auto ready = client.Get("/readyz")) ready_status = ready->status;
+        if (auto scraped = client.Get("/metrics")) metrics = scraped->body;
+      });
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
   EXPECT_EQ(result->dead_lettered, static_cast<int64_t>(bad.size()));
+  // What /metrics said at the end agrees with the counters; every image has a latency.
+  EXPECT_EQ(ready_status, 200);
+  EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_inferred_total {}\n", kImages)));
+  EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_dead_lettered_total {}\n", bad.size())));
+  EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_latency_seconds_count {}\n", kImages)));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_infer_classify_seconds_count"));
 
   // The images as produced, to check labels and to classify independently.
   std::map<std::string, ImageRecord> sent;

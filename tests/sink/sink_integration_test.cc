@@ -3,10 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -307,17 +304,6 @@ class PrivateMongo {
   int port_;
 };
 
-// A port nothing listens on now, for the sink's endpoints.
-int FreePort() {
-  const int sock = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}, .sin_zero = {}};
-  bind(sock, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length);
-  close(sock);
-  return ntohs(address.sin_port);
-}
-
 // The sink's /readyz status and body (0 when it does not answer).
 std::pair<int, std::string> Readiness(int port) {
   httplib::Client client("127.0.0.1", port);
@@ -335,7 +321,7 @@ TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   options.batch_max = 100;
   options.retry_initial = milliseconds(100);
   options.retry_max = milliseconds(1000);
-  const int http_port = FreePort();
+  const int http_port = iotinfer::testing::FreePort();
   options.endpoints = ops::EndpointOptions{.port = http_port};
 
   std::atomic<bool> stop{false};
