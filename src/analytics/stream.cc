@@ -93,8 +93,16 @@ class Stream {
     auto backoff = options_.retry_initial;
     for (;;) {
       auto result = write();
-      if (result || result.error().code() != Error::Code::kUnavailable || stop_) return result;
+      if (result || result.error().code() != Error::Code::kUnavailable || stop_) {
+        if (result && !stats_.store_available) {
+          stats_.store_available = true;
+          Report();
+        }
+        return result;
+      }
       stats_.store_retries++;
+      stats_.store_available = false;
+      Report();
       std::fprintf(stderr, "stream: store unavailable while %.*s, retrying in %lld ms: %s\n",
                    static_cast<int>(what.size()), what.data(), static_cast<long long>(backoff.count()),
                    result.error().message().c_str());
@@ -264,8 +272,7 @@ class Stream {
   }
 
   void Report() {
-    if (!on_progress_) return;
-    stats_.lag = consumer_->lag();
+    if (consumer_) stats_.lag = consumer_->lag();
     on_progress_(stats_);
   }
 
@@ -279,6 +286,43 @@ class Stream {
   bool results_due_ = false;
   StreamStats stats_;
 };
+
+std::vector<ops::MetricSpec> StreamMetrics() {
+  using Kind = ops::MetricSpec::Kind;
+  return {
+      {Kind::kCounter, "iotinfer_stream_consumed_total", "inference records read from Kafka", {}},
+      {Kind::kCounter, "iotinfer_stream_invalid_total", "values that are no inference record", {}},
+      {Kind::kCounter, "iotinfer_stream_late_total", "records older than every kept window", {}},
+      {Kind::kCounter, "iotinfer_stream_updates_total", "times the counts were saved and the results rewritten", {}},
+      {Kind::kCounter, "iotinfer_stream_superseded_total", "saves refused: another instance had counted further", {}},
+      {Kind::kCounter, "iotinfer_stream_store_retries_total", "writes that found the store unavailable", {}},
+      {Kind::kHistogram, "iotinfer_stream_update_seconds", "one update: the states saved and results rewritten",
+       ops::SecondsBuckets()},
+      {Kind::kGauge, "iotinfer_stream_lag", "records in the assigned partitions not read yet", {}},
+      {Kind::kGauge, "iotinfer_stream_partitions", "partitions assigned to this instance", {}},
+  };
+}
+
+// Publishes what changed since `last` to the endpoints.
+void Publish(ops::Endpoints& endpoints, const StreamStats& s, StreamStats& last) {
+  endpoints.Add("iotinfer_stream_consumed_total", static_cast<double>(s.consumed - last.consumed));
+  endpoints.Add("iotinfer_stream_invalid_total", static_cast<double>(s.invalid - last.invalid));
+  endpoints.Add("iotinfer_stream_late_total", static_cast<double>(s.late - last.late));
+  endpoints.Add("iotinfer_stream_updates_total", static_cast<double>(s.updates - last.updates));
+  endpoints.Add("iotinfer_stream_superseded_total", static_cast<double>(s.superseded - last.superseded));
+  endpoints.Add("iotinfer_stream_store_retries_total", static_cast<double>(s.store_retries - last.store_retries));
+  if (s.updates > last.updates) endpoints.Observe("iotinfer_stream_update_seconds", s.last_update_ms / 1000);
+  endpoints.Set("iotinfer_stream_lag", static_cast<double>(s.lag));
+  endpoints.Set("iotinfer_stream_partitions", s.partitions);
+  if (!s.store_available) {
+    endpoints.SetReady(false, "the store is unavailable");
+  } else if (s.partitions == 0) {
+    endpoints.SetReady(false, "no partitions assigned");
+  } else {
+    endpoints.SetReady(true, "");
+  }
+  last = s;
+}
 
 }  // namespace
 
@@ -294,8 +338,19 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
   if (options.update_interval.count() <= 0) return std::unexpected(Error::InvalidInput("update interval must be > 0"));
   if (options.window.count() < 0) return std::unexpected(Error::InvalidInput("window must not be negative"));
   if (options.window_keep < 1) return std::unexpected(Error::InvalidInput("windows kept must be at least 1"));
+  std::unique_ptr<ops::Endpoints> endpoints;
+  if (options.endpoints) {
+    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, StreamMetrics()));
+    std::fprintf(stderr, "stream: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
+                 endpoints->port());
+  }
+  StreamStats published;
+  const std::function<void(const StreamStats&)> report = [&](const StreamStats& s) {
+    if (endpoints) Publish(*endpoints, s, published);
+    if (on_progress) on_progress(s);
+  };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
-  Stream stream(options, stop, std::move(store), on_progress);
+  Stream stream(options, stop, std::move(store), report);
   TRY(stream.Run());
   return stream.stats();
 }

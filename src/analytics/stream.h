@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
 #include "kafka/kafka.h"
+#include "ops/endpoints.h"
 #include "store/store.h"
 
 namespace iotinfer::analytics {
@@ -32,6 +34,8 @@ struct StreamOptions {
   std::chrono::milliseconds retry_initial{200};
   std::chrono::milliseconds retry_max{5000};
   std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
+  // /healthz, /readyz and /metrics (ops/endpoints.h); none when unset.
+  std::optional<ops::EndpointOptions> endpoints;
 };
 
 struct StreamStats {
@@ -44,6 +48,7 @@ struct StreamStats {
   int64_t lag = 0;
   int partitions = 0;
   double last_update_ms = 0;  // how long the last save and results write took
+  bool store_available = true;  // false from a write that found the store down until one succeeds
 };
 
 /// One line for logs.
@@ -58,7 +63,9 @@ std::string FormatStats(const StreamStats& stats);
 /// changed). An assigned partition resumes from its saved state, so after a crash at any
 /// point the counts end exact: records after the saved offset are counted once more, records
 /// before it never. `on_progress` (optional) sees the counters after every update and when
-/// the assigned partitions change. Errors: the store or Kafka cannot be used at start, or
+/// the assigned partitions change, and while the store is found unavailable. With `endpoints`,
+/// serves them for the whole run: ready while partitions are assigned and the store answers.
+/// Errors: the store or Kafka cannot be used at start, or
 /// where an assigned partition starts cannot be read from the store.
 Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,
                               const std::function<void(const StreamStats&)>& on_progress = {});

@@ -19,6 +19,8 @@ struct StreamFlags {
   analytics::SparkStreamOptions spark;
   std::vector<std::string> spark_kafka_properties;
   std::string trigger = "1s";
+  int http_port = 0;
+  std::string http_host = "127.0.0.1";
   std::vector<std::string> kafka_properties;
   int update_ms = 500;
   std::string window = "0";
@@ -97,6 +99,7 @@ Status RunStreamCommand(StreamFlags& flags) {
   o.update_interval = std::chrono::milliseconds(flags.update_ms);
   o.retry_max = std::chrono::milliseconds(flags.retry_max_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
+  if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop saves what it counted, rewrites the results, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
   std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates every %d ms%s\n",
@@ -135,6 +138,7 @@ void AddStreamCommand(CLI::App& app, Action& action) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
       ->capture_default_str();
+  AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->add_option("--engine", flags->engine,
                   "native (this process counts) or spark (a Structured Streaming query on a Spark cluster)")
       ->capture_default_str();

@@ -1,7 +1,9 @@
 // `iotinfer stream` against the real broker and the real MongoDB-protocol server of the
 // `kafka` and `mongo` ctest fixtures: live counts equal to the batch result, also after the
 // stream process is killed with SIGKILL at random points.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,13 +128,23 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
   options.store = {.uri = kMongo, .database = names.database};
   options.update_interval = milliseconds(200);
   options.log_every = milliseconds(0);
+  const int http_port = iotinfer::testing::FreePort();
+  options.endpoints = ops::EndpointOptions{.port = http_port};
   std::atomic<bool> stop{false};
   Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
   int64_t updates_seen = 0;
+  int ready_status = 0;
+  std::string metrics;
   std::thread service([&] {
     stats = RunStream(options, stop, [&](const StreamStats& s) {
       updates_seen = s.updates;
-      if (s.consumed >= 3002 && s.updates > 0) stop = true;
+      if (s.consumed >= 3002 && s.updates > 0 && !stop) {
+        // While the endpoints still serve.
+        httplib::Client client("127.0.0.1", http_port);
+        if (auto ready = client.Get("/readyz")) ready_status = ready->status;
+        if (auto scraped = client.Get("/metrics")) metrics = scraped->body;
+        stop = true;
+      }
     });
   });
   const auto deadline = std::chrono::steady_clock::now() + seconds(90);
@@ -144,6 +156,10 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
   EXPECT_EQ(stats->invalid, 2);
   EXPECT_EQ(stats->superseded, 0);
   EXPECT_GE(updates_seen, 1);
+  EXPECT_EQ(ready_status, 200);
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_consumed_total 3002\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_invalid_total 2\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_partitions 4\n"));
   auto live = store->ReadResults();
   ASSERT_OK(live);
   EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
