@@ -314,13 +314,7 @@ void Publish(ops::Endpoints& endpoints, const StreamStats& s, StreamStats& last)
   if (s.updates > last.updates) endpoints.Observe("iotinfer_stream_update_seconds", s.last_update_ms / 1000);
   endpoints.Set("iotinfer_stream_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_stream_partitions", s.partitions);
-  if (!s.store_available) {
-    endpoints.SetReady(false, "the store is unavailable");
-  } else if (s.partitions == 0) {
-    endpoints.SetReady(false, "no partitions assigned");
-  } else {
-    endpoints.SetReady(true, "");
-  }
+  ops::SetConsumerReadiness(endpoints, s.partitions, s.store_available);
   last = s;
 }
 
@@ -338,12 +332,8 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
   if (options.update_interval.count() <= 0) return std::unexpected(Error::InvalidInput("update interval must be > 0"));
   if (options.window.count() < 0) return std::unexpected(Error::InvalidInput("window must not be negative"));
   if (options.window_keep < 1) return std::unexpected(Error::InvalidInput("windows kept must be at least 1"));
-  std::unique_ptr<ops::Endpoints> endpoints;
-  if (options.endpoints) {
-    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, StreamMetrics()));
-    std::fprintf(stderr, "stream: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
-                 endpoints->port());
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
+                   ops::StartIfAsked("stream", options.endpoints, StreamMetrics()));
   StreamStats published;
   const std::function<void(const StreamStats&)> report = [&](const StreamStats& s) {
     if (endpoints) Publish(*endpoints, s, published);

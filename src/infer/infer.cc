@@ -56,7 +56,7 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);
-  endpoints.SetReady(s.partitions > 0, "no partitions assigned");
+  ops::SetConsumerReadiness(endpoints, s.partitions);
   last = s;
 }
 
@@ -81,12 +81,8 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait}));
-  std::unique_ptr<ops::Endpoints> endpoints;
-  if (options.endpoints) {
-    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, InferMetrics()));
-    std::fprintf(stderr, "infer: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
-                 endpoints->port());
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
+                   ops::StartIfAsked("infer", options.endpoints, InferMetrics()));
   InferStats published;
   auto report = [&](const InferStats& s) {
     if (endpoints) Publish(*endpoints, s, published);

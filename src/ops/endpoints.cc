@@ -9,6 +9,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -43,7 +44,8 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
     }
     switch (m.kind) {
       case MetricSpec::Kind::kCounter:
-        impl->counters[m.name] = &prometheus::BuildCounter().Name(m.name).Help(m.help).Register(*impl->registry).Add({});
+        impl->counters[m.name] =
+            &prometheus::BuildCounter().Name(m.name).Help(m.help).Register(*impl->registry).Add({});
         break;
       case MetricSpec::Kind::kGauge:
         impl->gauges[m.name] = &prometheus::BuildGauge().Name(m.name).Help(m.help).Register(*impl->registry).Add({});
@@ -64,9 +66,8 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  impl->server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain");
-  });
+  impl->server.Get("/healthz",
+                   [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
   impl->server.Get("/readyz", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
     res.status = state->ready ? 200 : 503;
@@ -91,7 +92,8 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
   impl->thread = std::thread([state] { state->server.listen_after_bind(); });
   // A stop() that comes before the listen loop runs is lost, and the destructor would wait
   // forever: return once it runs.
-  for (int i = 0; i < 5000 && !impl->server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5000 && !impl->server.is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return std::unique_ptr<Endpoints>(new Endpoints(std::move(impl)));
 }
 
@@ -116,6 +118,25 @@ void Endpoints::Observe(std::string_view histogram, double value) {
 }
 
 std::string Endpoints::Scrape() const { return prometheus::TextSerializer().Serialize(impl_->registry->Collect()); }
+
+Result<std::unique_ptr<Endpoints>> StartIfAsked(std::string_view service, const std::optional<EndpointOptions>& options,
+                                                std::vector<MetricSpec> metrics) {
+  if (!options) return std::unique_ptr<Endpoints>();
+  ASSIGN_OR_RETURN(auto endpoints, Endpoints::Start(*options, std::move(metrics)));
+  std::fprintf(stderr, "%.*s: /healthz, /readyz and /metrics on %s:%d\n", static_cast<int>(service.size()),
+               service.data(), options->host.c_str(), endpoints->port());
+  return endpoints;
+}
+
+void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available) {
+  if (!store_available) {
+    endpoints.SetReady(false, "the store is unavailable");
+  } else if (partitions == 0) {
+    endpoints.SetReady(false, "no partitions assigned");
+  } else {
+    endpoints.SetReady(true, "");
+  }
+}
 
 std::vector<double> SecondsBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};

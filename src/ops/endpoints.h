@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +56,15 @@ class Endpoints {
   explicit Endpoints(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+/// The endpoints of `service` when `options` is set, after a log line saying where; null
+/// when it is not (the service runs without them).
+Result<std::unique_ptr<Endpoints>> StartIfAsked(std::string_view service, const std::optional<EndpointOptions>& options,
+                                                std::vector<MetricSpec> metrics);
+
+/// Readiness of a Kafka consumer service: ready while it has partitions and, for one that
+/// writes to a store, while the store answers; else the reason.
+void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available = true);
 
 /// Histogram buckets for durations in seconds, from 1 ms to 60 s.
 std::vector<double> SecondsBuckets();

@@ -107,13 +107,7 @@ void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
   }
   endpoints.Set("iotinfer_sink_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_sink_partitions", s.partitions);
-  if (!s.store_available) {
-    endpoints.SetReady(false, "the store is unavailable");
-  } else if (s.partitions == 0) {
-    endpoints.SetReady(false, "no partitions assigned");
-  } else {
-    endpoints.SetReady(true, "");
-  }
+  ops::SetConsumerReadiness(endpoints, s.partitions, s.store_available);
   last = s;
 }
 
@@ -129,12 +123,8 @@ std::string FormatStats(const SinkStats& s) {
 
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
                           const std::function<void(const SinkStats&)>& on_progress) {
-  std::unique_ptr<ops::Endpoints> endpoints;
-  if (options.endpoints) {
-    ASSIGN_OR_RETURN(endpoints, ops::Endpoints::Start(*options.endpoints, SinkMetrics()));
-    std::fprintf(stderr, "sink: /healthz, /readyz and /metrics on %s:%d\n", options.endpoints->host.c_str(),
-                 endpoints->port());
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
+                   ops::StartIfAsked("sink", options.endpoints, SinkMetrics()));
   SinkStats published;
   auto report = [&](const SinkStats& s) {
     if (endpoints) Publish(*endpoints, s, published);
