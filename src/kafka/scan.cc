@@ -31,11 +31,21 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
   // The end is each partition's high watermark now. Under read_committed the consumer
   // reaches it only once the transactions below it are resolved: commit_transaction returns
   // before the markers are written, so the first EOF can come too early to be the end.
+  // The watermarks are asked with read_uncommitted: a read_committed handle gets the last
+  // stable offset instead, which stays at an unresolved transaction's first message (offset
+  // 0 on a fresh topic) until its markers land, and the scan would end before it began.
+  ASSIGN_OR_RETURN(Conf watermark_conf, MakeConf(config));
+  for (const auto& [key, value] : {std::pair{"group.id", "iotinfer-scan"}, {"isolation.level", "read_uncommitted"}}) {
+    if (rd_kafka_conf_set(watermark_conf.get(), key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+      return std::unexpected(Error::Internal(errstr));
+    }
+  }
+  ASSIGN_OR_RETURN(Handle watermarks, MakeHandle(RD_KAFKA_CONSUMER, std::move(watermark_conf)));
   std::map<int32_t, int64_t> end;
   PartitionList list(rd_kafka_topic_partition_list_new(partitions));
   for (int p = 0; p < partitions; ++p) {
     int64_t low = 0, high = 0;
-    if (auto err = rd_kafka_query_watermark_offsets(consumer.get(), topic.c_str(), p, &low, &high, 10000); err) {
+    if (auto err = rd_kafka_query_watermark_offsets(watermarks.get(), topic.c_str(), p, &low, &high, 10000); err) {
       return std::unexpected(FromKafka(err, fmt::format("reading the end of {} [{}]", topic, p)));
     }
     if (high > low) {
