@@ -83,6 +83,18 @@ Result<std::vector<store::ConfusionCell>> ToCells(const spark::Table& table) {
   return cells;
 }
 
+std::vector<ops::MetricSpec> SparkStreamMetrics() {
+  using Kind = ops::MetricSpec::Kind;
+  return {
+      {Kind::kCounter, "iotinfer_spark_stream_input_rows_total", "rows the query read from Kafka in this run", {}},
+      {Kind::kCounter, "iotinfer_spark_stream_batches_total", "micro-batches that ended in this run", {}},
+      {Kind::kHistogram, "iotinfer_spark_stream_batch_seconds", "one micro-batch, trigger to commit",
+       ops::SecondsBuckets()},
+      {Kind::kGauge, "iotinfer_spark_stream_input_rows_per_second", "the last micro-batch's input rate", {}},
+      {Kind::kGauge, "iotinfer_spark_stream_processed_rows_per_second", "the last micro-batch's processing rate", {}},
+  };
+}
+
 }  // namespace
 
 Result<std::string> SparkMongoUri(const SparkOptions& options, const store::StoreOptions& store) {
@@ -167,6 +179,9 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
                                              .checkpoint = options.checkpoint,
                                              .query_name = options.query_name,
                                              .processing_time = fmt::format("{} milliseconds", options.trigger.count())});
+  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
+                   ops::StartIfAsked("stream", options.endpoints, SparkStreamMetrics()));
+  if (endpoints) endpoints->SetReady(false, "the Spark query is starting");
   ASSIGN_OR_RETURN(const spark::StreamingQuery query, session.StartStream(plan));
   stats.query_id = query.id;
 
@@ -183,6 +198,13 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
       stats.input_rows_per_second = p.input_rows_per_second;
       stats.processed_rows_per_second = p.processed_rows_per_second;
       stats.last_batch_ms = p.batch_duration_ms;
+      if (endpoints) {
+        endpoints->Add("iotinfer_spark_stream_input_rows_total", static_cast<double>(p.input_rows));
+        endpoints->Add("iotinfer_spark_stream_batches_total", 1);
+        endpoints->Observe("iotinfer_spark_stream_batch_seconds", static_cast<double>(p.batch_duration_ms) / 1000);
+        endpoints->Set("iotinfer_spark_stream_input_rows_per_second", p.input_rows_per_second);
+        endpoints->Set("iotinfer_spark_stream_processed_rows_per_second", p.processed_rows_per_second);
+      }
     }
     if (changed && on_progress) on_progress(stats);
     return Ok();
@@ -193,6 +215,7 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
     if (std::chrono::steady_clock::now() < next_report) continue;
     next_report = std::chrono::steady_clock::now() + options.progress_every;
     ASSIGN_OR_RETURN(const spark::QueryStatus status, session.StatusOf(query));
+    if (endpoints) endpoints->SetReady(status.active, "the Spark query is not running");
     if (!status.active) {
       ASSIGN_OR_RETURN(const auto exception, session.Exception(query));
       return std::unexpected(Error::Internal(

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "core/error.h"
+#include "ops/endpoints.h"
 #include "store/store.h"
 
 namespace iotinfer::analytics {
@@ -55,6 +57,8 @@ struct SparkStreamOptions {
   std::string query_name = "iotinfer_stream";
   std::chrono::milliseconds trigger{1000};  // micro-batch interval
   std::chrono::milliseconds progress_every{5000};
+  // /healthz, /readyz (ready while the query runs) and /metrics; none when unset.
+  std::optional<ops::EndpointOptions> endpoints;
 };
 
 struct SparkStreamStats {

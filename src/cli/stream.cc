@@ -49,6 +49,7 @@ Result<std::chrono::milliseconds> ParseDuration(const std::string& text) {
 Status RunSparkStreamCommand(StreamFlags& flags) {
   analytics::SparkStreamOptions& o = flags.spark;
   o.store = flags.options.store;
+  if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   o.brokers = flags.options.kafka.brokers;
   o.topic = flags.options.topic;
   o.progress_every = std::chrono::milliseconds(flags.log_every_ms > 0 ? flags.log_every_ms : 5000);

@@ -3,6 +3,7 @@
 // query count exactly what the native engine counts, also across a restart from the
 // checkpoint; the client decodes Arrow results, maps Spark's errors and cancels jobs.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <fstream>
 #include <thread>
@@ -205,8 +206,16 @@ void Send(const std::string& topic, const std::vector<InferenceRecord>& records)
   ASSERT_OK((*producer)->Flush());
 }
 
+// The number after `metric ` in a /metrics text, or -1.
+double MetricValue(const std::string& text, const std::string& metric) {
+  const size_t at = text.find("\n" + metric + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + metric.size() + 2));
+}
+
 // Runs the Spark stream until `store` counts `expected` records (or a timeout), then stops it.
-SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& store, int64_t expected) {
+// With endpoints, also waits (briefly) for /metrics to count `input_rows` rows read.
+SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& store, int64_t expected,
+                             int64_t input_rows = -1) {
   std::atomic<bool> stop{false};
   Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
   std::jthread runner([&] { ran = RunSparkStream(options, stop); });
@@ -218,6 +227,17 @@ SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& st
       total = 0;
       for (const auto& r : *results) total += r.total;
     }
+  }
+  if (options.endpoints) {
+    httplib::Client client("127.0.0.1", options.endpoints->port);
+    auto ready = client.Get("/readyz");
+    EXPECT_TRUE(ready && ready->status == 200) << "the query runs";
+    double rows = -1;
+    for (int i = 0; i < 40 && rows != static_cast<double>(input_rows); ++i) {
+      std::this_thread::sleep_for(milliseconds(250));
+      if (auto metrics = client.Get("/metrics")) rows = MetricValue(metrics->body, "iotinfer_spark_stream_input_rows_total");
+    }
+    EXPECT_EQ(rows, static_cast<double>(input_rows));
   }
   stop = true;
   runner.join();
@@ -251,7 +271,9 @@ TEST(SparkIntegrationTest, StreamCountsEqualTheNativeEngineAcrossARestartFromThe
                                    .query_name = "spark_stream_test_" + std::to_string(getpid()),
                                    .trigger = milliseconds(500),
                                    .progress_every = milliseconds(500)};
-  const SparkStreamStats run1 = StreamUntil(options, *store, 2000);
+  SparkStreamOptions first_run = options;
+  first_run.endpoints = ops::EndpointOptions{.port = iotinfer::testing::FreePort()};
+  const SparkStreamStats run1 = StreamUntil(first_run, *store, 2000, 2002);
   auto results = store->ReadResults();
   ASSERT_OK(results);
   EXPECT_EQ(CountsOf(*results), NativeCounts(first));
