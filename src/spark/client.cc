@@ -247,9 +247,7 @@ Session::~Session() {
   // Frees the server-side session (its cached relations, and streaming queries still running
   // in it) now instead of after the server's idle timeout.
   pb::ReleaseSessionRequest request;
-  request.set_session_id(impl_->session_id);
-  request.mutable_user_context()->set_user_id(impl_->endpoint.user_id);
-  request.set_client_type(std::string(kClientType));
+  impl_->Fill(request);
   pb::ReleaseSessionResponse response;
   grpc::ClientContext context;
   impl_->Prepare(context);

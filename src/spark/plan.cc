@@ -33,14 +33,6 @@ Plan MakePlan(Build&& build) {
   return Plan(std::move(plan));
 }
 
-Column Call(std::string_view name, std::initializer_list<const Column*> arguments) {
-  return MakeColumn([&](pb::Expression& e) {
-    auto* f = e.mutable_unresolved_function();
-    f->set_function_name(std::string(name));
-    for (const Column* argument : arguments) *f->add_arguments() = argument->proto();
-  });
-}
-
 DataFrame ReadSource(std::string_view format, std::string_view schema, const Options& options, bool streaming) {
   return MakeFrame([&](pb::Relation& r) {
     auto* read = r.mutable_read();
@@ -82,8 +74,8 @@ Column Column::Alias(std::string_view name) const {
   });
 }
 
-Column Column::IsNull() const { return Call("isnull", {this}); }
-Column Column::IsNotNull() const { return Call("isnotnull", {this}); }
+Column Column::IsNull() const { return Fn("isnull", {*this}); }
+Column Column::IsNotNull() const { return Fn("isnotnull", {*this}); }
 
 Column Col(std::string_view name) {
   return MakeColumn([&](pb::Expression& e) { e.mutable_unresolved_attribute()->set_unparsed_identifier(std::string(name)); });
@@ -116,22 +108,21 @@ Column Fn(std::string_view name, std::vector<Column> arguments) {
 }
 
 // Spark's own names for the operators, as pyspark sends them.
-Column operator==(const Column& a, const Column& b) { return Call("==", {&a, &b}); }
+Column operator==(const Column& a, const Column& b) { return Fn("==", {a, b}); }
 // Spark has no "!=" function; pyspark sends not(a == b) too.
 Column operator!=(const Column& a, const Column& b) {
-  const Column equal = a == b;
-  return Call("not", {&equal});
+  return Fn("not", {a == b});
 }
-Column operator&&(const Column& a, const Column& b) { return Call("and", {&a, &b}); }
-Column operator+(const Column& a, const Column& b) { return Call("+", {&a, &b}); }
-Column operator-(const Column& a, const Column& b) { return Call("-", {&a, &b}); }
-Column operator/(const Column& a, const Column& b) { return Call("/", {&a, &b}); }
-Column operator>(const Column& a, const Column& b) { return Call(">", {&a, &b}); }
+Column operator&&(const Column& a, const Column& b) { return Fn("and", {a, b}); }
+Column operator+(const Column& a, const Column& b) { return Fn("+", {a, b}); }
+Column operator-(const Column& a, const Column& b) { return Fn("-", {a, b}); }
+Column operator/(const Column& a, const Column& b) { return Fn("/", {a, b}); }
+Column operator>(const Column& a, const Column& b) { return Fn(">", {a, b}); }
 
-Column Sum(const Column& c) { return Call("sum", {&c}); }
-Column Count(const Column& c) { return Call("count", {&c}); }
+Column Sum(const Column& c) { return Fn("sum", {c}); }
+Column Count(const Column& c) { return Fn("count", {c}); }
 Column When(const Column& condition, const Column& value, const Column& otherwise) {
-  return Call("when", {&condition, &value, &otherwise});
+  return Fn("when", {condition, value, otherwise});
 }
 
 DataFrame::DataFrame(std::shared_ptr<const pb::Relation> relation) : relation_(std::move(relation)) {}
