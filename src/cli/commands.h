@@ -15,10 +15,16 @@ namespace iotinfer::cli {
 /// main runs it after parsing, so that errors reach one place that maps them to exit codes.
 using Action = std::function<Status()>;
 
-/// --brokers and --kafka KEY=VALUE (repeatable), for every command that talks to Kafka.
-/// The properties are kept as given and applied by ApplyKafkaProperties, which can fail.
-void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties);
-Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::KafkaConfig& config);
+/// The librdkafka properties a command line gave, kept as given until ApplyKafkaProperties.
+struct KafkaFlags {
+  std::string config_file;              // --kafka-config: a properties file, applied first
+  std::vector<std::string> properties;  // --kafka KEY=VALUE, each overriding the file
+};
+
+/// --brokers, --kafka-config FILE and --kafka KEY=VALUE (repeatable), for every command that
+/// talks to Kafka. ApplyKafkaProperties applies them to `config`, and can fail.
+void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);
+Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config);
 
 /// --store and --db, for every command that talks to a store.
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);

@@ -9,11 +9,11 @@ namespace {
 
 struct DemoFlags {
   demo::DemoOptions options;
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
 };
 
 Status RunDemoCommand(DemoFlags& flags) {
-  TRY(ApplyKafkaProperties(flags.kafka_properties, flags.options.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, flags.options.kafka));
   ASSIGN_OR_RETURN(demo::DemoReport report, demo::RunDemo(flags.options, [](const std::string& line) {
                      std::fprintf(stderr, "demo: %s\n", line.c_str());
                    }));
@@ -31,7 +31,7 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   demo::DemoOptions& o = flags->options;
   cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers (default: an in-process mock cluster)")
       ->envname("IOTINFER_BROKERS");
-  cmd->add_option("--kafka", flags->kafka_properties, "any librdkafka property as KEY=VALUE (repeatable)");
+  cmd->add_option("--kafka", flags->kafka.properties, "any librdkafka property as KEY=VALUE (repeatable)");
   cmd->add_option("--images", o.images, "images to send, over all devices")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -9,7 +9,7 @@ namespace {
 
 struct InferFlags {
   infer::InferOptions options;
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
   int batch_wait_ms = 20;
   int log_every_ms = 5000;
   int http_port = 0;
@@ -18,7 +18,7 @@ struct InferFlags {
 
 Status RunInferCommand(InferFlags& flags) {
   infer::InferOptions& o = flags.options;
-  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, o.kafka));
   o.batch_wait = std::chrono::milliseconds(flags.batch_wait_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
   if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
@@ -37,7 +37,7 @@ void AddInferCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("infer", "Run the exactly-once inference service: images -> inferences");
   auto flags = std::make_shared<InferFlags>();
   infer::InferOptions& o = flags->options;
-  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
       ->capture_default_str();
   cmd->add_option("--instance-id", o.instance_id,

@@ -60,15 +60,20 @@ void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host) {
       ->capture_default_str();
 }
 
-void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::vector<std::string>& properties) {
+void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags) {
   cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
       ->envname("IOTINFER_BROKERS")
       ->capture_default_str();
-  cmd.add_option("--kafka", properties, "any librdkafka property as KEY=VALUE (repeatable), e.g. for SASL/TLS");
+  cmd.add_option("--kafka-config", flags.config_file,
+                 "a file of librdkafka KEY=VALUE lines (# comments), e.g. SASL/TLS settings from a Secret")
+      ->envname("IOTINFER_KAFKA_CONFIG");
+  cmd.add_option("--kafka", flags.properties,
+                 "any librdkafka property as KEY=VALUE (repeatable, wins over --kafka-config), e.g. for SASL/TLS");
 }
 
-Status ApplyKafkaProperties(const std::vector<std::string>& properties, kafka::KafkaConfig& config) {
-  for (const auto& property : properties) TRY(config.AddProperty(property));
+Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config) {
+  if (!flags.config_file.empty()) TRY(config.AddPropertiesFile(flags.config_file));
+  for (const auto& property : flags.properties) TRY(config.AddProperty(property));
   return Ok();
 }
 

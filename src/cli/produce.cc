@@ -12,7 +12,7 @@ namespace {
 
 struct ProduceFlags {
   produce::ProduceOptions options;
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
   std::string split = "test";
   std::string format = "png";
   double duration_seconds = 0;
@@ -27,7 +27,7 @@ Result<ImageEncoding> ParseFormat(const std::string& format) {
 
 Status RunProduce(ProduceFlags& flags) {
   produce::ProduceOptions& o = flags.options;
-  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, o.kafka));
   ASSIGN_OR_RETURN(o.dataset.split, dataset::ParseSplit(flags.split));
   ASSIGN_OR_RETURN(o.format, ParseFormat(flags.format));
   o.duration = std::chrono::milliseconds(static_cast<int64_t>(flags.duration_seconds * 1000));
@@ -60,7 +60,7 @@ void AddProduceCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("produce", "Send labelled images from simulated IoT devices to Kafka");
   auto flags = std::make_shared<ProduceFlags>();
   produce::ProduceOptions& o = flags->options;
-  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   cmd->add_option("--topic", o.topic, "topic to send to")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions when the topic has to be created")->capture_default_str();
   cmd->add_option("--producers", o.producers, "number of simulated devices (producer_id 0..N-1)")

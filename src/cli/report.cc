@@ -9,11 +9,11 @@ namespace {
 
 struct LatencyFlags {
   analytics::LatencyOptions options;
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
 };
 
 Status RunLatency(LatencyFlags& flags) {
-  TRY(ApplyKafkaProperties(flags.kafka_properties, flags.options.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, flags.options.kafka));
   ASSIGN_OR_RETURN(analytics::LatencyReport report, analytics::ReportLatency(flags.options));
   std::fputs(analytics::FormatLatency(report).c_str(), stdout);
   return Ok();
@@ -24,7 +24,7 @@ void AddLatencyCommand(CLI::App& report, Action& action) {
       "latency", "Produce-to-infer latency percentiles of the inferences topic, and its CDF chart (PNG and SVG)");
   auto flags = std::make_shared<LatencyFlags>();
   analytics::LatencyOptions& o = flags->options;
-  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   cmd->add_option("--topic", o.topic, "topic with inference records")->capture_default_str();
   cmd->add_option("--run", o.run_id, "only the images of this produce run (its run id); default: all");
   cmd->add_option("--out", o.out_dir, "directory for the charts")->capture_default_str();

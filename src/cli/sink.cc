@@ -9,7 +9,7 @@ namespace {
 
 struct SinkFlags {
   sink::SinkOptions options;
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
   int flush_ms = 200;
   int retry_max_ms = 5000;
   int log_every_ms = 5000;
@@ -19,7 +19,7 @@ struct SinkFlags {
 
 Status RunSinkCommand(SinkFlags& flags) {
   sink::SinkOptions& o = flags.options;
-  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, o.kafka));
   o.flush_interval = std::chrono::milliseconds(flags.flush_ms);
   o.retry_max = std::chrono::milliseconds(flags.retry_max_ms);
   o.log_every = std::chrono::milliseconds(flags.log_every_ms);
@@ -40,7 +40,7 @@ void AddSinkCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("sink", "Write inference records into the store, exactly once: inferences -> images");
   auto flags = std::make_shared<SinkFlags>();
   sink::SinkOptions& o = flags->options;
-  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   AddStoreFlags(*cmd, o.store);
   cmd->add_option("--group", o.group, "consumer group; instances in one group share the partitions")
       ->capture_default_str();

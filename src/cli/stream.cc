@@ -21,7 +21,7 @@ struct StreamFlags {
   std::string trigger = "1s";
   int http_port = 0;
   std::string http_host = "127.0.0.1";
-  std::vector<std::string> kafka_properties;
+  KafkaFlags kafka;
   int update_ms = 500;
   std::string window = "0";
   int retry_max_ms = 5000;
@@ -92,7 +92,7 @@ Status RunStreamCommand(StreamFlags& flags) {
         Error::InvalidInput(fmt::format("unknown engine '{}': expected native or spark", flags.engine)));
   }
   analytics::StreamOptions& o = flags.options;
-  TRY(ApplyKafkaProperties(flags.kafka_properties, o.kafka));
+  TRY(ApplyKafkaProperties(flags.kafka, o.kafka));
   ASSIGN_OR_RETURN(o.window, ParseDuration(flags.window));
   if (o.window.count() > 0 && o.window < std::chrono::seconds(1)) {
     return std::unexpected(Error::InvalidInput("--window must be at least 1s"));
@@ -119,7 +119,7 @@ void AddStreamCommand(CLI::App& app, Action& action) {
       "stream", "Keep incorrect_inference_results live from Kafka: inferences -> per-producer counts, exact after crashes");
   auto flags = std::make_shared<StreamFlags>();
   analytics::StreamOptions& o = flags->options;
-  AddKafkaFlags(*cmd, o.kafka, flags->kafka_properties);
+  AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   AddStoreFlags(*cmd, o.store);
   cmd->add_option("--group", o.group, "consumer group, and the name of the saved state; instances share partitions")
       ->capture_default_str();

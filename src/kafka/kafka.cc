@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -204,6 +205,30 @@ Status KafkaConfig::AddProperty(std::string_view key_equals_value) {
         "--kafka expects KEY=VALUE, got '{}'", IsSecretProperty(key_equals_value) ? "***" : key_equals_value)));
   }
   properties[std::string(key_equals_value.substr(0, eq))] = std::string(key_equals_value.substr(eq + 1));
+  return Ok();
+}
+
+Status KafkaConfig::AddPropertiesFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::unexpected(Error::NotFound(fmt::format("--kafka-config {}: cannot be read", path)));
+  auto trim = [](std::string_view s) {
+    const size_t first = s.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos) return std::string_view{};
+    return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
+  };
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    std::string_view text = trim(line);
+    if (text.empty() || text.front() == '#' || text.front() == '!') continue;
+    const size_t eq = text.find('=');
+    const std::string_view key = eq == std::string_view::npos ? std::string_view{} : trim(text.substr(0, eq));
+    // The line itself may be a secret: the message names where it is, not what it says.
+    if (key.empty()) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("--kafka-config {} line {}: expected KEY=VALUE", path, number)));
+    }
+    properties[std::string(key)] = std::string(trim(text.substr(eq + 1)));
+  }
   return Ok();
 }
 

@@ -23,6 +23,12 @@ struct KafkaConfig {
   /// Adds "KEY=VALUE" (the --kafka flag); InvalidInput when there is no '=' or no key.
   Status AddProperty(std::string_view key_equals_value);
 
+  /// Adds every "KEY=VALUE" line of a properties file (--kafka-config: SASL/TLS settings
+  /// mounted from a Kubernetes Secret, say). Blank lines and lines starting with '#' or '!'
+  /// are skipped; spaces around keys and values are trimmed. NotFound when the file cannot
+  /// be read; InvalidInput naming the file and line (never its value) for a malformed line.
+  Status AddPropertiesFile(const std::string& path);
+
   /// "bootstrap.servers=... k=v ..." with the values of secret-bearing properties
   /// (passwords, keys, tokens, secrets, JAAS configs) replaced by "***": safe to log.
   std::string Describe() const;

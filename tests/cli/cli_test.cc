@@ -65,6 +65,7 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"produce", "give --images or --duration"},
       {"produce --images 5 --format gif", "unknown --format 'gif'"},
       {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},
+      {"infer --kafka-config /nonexistent/kafka.properties", "--kafka-config /nonexistent/kafka.properties: cannot be read"},
       {"produce --images 5 --faults 1:fog=2", "unknown fault 'fog'"},
       {"batch --engine hadoop --out ''", "unknown engine 'hadoop'"},
       {"batch --store postgres://db --out ''", "neither sqlite:PATH nor mongodb://"},

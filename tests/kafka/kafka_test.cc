@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "test_util.h"
 
 namespace iotinfer::kafka {
@@ -19,6 +21,33 @@ TEST(KafkaConfigTest, AddPropertySplitsAtTheFirstEquals) {
   EXPECT_EQ(config.properties["sasl.jaas.config"], "a b=c");
   EXPECT_FALSE(config.AddProperty("no-equals-sign"));
   EXPECT_FALSE(config.AddProperty("=value"));
+}
+
+TEST(KafkaConfigTest, PropertiesFileLinesAreAddedAndBadLinesNamedWithoutTheirText) {
+  iotinfer::testing::TempDir dir;
+  const std::string path = (dir.path() / "kafka.properties").string();
+  {
+    std::ofstream out(path);
+    out << "# mounted from a Secret\n\n  security.protocol = SASL_SSL\r\n! also a comment\n"
+        << "sasl.jaas.config=a b=c\nsasl.password=hunter2\n";
+  }
+  KafkaConfig config;
+  ASSERT_OK(config.AddPropertiesFile(path));
+  EXPECT_EQ(config.properties.size(), 3u);
+  EXPECT_EQ(config.properties["security.protocol"], "SASL_SSL");
+  EXPECT_EQ(config.properties["sasl.jaas.config"], "a b=c");
+  EXPECT_EQ(config.properties["sasl.password"], "hunter2");
+
+  { std::ofstream(path, std::ios::app) << "hunter3 on its own line\n"; }
+  auto bad = config.AddPropertiesFile(path);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), Error::Code::kInvalidInput);
+  EXPECT_THAT(bad.error().message(), HasSubstr("line 7"));
+  EXPECT_THAT(bad.error().message(), Not(HasSubstr("hunter3")));
+
+  auto missing = config.AddPropertiesFile(path + ".absent");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
 }
 
 TEST(KafkaConfigTest, DescribeNeverShowsSecrets) {
