@@ -80,7 +80,8 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .output_topics = {options.output_topic, options.dlq_topic},
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
-                                   .max_wait = options.batch_wait}));
+                                   .max_wait = options.batch_wait,
+                                   .log = kafka::StderrLog(options.instance_id.empty() ? "infer" : "infer " + options.instance_id)}));
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
                    ops::StartIfAsked("infer", options.endpoints, InferMetrics()));
   InferStats published;

@@ -45,25 +45,52 @@ struct TransactionalPipe::Impl {
   Handle consumer;
   Handle producer;
   std::set<TopicPartition> assigned;
-  uint64_t rebalances = 0;
+  std::vector<InputMessage>* filling = nullptr;  // the batch PollBatch is filling, if any
 
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                           void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
-    impl->rebalances++;
+    const bool assigning = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    if (!assigning && impl->filling) {
+      // Dropped even when the partition comes straight back: a new assignment starts again
+      // at the committed offset, so keeping them would put them in the batch twice.
+      std::set<TopicPartition> revoked;
+      for (int i = 0; i < partitions->cnt; ++i) revoked.insert({partitions->elems[i].topic, partitions->elems[i].partition});
+      std::erase_if(*impl->filling, [&](const InputMessage& in) { return revoked.contains({in.topic, in.partition}); });
+    }
     ApplyRebalance(rk, err, partitions, impl->assigned);
+    if (impl->options.log) {
+      std::string line = fmt::format("{} {} partition(s):", assigning ? "assigned" : "revoked", partitions->cnt);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        line += fmt::format(" {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
+      }
+      impl->options.log(line);
+    }
   }
 
-  // Back to the last committed offsets, so an aborted batch is read again.
-  void Rewind() {
-    PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(assigned.size())));
-    for (const auto& [topic, partition] : assigned)
-      rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);
-    if (rd_kafka_committed(consumer.get(), list.get(), 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
-    for (int i = 0; i < list->cnt; ++i) {
-      if (list->elems[i].offset < 0) list->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+  // Back to where `batch` began in each of its partitions: those offsets follow the last
+  // committed batch, so the aborted batch is read again and nothing after it is skipped.
+  Status Rewind(std::span<const InputMessage> batch) {
+    std::map<TopicPartition, int64_t> first;
+    for (const InputMessage& in : batch) {
+      auto [it, inserted] = first.try_emplace({in.topic, in.partition}, in.offset);
+      if (!inserted) it->second = std::min(it->second, in.offset);
     }
-    if (auto* e = rd_kafka_seek_partitions(consumer.get(), list.get(), 10000)) rd_kafka_error_destroy(e);
+    for (const auto& [tp, offset] : first) {
+      if (!assigned.contains(tp)) continue;  // its new owner starts at the committed offset
+      // rd_kafka_seek waits for the fetcher to take the new position; librdkafka 2.0's
+      // rd_kafka_seek_partitions waits a thousandth of the timeout it is given (fixed in 2.1).
+      rd_kafka_topic_t* topic = rd_kafka_topic_new(consumer.get(), tp.first.c_str(), nullptr);
+      const rd_kafka_resp_err_t err = rd_kafka_seek(topic, tp.second, offset, 10000);
+      rd_kafka_topic_destroy(topic);
+      if (err) {
+        return std::unexpected(Error::FailedPrecondition(
+            fmt::format("rewinding {}[{}] to {} after an aborted transaction: {}; stopping, so that a restart "
+                        "resumes from the committed offsets",
+                        tp.first, tp.second, offset, rd_kafka_err2str(err))));
+      }
+    }
+    return Ok();
   }
 };
 
@@ -104,7 +131,11 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
 Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::milliseconds idle) {
   Impl& impl = *impl_;
   std::vector<InputMessage> batch;
-  const uint64_t rebalances_at_start = impl.rebalances;
+  impl.filling = &batch;
+  struct Done {
+    Impl& impl;
+    ~Done() { impl.filling = nullptr; }
+  } done{impl};
   Clock::time_point deadline = Clock::now() + idle;
   while (static_cast<int>(batch.size()) < impl.options.max_batch) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -112,18 +143,26 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
     if (!m) continue;
     if (m->err) {
-      rd_kafka_resp_err_t err = m->err;
+      const rd_kafka_resp_err_t err = m->err;
+      const std::string where = m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt),
+                                                     m->partition, m->offset)
+                                       : "";
       rd_kafka_message_destroy(m);
       if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
       if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
-      continue;  // transient: librdkafka retries on its own
+      // The consumer moves past a message it could not decode, and the next commit would
+      // make that final: stop instead, so that the loss is seen and nothing is committed past it.
+      if (err == RD_KAFKA_RESP_ERR__BAD_MSG || err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) {
+        return std::unexpected(Error::FailedPrecondition(fmt::format(
+            "consuming {}{}; stopping before anything is committed past it", where, rd_kafka_err2str(err))));
+      }
+      // Anything else is transient (connection, coordinator, leadership): librdkafka retries.
+      if (impl.options.log) impl.options.log(fmt::format("consumer: {}{}", where, rd_kafka_err2str(err)));
+      continue;
     }
     if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
     batch.push_back(Convert(m));
     rd_kafka_message_destroy(m);
-  }
-  if (impl.rebalances != rebalances_at_start) {
-    std::erase_if(batch, [&](const InputMessage& in) { return !impl.assigned.contains({in.topic, in.partition}); });
   }
   return batch;
 }
@@ -138,7 +177,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
       return std::unexpected(
           Error::FailedPrecondition(fmt::format("{}; abort failed: {}", what, rd_kafka_error_string(abort.get()))));
     }
-    impl.Rewind();
+    TRY(impl.Rewind(consumed));
     return std::unexpected(Error::Unavailable(what + " (aborted; the batch will be read again)"));
   };
 

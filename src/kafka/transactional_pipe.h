@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,6 +24,8 @@ struct PipeOptions {
   std::string transactional_id;
   int max_batch = 512;
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
+  // Optional: one line per rebalance ("assigned 3 partition(s): images[0] ..."), for the log.
+  std::function<void(const std::string&)> log;
 };
 
 struct OutputMessage {
@@ -55,13 +58,16 @@ class TransactionalPipe {
 
   /// Up to max_batch messages, waiting at most max_wait once the first one arrived (and at
   /// most `idle` for the first). Empty when nothing came. Messages of partitions revoked by a
-  /// rebalance while the batch filled are dropped: their new owner reads them again.
+  /// rebalance while the batch filled are dropped: their new owner reads them again. A
+  /// message the consumer reports as undeliverable is FailedPrecondition: going on would
+  /// commit past it.
   Result<std::vector<InputMessage>> PollBatch(std::chrono::milliseconds idle = std::chrono::milliseconds(200));
 
-  /// Writes `outputs` and commits the offsets past `consumed`, atomically. On an abortable
-  /// failure the transaction is aborted and the consumer rewound to the last committed
-  /// offsets, so the same input is processed again; Unavailable is returned. Fatal producer
-  /// states (fenced by a newer instance) return FailedPrecondition: the process must stop.
+  /// Writes `outputs` and commits the offsets past `consumed` (the last batch PollBatch
+  /// returned), atomically. On an abortable failure the transaction is aborted and the
+  /// consumer rewound to where `consumed` began, so the same input is processed again;
+  /// Unavailable is returned. Fatal producer states (fenced by a newer instance) and a
+  /// rewind that fails return FailedPrecondition: the process must stop.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
 
   /// Partitions currently assigned to this member.

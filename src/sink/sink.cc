@@ -140,7 +140,8 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .output_topics = {options.dlq_topic},
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
-                                   .max_wait = options.flush_interval}));
+                                   .max_wait = options.flush_interval,
+                                   .log = kafka::StderrLog(options.instance_id.empty() ? "sink" : "sink " + options.instance_id)}));
   SinkStats stats;
   kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, report);
   Writer writer(*store, options, stop, stats, report);
