@@ -8,6 +8,7 @@
 # Each replica gets its own endpoint port (B+1 sink, B+2 stream, B+10+i infer i) and, like a
 # pod, a stable instance id (infer-0, infer-1, ...). The servers themselves are not started
 # here: ./dev cluster up starts them first.
+# shellcheck shell=bash
 
 CLUSTER_STATE="${IOTINFER_CLUSTER_STATE:-$ROOT/.cache/cluster}"
 CLUSTER_STOP_TIMEOUT=30
@@ -26,6 +27,7 @@ cluster_load() {
   [[ -f "$CLUSTER_STATE/settings" ]] || die "no cluster is up (no $CLUSTER_STATE/settings)"
   # shellcheck source=/dev/null
   source "$CLUSTER_STATE/settings"
+  # shellcheck disable=SC2153 # PREFIX comes from the settings file cluster_up wrote
   cluster_names "$PREFIX"
 }
 
