@@ -73,6 +73,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
                                           {options.output_topic, options.partitions},
                                           {options.dlq_topic, options.partitions}}));
+  const std::string log_name = options.instance_id.empty() ? "infer" : "infer " + options.instance_id;
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
@@ -81,7 +82,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.batch_wait,
-                                   .log = kafka::StderrLog(options.instance_id.empty() ? "infer" : "infer " + options.instance_id)}));
+                                   .log = kafka::StderrLog(log_name)}));
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
                    ops::StartIfAsked("infer", options.endpoints, InferMetrics()));
   InferStats published;

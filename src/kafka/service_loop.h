@@ -16,7 +16,9 @@ namespace iotinfer::kafka {
 
 /// A PipeOptions::log that writes "<name>: <line>" to stderr, next to the service's other lines.
 inline std::function<void(const std::string&)> StderrLog(std::string name) {
-  return [name = std::move(name)](const std::string& line) { std::fprintf(stderr, "%s: %s\n", name.c_str(), line.c_str()); };
+  return [name = std::move(name)](const std::string& line) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), line.c_str());
+  };
 }
 
 /// The mechanics that every consume-process-commit service (infer, sink) shares around its

@@ -55,7 +55,9 @@ struct TransactionalPipe::Impl {
       // Dropped even when the partition comes straight back: a new assignment starts again
       // at the committed offset, so keeping them would put them in the batch twice.
       std::set<TopicPartition> revoked;
-      for (int i = 0; i < partitions->cnt; ++i) revoked.insert({partitions->elems[i].topic, partitions->elems[i].partition});
+      for (int i = 0; i < partitions->cnt; ++i) {
+        revoked.insert({partitions->elems[i].topic, partitions->elems[i].partition});
+      }
       std::erase_if(*impl->filling, [&](const InputMessage& in) { return revoked.contains({in.topic, in.partition}); });
     }
     ApplyRebalance(rk, err, partitions, impl->assigned);
@@ -144,9 +146,8 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     if (!m) continue;
     if (m->err) {
       const rd_kafka_resp_err_t err = m->err;
-      const std::string where = m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt),
-                                                     m->partition, m->offset)
-                                       : "";
+      const std::string where =
+          m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt), m->partition, m->offset) : "";
       rd_kafka_message_destroy(m);
       if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
       if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));

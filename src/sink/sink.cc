@@ -133,6 +133,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
   TRY(kafka::EnsureTopics(options.kafka,
                           {{options.input_topic, options.partitions}, {options.dlq_topic, options.partitions}}));
+  const std::string log_name = options.instance_id.empty() ? "sink" : "sink " + options.instance_id;
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
@@ -141,7 +142,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_wait = options.flush_interval,
-                                   .log = kafka::StderrLog(options.instance_id.empty() ? "sink" : "sink " + options.instance_id)}));
+                                   .log = kafka::StderrLog(log_name)}));
   SinkStats stats;
   kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, report);
   Writer writer(*store, options, stop, stats, report);

@@ -1,10 +1,9 @@
 // Two `iotinfer infer` processes in one group, one killed with SIGKILL mid-run and restarted:
 // every image still yields exactly one record. Runs the real binary against the real broker.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-
-#include <fmt/format.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
