@@ -84,6 +84,7 @@ expect_ok "everything on" -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-clu
   --set infer.model=/models/custom.onnx --set batch.output.existingClaim=iotinfer-results \
   --set-json 'kafka.properties={"linger.ms":5,"queue.buffering.max.messages":1000000}' \
   --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL"}'
+expect_ok "production, infer as a Deployment" -f "$EXAMPLES/production.yaml" --set infer.workload=Deployment
 expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
   --set batch.engine=spark --set batch.cronJob.enabled=true

@@ -50,7 +50,7 @@ func Check(objs []Object) []error {
 
 	seen := map[string]bool{}
 	var workloads []*workload
-	deployments := map[string]*workload{}
+	scalable := map[string]*workload{} // "Kind/name" of what an HPA may scale
 	var services []*corev1.Service
 	for _, o := range objs {
 		if key := o.Kind + "/" + o.Name; seen[key] {
@@ -73,8 +73,8 @@ func Check(objs []Object) []error {
 		}
 		if w := workloadOf(o); w != nil {
 			workloads = append(workloads, w)
-			if o.Kind == "Deployment" {
-				deployments[o.Name] = w
+			if o.Kind == "Deployment" || o.Kind == "StatefulSet" {
+				scalable[o.Kind+"/"+o.Name] = w
 			}
 		}
 		if s, ok := o.Obj.(*corev1.Service); ok {
@@ -86,10 +86,21 @@ func Check(objs []Object) []error {
 		for _, msg := range checkPod(w) {
 			fail(w.obj, "%s", msg)
 		}
-		if d, ok := w.obj.Obj.(*appsv1.Deployment); ok {
-			if len(selectPodsBy(w.obj, d.Spec.Selector, []*workload{w}, fail)) == 0 {
-				fail(w.obj, "selector does not match the pod template's labels")
+		var selector *metav1.LabelSelector
+		switch t := w.obj.Obj.(type) {
+		case *appsv1.Deployment:
+			selector = t.Spec.Selector
+		case *appsv1.StatefulSet:
+			selector = t.Spec.Selector
+			// The pods' DNS names come from this Service, which must be headless and in the render.
+			if !slices.ContainsFunc(services, func(svc *corev1.Service) bool {
+				return svc.Name == t.Spec.ServiceName && svc.Spec.ClusterIP == corev1.ClusterIPNone
+			}) {
+				fail(w.obj, "serviceName %q is no headless Service of this render", t.Spec.ServiceName)
 			}
+		}
+		if selector != nil && len(selectPodsBy(w.obj, selector, []*workload{w}, fail)) == 0 {
+			fail(w.obj, "selector does not match the pod template's labels")
 		}
 	}
 
@@ -117,9 +128,9 @@ func Check(objs []Object) []error {
 			}
 		case *autoscalingv2.HorizontalPodAutoscaler:
 			ref := t.Spec.ScaleTargetRef
-			w := deployments[ref.Name]
-			if ref.Kind != "Deployment" || w == nil {
-				fail(o, "scaleTargetRef %s/%s is no Deployment of this render", ref.Kind, ref.Name)
+			w := scalable[ref.Kind+"/"+ref.Name]
+			if w == nil {
+				fail(o, "scaleTargetRef %s/%s is no Deployment or StatefulSet of this render", ref.Kind, ref.Name)
 				continue
 			}
 			// Utilization is a share of the request: without one the HPA never scales.

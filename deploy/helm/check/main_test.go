@@ -163,3 +163,23 @@ spec:
 		}
 	}
 }
+
+func TestStatefulSetNeedsItsHeadlessService(t *testing.T) {
+	statefulSet := strings.Replace(good, "kind: Deployment\nmetadata:\n  name: infer\nspec:\n",
+		"kind: StatefulSet\nmetadata:\n  name: infer\nspec:\n  serviceName: infer-metrics\n", 1)
+	headless := strings.Replace(statefulSet, "  selector: {app: infer}\n  ports", "  clusterIP: None\n  selector: {app: infer}\n  ports", 1)
+	if statefulSet == good || headless == statefulSet {
+		t.Fatal("test case does not apply to the manifest")
+	}
+	if _, errs := run(headless); errs != "" {
+		t.Fatalf("want no errors, got:\n%s", errs)
+	}
+	if _, errs := run(statefulSet); !strings.Contains(errs, `serviceName "infer-metrics" is no headless Service`) {
+		t.Errorf("want the missing headless Service named, got:\n%s", errs)
+	}
+	hpa := "---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: infer}\n" +
+		"spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: infer}\n  maxReplicas: 3\n"
+	if _, errs := run(headless + hpa); errs != "" {
+		t.Errorf("an HPA may scale a StatefulSet, got:\n%s", errs)
+	}
+}

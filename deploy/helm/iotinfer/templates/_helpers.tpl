@@ -295,13 +295,15 @@ topologySpreadConstraints:
 {{- end }}
 
 {{/*
-A long-running service: Deployment. Takes what iotinfer.podSpec takes, plus:
-  replicas (omitted when an HPA owns it), strategy.
+A long-running service: a Deployment, or a StatefulSet when .workload says so. Takes what
+iotinfer.podSpec takes, plus: replicas (omitted when an HPA owns it), strategy (a Deployment's;
+a StatefulSet replaces one pod at a time).
 */}}
 {{- define "iotinfer.deployment" -}}
 {{- $v := .values }}
+{{- $statefulSet := eq (.workload | default "Deployment") "StatefulSet" }}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ ternary "StatefulSet" "Deployment" $statefulSet }}
 metadata:
   name: {{ include "iotinfer.componentName" . }}
   labels:
@@ -311,9 +313,18 @@ spec:
   replicas: {{ $v.replicas }}
   {{- end }}
   revisionHistoryLimit: 3
+  {{- if $statefulSet }}
+  # The metrics Service is headless: it gives the pods their stable DNS names too.
+  serviceName: {{ printf "%s-metrics" (include "iotinfer.componentName" .) }}
+  # Replicas share partitions and need no start order; scaling adds or removes them at once.
+  podManagementPolicy: Parallel
+  updateStrategy:
+    type: RollingUpdate
+  {{- else }}
   {{- with .strategy }}
   strategy:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- end }}
   selector:
     matchLabels:
