@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "kafka/service_loop.h"
 
 namespace iotinfer::cli {
 namespace {
@@ -24,10 +25,11 @@ Status RunInferCommand(InferFlags& flags) {
   if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop finishes and commits its batch, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
-  std::fprintf(stderr, "infer: %s, group %s, %s -> %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
+  const std::string name = kafka::ServiceLogName("infer", o.instance_id);
+  std::fprintf(stderr, "%s: %s, group %s, %s -> %s (dead letters: %s)\n", name.c_str(), o.kafka.Describe().c_str(),
                o.group.c_str(), o.input_topic.c_str(), o.output_topic.c_str(), o.dlq_topic.c_str());
   ASSIGN_OR_RETURN(infer::InferStats stats, infer::RunInfer(o, stop));
-  std::fprintf(stderr, "infer: stopped; %s\n", infer::FormatStats(stats).c_str());
+  std::fprintf(stderr, "%s: stopped; %s\n", name.c_str(), infer::FormatStats(stats).c_str());
   return Ok();
 }
 

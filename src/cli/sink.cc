@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "kafka/service_loop.h"
 
 namespace iotinfer::cli {
 namespace {
@@ -26,11 +27,12 @@ Status RunSinkCommand(SinkFlags& flags) {
   if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop writes and commits its batch, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
-  std::fprintf(stderr, "sink: %s, group %s, %s -> %s database %s (dead letters: %s)\n", o.kafka.Describe().c_str(),
-               o.group.c_str(), o.input_topic.c_str(), store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(),
-               o.dlq_topic.c_str());
+  const std::string name = kafka::ServiceLogName("sink", o.instance_id);
+  std::fprintf(stderr, "%s: %s, group %s, %s -> %s database %s (dead letters: %s)\n", name.c_str(),
+               o.kafka.Describe().c_str(), o.group.c_str(), o.input_topic.c_str(),
+               store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(), o.dlq_topic.c_str());
   ASSIGN_OR_RETURN(sink::SinkStats stats, sink::RunSink(o, stop));
-  std::fprintf(stderr, "sink: stopped; %s\n", sink::FormatStats(stats).c_str());
+  std::fprintf(stderr, "%s: stopped; %s\n", name.c_str(), sink::FormatStats(stats).c_str());
   return Ok();
 }
 

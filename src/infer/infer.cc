@@ -73,7 +73,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
                                           {options.output_topic, options.partitions},
                                           {options.dlq_topic, options.partitions}}));
-  const std::string log_name = options.instance_id.empty() ? "infer" : "infer " + options.instance_id;
+  const std::string log_name = kafka::ServiceLogName("infer", options.instance_id);
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
@@ -91,7 +91,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     if (on_progress) on_progress(s);
   };
   InferStats stats;
-  kafka::ServiceLoop<InferStats> loop(*pipe, stats, "infer", options.log_every, report);
+  kafka::ServiceLoop<InferStats> loop(*pipe, stats, log_name, options.log_every, report);
   std::vector<ImageRecord> records;
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;

@@ -14,6 +14,12 @@
 
 namespace iotinfer::kafka {
 
+/// How a service's log lines start: "infer", or "infer a" when it runs as instance "a", so that
+/// the lines of replicas sharing one log can be told apart.
+inline std::string ServiceLogName(const std::string& service, const std::string& instance_id) {
+  return instance_id.empty() ? service : service + " " + instance_id;
+}
+
 /// A PipeOptions::log that writes "<name>: <line>" to stderr, next to the service's other lines.
 inline std::function<void(const std::string&)> StderrLog(std::string name) {
   return [name = std::move(name)](const std::string& line) {

@@ -133,7 +133,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
   TRY(kafka::EnsureTopics(options.kafka,
                           {{options.input_topic, options.partitions}, {options.dlq_topic, options.partitions}}));
-  const std::string log_name = options.instance_id.empty() ? "sink" : "sink " + options.instance_id;
+  const std::string log_name = kafka::ServiceLogName("sink", options.instance_id);
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
@@ -144,7 +144,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .max_wait = options.flush_interval,
                                    .log = kafka::StderrLog(log_name)}));
   SinkStats stats;
-  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, "sink", options.log_every, report);
+  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, log_name, options.log_every, report);
   Writer writer(*store, options, stop, stats, report);
   std::vector<InferenceRecord> records;
   std::vector<const kafka::InputMessage*> sources;  // where records[i] came from
