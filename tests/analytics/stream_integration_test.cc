@@ -262,8 +262,12 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   start(a);
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
   while (a.consumed == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
-  // B joins while A is counting: the group rebalances under load.
+  // B joins while A is counting: the group rebalances under load. The second half is sent once
+  // B holds partitions; else A, quick on an idle machine, may count everything before B joins.
   start(b);
+  while (b.max_partitions == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
   Send(names.topic, records, 2000, 4000);
   auto live = WaitForTotal(*store, 4000, seconds(90));
   for (Instance* instance : {&a, &b}) {
