@@ -14,6 +14,7 @@
 
 #include "analytics/batch.h"
 #include "analytics/stream.h"
+#include "analytics_test_util.h"
 #include "core/inference_record.h"
 #include "core/labels.h"
 #include "kafka/kafka.h"
@@ -24,6 +25,9 @@
 namespace iotinfer::analytics {
 namespace {
 
+using iotinfer::testing::CountsOf;
+using iotinfer::testing::OpenCleared;
+using iotinfer::testing::SendRecords;
 using iotinfer::testing::UniqueTopic;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -45,16 +49,6 @@ InferenceRecord Record(int i, int64_t produced_at_us = 1'700'000'000'000'000) {
           .inferred_at_us = produced_at_us + 1000};
 }
 
-void Send(const std::string& topic, const std::vector<InferenceRecord>& records, int from, int to) {
-  auto producer = kafka::Producer::Create({});
-  ASSERT_OK(producer);
-  for (int i = from; i < to; ++i) {
-    const InferenceRecord& r = records[static_cast<size_t>(i)];
-    ASSERT_OK((*producer)->Send(topic, {std::to_string(r.producer_id), EncodeInferenceRecord(r), {}}));
-  }
-  ASSERT_OK((*producer)->Flush());
-}
-
 struct Names {
   std::string topic = UniqueTopic("stream-inferences");
   std::string group = UniqueTopic("stream-group");
@@ -62,33 +56,17 @@ struct Names {
   static inline int counter = 0;
 };
 
-std::unique_ptr<store::Store> Open(const std::string& uri, const std::string& database) {
-  auto store = store::Store::Open({.uri = uri, .database = database});
-  EXPECT_TRUE(store) << store.error().message();
-  if (store) {
-    EXPECT_TRUE((*store)->Clear());
-  }
-  return store ? std::move(*store) : nullptr;
-}
-
 int64_t Total(const std::vector<store::ProducerResult>& results) {
   int64_t total = 0;
   for (const auto& r : results) total += r.total;
   return total;
 }
 
-// The counts of `results` without their time, for comparing two computations.
-std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(const std::vector<store::ProducerResult>& results) {
-  std::vector<std::tuple<int, int64_t, int64_t, int64_t>> counts;
-  for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
-  return counts;
-}
-
 // What `iotinfer batch` says about `records`: the stream must end equal to it.
 std::vector<store::ProducerResult> BatchResult(const std::string& uri, const std::string& database,
                                                const std::vector<InferenceRecord>& records) {
   const std::string batch_db = database + "_batch";
-  auto store = Open(uri, batch_db);
+  auto store = OpenCleared(uri, batch_db);
   EXPECT_TRUE(store->Upsert(records));
   auto report = RunBatch({.store = {.uri = uri, .database = batch_db}, .engine = BatchEngine::kNative, .out_dir = ""});
   EXPECT_TRUE(report) << report.error().message();
@@ -113,7 +91,7 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
   std::vector<InferenceRecord> records;
   for (int i = 0; i < 3000; ++i) records.push_back(Record(i));
-  Send(names.topic, records, 0, 3000);
+  SendRecords(names.topic, records, 0, 3000);
   {
     auto producer = kafka::Producer::Create({});
     ASSERT_OK(producer);
@@ -121,7 +99,7 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
     ASSERT_OK((*producer)->Send(names.topic, {"1", R"({"id":"x","producer_id":"one"})", {}}));
     ASSERT_OK((*producer)->Flush());
   }
-  auto store = Open(kMongo, names.database);
+  auto store = OpenCleared(kMongo, names.database);
   StreamOptions options;
   options.topic = names.topic;
   options.group = names.group;
@@ -162,7 +140,7 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_partitions 4\n"));
   auto live = store->ReadResults();
   ASSERT_OK(live);
-  EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
+  EXPECT_EQ(CountsOf(*live), CountsOf(BatchResult(kMongo, names.database, records)));
   // One state per partition, whose offsets cover every record.
   auto states = store->LoadStreamState(names.group);
   ASSERT_OK(states);
@@ -175,7 +153,7 @@ TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSki
 TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
   Names names;
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 3}}));
-  auto store = Open(kMongo, names.database);
+  auto store = OpenCleared(kMongo, names.database);
   constexpr int kRecords = 7000;
   std::vector<InferenceRecord> records;
   for (int i = 0; i < kRecords; ++i) records.push_back(Record(i));
@@ -200,7 +178,7 @@ TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
   int64_t saved = 0;
   int progressed = 0;
   for (int run = 0; run < 6; ++run) {
-    Send(names.topic, records, run * 1000, (run + 1) * 1000);
+    SendRecords(names.topic, records, run * 1000, (run + 1) * 1000);
     iotinfer::testing::IotinferProcess stream(args);
     const auto deadline = std::chrono::steady_clock::now() + seconds(30);
     while (saved_offsets() <= saved && std::chrono::steady_clock::now() < deadline) {
@@ -218,7 +196,7 @@ TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
     // The last run counts records sent after it started, so a clean stop is tested on a
     // process that is surely running.
     iotinfer::testing::IotinferProcess stream(args);
-    Send(names.topic, records, 6000, kRecords);
+    SendRecords(names.topic, records, 6000, kRecords);
     auto live = WaitForTotal(*store, kRecords, seconds(120));
     EXPECT_EQ(Total(live), kRecords);
     const int status = stream.Signal(SIGTERM);
@@ -226,13 +204,13 @@ TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
   }
   auto live = store->ReadResults();
   ASSERT_OK(live);
-  EXPECT_EQ(Counts(*live), Counts(BatchResult(kMongo, names.database, records)));
+  EXPECT_EQ(CountsOf(*live), CountsOf(BatchResult(kMongo, names.database, records)));
 }
 
 TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce) {
   Names names;
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
-  auto store = Open(kMongo, names.database);
+  auto store = OpenCleared(kMongo, names.database);
   std::vector<InferenceRecord> records;
   for (int i = 0; i < 4000; ++i) records.push_back(Record(i));
   StreamOptions options;
@@ -258,7 +236,7 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
     });
   };
   Instance a, b;
-  Send(names.topic, records, 0, 2000);
+  SendRecords(names.topic, records, 0, 2000);
   start(a);
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
   while (a.consumed == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
@@ -268,7 +246,7 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   while (b.max_partitions == 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(20));
   }
-  Send(names.topic, records, 2000, 4000);
+  SendRecords(names.topic, records, 2000, 4000);
   auto live = WaitForTotal(*store, 4000, seconds(90));
   for (Instance* instance : {&a, &b}) {
     instance->stop = true;
@@ -279,7 +257,7 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   EXPECT_EQ(Total(live), 4000);
   auto final_results = store->ReadResults();
   ASSERT_OK(final_results);
-  EXPECT_EQ(Counts(*final_results), Counts(BatchResult(kMongo, names.database, records)));
+  EXPECT_EQ(CountsOf(*final_results), CountsOf(BatchResult(kMongo, names.database, records)));
 }
 
 TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
@@ -287,7 +265,7 @@ TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 2}}));
   const iotinfer::testing::TempDir dir;
   const std::string uri = "sqlite:" + dir.file("windows.db");
-  auto store = Open(uri, "");
+  auto store = OpenCleared(uri, "");
   // 900 records over three 10 s windows, in order of event time within each producer.
   const int64_t t0 = 1'700'000'000'000'000;  // a multiple of 10 s
   std::vector<InferenceRecord> records;
@@ -299,7 +277,7 @@ TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
     e.first += records.back().incorrect() ? 1 : 0;
     e.second++;
   }
-  Send(names.topic, records, 0, 900);
+  SendRecords(names.topic, records, 0, 900);
   StreamOptions options;
   options.topic = names.topic;
   options.group = names.group;

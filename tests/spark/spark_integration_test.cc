@@ -10,6 +10,7 @@
 
 #include "analytics/batch.h"
 #include "analytics/spark_engine.h"
+#include "analytics_test_util.h"
 #include "core/inference_record.h"
 #include "core/labels.h"
 #include "kafka/kafka.h"
@@ -20,6 +21,10 @@
 namespace iotinfer::analytics {
 namespace {
 
+using iotinfer::testing::CountsOf;
+using iotinfer::testing::OpenCleared;
+using iotinfer::testing::ResultCounts;
+using iotinfer::testing::SendRecords;
 using iotinfer::testing::TempDir;
 using iotinfer::testing::UniqueTopic;
 using std::chrono::milliseconds;
@@ -52,31 +57,14 @@ std::vector<InferenceRecord> Records(int from, int to) {
   return records;
 }
 
-std::unique_ptr<store::Store> OpenClean(const std::string& database) {
-  auto store = store::Store::Open({.uri = kMongo, .database = database});
-  EXPECT_TRUE(store) << store.error().message();
-  if (!store) return nullptr;
-  EXPECT_TRUE((*store)->Clear());
-  return std::move(*store);
-}
-
-using Counts = std::vector<std::tuple<int, int64_t, int64_t, int64_t>>;
-
-Counts CountsOf(const std::vector<store::ProducerResult>& results) {
-  Counts counts;
-  for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
-  std::sort(counts.begin(), counts.end());
-  return counts;
-}
-
 // What the native batch engine says about `records`, in a database of its own.
-Counts NativeCounts(const std::vector<InferenceRecord>& records) {
+ResultCounts NativeCounts(const std::vector<InferenceRecord>& records) {
   const std::string database = UniqueDatabase("spark_native");
-  auto store = OpenClean(database);
+  auto store = OpenCleared(kMongo, database);
   EXPECT_TRUE(store->Upsert(records));
   auto report = RunBatch({.store = {.uri = kMongo, .database = database}, .out_dir = ""});
   EXPECT_TRUE(report) << report.error().message();
-  return report ? CountsOf(report->results) : Counts{};
+  return report ? CountsOf(report->results) : ResultCounts{};
 }
 
 std::string ReadFile(const std::string& path) {
@@ -86,7 +74,7 @@ std::string ReadFile(const std::string& path) {
 
 TEST(SparkIntegrationTest, BatchOnSparkEqualsTheNativeEngine) {
   const std::string database = UniqueDatabase("spark_batch");
-  auto store = OpenClean(database);
+  auto store = OpenCleared(kMongo, database);
   ASSERT_TRUE(store);
   const auto records = Records(0, 3000);
   ASSERT_OK(store->Upsert(records));
@@ -197,15 +185,6 @@ TEST(SparkIntegrationTest, CancelInterruptsTheJobOnTheServer) {
   EXPECT_EQ(after->rows.size(), 10u);
 }
 
-void Send(const std::string& topic, const std::vector<InferenceRecord>& records) {
-  auto producer = kafka::Producer::Create({});
-  ASSERT_OK(producer);
-  for (const InferenceRecord& r : records) {
-    ASSERT_OK((*producer)->Send(topic, {std::to_string(r.producer_id), EncodeInferenceRecord(r), {}}));
-  }
-  ASSERT_OK((*producer)->Flush());
-}
-
 // The number after `metric ` in a /metrics text, or -1.
 double MetricValue(const std::string& text, const std::string& metric) {
   const size_t at = text.find("\n" + metric + " ");
@@ -250,10 +229,10 @@ TEST(SparkIntegrationTest, StreamCountsEqualTheNativeEngineAcrossARestartFromThe
   const std::string topic = UniqueTopic("spark-inferences");
   const std::string database = UniqueDatabase("spark_stream");
   ASSERT_OK(kafka::EnsureTopics({}, {{topic, 4}}));
-  auto store = OpenClean(database);
+  auto store = OpenCleared(kMongo, database);
   ASSERT_TRUE(store);
   const auto first = Records(0, 2000);
-  Send(topic, first);
+  SendRecords(topic, first);
   {
     // Values that are no inference record are skipped, not counted.
     auto producer = kafka::Producer::Create({});
@@ -281,7 +260,7 @@ TEST(SparkIntegrationTest, StreamCountsEqualTheNativeEngineAcrossARestartFromThe
 
   // Stopped, more arrives; the restart reads only what is new, so nothing counts twice.
   const auto second = Records(2000, 3000);
-  Send(topic, second);
+  SendRecords(topic, second);
   const SparkStreamStats run2 = StreamUntil(options, *store, 3000);
   EXPECT_EQ(run2.query_id, run1.query_id) << "the same query, resumed from its checkpoint";
   EXPECT_EQ(run2.input_rows, 1000);
