@@ -10,6 +10,7 @@
 
 #include "core/inference_record.h"
 #include "kafka/external_offset_consumer.h"
+#include "store/retry.h"
 
 namespace iotinfer::analytics {
 namespace {
@@ -87,28 +88,24 @@ class Stream {
   const StreamStats& stats() const { return stats_; }
 
  private:
-  // Retries `write` while the store is unavailable (and no stop is asked for), backing off.
+  // Retries `write` while the store is down, backing off, until a stop is asked for.
   template <typename Write>
   auto Retrying(std::string_view what, Write write) -> decltype(write()) {
-    auto backoff = options_.retry_initial;
-    for (;;) {
-      auto result = write();
-      if (result || result.error().code() != Error::Code::kUnavailable || stop_) {
-        if (result && !stats_.store_available) {
-          stats_.store_available = true;
+    auto result = store::WriteWithRetries(
+        write, {.initial = options_.retry_initial, .max = options_.retry_max}, stop_,
+        [&](const Error& error, std::chrono::milliseconds wait) {
+          stats_.store_retries++;
+          stats_.store_available = false;
           Report();
-        }
-        return result;
-      }
-      stats_.store_retries++;
-      stats_.store_available = false;
+          std::fprintf(stderr, "stream: store unavailable while %.*s, retrying in %lld ms: %s\n",
+                       static_cast<int>(what.size()), what.data(), static_cast<long long>(wait.count()),
+                       error.message().c_str());
+        });
+    if (result && !stats_.store_available) {
+      stats_.store_available = true;
       Report();
-      std::fprintf(stderr, "stream: store unavailable while %.*s, retrying in %lld ms: %s\n",
-                   static_cast<int>(what.size()), what.data(), static_cast<long long>(backoff.count()),
-                   result.error().message().c_str());
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, options_.retry_max);
     }
+    return result;
   }
 
   Result<std::map<PartitionId, int64_t>> OnAssign(std::span<const PartitionId> ids) {

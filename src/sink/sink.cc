@@ -10,25 +10,12 @@
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
+#include "store/retry.h"
 
 namespace iotinfer::sink {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Sleeps `duration` in short steps; false when `stop` became true meanwhile.
-bool SleepUnlessStopped(std::chrono::milliseconds duration, const std::atomic<bool>& stop) {
-  const auto until = Clock::now() + duration;
-  while (Clock::now() < until) {
-    if (stop.load()) return false;
-    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
-  }
-  return !stop.load();
-}
-
-bool Retriable(const Error& error) {
-  return error.code() == Error::Code::kUnavailable || error.code() == Error::Code::kIo;
-}
 
 // The store and what the writes of one run have in common.
 class Writer {
@@ -40,34 +27,33 @@ class Writer {
   // Upserts `records`, waiting out store outages with backoff. Unavailable when a stop was
   // requested before the store came back; other errors are the store's, not retried.
   Result<store::UpsertStats> Write(std::span<const InferenceRecord> records) {
-    auto delay = options_.retry_initial;
     std::optional<Clock::time_point> outage_since;
-    for (;;) {
-      const auto started = Clock::now();
-      Result<store::UpsertStats> written = store_.Upsert(records);
-      if (written) {
-        stats_.last_write_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
-        stats_.store_available = true;
-        if (outage_since) {
-          std::fprintf(stderr, "sink: store is back after %.1f s; wrote the %zu held records\n",
-                       std::chrono::duration<double>(Clock::now() - *outage_since).count(), records.size());
-        }
-        return written;
+    Clock::time_point started;
+    Result<store::UpsertStats> written = store::WriteWithRetries(
+        [&] {
+          started = Clock::now();
+          return store_.Upsert(records);
+        },
+        {.initial = options_.retry_initial, .max = options_.retry_max}, stop_,
+        [&](const Error& error, std::chrono::milliseconds wait) {
+          if (!outage_since) {
+            outage_since = Clock::now();
+            stats_.store_available = false;
+            on_outage_(stats_);
+          }
+          stats_.store_retries++;
+          std::fprintf(stderr, "sink: store unavailable (%s); holding %zu records, not consuming; retry in %.1f s\n",
+                       error.message().c_str(), records.size(), std::chrono::duration<double>(wait).count());
+        });
+    if (written) {
+      stats_.last_write_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+      stats_.store_available = true;
+      if (outage_since) {
+        std::fprintf(stderr, "sink: store is back after %.1f s; wrote the %zu held records\n",
+                     std::chrono::duration<double>(Clock::now() - *outage_since).count(), records.size());
       }
-      if (!Retriable(written.error())) return written;
-      if (!outage_since) {
-        outage_since = Clock::now();
-        stats_.store_available = false;
-        on_outage_(stats_);
-      }
-      stats_.store_retries++;
-      std::fprintf(stderr, "sink: store unavailable (%s); holding %zu records, not consuming; retry in %.1f s\n",
-                   written.error().message().c_str(), records.size(), std::chrono::duration<double>(delay).count());
-      if (!SleepUnlessStopped(delay, stop_)) {
-        return std::unexpected(Error::Unavailable("stopped while the store was unavailable"));
-      }
-      delay = std::min(delay * 2, options_.retry_max);
     }
+    return written;
   }
 
  private:

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
+#include "store/retry.h"
 #include "store/store_suite.h"
 #include "test_util.h"
 
@@ -27,6 +31,52 @@ std::unique_ptr<Store> OpenFreshSqlite() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, StoreSuite, ::testing::Values(StoreFactory{"sqlite", OpenFreshSqlite}));
+
+using std::chrono::milliseconds;
+
+TEST(WriteWithRetriesTest, WaitsOutAnOutageWithDoublingWaitsUpToTheLongest) {
+  std::atomic<bool> stop{false};
+  int calls = 0;
+  std::vector<milliseconds> waits;
+  Result<int> result = WriteWithRetries(
+      [&]() -> Result<int> {
+        if (++calls <= 4) {
+          return std::unexpected(calls % 2 ? Error::Unavailable("store down") : Error::Io("database is locked"));
+        }
+        return 7;
+      },
+      {.initial = milliseconds(1), .max = milliseconds(4)}, stop,
+      [&](const Error&, milliseconds wait) { waits.push_back(wait); });
+  ASSERT_OK(result);
+  EXPECT_EQ(*result, 7);
+  EXPECT_EQ(waits, (std::vector<milliseconds>{milliseconds(1), milliseconds(2), milliseconds(4), milliseconds(4)}));
+}
+
+TEST(WriteWithRetriesTest, OtherErrorsAreReturnedAtOnce) {
+  std::atomic<bool> stop{false};
+  int retries = 0;
+  Status result = WriteWithRetries([]() -> Status { return std::unexpected(Error::InvalidInput("bad document")); }, {},
+                                   stop, [&](const Error&, milliseconds) { ++retries; });
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code(), Error::Code::kInvalidInput);
+  EXPECT_EQ(retries, 0);
+}
+
+TEST(WriteWithRetriesTest, AStopDuringTheWaitEndsItWithUnavailable) {
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(milliseconds(100));
+    stop = true;
+  });
+  const auto started = std::chrono::steady_clock::now();
+  Status result = WriteWithRetries([]() -> Status { return std::unexpected(Error::Unavailable("store down")); },
+                                   {.initial = milliseconds(60000), .max = milliseconds(60000)}, stop,
+                                   [](const Error&, milliseconds) {});
+  stopper.join();
+  ASSERT_FALSE(result);
+  EXPECT_EQ(result.error().code(), Error::Code::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30)) << "the wait ignored the stop";
+}
 
 TEST(SqliteStoreTest, DataOutlivesTheConnectionAndUsesWal) {
   const fs::path path = TempDir() / "reopen.db";
