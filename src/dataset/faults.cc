@@ -9,6 +9,8 @@
 #include <opencv2/imgproc.hpp>
 #include <random>
 
+#include "core/text.h"
+
 namespace iotinfer::dataset {
 namespace {
 
@@ -29,11 +31,8 @@ constexpr KindInfo kKinds[] = {
 constexpr std::pair<std::string_view, std::string_view> kAliases[] = {
     {"rotation", "rotate"}, {"occlusion", "occlude"}, {"dead-pixels", "dead"}, {"deadpixels", "dead"}};
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
-}
+// Fault specs are one line: only spaces surround their parts.
+std::string_view Trim(std::string_view s) { return iotinfer::Trim(s, " "); }
 
 template <typename Number>
 bool ParseNumber(std::string_view text, Number& out) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "core/text.h"
 #include "kafka/kafka_internal.h"
 
 namespace iotinfer::kafka {
@@ -211,11 +212,8 @@ Status KafkaConfig::AddProperty(std::string_view key_equals_value) {
 Status KafkaConfig::AddPropertiesFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return std::unexpected(Error::NotFound(fmt::format("--kafka-config {}: cannot be read", path)));
-  auto trim = [](std::string_view s) {
-    const size_t first = s.find_first_not_of(" \t\r");
-    if (first == std::string_view::npos) return std::string_view{};
-    return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
-  };
+  // Files written on Windows keep their '\r' before the newline.
+  auto trim = [](std::string_view s) { return Trim(s, " \t\r"); };
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     std::string_view text = trim(line);
