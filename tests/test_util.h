@@ -30,6 +30,12 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// The value of an unlabelled `metric` in a Prometheus /metrics text, or -1 when it is absent.
+inline double MetricValue(const std::string& text, const std::string& metric) {
+  const size_t at = text.find("\n" + metric + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + metric.size() + 2));
+}
+
 /// A loopback port nothing listens on now, for a service's HTTP endpoints.
 inline int FreePort() {
   const int sock = socket(AF_INET, SOCK_STREAM, 0);

@@ -48,8 +48,7 @@ bool Ready(int port) {
 
 bool HasInferred(int port) {
   return WaitForEndpoint(port, "/metrics", [](const std::string& body) {
-    return body.find("\niotinfer_infer_inferred_total 0\n") == std::string::npos &&
-           body.find("\niotinfer_infer_inferred_total ") != std::string::npos;
+    return iotinfer::testing::MetricValue(body, "iotinfer_infer_inferred_total") > 0;
   });
 }
 

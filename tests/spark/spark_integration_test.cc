@@ -22,6 +22,7 @@ namespace iotinfer::analytics {
 namespace {
 
 using iotinfer::testing::CountsOf;
+using iotinfer::testing::MetricValue;
 using iotinfer::testing::OpenCleared;
 using iotinfer::testing::ResultCounts;
 using iotinfer::testing::SendRecords;
@@ -183,12 +184,6 @@ TEST(SparkIntegrationTest, CancelInterruptsTheJobOnTheServer) {
   auto after = session->Collect(spark::DataFrame::Range(0, 10));
   ASSERT_OK(after);
   EXPECT_EQ(after->rows.size(), 10u);
-}
-
-// The number after `metric ` in a /metrics text, or -1.
-double MetricValue(const std::string& text, const std::string& metric) {
-  const size_t at = text.find("\n" + metric + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + metric.size() + 2));
 }
 
 // Runs the Spark stream until `store` counts `expected` records (or a timeout), then stops it.
