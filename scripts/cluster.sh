@@ -101,7 +101,7 @@ cluster_up() {
 }
 
 # Waits until every component answers /healthz (dies with the log of one that exited), then
-# up to SERVICE_START_TIMEOUT for each to be ready: an infer replica is ready once it has
+# up to SERVICE_START_TIMEOUT until all are ready: an infer replica is ready once it has
 # partitions, which takes a group rebalance.
 cluster_wait_healthy() {
   local name port start=$SECONDS
@@ -115,10 +115,15 @@ cluster_wait_healthy() {
       sleep 0.2
     done
   done <"$CLUSTER_STATE/components"
+  # All ready at once: a replica that was ready loses its partitions for a moment when the next
+  # one joins the group, so checking each in turn could pass while one is unready again.
+  until cluster_all_ready || ((SECONDS - start >= SERVICE_START_TIMEOUT)); do sleep 0.2; done
+}
+
+cluster_all_ready() {
+  local name port
   while read -r name port; do
-    until [[ "$(http_status "$port" /readyz)" == 200 ]] || ((SECONDS - start >= SERVICE_START_TIMEOUT)); do
-      sleep 0.2
-    done
+    [[ "$(http_status "$port" /readyz)" == 200 ]] || return 1
   done <"$CLUSTER_STATE/components"
 }
 
