@@ -10,6 +10,7 @@
 
 #include "core/inference_record.h"
 #include "kafka/external_offset_consumer.h"
+#include "kafka/service_loop.h"
 #include "store/retry.h"
 
 namespace iotinfer::analytics {
@@ -53,7 +54,8 @@ class Stream {
     kafka::ExternalOffsetConsumerOptions consumer_options{.kafka = options_.kafka,
                                                           .group = options_.group,
                                                           .topics = {options_.topic},
-                                                          .max_batch = options_.max_batch};
+                                                          .max_batch = options_.max_batch,
+                                                          .log = kafka::StderrLog("stream")};
     ASSIGN_OR_RETURN(consumer_, kafka::ExternalOffsetConsumer::Create(
                                     consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
                                     [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));

@@ -29,7 +29,7 @@ struct ExternalOffsetConsumer::Impl {
     const std::vector<PartitionId> ids = Ids(partitions);
     if (err != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (impl->on_revoke) impl->on_revoke(ids);
-      ApplyRebalance(rk, err, partitions, impl->assigned);
+      ApplyRebalance(rk, err, partitions, impl->assigned, impl->options.log);
       return;
     }
     Result<std::map<PartitionId, int64_t>> starts = impl->start_offsets(ids);
@@ -38,7 +38,7 @@ struct ExternalOffsetConsumer::Impl {
       // not at all; the member keeps none and Poll reports why.
       impl->failed = starts.error();
       rd_kafka_topic_partition_list_t* none = rd_kafka_topic_partition_list_new(0);
-      ApplyRebalance(rk, err, none, impl->assigned);
+      ApplyRebalance(rk, err, none, impl->assigned, impl->options.log);
       rd_kafka_topic_partition_list_destroy(none);
       return;
     }
@@ -46,7 +46,7 @@ struct ExternalOffsetConsumer::Impl {
       auto it = starts->find(ids[static_cast<size_t>(i)]);
       partitions->elems[i].offset = it == starts->end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
     }
-    ApplyRebalance(rk, err, partitions, impl->assigned);
+    ApplyRebalance(rk, err, partitions, impl->assigned, impl->options.log);
   }
 };
 
@@ -98,15 +98,9 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
 }
 
 Status ExternalOffsetConsumer::Seek(const PartitionId& partition, int64_t offset) {
-  PartitionList list(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)->offset = offset;
-  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(impl_->consumer.get(), list.get(), 10000)) {
-    std::string what = rd_kafka_error_string(e);
-    rd_kafka_error_destroy(e);
-    return std::unexpected(Error::Unavailable(fmt::format("seeking {} [{}]: {}", partition.topic, partition.partition, what)));
-  }
-  if (list->elems[0].err) {
-    return std::unexpected(FromKafka(list->elems[0].err, fmt::format("seeking {} [{}]", partition.topic, partition.partition)));
+  if (const rd_kafka_resp_err_t err =
+          SeekAndWait(impl_->consumer.get(), partition.topic, partition.partition, offset)) {
+    return std::unexpected(FromKafka(err, fmt::format("seeking {} [{}]", partition.topic, partition.partition)));
   }
   return Ok();
 }

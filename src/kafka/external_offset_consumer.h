@@ -34,6 +34,8 @@ struct ExternalOffsetConsumerOptions {
   std::vector<std::string> topics;
   int max_batch = 10000;
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
+  // Optional: one line per rebalance ("assigned 3 partition(s): inferences[0] ..."), for the log.
+  std::function<void(const std::string&)> log;
 };
 
 /// A consumer group member (read_committed) whose positions live with its caller's state,

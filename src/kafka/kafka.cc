@@ -117,7 +117,7 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
 }
 
 void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
-                    std::set<TopicPartition>& assigned) {
+                    std::set<TopicPartition>& assigned, const std::function<void(const std::string&)>& log) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   const bool assigning = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
   for (int i = 0; i < partitions->cnt; ++i) {
@@ -135,6 +135,21 @@ void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_part
   } else {
     rd_kafka_assign(rk, assigning ? partitions : nullptr);
   }
+  if (log) {
+    std::string line = fmt::format("{} {} partition(s):", assigning ? "assigned" : "revoked", partitions->cnt);
+    for (int i = 0; i < partitions->cnt; ++i) {
+      line += fmt::format(" {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
+    }
+    log(line);
+  }
+}
+
+rd_kafka_resp_err_t SeekAndWait(rd_kafka_t* consumer, const std::string& topic, int32_t partition, int64_t offset) {
+  rd_kafka_topic_t* handle = rd_kafka_topic_new(consumer, topic.c_str(), nullptr);
+  if (!handle) return rd_kafka_last_error();
+  const rd_kafka_resp_err_t err = rd_kafka_seek(handle, partition, offset, 10000);
+  rd_kafka_topic_destroy(handle);
+  return err;
 }
 
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,

@@ -3,6 +3,7 @@
 // Shared by the kafka module's sources; not part of its public interface.
 #include <librdkafka/rdkafka.h>
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -53,9 +54,15 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
 using TopicPartition = std::pair<std::string, int32_t>;
 
 /// Applies a rebalance event to `rk` and to `assigned` (the member's partitions), eagerly or
-/// incrementally as the group's protocol is. `partitions` may carry start offsets.
+/// incrementally as the group's protocol is. `partitions` may carry start offsets. `log`, when
+/// set, gets one line saying what changed ("assigned 3 partition(s): images[0] ...").
 void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
-                    std::set<TopicPartition>& assigned);
+                    std::set<TopicPartition>& assigned, const std::function<void(const std::string&)>& log = {});
+
+/// Moves an assigned partition's fetch position to `offset` and waits (up to 10 s) until the
+/// fetcher has taken it, so no message from the old position follows. Uses rd_kafka_seek:
+/// librdkafka 2.0's rd_kafka_seek_partitions waits a thousandth of its timeout (fixed in 2.1).
+rd_kafka_resp_err_t SeekAndWait(rd_kafka_t* consumer, const std::string& topic, int32_t partition, int64_t offset);
 
 using RebalanceCallback = void (*)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*);
 

@@ -60,14 +60,7 @@ struct TransactionalPipe::Impl {
       }
       std::erase_if(*impl->filling, [&](const InputMessage& in) { return revoked.contains({in.topic, in.partition}); });
     }
-    ApplyRebalance(rk, err, partitions, impl->assigned);
-    if (impl->options.log) {
-      std::string line = fmt::format("{} {} partition(s):", assigning ? "assigned" : "revoked", partitions->cnt);
-      for (int i = 0; i < partitions->cnt; ++i) {
-        line += fmt::format(" {}[{}]", partitions->elems[i].topic, partitions->elems[i].partition);
-      }
-      impl->options.log(line);
-    }
+    ApplyRebalance(rk, err, partitions, impl->assigned, impl->options.log);
   }
 
   // Back to where `batch` began in each of its partitions: those offsets follow the last
@@ -80,12 +73,7 @@ struct TransactionalPipe::Impl {
     }
     for (const auto& [tp, offset] : first) {
       if (!assigned.contains(tp)) continue;  // its new owner starts at the committed offset
-      // rd_kafka_seek waits for the fetcher to take the new position; librdkafka 2.0's
-      // rd_kafka_seek_partitions waits a thousandth of the timeout it is given (fixed in 2.1).
-      rd_kafka_topic_t* topic = rd_kafka_topic_new(consumer.get(), tp.first.c_str(), nullptr);
-      const rd_kafka_resp_err_t err = rd_kafka_seek(topic, tp.second, offset, 10000);
-      rd_kafka_topic_destroy(topic);
-      if (err) {
+      if (const rd_kafka_resp_err_t err = SeekAndWait(consumer.get(), tp.first, tp.second, offset)) {
         return std::unexpected(Error::FailedPrecondition(
             fmt::format("rewinding {}[{}] to {} after an aborted transaction: {}; stopping, so that a restart "
                         "resumes from the committed offsets",
