@@ -122,7 +122,6 @@ class Stream {
         starts[id] = s.next_offset;
       }
     }
-    results_due_ = true;  // a crash may have come between a save and the results write
     return starts;
   }
 
@@ -182,7 +181,8 @@ class Stream {
     return state;
   }
 
-  // Saves each changed partition, then rewrites the results from every saved state.
+  // Saves each changed partition, then rewrites the results from every saved state when they
+  // changed since this instance last wrote them, whoever changed them.
   Status Update() {
     const auto start = Clock::now();
     std::map<PartitionId, int64_t> saved;
@@ -198,11 +198,10 @@ class Stream {
       p.dirty = false;
       saved[id] = p.next_offset;
     }
-    if (saved.empty() && !results_due_) return Ok();
-    Status results = Retrying("writing results", [&] { return WriteResults(); });
-    if (!results) return stop_ ? Ok() : results;
-    results_due_ = false;
+    Result<bool> rewritten = Retrying("writing results", [&] { return WriteResults(); });
+    if (!rewritten) return stop_ ? Ok() : Status(std::unexpected(rewritten.error()));
     consumer_->CommitForMonitoring(saved);
+    if (!*rewritten) return Ok();
     stats_.updates++;
     stats_.last_update_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     Report();
@@ -219,15 +218,25 @@ class Stream {
       owned_[id] = FromState(s);
       std::fprintf(stderr, "stream: %s [%d] was counted further elsewhere; continuing from offset %lld\n",
                    id.topic.c_str(), id.partition, static_cast<long long>(s.next_offset));
+      Report();
       return consumer_->Seek(id, s.next_offset);
     }
     return Ok();
   }
 
-  Status WriteResults() {
+  // Instances write the results from their own reads of the states, so a slower instance's
+  // write may land after a newer one. Each instance therefore rewrites until what it last
+  // wrote is the latest: the last writer of a stale result sees that and corrects it. False
+  // when nothing needed writing.
+  Result<bool> WriteResults() {
     ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
     // Nothing counted yet by this group: the results another writer (batch) left stay.
-    if (states.empty()) return Ok();
+    if (states.empty()) return false;
+    // Saved offsets only grow, and the counts are a function of them: the offsets identify
+    // the states.
+    std::map<PartitionId, int64_t> version;
+    for (const store::StreamState& s : states) version[{s.topic, s.partition}] = s.next_offset;
+    if (version == written_version_) return false;
     std::map<int, ProducerCounts> totals;
     std::map<WindowKey, ProducerCounts> windows;
     std::optional<int64_t> window_floor;
@@ -267,7 +276,8 @@ class Stream {
       }
       written_windows_.erase(written_windows_.begin(), written_windows_.lower_bound({*window_floor, 0}));
     }
-    return Ok();
+    written_version_ = std::move(version);
+    return true;
   }
 
   void Report() {
@@ -282,7 +292,7 @@ class Stream {
   std::unique_ptr<kafka::ExternalOffsetConsumer> consumer_;
   std::map<PartitionId, PartitionCounts> owned_;
   std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
-  bool results_due_ = false;
+  std::map<PartitionId, int64_t> written_version_;       // the states it last wrote them from
   StreamStats stats_;
 };
 

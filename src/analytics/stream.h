@@ -60,7 +60,9 @@ std::string FormatStats(const StreamStats& stats);
 /// records flow, each changed partition's state (offset and counts together) is saved in one
 /// single-document write, then `incorrect_inference_results` is rewritten as the sum over
 /// every partition's saved state (and `incorrect_inference_windows` for the windows that
-/// changed). An assigned partition resumes from its saved state, so after a crash at any
+/// changed); an instance also rewrites them when other instances' saves changed the states
+/// since it last wrote, so the results end up current whichever write lands last. An
+/// assigned partition resumes from its saved state, so after a crash at any
 /// point the counts end exact: records after the saved offset are counted once more, records
 /// before it never. `on_progress` (optional) sees the counters after every update and when
 /// the assigned partitions change, and while the store is found unavailable. With `endpoints`,

@@ -274,19 +274,29 @@ class MongoStore final : public Store {
   // little.
   Status ReplaceAll(mongoc_collection_t* collection, std::span<const Replacement> replacements, std::string_view what) {
     constexpr size_t kStatementsPerCommand = 16;
+    // Two writers upserting the same new key (two stream instances writing a producer's first
+    // result) both find nothing and both insert; the unique index refuses the second. The
+    // document exists now, so the same replacements succeed when sent again: what MongoDB
+    // 4.2+ does on its own for such upserts, and FerretDB does not.
+    constexpr int kAttempts = 3;
     Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
     Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
     for (size_t begin = 0; begin < replacements.size(); begin += kStatementsPerCommand) {
-      Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection, unordered.get()));
-      for (size_t i = begin; i < std::min(replacements.size(), begin + kStatementsPerCommand); ++i) {
-        mongoc_bulk_operation_replace_one_with_opts(bulk.get(), replacements[i].selector.get(),
-                                                    replacements[i].document, upsert.get(), nullptr);
+      for (int attempt = 1;; ++attempt) {
+        Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection, unordered.get()));
+        for (size_t i = begin; i < std::min(replacements.size(), begin + kStatementsPerCommand); ++i) {
+          mongoc_bulk_operation_replace_one_with_opts(bulk.get(), replacements[i].selector.get(),
+                                                      replacements[i].document, upsert.get(), nullptr);
+        }
+        bson_t reply;
+        bson_error_t error;
+        const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
+        bson_destroy(&reply);
+        if (ok) break;
+        if (error.code != kDuplicateKey || attempt == kAttempts) {
+          return std::unexpected(FromBson(error, Context(what)));
+        }
       }
-      bson_t reply;
-      bson_error_t error;
-      const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
-      bson_destroy(&reply);
-      if (!ok) return std::unexpected(FromBson(error, Context(what)));
     }
     return Ok();
   }

@@ -86,6 +86,24 @@ std::vector<store::ProducerResult> WaitForTotal(store::Store& store, int64_t exp
   return results;
 }
 
+// A stream instance and a thread that stops it; `on_progress` sees every report.
+class BackgroundStream {
+ public:
+  BackgroundStream(const StreamOptions& options, std::function<void(const StreamStats&)> on_progress = {})
+      : thread_([this, options, on_progress] { stats_ = RunStream(options, stop_, on_progress); }) {}
+  ~BackgroundStream() { Stop(); }
+  const Result<StreamStats>& Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return stats_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  Result<StreamStats> stats_ = std::unexpected(Error::Internal("did not run"));
+  std::thread thread_;
+};
+
 TEST(StreamIntegrationTest, LiveCountsEqualTheBatchResultAndInvalidRecordsAreSkipped) {
   Names names;
   ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
@@ -221,44 +239,125 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   options.max_batch = 100;
   // The counters line of each instance every 2 s: ctest shows it when the test fails.
   options.log_every = milliseconds(2000);
-  struct Instance {
-    std::atomic<bool> stop{false};
+  struct Progress {
     std::atomic<int> max_partitions{0};
     std::atomic<int64_t> consumed{0};
-    Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
-    std::thread thread;
+    std::function<void(const StreamStats&)> Watch() {
+      return [this](const StreamStats& s) {
+        max_partitions = std::max(max_partitions.load(), s.partitions);
+        consumed = s.consumed;
+      };
+    }
   };
-  auto start = [&](Instance& instance) {
-    instance.thread = std::thread([&] {
-      instance.stats = RunStream(options, instance.stop, [&](const StreamStats& s) {
-        instance.max_partitions = std::max(instance.max_partitions.load(), s.partitions);
-        instance.consumed = s.consumed;
-      });
-    });
-  };
-  Instance a, b;
+  Progress a, b;
   SendRecords(names.topic, records, 0, 2000);
-  start(a);
+  BackgroundStream stream_a(options, a.Watch());
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
   while (a.consumed == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
   // B joins while A is counting: the group rebalances under load. The second half is sent once
   // B holds partitions; else A, quick on an idle machine, may count everything before B joins.
-  start(b);
+  BackgroundStream stream_b(options, b.Watch());
   while (b.max_partitions == 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   SendRecords(names.topic, records, 2000, 4000);
   auto live = WaitForTotal(*store, 4000, seconds(90));
-  for (Instance* instance : {&a, &b}) {
-    instance->stop = true;
-    instance->thread.join();
-    ASSERT_OK(instance->stats);
-    EXPECT_GT(instance->max_partitions, 0) << "an instance never got a partition";
-  }
+  const Result<StreamStats>& stats_a = stream_a.Stop();
+  const Result<StreamStats>& stats_b = stream_b.Stop();
+  ASSERT_OK(stats_a);
+  ASSERT_OK(stats_b);
+  EXPECT_GT(a.max_partitions, 0) << "an instance never got a partition";
+  EXPECT_GT(b.max_partitions, 0) << "an instance never got a partition";
   EXPECT_EQ(Total(live), 4000);
   auto final_results = store->ReadResults();
   ASSERT_OK(final_results);
   EXPECT_EQ(CountsOf(*final_results), CountsOf(BatchResult(kMongo, names.database, records)));
+}
+
+// Instances of one group each rewrite the results from their own read of every partition's
+// saved state, so a slow instance's write can land after a newer one. Each instance rewrites
+// until it has written the latest states, so the results catch up also when the states
+// changed only on another instance's side, which this test plays: it saves the state of a
+// partition the running instance does not hold. Before, an idle instance never looked again
+// and the stale results stayed (TwoInstances... stalled once that way in CI).
+TEST(StreamIntegrationTest, ResultsCatchUpWithStatesSavedByAnotherInstance) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 2}}));
+  const iotinfer::testing::TempDir dir;
+  const std::string uri = "sqlite:" + dir.file("stream.db");
+  auto store = OpenCleared(uri, "");
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 200; ++i) records.push_back(Record(i));
+  SendRecords(names.topic, records);
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = uri};
+  options.update_interval = milliseconds(100);
+  options.log_every = milliseconds(0);
+  BackgroundStream stream(options);
+  EXPECT_EQ(Total(WaitForTotal(*store, 200, seconds(60))), 200);
+  const store::StreamState elsewhere{.group = names.group,
+                                     .topic = names.topic,
+                                     .partition = 7,
+                                     .next_offset = 50,
+                                     .counts = {{.producer_id = 42, .incorrect_count = 3, .total = 50}}};
+  auto saved = store->SaveStreamState(elsewhere);
+  ASSERT_OK(saved);
+  ASSERT_TRUE(*saved);
+  auto live = WaitForTotal(*store, 250, seconds(30));
+  EXPECT_EQ(Total(live), 250);
+  ASSERT_OK(stream.Stop());
+  EXPECT_THAT(CountsOf(live), ::testing::Contains(iotinfer::testing::ResultCounts::value_type{42, 3, 50, 0}));
+}
+
+// A save refused because another instance counted the partition further (it held it while
+// this one was cut off) makes this instance continue from that state: the other instance's
+// counts are kept and records before its offset are not counted again.
+TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 1}}));
+  const iotinfer::testing::TempDir dir;
+  const std::string uri = "sqlite:" + dir.file("stream.db");
+  auto store = OpenCleared(uri, "");
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 400; ++i) records.push_back(Record(i));
+  SendRecords(names.topic, records, 0, 100);
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = uri};
+  options.update_interval = milliseconds(100);
+  options.log_every = milliseconds(0);
+  std::atomic<int64_t> superseded{0};
+  BackgroundStream stream(options, [&](const StreamStats& s) { superseded = s.superseded; });
+  EXPECT_EQ(Total(WaitForTotal(*store, 100, seconds(60))), 100);
+  // The other instance's word: offsets 0-299 counted, as 300 records of producer 42. Every
+  // save of this instance is refused until it has read past offset 300.
+  const store::StreamState further{.group = names.group,
+                                   .topic = names.topic,
+                                   .partition = 0,
+                                   .next_offset = 300,
+                                   .counts = {{.producer_id = 42, .incorrect_count = 7, .total = 300}}};
+  auto saved = store->SaveStreamState(further);
+  ASSERT_OK(saved);
+  ASSERT_TRUE(*saved);
+  SendRecords(names.topic, records, 100, 200);
+  const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+  while (superseded == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_GT(superseded, 0) << "no save was refused";
+  SendRecords(names.topic, records, 200, 400);
+  auto live = WaitForTotal(*store, 400, seconds(60));
+  ASSERT_OK(stream.Stop());
+  std::map<int, store::ProducerCounts> expected{{42, further.counts[0]}};
+  for (size_t i = 300; i < 400; ++i) {
+    store::ProducerCounts& c = expected[records[i].producer_id];
+    c.producer_id = records[i].producer_id;
+    c.Add(records[i].image_prediction, records[i].actual_value);
+  }
+  iotinfer::testing::ResultCounts want;
+  for (const auto& [producer, c] : expected) want.emplace_back(producer, c.incorrect_count, c.total, c.unlabelled);
+  EXPECT_EQ(CountsOf(live), want);
 }
 
 TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <thread>
+#include <vector>
+
 #include "store/store.h"
 #include "store/store_suite.h"
 
@@ -44,6 +47,32 @@ TEST(MongoStoreTest, DescribeHidesThePassword) {
   Status ping = (*store)->Ping();
   ASSERT_FALSE(ping);
   EXPECT_EQ(ping.error().message().find("s3cret"), std::string::npos) << ping.error().message();
+}
+
+// Two stream instances write a producer's first result at the same moment: both upserts find
+// no document and insert, and the unique index on producer_id refuses one. FerretDB does not
+// retry that as MongoDB 4.2+ does, so the store must, or the instance stops with E11000.
+TEST(MongoStoreTest, ConcurrentWritersOfNewResultsBothSucceed) {
+  const std::string db = "store_test_" + std::to_string(getpid()) + "_concurrent";
+  auto a = Store::Open({.uri = kUri, .database = db});
+  auto b = Store::Open({.uri = kUri, .database = db});
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE((*a)->Clear());
+  ASSERT_TRUE((*a)->EnsureIndexes());
+  for (int round = 0; round < 30; ++round) {
+    ASSERT_TRUE((*a)->ReplaceResults({}));  // no results: each write below inserts them anew
+    std::vector<ProducerResult> results;
+    for (int producer = 0; producer < 8; ++producer) {
+      results.push_back({.producer_id = producer, .incorrect_count = round, .total = 100});
+    }
+    Status from_a = Ok(), from_b = Ok();
+    std::thread writer([&] { from_a = (*a)->ReplaceResults(results); });
+    from_b = (*b)->ReplaceResults(results);
+    writer.join();
+    ASSERT_TRUE(from_a) << "round " << round << ": " << from_a.error().message();
+    ASSERT_TRUE(from_b) << "round " << round << ": " << from_b.error().message();
+    EXPECT_EQ((*a)->ReadResults().value(), results) << "round " << round;
+  }
 }
 
 }  // namespace
