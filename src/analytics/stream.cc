@@ -126,13 +126,15 @@ class Stream {
   }
 
   void OnRevoke(std::span<const PartitionId> ids) {
+    std::vector<store::StreamState> states;
     for (const PartitionId& id : ids) {
       auto it = owned_.find(id);
       if (it == owned_.end()) continue;
-      // Best effort: the new owner counts again from the last saved state if this fails.
-      if (it->second.dirty) (void)store_->SaveStreamState(ToState(id, it->second));
+      if (it->second.dirty) states.push_back(ToState(id, it->second));
       owned_.erase(it);
     }
+    // Best effort: the new owner counts again from the last saved state if this fails.
+    if (!states.empty()) (void)store_->SaveStreamStates(states);
   }
 
   void Count(const kafka::InputMessage& in) {
@@ -185,18 +187,26 @@ class Stream {
   // changed since this instance last wrote them, whoever changed them.
   Status Update() {
     const auto start = Clock::now();
-    std::map<PartitionId, int64_t> saved;
-    for (auto& [id, p] : owned_) {
+    std::vector<PartitionId> changed;
+    std::vector<store::StreamState> states;
+    for (const auto& [id, p] : owned_) {
       if (!p.dirty) continue;
-      const store::StreamState state = ToState(id, p);
-      Result<bool> written = Retrying("saving stream_state", [&] { return store_->SaveStreamState(state); });
+      changed.push_back(id);
+      states.push_back(ToState(id, p));
+    }
+    std::map<PartitionId, int64_t> saved;
+    if (!states.empty()) {
+      Result<std::vector<bool>> written =
+          Retrying("saving stream_state", [&] { return store_->SaveStreamStates(states); });
       if (!written) return stop_ ? Ok() : Status(std::unexpected(written.error()));
-      if (!*written) {
-        TRY(Resync(id));
-        continue;
+      for (size_t i = 0; i < changed.size(); ++i) {
+        if (!(*written)[i]) {
+          TRY(Resync(changed[i]));
+          continue;
+        }
+        owned_[changed[i]].dirty = false;
+        saved[changed[i]] = states[i].next_offset;
       }
-      p.dirty = false;
-      saved[id] = p.next_offset;
     }
     Result<bool> rewritten = Retrying("writing results", [&] { return WriteResults(); });
     if (!rewritten) return stop_ ? Ok() : Status(std::unexpected(rewritten.error()));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "kafka/kafka_internal.h"
@@ -89,7 +90,9 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
       if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
       continue;  // end of partition or transient: librdkafka retries on its own
     }
-    if (batch.empty()) deadline = std::chrono::steady_clock::now() + impl.options.max_wait;
+    // The batch may wait for more only within `idle`: the caller's next deadline (the
+    // stream's update) must not slip.
+    if (batch.empty()) deadline = std::min(deadline, std::chrono::steady_clock::now() + impl.options.max_wait);
     // A rebalance inside this poll may have taken the partition away since it was fetched.
     if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) batch.push_back(Convert(m));
     rd_kafka_message_destroy(m);

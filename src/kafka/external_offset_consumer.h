@@ -51,9 +51,10 @@ class ExternalOffsetConsumer {
   ExternalOffsetConsumer(const ExternalOffsetConsumer&) = delete;
   ExternalOffsetConsumer& operator=(const ExternalOffsetConsumer&) = delete;
 
-  /// Up to max_batch messages of currently assigned partitions, waiting at most `idle` for
-  /// the first. An error when `start_offsets` failed (the partitions were not taken: the
-  /// caller should stop, as it cannot know where to start) or the consumer failed fatally.
+  /// Up to max_batch messages of currently assigned partitions, returned within `idle`: the
+  /// first awaited for at most that long, then more for at most max_wait. An error when
+  /// `start_offsets` failed (the partitions were not taken: the caller should stop, as it
+  /// cannot know where to start) or the consumer failed fatally.
   Result<std::vector<InputMessage>> Poll(std::chrono::milliseconds idle = std::chrono::milliseconds(200));
 
   /// Moves an assigned partition's position, e.g. back to a state saved by another member.

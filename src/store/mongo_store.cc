@@ -432,11 +432,66 @@ class MongoStore final : public Store {
     return results;
   }
 
-  // A replace whose filter also requires next_offset <= ours: when the stored state is
-  // further on, the filter matches nothing and the upsert's insert of the same _id is
-  // refused as a duplicate key, so the newer state stays. One document, one write.
-  Result<bool> SaveStreamState(const StreamState& state) override {
-    const std::string key = fmt::format("{}/{}/{}", state.group, state.topic, state.partition);
+  // First, one command replacing each state whose stored one is not further on (no upsert):
+  // the common case, a save of partitions saved before, in one round trip. If it matched
+  // fewer, some partition is new or was counted further elsewhere, and the states are saved
+  // one by one, which tells which. (A conditional upsert per state in one command would
+  // tell that at once on MongoDB, but FerretDB 1.24 stops such a command at its first
+  // refused statement and reports that at index 0.)
+  Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) override {
+    constexpr size_t kStatementsPerCommand = 16;  // see ReplaceAll
+    std::vector<bool> saved(states.size(), true);
+    Collection collection = Get(kStreamState);
+    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
+    for (size_t begin = 0; begin < states.size(); begin += kStatementsPerCommand) {
+      const size_t end = std::min(states.size(), begin + kStatementsPerCommand);
+      Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection.get(), unordered.get()));
+      for (size_t i = begin; i < end; ++i) {
+        const std::string key = StreamStateKey(states[i]);
+        mongoc_bulk_operation_replace_one_with_opts(bulk.get(), StreamStateSelector(key, states[i]).get(),
+                                                    StreamStateDocument(key, states[i]).get(), nullptr, nullptr);
+      }
+      bson_t reply;
+      bson_error_t error;
+      const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
+      bson_iter_t matched;
+      const int64_t n = bson_iter_init_find(&matched, &reply, "nMatched") ? bson_iter_as_int64(&matched) : -1;
+      bson_destroy(&reply);
+      if (!ok) return std::unexpected(FromBson(error, Context("saving stream_state")));
+      if (n == static_cast<int64_t>(end - begin)) continue;
+      for (size_t i = begin; i < end; ++i) {
+        ASSIGN_OR_RETURN(saved[i], SaveStreamStateAlone(states[i]));
+      }
+    }
+    return saved;
+  }
+
+  // A replace whose filter also requires next_offset <= ours, with upsert: when the stored
+  // state is further on, the filter matches nothing and the upsert's insert of the same _id
+  // is refused as a duplicate key, so the newer state stays.
+  Result<bool> SaveStreamStateAlone(const StreamState& state) {
+    const std::string key = StreamStateKey(state);
+    Collection collection = Get(kStreamState);
+    Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+    bson_error_t error;
+    if (mongoc_collection_replace_one(collection.get(), StreamStateSelector(key, state).get(),
+                                      StreamStateDocument(key, state).get(), upsert.get(), nullptr, &error)) {
+      return true;
+    }
+    if (error.code == kDuplicateKey) return false;
+    return std::unexpected(FromBson(error, Context("saving stream_state " + key)));
+  }
+
+  static std::string StreamStateKey(const StreamState& state) {
+    return fmt::format("{}/{}/{}", state.group, state.topic, state.partition);
+  }
+
+  static Bson StreamStateSelector(const std::string& key, const StreamState& state) {
+    return Bson(
+        BCON_NEW("_id", BCON_UTF8(key.c_str()), "next_offset", "{", "$lte", BCON_INT64(state.next_offset), "}"));
+  }
+
+  static Bson StreamStateDocument(const std::string& key, const StreamState& state) {
     Bson doc(BCON_NEW("_id", BCON_UTF8(key.c_str()), "group", BCON_UTF8(state.group.c_str()), "topic",
                       BCON_UTF8(state.topic.c_str()), "partition", BCON_INT32(state.partition), "next_offset",
                       BCON_INT64(state.next_offset)));
@@ -457,17 +512,7 @@ class MongoStore final : public Store {
     }
     bson_append_array_end(doc.get(), &array);
     BSON_APPEND_DATE_TIME(doc.get(), "updated_at", ToMillis(state.updated_at_us));
-
-    Collection collection = Get(kStreamState);
-    Bson selector(
-        BCON_NEW("_id", BCON_UTF8(key.c_str()), "next_offset", "{", "$lte", BCON_INT64(state.next_offset), "}"));
-    Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
-    bson_error_t error;
-    if (mongoc_collection_replace_one(collection.get(), selector.get(), doc.get(), upsert.get(), nullptr, &error)) {
-      return true;
-    }
-    if (error.code == kDuplicateKey) return false;
-    return std::unexpected(FromBson(error, Context("saving stream_state " + key)));
+    return doc;
   }
 
   Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {

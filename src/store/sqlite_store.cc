@@ -289,29 +289,39 @@ class SqliteStore final : public Store {
     return results;
   }
 
-  Result<bool> SaveStreamState(const StreamState& state) override {
-    Json counts = Json::array(), windows = Json::array();
-    for (const ProducerCounts& c : state.counts) counts.push_back(CountsJson(c));
-    for (const WindowCounts& w : state.windows) {
-      Json entry = CountsJson(w.counts);
-      entry.insert(entry.begin(), ToMillis(w.start_us));
-      windows.push_back(std::move(entry));
-    }
-    const std::string counts_text = counts.dump(), windows_text = windows.dump();
-    ASSIGN_OR_RETURN(Statement save,
-                     Prepare("INSERT INTO stream_state (grp, topic, partition, next_offset, counts, windows, updated_at) "
-                             "VALUES (?,?,?,?,?,?,?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
-                             "next_offset=excluded.next_offset, counts=excluded.counts, windows=excluded.windows, "
-                             "updated_at=excluded.updated_at WHERE excluded.next_offset >= stream_state.next_offset"));
-    sqlite3_bind_text(save.get(), 1, state.group.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_text(save.get(), 2, state.topic.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_int(save.get(), 3, state.partition);
-    sqlite3_bind_int64(save.get(), 4, state.next_offset);
-    sqlite3_bind_text(save.get(), 5, counts_text.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_text(save.get(), 6, windows_text.c_str(), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(save.get(), 7, ToMillis(state.updated_at_us));
-    TRY(Run(save.get(), "saving stream_state"));
-    return sqlite3_changes(db_.get()) > 0;
+  Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) override {
+    std::vector<bool> saved;
+    Status written = InWriteTransaction([&]() -> Status {
+      ASSIGN_OR_RETURN(
+          Statement save,
+          Prepare("INSERT INTO stream_state (grp, topic, partition, next_offset, counts, windows, updated_at) "
+                  "VALUES (?,?,?,?,?,?,?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
+                  "next_offset=excluded.next_offset, counts=excluded.counts, windows=excluded.windows, "
+                  "updated_at=excluded.updated_at WHERE excluded.next_offset >= stream_state.next_offset"));
+      for (const StreamState& state : states) {
+        Json counts = Json::array(), windows = Json::array();
+        for (const ProducerCounts& c : state.counts) counts.push_back(CountsJson(c));
+        for (const WindowCounts& w : state.windows) {
+          Json entry = CountsJson(w.counts);
+          entry.insert(entry.begin(), ToMillis(w.start_us));
+          windows.push_back(std::move(entry));
+        }
+        const std::string counts_text = counts.dump(), windows_text = windows.dump();
+        sqlite3_reset(save.get());
+        sqlite3_bind_text(save.get(), 1, state.group.c_str(), -1, SQLITE_STATIC);
+        sqlite3_bind_text(save.get(), 2, state.topic.c_str(), -1, SQLITE_STATIC);
+        sqlite3_bind_int(save.get(), 3, state.partition);
+        sqlite3_bind_int64(save.get(), 4, state.next_offset);
+        sqlite3_bind_text(save.get(), 5, counts_text.c_str(), -1, SQLITE_STATIC);
+        sqlite3_bind_text(save.get(), 6, windows_text.c_str(), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(save.get(), 7, ToMillis(state.updated_at_us));
+        TRY(Run(save.get(), "saving stream_state"));
+        saved.push_back(sqlite3_changes(db_.get()) > 0);
+      }
+      return Ok();
+    });
+    if (!written) return std::unexpected(written.error());
+    return saved;
   }
 
   Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {

@@ -46,6 +46,11 @@ ProducerResult ToResult(const ProducerCounts& c, int64_t computed_at_us) {
           .computed_at_us = computed_at_us};
 }
 
+Result<bool> Store::SaveStreamState(const StreamState& state) {
+  ASSIGN_OR_RETURN(std::vector<bool> saved, SaveStreamStates({&state, 1}));
+  return saved.at(0);
+}
+
 std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, int64_t computed_at_us) {
   std::map<int, ProducerCounts> by_producer;
   for (const ConfusionCell& cell : cells) {

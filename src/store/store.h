@@ -161,7 +161,11 @@ class Store {
   /// a greater next_offset: then nothing is written and false returned, because another
   /// instance has counted further (this one lost the partition and is behind). One
   /// single-document write: FerretDB has no multi-document transactions.
-  virtual Result<bool> SaveStreamState(const StreamState& state) = 0;
+  Result<bool> SaveStreamState(const StreamState& state);
+
+  /// SaveStreamState for several partitions in one request, each state still its own
+  /// single-document write: whether each was saved, in the order of `states`.
+  virtual Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) = 0;
 
   /// Every saved partition state of `group`, sorted by (topic, partition).
   virtual Result<std::vector<StreamState>> LoadStreamState(const std::string& group) = 0;

@@ -246,6 +246,36 @@ TEST_P(StoreSuite, StreamStateNeverGoesBackToAnEarlierOffset) {
   EXPECT_EQ(store_->LoadStreamState("live").value(), std::vector<StreamState>{ahead});
 }
 
+// Saved together, the states are still judged one by one: one behind its stored state is
+// refused and reported, the others are saved. More than one command's worth of states.
+TEST_P(StoreSuite, StreamStatesSavedTogetherAreRefusedOneByOne) {
+  std::vector<StreamState> first;
+  for (int partition = 0; partition < 40; ++partition) {
+    first.push_back({.group = "live", .topic = "inferences", .partition = partition, .next_offset = 100});
+  }
+  auto saved = store_->SaveStreamStates(first);
+  ASSERT_TRUE(saved) << saved.error().message();
+  EXPECT_EQ(*saved, std::vector<bool>(40, true));
+  std::vector<StreamState> next = first;
+  std::vector<bool> expected(40, true);
+  for (int partition = 0; partition < 40; ++partition) {
+    const bool behind = partition % 17 == 3;  // 3, 20 and 37: in every command of 16
+    next[partition].next_offset = behind ? 50 : 200;
+    next[partition].counts = {{partition, 1, 2, 0}};
+    expected[partition] = !behind;
+  }
+  saved = store_->SaveStreamStates(next);
+  ASSERT_TRUE(saved) << saved.error().message();
+  EXPECT_EQ(*saved, expected);
+  std::vector<StreamState> stored = store_->LoadStreamState("live").value();
+  ASSERT_EQ(stored.size(), 40u);
+  for (StreamState& s : stored) {
+    const StreamState& want = expected[s.partition] ? next[s.partition] : first[s.partition];
+    s.updated_at_us = want.updated_at_us;
+    EXPECT_EQ(s, want) << "partition " << s.partition;
+  }
+}
+
 TEST_P(StoreSuite, WindowResultsUpsertByProducerAndStart) {
   const int64_t t0 = 1'700'000'000'000'000, t1 = t0 + 10'000'000;
   std::vector<WindowResult> first{{t0, t1, {2, 1, 4, 0, 0.25, t1}}, {t0, t1, {1, 0, 2, 0, 0.0, t1}}};
