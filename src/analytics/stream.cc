@@ -208,6 +208,10 @@ class Stream {
         saved[changed[i]] = states[i].next_offset;
       }
     }
+    // With nothing to save here, only other instances' saves can have changed the states:
+    // looking for that a few times a second is enough, however short the update interval.
+    if (states.empty() && start < next_idle_check_) return Ok();
+    next_idle_check_ = start + std::max<Clock::duration>(options_.update_interval, kIdleCheck);
     Result<bool> rewritten = Retrying("writing results", [&] { return WriteResults(); });
     if (!rewritten) return stop_ ? Ok() : Status(std::unexpected(rewritten.error()));
     consumer_->CommitForMonitoring(saved);
@@ -303,6 +307,8 @@ class Stream {
   std::map<PartitionId, PartitionCounts> owned_;
   std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
   std::map<PartitionId, int64_t> written_version_;       // the states it last wrote them from
+  static constexpr std::chrono::milliseconds kIdleCheck{250};
+  Clock::time_point next_idle_check_;
   StreamStats stats_;
 };
 
