@@ -274,6 +274,17 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   EXPECT_EQ(CountsOf(*final_results), CountsOf(BatchResult(kMongo, names.database, records)));
 }
 
+// Options for one instance of the `names` job on the store `uri`: 100 ms updates, no log.
+StreamOptions QuietOptions(const Names& names, const std::string& uri) {
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = uri};
+  options.update_interval = milliseconds(100);
+  options.log_every = milliseconds(0);
+  return options;
+}
+
 // Instances of one group each rewrite the results from their own read of every partition's
 // saved state, so a slow instance's write can land after a newer one. Each instance rewrites
 // until it has written the latest states, so the results catch up also when the states
@@ -289,12 +300,7 @@ TEST(StreamIntegrationTest, ResultsCatchUpWithStatesSavedByAnotherInstance) {
   std::vector<InferenceRecord> records;
   for (int i = 0; i < 200; ++i) records.push_back(Record(i));
   SendRecords(names.topic, records);
-  StreamOptions options;
-  options.topic = names.topic;
-  options.group = names.group;
-  options.store = {.uri = uri};
-  options.update_interval = milliseconds(100);
-  options.log_every = milliseconds(0);
+  const StreamOptions options = QuietOptions(names, uri);
   BackgroundStream stream(options);
   EXPECT_EQ(Total(WaitForTotal(*store, 200, seconds(60))), 200);
   const store::StreamState elsewhere{.group = names.group,
@@ -302,9 +308,7 @@ TEST(StreamIntegrationTest, ResultsCatchUpWithStatesSavedByAnotherInstance) {
                                      .partition = 7,
                                      .next_offset = 50,
                                      .counts = {{.producer_id = 42, .incorrect_count = 3, .total = 50}}};
-  auto saved = store->SaveStreamState(elsewhere);
-  ASSERT_OK(saved);
-  ASSERT_TRUE(*saved);
+  ASSERT_TRUE(store->SaveStreamState(elsewhere).value_or(false));
   auto live = WaitForTotal(*store, 250, seconds(30));
   EXPECT_EQ(Total(live), 250);
   ASSERT_OK(stream.Stop());
@@ -323,12 +327,7 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
   std::vector<InferenceRecord> records;
   for (int i = 0; i < 400; ++i) records.push_back(Record(i));
   SendRecords(names.topic, records, 0, 100);
-  StreamOptions options;
-  options.topic = names.topic;
-  options.group = names.group;
-  options.store = {.uri = uri};
-  options.update_interval = milliseconds(100);
-  options.log_every = milliseconds(0);
+  const StreamOptions options = QuietOptions(names, uri);
   std::atomic<int64_t> superseded{0};
   BackgroundStream stream(options, [&](const StreamStats& s) { superseded = s.superseded; });
   EXPECT_EQ(Total(WaitForTotal(*store, 100, seconds(60))), 100);
@@ -339,9 +338,7 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
                                    .partition = 0,
                                    .next_offset = 300,
                                    .counts = {{.producer_id = 42, .incorrect_count = 7, .total = 300}}};
-  auto saved = store->SaveStreamState(further);
-  ASSERT_OK(saved);
-  ASSERT_TRUE(*saved);
+  ASSERT_TRUE(store->SaveStreamState(further).value_or(false));
   SendRecords(names.topic, records, 100, 200);
   const auto deadline = std::chrono::steady_clock::now() + seconds(30);
   while (superseded == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
