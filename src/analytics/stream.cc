@@ -187,25 +187,23 @@ class Stream {
   // changed since this instance last wrote them, whoever changed them.
   Status Update() {
     const auto start = Clock::now();
-    std::vector<PartitionId> changed;
     std::vector<store::StreamState> states;
     for (const auto& [id, p] : owned_) {
-      if (!p.dirty) continue;
-      changed.push_back(id);
-      states.push_back(ToState(id, p));
+      if (p.dirty) states.push_back(ToState(id, p));
     }
     std::map<PartitionId, int64_t> saved;
     if (!states.empty()) {
       Result<std::vector<bool>> written =
           Retrying("saving stream_state", [&] { return store_->SaveStreamStates(states); });
       if (!written) return stop_ ? Ok() : Status(std::unexpected(written.error()));
-      for (size_t i = 0; i < changed.size(); ++i) {
+      for (size_t i = 0; i < states.size(); ++i) {
+        const PartitionId id{states[i].topic, states[i].partition};
         if (!(*written)[i]) {
-          TRY(Resync(changed[i]));
+          TRY(Resync(id));
           continue;
         }
-        owned_[changed[i]].dirty = false;
-        saved[changed[i]] = states[i].next_offset;
+        owned_[id].dirty = false;
+        saved[id] = states[i].next_offset;
       }
     }
     // With nothing to save here, only other instances' saves can have changed the states:

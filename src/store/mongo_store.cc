@@ -267,12 +267,13 @@ class MongoStore final : public Store {
     const bson_t* document;
   };
 
-  // Replace-with-upsert of each document, in commands of a few statements: FerretDB 1.x holds
-  // a SQLite connection per statement of an update command until the command ends, from a
-  // pool of 100 per database, so a command of 100 statements (or a few concurrent ones of
-  // dozens) deadlocks the server. Replacements are the rare path (replays), so this costs
-  // little.
-  Status ReplaceAll(mongoc_collection_t* collection, std::span<const Replacement> replacements, std::string_view what) {
+  // Replace of each document (with upsert unless told otherwise), in commands of a few
+  // statements: FerretDB 1.x holds a SQLite connection per statement of an update command
+  // until the command ends, from a pool of 100 per database, so a command of 100 statements
+  // (or a few concurrent ones of dozens) deadlocks the server. Replacements are the rare
+  // path (replays, results), so this costs little. Returns how many selectors matched.
+  Result<int64_t> ReplaceAll(mongoc_collection_t* collection, std::span<const Replacement> replacements,
+                             std::string_view what, bool upsert = true) {
     constexpr size_t kStatementsPerCommand = 16;
     // Two writers upserting the same new key (two stream instances writing a producer's first
     // result) both find nothing and both insert; the unique index refuses the second. The
@@ -280,17 +281,20 @@ class MongoStore final : public Store {
     // 4.2+ does on its own for such upserts, and FerretDB does not.
     constexpr int kAttempts = 3;
     Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
-    Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
+    Bson options(BCON_NEW("upsert", BCON_BOOL(upsert)));
+    int64_t matched = 0;
     for (size_t begin = 0; begin < replacements.size(); begin += kStatementsPerCommand) {
       for (int attempt = 1;; ++attempt) {
         Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection, unordered.get()));
         for (size_t i = begin; i < std::min(replacements.size(), begin + kStatementsPerCommand); ++i) {
           mongoc_bulk_operation_replace_one_with_opts(bulk.get(), replacements[i].selector.get(),
-                                                      replacements[i].document, upsert.get(), nullptr);
+                                                      replacements[i].document, options.get(), nullptr);
         }
         bson_t reply;
         bson_error_t error;
         const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
+        bson_iter_t n;
+        if (ok && bson_iter_init_find(&n, &reply, "nMatched")) matched += bson_iter_as_int64(&n);
         bson_destroy(&reply);
         if (ok) break;
         if (error.code != kDuplicateKey || attempt == kAttempts) {
@@ -298,7 +302,7 @@ class MongoStore final : public Store {
         }
       }
     }
-    return Ok();
+    return matched;
   }
 
   // Indexes of the records the unique index refused; any other write error fails the call.
@@ -432,36 +436,27 @@ class MongoStore final : public Store {
     return results;
   }
 
-  // First, one command replacing each state whose stored one is not further on (no upsert):
-  // the common case, a save of partitions saved before, in one round trip. If it matched
-  // fewer, some partition is new or was counted further elsewhere, and the states are saved
-  // one by one, which tells which. (A conditional upsert per state in one command would
+  // First, each state replaced where the stored one is not further on (no upsert), in as
+  // few commands as ReplaceAll allows: the common case, a save of partitions saved before. If
+  // fewer matched, some partition is new or was counted further elsewhere, and the states are
+  // saved one by one, which tells which. (A conditional upsert per state in one command would
   // tell that at once on MongoDB, but FerretDB 1.24 stops such a command at its first
   // refused statement and reports that at index 0.)
   Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) override {
-    constexpr size_t kStatementsPerCommand = 16;  // see ReplaceAll
-    std::vector<bool> saved(states.size(), true);
     Collection collection = Get(kStreamState);
-    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
-    for (size_t begin = 0; begin < states.size(); begin += kStatementsPerCommand) {
-      const size_t end = std::min(states.size(), begin + kStatementsPerCommand);
-      Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection.get(), unordered.get()));
-      for (size_t i = begin; i < end; ++i) {
-        const std::string key = StreamStateKey(states[i]);
-        mongoc_bulk_operation_replace_one_with_opts(bulk.get(), StreamStateSelector(key, states[i]).get(),
-                                                    StreamStateDocument(key, states[i]).get(), nullptr, nullptr);
-      }
-      bson_t reply;
-      bson_error_t error;
-      const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
-      bson_iter_t matched;
-      const int64_t n = bson_iter_init_find(&matched, &reply, "nMatched") ? bson_iter_as_int64(&matched) : -1;
-      bson_destroy(&reply);
-      if (!ok) return std::unexpected(FromBson(error, Context("saving stream_state")));
-      if (n == static_cast<int64_t>(end - begin)) continue;
-      for (size_t i = begin; i < end; ++i) {
-        ASSIGN_OR_RETURN(saved[i], SaveStreamStateAlone(states[i]));
-      }
+    std::vector<Bson> docs;
+    std::vector<Replacement> replacements;
+    for (const StreamState& state : states) {
+      const std::string key = StreamStateKey(state);
+      docs.push_back(StreamStateDocument(key, state));  // moving a Bson keeps its bson_t where it is
+      replacements.push_back({StreamStateSelector(key, state), docs.back().get()});
+    }
+    ASSIGN_OR_RETURN(int64_t matched,
+                     ReplaceAll(collection.get(), replacements, "saving stream_state", /*upsert=*/false));
+    std::vector<bool> saved(states.size(), true);
+    if (matched == static_cast<int64_t>(states.size())) return saved;
+    for (size_t i = 0; i < states.size(); ++i) {
+      ASSIGN_OR_RETURN(saved[i], SaveStreamStateAlone(states[i]));
     }
     return saved;
   }
@@ -564,7 +559,8 @@ class MongoStore final : public Store {
                                             BCON_DATE_TIME(start))),
                               docs.back().get()});
     }
-    return ReplaceAll(collection.get(), replacements, "writing incorrect_inference_windows");
+    TRY(ReplaceAll(collection.get(), replacements, "writing incorrect_inference_windows"));
+    return Ok();
   }
 
   Result<std::vector<WindowResult>> ReadWindowResults() override {
