@@ -62,7 +62,12 @@ class Stream {
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
     while (!stop_) {
-      const auto idle = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next_update - Clock::now()),
+      // With nothing counted since the last update, there is nothing to save before the next
+      // look at other instances' saves: wait for records rather than turning the loop over
+      // every millisecond (back-to-back updates would).
+      const bool pending = std::ranges::any_of(owned_, [](const auto& entry) { return entry.second.dirty; });
+      const auto until = pending ? next_update : std::max(next_update, next_idle_check_);
+      const auto idle = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()),
                                    std::chrono::milliseconds(1), std::chrono::milliseconds(200));
       ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, consumer_->Poll(idle));
       for (const kafka::InputMessage& in : batch) Count(in);
@@ -352,7 +357,7 @@ std::string FormatStats(const StreamStats& s) {
 
 Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,
                               const std::function<void(const StreamStats&)>& on_progress) {
-  if (options.update_interval.count() <= 0) return std::unexpected(Error::InvalidInput("update interval must be > 0"));
+  if (options.update_interval.count() < 0) return std::unexpected(Error::InvalidInput("update interval must be >= 0"));
   if (options.window.count() < 0) return std::unexpected(Error::InvalidInput("window must not be negative"));
   if (options.window_keep < 1) return std::unexpected(Error::InvalidInput("windows kept must be at least 1"));
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,

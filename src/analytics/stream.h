@@ -21,7 +21,9 @@ struct StreamOptions {
   // group share the partitions; another group counts everything again, separately.
   std::string group = "iotinfer-stream";
   std::string topic = "inferences";
-  // While records flow, counts reach the store at least this often.
+  // While records flow, counts reach the store at least this often. 0: an update starts as
+  // soon as the previous one ends and something was counted (what Spark's trigger 0 does
+  // with micro-batches): the freshest results, for a store kept busy while records flow.
   std::chrono::milliseconds update_interval{500};
   // Tumbling windows by event time (produced_at, else inferred_at); 0: none.
   std::chrono::milliseconds window{0};

@@ -103,10 +103,10 @@ Status RunStreamCommand(StreamFlags& flags) {
   if (flags.http_port > 0) o.endpoints = ops::EndpointOptions{.host = flags.http_host, .port = flags.http_port};
   // SIGINT/SIGTERM: the loop saves what it counted, rewrites the results, then returns.
   const std::atomic<bool>& stop = StopOnSignals();
-  std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates every %d ms%s\n",
-               o.kafka.Describe().c_str(), o.group.c_str(), o.topic.c_str(), store::RedactUri(o.store.uri).c_str(),
-               o.store.database.c_str(), flags.update_ms,
-               o.window.count() ? fmt::format(", windows of {}", flags.window).c_str() : "");
+  const std::string updates = flags.update_ms ? fmt::format("every {} ms", flags.update_ms) : "back to back";
+  std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates %s%s\n", o.kafka.Describe().c_str(),
+               o.group.c_str(), o.topic.c_str(), store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(),
+               updates.c_str(), o.window.count() ? fmt::format(", windows of {}", flags.window).c_str() : "");
   ASSIGN_OR_RETURN(analytics::StreamStats stats, analytics::RunStream(o, stop));
   std::fprintf(stderr, "stream: stopped; %s\n", analytics::FormatStats(stats).c_str());
   return Ok();
@@ -124,9 +124,10 @@ void AddStreamCommand(CLI::App& app, Action& action) {
   cmd->add_option("--group", o.group, "consumer group, and the name of the saved state; instances share partitions")
       ->capture_default_str();
   cmd->add_option("--topic", o.topic, "topic of inference records")->capture_default_str();
-  cmd->add_option("--update-ms", flags->update_ms, "longest time between store updates while records flow")
+  cmd->add_option("--update-ms", flags->update_ms,
+                  "longest time between store updates while records flow (0: back to back, freshest)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--window", flags->window,
                   "tumbling windows by event time, e.g. 10s or 1m, kept in incorrect_inference_windows (0: none)")
       ->capture_default_str();

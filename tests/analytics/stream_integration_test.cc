@@ -10,6 +10,7 @@
 
 #include <map>
 #include <random>
+#include <span>
 #include <thread>
 
 #include "analytics/batch.h"
@@ -274,6 +275,19 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
   EXPECT_EQ(CountsOf(*final_results), CountsOf(BatchResult(kMongo, names.database, records)));
 }
 
+// The results `records` should give, on top of `counts`.
+iotinfer::testing::ResultCounts Tally(std::span<const InferenceRecord> records,
+                                      std::map<int, store::ProducerCounts> counts = {}) {
+  for (const InferenceRecord& r : records) {
+    store::ProducerCounts& c = counts[r.producer_id];
+    c.producer_id = r.producer_id;
+    c.Add(r.image_prediction, r.actual_value);
+  }
+  iotinfer::testing::ResultCounts want;
+  for (const auto& [producer, c] : counts) want.emplace_back(producer, c.incorrect_count, c.total, c.unlabelled);
+  return want;
+}
+
 // Options for one instance of the `names` job on the store `uri`: 100 ms updates, no log.
 StreamOptions QuietOptions(const Names& names, const std::string& uri) {
   StreamOptions options;
@@ -347,14 +361,34 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
   auto live = WaitForTotal(*store, 400, seconds(60));
   ASSERT_OK(stream.Stop());
   std::map<int, store::ProducerCounts> expected{{42, further.counts[0]}};
-  for (size_t i = 300; i < 400; ++i) {
-    store::ProducerCounts& c = expected[records[i].producer_id];
-    c.producer_id = records[i].producer_id;
-    c.Add(records[i].image_prediction, records[i].actual_value);
-  }
-  iotinfer::testing::ResultCounts want;
-  for (const auto& [producer, c] : expected) want.emplace_back(producer, c.incorrect_count, c.total, c.unlabelled);
-  EXPECT_EQ(CountsOf(live), want);
+  EXPECT_EQ(CountsOf(live), Tally(std::span(records).subspan(300), std::move(expected)));
+}
+
+// --update-ms 0: each update starts when the previous one ends, as long as records flow.
+// Counts stay exact, and with nothing flowing the results are not rewritten again and again.
+TEST(StreamIntegrationTest, BackToBackUpdatesCountExactlyAndRestWhenNothingFlows) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 3}}));
+  const iotinfer::testing::TempDir dir;
+  const std::string uri = "sqlite:" + dir.file("stream.db");
+  auto store = OpenCleared(uri, "");
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 600; ++i) records.push_back(Record(i));
+  StreamOptions options = QuietOptions(names, uri);
+  options.update_interval = milliseconds(0);
+  std::atomic<int64_t> updates{0};
+  BackgroundStream stream(options, [&](const StreamStats& s) { updates = s.updates; });
+  SendRecords(names.topic, records, 0, 300);
+  EXPECT_EQ(Total(WaitForTotal(*store, 300, seconds(60))), 300);
+  std::this_thread::sleep_for(milliseconds(300));  // the last update's report
+  const int64_t settled = updates;
+  std::this_thread::sleep_for(seconds(1));
+  EXPECT_EQ(updates, settled) << "results rewritten while nothing flowed";
+  SendRecords(names.topic, records, 300, 600);
+  auto live = WaitForTotal(*store, 600, seconds(60));
+  ASSERT_OK(stream.Stop());
+  EXPECT_GT(updates, settled);
+  EXPECT_EQ(CountsOf(live), Tally(records));
 }
 
 TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
