@@ -211,11 +211,13 @@ class Stream {
         saved[id] = states[i].next_offset;
       }
     }
-    // With nothing to save here, only other instances' saves can have changed the states:
-    // looking for that a few times a second is enough, however short the update interval.
-    if (states.empty() && start < next_idle_check_) return Ok();
+    // With nothing to save here, only other instances' saves (or their late results writes)
+    // can have changed anything: looking for that a few times a second is enough, however
+    // short the update interval.
+    const bool idle_check = states.empty();
+    if (idle_check && start < next_idle_check_) return Ok();
     next_idle_check_ = start + std::max<Clock::duration>(options_.update_interval, kIdleCheck);
-    Result<bool> rewritten = Retrying("writing results", [&] { return WriteResults(); });
+    Result<bool> rewritten = Retrying("writing results", [&] { return WriteResults(idle_check); });
     if (!rewritten) return stop_ ? Ok() : Status(std::unexpected(rewritten.error()));
     consumer_->CommitForMonitoring(saved);
     if (!*rewritten) return Ok();
@@ -243,9 +245,11 @@ class Stream {
 
   // Instances write the results from their own reads of the states, so a slower instance's
   // write may land after a newer one. Each instance therefore rewrites until what it last
-  // wrote is the latest: the last writer of a stale result sees that and corrects it. False
-  // when nothing needed writing.
-  Result<bool> WriteResults() {
+  // wrote is the latest: the last writer of a stale result sees that and corrects it. Only
+  // an instance that has stopped (or died with its write in flight) cannot: so when nothing
+  // changed, `check_stored` also looks at the stored totals and puts back what this
+  // instance wrote if they are behind it. False when nothing needed writing.
+  Result<bool> WriteResults(bool check_stored) {
     ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
     // Nothing counted yet by this group: the results another writer (batch) left stay.
     if (states.empty()) return false;
@@ -253,7 +257,15 @@ class Stream {
     // the states.
     std::map<PartitionId, int64_t> version;
     for (const store::StreamState& s : states) version[{s.topic, s.partition}] = s.next_offset;
-    if (version == written_version_) return false;
+    if (version == written_version_) {
+      if (!check_stored) return false;
+      ASSIGN_OR_RETURN(const bool behind, StoredResultsBehind());
+      if (!behind) return false;
+      std::fprintf(stderr,
+                   "stream: incorrect_inference_results was behind the saved counts (a late write of an "
+                   "instance that has left, or a deletion); rewriting it\n");
+      written_windows_.clear();  // that write may have set back windows as well
+    }
     std::map<int, ProducerCounts> totals;
     std::map<WindowKey, ProducerCounts> windows;
     std::optional<int64_t> window_floor;
@@ -279,6 +291,7 @@ class Stream {
     std::vector<store::ProducerResult> results;
     for (const auto& [producer, c] : totals) results.push_back(store::ToResult(c, now));
     TRY(store_->ReplaceResults(results));
+    written_totals_ = std::move(totals);
     std::vector<store::WindowResult> changed;
     for (const auto& [key, c] : windows) {
       if (key.first < *window_floor) continue;
@@ -297,6 +310,23 @@ class Stream {
     return true;
   }
 
+  // Whether the stored totals are an earlier stage of what this instance last wrote: every
+  // producer's total at most its own, and something differs. Counts only grow with the
+  // offsets, so that is a stale write of this group. Results that are ahead or unrelated
+  // (another group or a batch run writing the same collection) are not this instance's to
+  // overwrite while nothing changed.
+  Result<bool> StoredResultsBehind() {
+    ASSIGN_OR_RETURN(const std::vector<store::ProducerResult> stored, store_->ReadResults());
+    bool differs = stored.size() != written_totals_.size();
+    for (const store::ProducerResult& r : stored) {
+      auto it = written_totals_.find(r.producer_id);
+      if (it == written_totals_.end() || r.total > it->second.total) return false;
+      const ProducerCounts& w = it->second;
+      differs |= r.total != w.total || r.incorrect_count != w.incorrect_count || r.unlabelled != w.unlabelled;
+    }
+    return differs;
+  }
+
   void Report() {
     if (consumer_) stats_.lag = consumer_->lag();
     on_progress_(stats_);
@@ -310,6 +340,7 @@ class Stream {
   std::map<PartitionId, PartitionCounts> owned_;
   std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
   std::map<PartitionId, int64_t> written_version_;       // the states it last wrote them from
+  std::map<int, ProducerCounts> written_totals_;         // and the totals it wrote
   static constexpr std::chrono::milliseconds kIdleCheck{250};
   Clock::time_point next_idle_check_;
   StreamStats stats_;

@@ -63,7 +63,9 @@ std::string FormatStats(const StreamStats& stats);
 /// single-document write, then `incorrect_inference_results` is rewritten as the sum over
 /// every partition's saved state (and `incorrect_inference_windows` for the windows that
 /// changed); an instance also rewrites them when other instances' saves changed the states
-/// since it last wrote, so the results end up current whichever write lands last. An
+/// since it last wrote, so the results end up current whichever write lands last, and, a
+/// few times a second while idle, puts its totals back if a late write of an instance that
+/// has left set them back. An
 /// assigned partition resumes from its saved state, so after a crash at any
 /// point the counts end exact: records after the saved offset are counted once more, records
 /// before it never. `on_progress` (optional) sees the counters after every update and when

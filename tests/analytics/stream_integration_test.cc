@@ -299,6 +299,22 @@ StreamOptions QuietOptions(const Names& names, const std::string& uri) {
   return options;
 }
 
+// One stream job over a fresh topic of `partitions`, on a SQLite store of its own, with
+// Record(0..records-1) to send: the setting of the tests that play other instances.
+struct SqliteJob {
+  SqliteJob(int partitions, int count) {
+    EXPECT_TRUE(kafka::EnsureTopics({}, {{names.topic, partitions}}));
+    for (int i = 0; i < count; ++i) records.push_back(Record(i));
+  }
+  StreamOptions Options() const { return QuietOptions(names, uri); }
+
+  Names names;
+  const iotinfer::testing::TempDir dir;
+  const std::string uri = "sqlite:" + dir.file("stream.db");
+  std::unique_ptr<store::Store> store = OpenCleared(uri, "");
+  std::vector<InferenceRecord> records;
+};
+
 // Instances of one group each rewrite the results from their own read of every partition's
 // saved state, so a slow instance's write can land after a newer one. Each instance rewrites
 // until it has written the latest states, so the results catch up also when the states
@@ -306,16 +322,11 @@ StreamOptions QuietOptions(const Names& names, const std::string& uri) {
 // partition the running instance does not hold. Before, an idle instance never looked again
 // and the stale results stayed (TwoInstances... stalled once that way in CI).
 TEST(StreamIntegrationTest, ResultsCatchUpWithStatesSavedByAnotherInstance) {
-  Names names;
-  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 2}}));
-  const iotinfer::testing::TempDir dir;
-  const std::string uri = "sqlite:" + dir.file("stream.db");
-  auto store = OpenCleared(uri, "");
-  std::vector<InferenceRecord> records;
-  for (int i = 0; i < 200; ++i) records.push_back(Record(i));
-  SendRecords(names.topic, records);
-  const StreamOptions options = QuietOptions(names, uri);
-  BackgroundStream stream(options);
+  SqliteJob job(2, 200);
+  const Names& names = job.names;
+  auto& store = job.store;
+  SendRecords(names.topic, job.records);
+  BackgroundStream stream(job.Options());
   EXPECT_EQ(Total(WaitForTotal(*store, 200, seconds(60))), 200);
   const store::StreamState elsewhere{.group = names.group,
                                      .topic = names.topic,
@@ -333,17 +344,13 @@ TEST(StreamIntegrationTest, ResultsCatchUpWithStatesSavedByAnotherInstance) {
 // this one was cut off) makes this instance continue from that state: the other instance's
 // counts are kept and records before its offset are not counted again.
 TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere) {
-  Names names;
-  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 1}}));
-  const iotinfer::testing::TempDir dir;
-  const std::string uri = "sqlite:" + dir.file("stream.db");
-  auto store = OpenCleared(uri, "");
-  std::vector<InferenceRecord> records;
-  for (int i = 0; i < 400; ++i) records.push_back(Record(i));
+  SqliteJob job(1, 400);
+  const Names& names = job.names;
+  auto& store = job.store;
+  const std::vector<InferenceRecord>& records = job.records;
   SendRecords(names.topic, records, 0, 100);
-  const StreamOptions options = QuietOptions(names, uri);
   std::atomic<int64_t> superseded{0};
-  BackgroundStream stream(options, [&](const StreamStats& s) { superseded = s.superseded; });
+  BackgroundStream stream(job.Options(), [&](const StreamStats& s) { superseded = s.superseded; });
   EXPECT_EQ(Total(WaitForTotal(*store, 100, seconds(60))), 100);
   // The other instance's word: offsets 0-299 counted, as 300 records of producer 42. Every
   // save of this instance is refused until it has read past offset 300.
@@ -364,17 +371,46 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
   EXPECT_EQ(CountsOf(live), Tally(std::span(records).subspan(300), std::move(expected)));
 }
 
+// The results write of an instance that has left can land after the remaining instances
+// wrote newer ones; with nothing flowing, no state changes to trigger a rewrite. The test
+// plays that late write: the running instance puts its totals back. Results that are not
+// behind its own (another group or a batch run wrote them) are left alone.
+TEST(StreamIntegrationTest, ALateStaleResultsWriteIsPutBackButOtherWritersResultsStay) {
+  SqliteJob job(2, 200);
+  auto& store = job.store;
+  SendRecords(job.names.topic, job.records);
+  BackgroundStream stream(job.Options());
+  const auto current = WaitForTotal(*store, 200, seconds(60));
+  ASSERT_EQ(Total(current), 200);
+
+  std::vector<store::ProducerResult> stale = current;
+  stale.pop_back();
+  for (store::ProducerResult& r : stale) {
+    r = store::ToResult({.producer_id = r.producer_id, .incorrect_count = r.incorrect_count / 2, .total = r.total / 2},
+                        0);
+  }
+  ASSERT_OK(store->ReplaceResults(stale));
+  auto put_back = WaitForTotal(*store, 200, seconds(10));
+  EXPECT_EQ(CountsOf(put_back), CountsOf(current));
+
+  std::vector<store::ProducerResult> other = current;
+  other.push_back(store::ToResult({.producer_id = 99, .incorrect_count = 1, .total = 5}, 0));
+  ASSERT_OK(store->ReplaceResults(other));
+  std::this_thread::sleep_for(seconds(1));  // four looks at the store
+  auto kept = store->ReadResults();
+  ASSERT_OK(kept);
+  EXPECT_EQ(CountsOf(*kept), CountsOf(other));
+  ASSERT_OK(stream.Stop());
+}
+
 // --update-ms 0: each update starts when the previous one ends, as long as records flow.
 // Counts stay exact, and with nothing flowing the results are not rewritten again and again.
 TEST(StreamIntegrationTest, BackToBackUpdatesCountExactlyAndRestWhenNothingFlows) {
-  Names names;
-  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 3}}));
-  const iotinfer::testing::TempDir dir;
-  const std::string uri = "sqlite:" + dir.file("stream.db");
-  auto store = OpenCleared(uri, "");
-  std::vector<InferenceRecord> records;
-  for (int i = 0; i < 600; ++i) records.push_back(Record(i));
-  StreamOptions options = QuietOptions(names, uri);
+  SqliteJob job(3, 600);
+  const Names& names = job.names;
+  auto& store = job.store;
+  const std::vector<InferenceRecord>& records = job.records;
+  StreamOptions options = job.Options();
   options.update_interval = milliseconds(0);
   std::atomic<int64_t> updates{0};
   BackgroundStream stream(options, [&](const StreamStats& s) { updates = s.updates; });
