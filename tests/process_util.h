@@ -6,12 +6,33 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <array>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 extern char** environ;
 
 namespace iotinfer::testing {
+
+struct CommandRun {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+/// Runs `iotinfer <args>` through the shell to its end, or until it has run `timeout_s`
+/// seconds: then it is killed and the exit code is 124, so a command that should have
+/// stopped fails its test rather than hanging the run.
+inline CommandRun Iotinfer(const std::string& args, int timeout_s = 600) {
+  const std::string command =
+      "timeout -k 5 " + std::to_string(timeout_s) + " " + std::string(IOTINFER_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
 
 /// Runs `iotinfer <args...>`; a process still running at destruction is killed (SIGKILL).
 class IotinferProcess {

@@ -17,6 +17,7 @@ struct ExternalOffsetConsumer::Impl {
   Handle consumer;
   std::set<TopicPartition> assigned;
   std::optional<Error> failed;  // from start_offsets, reported by the next Poll
+  ErrorListener errors;
 
   static std::vector<PartitionId> Ids(const rd_kafka_topic_partition_list_t* list) {
     std::vector<PartitionId> ids;
@@ -65,8 +66,8 @@ Result<std::unique_ptr<ExternalOffsetConsumer>> ExternalOffsetConsumer::Create(
   KafkaConfig config = options.kafka;
   // Positions come from the caller; nothing may be stored or committed behind its back.
   config.properties.try_emplace("enable.auto.offset.store", "false");
-  ASSIGN_OR_RETURN(impl->consumer,
-                   SubscribeGroupMember(config, options.group, options.topics, &Impl::OnRebalance, impl.get()));
+  ASSIGN_OR_RETURN(impl->consumer, SubscribeGroupMember(config, options.group, options.topics, &Impl::OnRebalance,
+                                                        &RecordErrorsOf<Impl>, impl.get()));
   return std::unique_ptr<ExternalOffsetConsumer>(new ExternalOffsetConsumer(std::move(impl)));
 }
 
@@ -83,11 +84,15 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
       if (m) rd_kafka_message_destroy(m);
       return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
     }
+    if (impl.errors.stop) {
+      if (m) rd_kafka_message_destroy(m);
+      return std::unexpected(*impl.errors.stop);
+    }
     if (!m) continue;
-    const rd_kafka_resp_err_t err = m->err;
-    if (err) {
+    if (m->err) {
+      std::optional<Error> stop = StopError(impl.consumer.get(), m);
       rd_kafka_message_destroy(m);
-      if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
+      if (stop) return std::unexpected(std::move(*stop));
       continue;  // end of partition or transient: librdkafka retries on its own
     }
     // The batch may wait for more only within `idle`: the caller's next deadline (the

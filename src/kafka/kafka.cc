@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -40,12 +41,77 @@ Error FromKafka(rd_kafka_resp_err_t err, std::string_view context) {
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
       return Error::InvalidInput(std::move(message));
     default:
-      return Error::Internal(std::move(message));
+      return IsRefusal(err) ? Refused(message) : Error::Internal(std::move(message));
   }
+}
+
+namespace {
+
+// librdkafka's own lines ("%3|1764118800.123|FAIL|rdkafka#producer-1| [thrd:...]: ...") in
+// the "who: what" form of the services' other lines, with a level word for syslog's number.
+void LogLine(const rd_kafka_t* rk, int level, const char* facility, const char* line) {
+  static constexpr std::array<const char*, 8> kLevels = {"emergency", "alert",  "critical", "error",
+                                                         "warning",   "notice", "info",     "debug"};
+  const char* name = level >= 0 && level < static_cast<int>(kLevels.size()) ? kLevels[level] : "log";
+  std::fprintf(stderr, "kafka %s: %s %s: %s\n", rk ? rd_kafka_name(rk) : "client", name, facility, line);
+}
+
+}  // namespace
+
+bool IsRefusal(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Error Refused(std::string_view reason) {
+  return Error::FailedPrecondition(fmt::format(
+      "the Kafka cluster refuses this client: {} (check the security properties given with --kafka)", reason));
+}
+
+namespace {
+
+Error Fatal(rd_kafka_t* rk) {
+  std::array<char, 512> reason{};
+  rd_kafka_fatal_error(rk, reason.data(), reason.size());
+  return Error::FailedPrecondition(fmt::format("kafka: fatal error: {}", reason.data()));
+}
+
+}  // namespace
+
+std::optional<Error> StopError(rd_kafka_t* rk, const rd_kafka_message_t* m) {
+  if (m->err == RD_KAFKA_RESP_ERR__FATAL) return Fatal(rk);
+  if (IsRefusal(m->err)) return Refused(rd_kafka_message_errstr(m));
+  return std::nullopt;
+}
+
+void ErrorListener::Attach(rd_kafka_conf_t* conf, ErrorListener* listener) {
+  rd_kafka_conf_set_error_cb(conf, [](rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+    Record(*static_cast<ErrorListener*>(opaque), rk, err, reason);
+  });
+  rd_kafka_conf_set_opaque(conf, listener);
+}
+
+void ErrorListener::Record(ErrorListener& listener, rd_kafka_t* rk, int err, const char* reason) {
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  constexpr int kError = 3;  // syslog's LOG_ERR, as librdkafka logs errors
+  LogLine(rk, kError, rd_kafka_err2name(code), reason);
+  if (listener.stop) return;
+  if (code == RD_KAFKA_RESP_ERR__FATAL) listener.stop = Fatal(rk);
+  if (IsRefusal(code)) listener.stop = Refused(reason);
 }
 
 Result<Conf> MakeConf(const KafkaConfig& config) {
   Conf conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), LogLine);
   std::array<char, 512> error{};
   auto set = [&](const std::string& key, const std::string& value) -> Status {
     if (rd_kafka_conf_set(conf.get(), key.c_str(), value.c_str(), error.data(), error.size()) != RD_KAFKA_CONF_OK) {
@@ -154,7 +220,7 @@ rd_kafka_resp_err_t SeekAndWait(rd_kafka_t* consumer, const std::string& topic, 
 
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
                                     const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
-                                    void* opaque) {
+                                    ErrorCallback on_error, void* opaque) {
   if (topics.empty()) return std::unexpected(Error::InvalidInput("no topics to consume"));
   KafkaConfig member = config;
   for (auto [key, value] : {std::pair{"group.id", group},
@@ -168,6 +234,7 @@ Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string
   }
   ASSIGN_OR_RETURN(Conf conf, MakeConf(member));
   rd_kafka_conf_set_rebalance_cb(conf.get(), on_rebalance);
+  rd_kafka_conf_set_error_cb(conf.get(), on_error);
   rd_kafka_conf_set_opaque(conf.get(), opaque);
   ASSIGN_OR_RETURN(Handle consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   rd_kafka_poll_set_consumer(consumer.get());
@@ -193,16 +260,38 @@ int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned) {
 
 namespace {
 
-Result<Handle> MakeAdmin(const KafkaConfig& config) {
+// An admin client and the errors it must stop on.
+struct Admin {
+  ErrorListener errors;  // the client's opaque: it must outlive the client
+  Handle rk;
+};
+
+Result<std::unique_ptr<Admin>> MakeAdmin(const KafkaConfig& config) {
   ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
-  return MakeHandle(RD_KAFKA_PRODUCER, std::move(conf));
+  auto admin = std::make_unique<Admin>();
+  ErrorListener::Attach(conf.get(), &admin->errors);
+  ASSIGN_OR_RETURN(admin->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
+  return admin;
 }
 
-// Partition counts of the cluster's topics that answer without error.
-Result<std::map<std::string, int>> TopicPartitions(rd_kafka_t* rk, std::chrono::milliseconds timeout) {
+// Partition counts of the cluster's topics that answer without error. Asked in short slices
+// of `timeout`, so that a cluster refusing the client's credentials says so at once, rather
+// than as a timeout.
+Result<std::map<std::string, int>> TopicPartitions(Admin& admin, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   const rd_kafka_metadata_t* metadata = nullptr;
-  if (auto err = rd_kafka_metadata(rk, 1, nullptr, &metadata, static_cast<int>(timeout.count())); err) {
-    return std::unexpected(FromKafka(err, "reading topic metadata"));
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto slice = std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(500));
+    const rd_kafka_resp_err_t err =
+        rd_kafka_metadata(admin.rk.get(), 1, nullptr, &metadata, static_cast<int>(slice.count()));
+    if (!err) break;
+    rd_kafka_poll(admin.rk.get(), 0);  // serves the error callback
+    if (admin.errors.stop) return std::unexpected(*admin.errors.stop);
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || left <= slice) {
+      return std::unexpected(FromKafka(err, "reading topic metadata"));
+    }
   }
   std::map<std::string, int> partitions;
   for (int i = 0; i < metadata->topic_cnt; ++i) {
@@ -262,9 +351,10 @@ std::string KafkaConfig::Describe() const {
 
 Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
                     std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
+  ASSIGN_OR_RETURN(std::unique_ptr<Admin> admin, MakeAdmin(config));
+  rd_kafka_t* rk = admin->rk.get();
   // A topic that exists but errs here is asked for again; TOPIC_ALREADY_EXISTS is fine below.
-  ASSIGN_OR_RETURN(auto existing, TopicPartitions(rk.get(), timeout));
+  ASSIGN_OR_RETURN(auto existing, TopicPartitions(*admin, timeout));
   std::vector<rd_kafka_NewTopic_t*> wanted;
   auto cleanup = [&] {
     for (auto* topic : wanted) rd_kafka_NewTopic_destroy(topic);
@@ -282,10 +372,10 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
   }
   if (wanted.empty()) return Ok();
 
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
-  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(timeout.count()), error.data(), error.size());
-  rd_kafka_CreateTopics(rk.get(), wanted.data(), wanted.size(), options, queue);
+  rd_kafka_CreateTopics(rk, wanted.data(), wanted.size(), options, queue);
   rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()) + 1000);
   Status status = Ok();
   if (!event) {
@@ -314,7 +404,7 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
   // caller's next PartitionCount or subscribe would miss them.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    ASSIGN_OR_RETURN(existing, TopicPartitions(rk.get(), timeout));
+    ASSIGN_OR_RETURN(existing, TopicPartitions(*admin, timeout));
     if (std::all_of(topics.begin(), topics.end(), [&](const TopicSpec& t) { return existing.contains(t.name); })) {
       return Ok();
     }
@@ -326,16 +416,17 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
 }
 
 Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic, std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(Handle rk, MakeAdmin(config));
-  ASSIGN_OR_RETURN(auto partitions, TopicPartitions(rk.get(), timeout));
+  ASSIGN_OR_RETURN(std::unique_ptr<Admin> admin, MakeAdmin(config));
+  ASSIGN_OR_RETURN(auto partitions, TopicPartitions(*admin, timeout));
   auto it = partitions.find(topic);
   if (it == partitions.end()) return std::unexpected(Error::NotFound(fmt::format("topic {} does not exist", topic)));
   return it->second;
 }
 
 struct Producer::Impl {
-  Handle rk;
   ProducerStats stats;
+  ErrorListener errors;
+  Handle rk;  // last: destroyed first, while what its callbacks use still exists
 
   static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
@@ -363,6 +454,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
   ASSIGN_OR_RETURN(Conf conf, MakeConf(effective));
   auto impl = std::make_unique<Impl>();
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
+  rd_kafka_conf_set_error_cb(conf.get(), &RecordErrorsOf<Impl>);
   rd_kafka_conf_set_opaque(conf.get(), impl.get());
   ASSIGN_OR_RETURN(impl->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   LookUpTopics(impl->rk.get(), options.topics);
@@ -370,6 +462,8 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
 }
 
 Status Producer::Send(const std::string& topic, const WireMessage& message) {
+  // Nothing sent after a refusal or a fatal error would be delivered: stop the caller now.
+  if (impl_->errors.stop) return std::unexpected(*impl_->errors.stop);
   impl_->stats.sent++;
   rd_kafka_resp_err_t err = Produce(impl_->rk.get(), topic, message);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Ok();
@@ -383,11 +477,19 @@ void Producer::Poll(std::chrono::milliseconds timeout) {
 }
 
 Status Producer::Flush(std::chrono::milliseconds timeout) {
-  if (rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return std::unexpected(Error::Unavailable(
-        fmt::format("{} messages still undelivered after {} ms", rd_kafka_outq_len(impl_->rk.get()), timeout.count())));
+  // In slices, so that a refusal or a fatal error ends the wait: queued messages would only
+  // time out.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (impl_->errors.stop) return std::unexpected(*impl_->errors.stop);
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto slice = std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(200));
+    if (rd_kafka_flush(impl_->rk.get(), static_cast<int>(slice.count())) == RD_KAFKA_RESP_ERR_NO_ERROR) return Ok();
+    if (left <= slice) break;
   }
-  return Ok();
+  return std::unexpected(Error::Unavailable(
+      fmt::format("{} messages still undelivered after {} ms", rd_kafka_outq_len(impl_->rk.get()), timeout.count())));
 }
 
 const ProducerStats& Producer::stats() const { return impl_->stats; }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -37,6 +38,36 @@ InputMessage Convert(const rd_kafka_message_t* m);
 /// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 
+/// Whether `err` says the cluster refuses this client: credentials it does not take, or an
+/// operation it does not allow. No retry mends that, so clients stop on it with a clear
+/// message rather than retry until some timeout.
+bool IsRefusal(rd_kafka_resp_err_t err);
+
+/// FailedPrecondition for a refusal, with librdkafka's reason (which never holds a secret).
+Error Refused(std::string_view reason);
+
+/// The error a consumer stops on for the error event `m` of `rk`: a fatal error (with its
+/// cause) or a refusal. Nullopt for the rest, which librdkafka retries by itself.
+std::optional<Error> StopError(rd_kafka_t* rk, const rd_kafka_message_t* m);
+
+/// What a client's error callback heard (rd_kafka_poll and rd_kafka_consumer_poll serve
+/// it): the first error it must stop on, a refusal or a fatal error, which its caller
+/// returns instead of retrying until some timeout.
+struct ErrorListener {
+  std::optional<Error> stop;
+  /// Sets `conf`'s error callback to record into `*listener`, which becomes its opaque.
+  static void Attach(rd_kafka_conf_t* conf, ErrorListener* listener);
+  /// Logs the error (an error callback silences librdkafka's own error lines) and keeps it
+  /// if it is the first to stop on.
+  static void Record(ErrorListener& listener, rd_kafka_t* rk, int err, const char* reason);
+};
+
+/// An error callback for a client whose opaque is a T with an ErrorListener `errors`.
+template <typename T>
+void RecordErrorsOf(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  ErrorListener::Record(static_cast<T*>(opaque)->errors, rk, err, reason);
+}
+
 /// bootstrap.servers plus every property of `config`; InvalidInput naming a bad property.
 Result<Conf> MakeConf(const KafkaConfig& config);
 
@@ -65,13 +96,15 @@ void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_part
 rd_kafka_resp_err_t SeekAndWait(rd_kafka_t* consumer, const std::string& topic, int32_t partition, int64_t offset);
 
 using RebalanceCallback = void (*)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*);
+using ErrorCallback = void (*)(rd_kafka_t*, int, const char*, void*);
 
 /// A consumer group member of `group` subscribed to `topics`, its rebalances going to
-/// `on_rebalance` with `opaque`. Unless `config` says otherwise: read_committed, no automatic
-/// commits, new groups from the earliest offset, and a 10 s session timeout.
+/// `on_rebalance` and its errors (a consumer's come only there: librdkafka otherwise logs
+/// them) to `on_error`, both with `opaque`. Unless `config` says otherwise: read_committed,
+/// no automatic commits, new groups from the earliest offset, and a 10 s session timeout.
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
                                     const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
-                                    void* opaque);
+                                    ErrorCallback on_error, void* opaque);
 
 /// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
 /// without a position yet are left out rather than guessed.

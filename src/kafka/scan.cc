@@ -27,6 +27,8 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
       return std::unexpected(Error::Internal(errstr));
     }
   }
+  ErrorListener errors;  // declared first: the consumer's callback writes it until the end
+  ErrorListener::Attach(conf.get(), &errors);
   ASSIGN_OR_RETURN(Handle consumer, MakeHandle(RD_KAFKA_CONSUMER, std::move(conf)));
   // The end is each partition's high watermark now. Under read_committed the consumer
   // reaches it only once the transactions below it are resolved: commit_transaction returns
@@ -73,12 +75,16 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
       break;
     }
     std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(consumer.get(), 200));
+    if (errors.stop) {
+      status = std::unexpected(*errors.stop);
+      break;
+    }
     if (!m) continue;
     auto it = end.find(m->partition);
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       if (it != end.end() && m->offset >= it->second) finish(m->partition);
     } else if (m->err) {
-      Error error = FromKafka(m->err, "scanning " + topic);
+      Error error = StopError(consumer.get(), m.get()).value_or(FromKafka(m->err, "scanning " + topic));
       if (error.code() != Error::Code::kUnavailable) status = std::unexpected(std::move(error));
     } else if (it != end.end() && m->offset < it->second) {
       status = on_message(Convert(m.get()));

@@ -46,6 +46,7 @@ struct TransactionalPipe::Impl {
   Handle producer;
   std::set<TopicPartition> assigned;
   std::vector<InputMessage>* filling = nullptr;  // the batch PollBatch is filling, if any
+  ErrorListener errors;                          // of the consumer
 
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                           void* opaque) {
@@ -114,7 +115,7 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
 
   // Subscribed last: a member joins its group only once it can commit what it consumes.
   ASSIGN_OR_RETURN(impl->consumer, SubscribeGroupMember(options.kafka, options.group, options.input_topics,
-                                                        &Impl::OnRebalance, impl.get()));
+                                                        &Impl::OnRebalance, &RecordErrorsOf<Impl>, impl.get()));
   return std::unique_ptr<TransactionalPipe>(new TransactionalPipe(std::move(impl)));
 }
 
@@ -131,14 +132,19 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (remaining.count() < 0) break;
     rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
+    if (impl.errors.stop) {
+      if (m) rd_kafka_message_destroy(m);
+      return std::unexpected(*impl.errors.stop);
+    }
     if (!m) continue;
     if (m->err) {
       const rd_kafka_resp_err_t err = m->err;
       const std::string where =
           m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt), m->partition, m->offset) : "";
+      std::optional<Error> stop = StopError(impl.consumer.get(), m);
       rd_kafka_message_destroy(m);
       if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-      if (err == RD_KAFKA_RESP_ERR__FATAL) return std::unexpected(Error::FailedPrecondition("consumer: fatal error"));
+      if (stop) return std::unexpected(std::move(*stop));
       // The consumer moves past a message it could not decode, and the next commit would
       // make that final: stop instead, so that the loss is seen and nothing is committed past it.
       if (err == RD_KAFKA_RESP_ERR__BAD_MSG || err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) {

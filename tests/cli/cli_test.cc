@@ -8,24 +8,13 @@
 #include <cstdlib>
 #include <string>
 
+#include "process_util.h"
+
 namespace {
 
+using iotinfer::testing::CommandRun;
+using iotinfer::testing::Iotinfer;
 using ::testing::HasSubstr;
-
-struct CommandRun {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CommandRun Iotinfer(const std::string& args) {
-  std::string command = std::string(IOTINFER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string output;
-  std::array<char, 4096> buffer;
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
 
 TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
   CommandRun run =

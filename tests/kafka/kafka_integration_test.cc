@@ -11,6 +11,7 @@
 #include "core/image_message.h"
 #include "kafka/kafka.h"
 #include "kafka_test_util.h"
+#include "process_util.h"
 #include "test_util.h"
 
 namespace iotinfer::kafka {
@@ -18,6 +19,8 @@ namespace {
 
 using iotinfer::testing::ReadAll;
 using iotinfer::testing::UniqueTopic;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(KafkaIntegrationTest, EnsureTopicsCreatesMissingOnesAndKeepsExistingOnes) {
   const std::string six = UniqueTopic("six"), three = UniqueTopic("three");
@@ -130,6 +133,77 @@ TEST(KafkaIntegrationTest, ScanTopicStopsAtTheCallersErrorAndNamesAMissingTopic)
   Status missing = ScanTopic({}, UniqueTopic("no-such-topic"), [](const InputMessage&) { return Ok(); });
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+}
+
+// The broker's SASL_PLAINTEXT listener and its development account
+// (scripts/kafka/server.properties), as `--kafka` properties.
+constexpr const char* kSaslBrokers = "127.0.0.1:9094";
+std::vector<std::string> SaslProperties(const std::string& password) {
+  return {"security.protocol=SASL_PLAINTEXT", "sasl.mechanisms=PLAIN", "sasl.username=iotinfer",
+          "sasl.password=" + password};
+}
+
+KafkaConfig Sasl(const std::string& password) {
+  KafkaConfig config{.brokers = kSaslBrokers};
+  for (const std::string& property : SaslProperties(password)) EXPECT_TRUE(config.AddProperty(property));
+  return config;
+}
+
+TEST(KafkaIntegrationTest, ClientsWithTheSaslAccountCreateTopicsProduceAndRead) {
+  const KafkaConfig config = Sasl("iotinfer-dev");
+  const std::string topic = UniqueTopic("sasl");
+  ASSERT_OK(EnsureTopics(config, {{topic, 2}}));
+  auto producer = Producer::Create(config);
+  ASSERT_OK(producer);
+  for (int i = 0; i < 20; ++i) ASSERT_OK((*producer)->Send(topic, {std::to_string(i), fmt::format("m{}", i), {}}));
+  ASSERT_OK((*producer)->Flush());
+  EXPECT_EQ((*producer)->stats().acknowledged, 20);
+  std::multiset<std::string> values;
+  ASSERT_OK(ScanTopic(config, topic, [&](const InputMessage& in) -> Status {
+    values.insert(in.message.value);
+    return Ok();
+  }));
+  EXPECT_EQ(values.size(), 20u);
+  EXPECT_EQ(values.count("m7"), 1u);
+}
+
+void ExpectRefused(const Status& status, std::string_view client) {
+  ASSERT_FALSE(status) << client << " was not refused";
+  EXPECT_EQ(status.error().code(), Error::Code::kFailedPrecondition) << client << ": " << status.error().message();
+  EXPECT_THAT(status.error().message(), HasSubstr("Authentication failed")) << client;
+  EXPECT_THAT(status.error().message(), Not(HasSubstr("hunter2"))) << client;
+}
+
+// Credentials the cluster refuses are no passing trouble: each kind of client stops with the
+// cluster's reason instead of retrying until its timeout (30 s to minutes), and the password
+// shows nowhere.
+TEST(KafkaIntegrationTest, AWrongPasswordStopsEveryClientWithTheClustersReason) {
+  const KafkaConfig config = Sasl("hunter2-wrong");
+  const std::string topic = UniqueTopic("sasl-refused");
+  ASSERT_OK(EnsureTopics({}, {{topic, 1}}));
+  ExpectRefused(EnsureTopics(config, {{topic}}), "admin");
+  const Result<int> partitions = PartitionCount(config, topic);
+  ExpectRefused(partitions ? Ok() : Status(std::unexpected(partitions.error())), "metadata");
+  auto producer = Producer::Create(config);
+  ASSERT_OK(producer);
+  Status sent = (*producer)->Send(topic, {"k", "v", {}});
+  ExpectRefused(sent ? (*producer)->Flush() : sent, "producer");
+  ExpectRefused(ScanTopic(config, topic, [](const InputMessage&) { return Ok(); }), "reader");
+
+  // The services' consumers: a group member with offsets in Kafka (sink) and one with its
+  // own (stream). Each exits non-zero, saying why.
+  const iotinfer::testing::TempDir dir;
+  std::string kafka_flags;
+  for (const std::string& property : SaslProperties("hunter2-wrong")) kafka_flags += " --kafka " + property;
+  for (const std::string& command :
+       {"sink --input-topic " + topic, "stream --log-every-ms 0 --topic " + topic + " --group " + UniqueTopic("g")}) {
+    const auto run = iotinfer::testing::Iotinfer(
+        fmt::format("{} --brokers {}{} --store sqlite:{}", command, kSaslBrokers, kafka_flags, dir.file("refused.db")),
+        /*timeout_s=*/60);
+    EXPECT_NE(run.exit_code, 0) << command << "\n" << run.output;
+    EXPECT_THAT(run.output, HasSubstr("refuses this client")) << command;
+    EXPECT_THAT(run.output, Not(HasSubstr("hunter2"))) << command;
+  }
 }
 
 }  // namespace

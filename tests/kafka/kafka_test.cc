@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "test_util.h"
 
@@ -88,6 +89,21 @@ TEST(ProducerTest, DeliveryFailuresAreCountedNotLost) {
   EXPECT_EQ(stats.acknowledged, 0);
   EXPECT_EQ(stats.failed, 20);
   EXPECT_THAT(stats.last_error, HasSubstr("timed out"));
+}
+
+TEST(KafkaLogTest, LibrdkafkaLinesComeInTheServicesFormWithALevelWord) {
+  ::testing::internal::CaptureStderr();
+  std::string log;
+  {
+    KafkaConfig config{.brokers = "127.0.0.1:1"};  // nothing listens: librdkafka logs the refused connect
+    auto producer = Producer::Create(config);
+    ASSERT_OK(producer);
+    ASSERT_OK((*producer)->Send("images", {"1", "payload", {}}));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+  log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, ::testing::ContainsRegex("kafka rdkafka#producer-[0-9]+: error FAIL: .*Connection refused"));
+  EXPECT_THAT(log, Not(HasSubstr("%3|")));
 }
 
 TEST(KafkaAdminTest, UnreachableClusterIsUnavailable) {
