@@ -120,7 +120,8 @@ kafka_reset() {
 # A server speaking the MongoDB wire protocol: mongod when one is on PATH, else FerretDB 1.x
 # (built from the Go module proxy) on its embedded SQLite backend.
 FERRETDB_VERSION=v1.24.2
-# Overridable so that a test can run a private server it may kill (tests/sink).
+# Overridable so that a test can run a private server it may kill (tests/private_mongo.h);
+# IOTINFER_MONGO_AUTH=USER:PASSWORD makes that server take only that account (FerretDB only).
 MONGO_PORT="${IOTINFER_MONGO_PORT:-27017}"
 FERRETDB_HOME="$ARTIFACTS/ferretdb-$FERRETDB_VERSION"
 MONGO_DATA="${IOTINFER_MONGO_DATA:-$ROOT/.cache/mongo}"
@@ -152,14 +153,21 @@ mongo_up() {
   mkdir -p "$MONGO_DATA/data"
   local what
   if command -v mongod >/dev/null; then
+    [[ -z "${IOTINFER_MONGO_AUTH:-}" ]] || die "IOTINFER_MONGO_AUTH needs FerretDB, and mongod is on PATH"
     what=mongod
     setsid mongod --bind_ip 127.0.0.1 --port "$MONGO_PORT" --dbpath "$MONGO_DATA/data" \
       >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   else
     what="FerretDB $FERRETDB_VERSION (SQLite)"
+    local auth=()
+    if [[ -n "${IOTINFER_MONGO_AUTH:-}" ]]; then
+      what+=" with authentication"
+      auth=(--test-enable-new-auth --setup-database=admin --setup-username="${IOTINFER_MONGO_AUTH%%:*}"
+        --setup-password="${IOTINFER_MONGO_AUTH#*:}")
+    fi
     setsid "$FERRETDB_HOME/ferretdb" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
       --sqlite-url="file:$MONGO_DATA/data/" --state-dir="$MONGO_DATA" --debug-addr=- \
-      --telemetry=disable --log-level=warn >"$MONGO_DATA/server.log" 2>&1 </dev/null &
+      --telemetry=disable --log-level=warn "${auth[@]}" >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   fi
   echo $! >"$MONGO_DATA/pid"
   log "starting $what on 127.0.0.1:$MONGO_PORT (log: $MONGO_DATA/server.log)"

@@ -2,8 +2,8 @@
 // `mongo` ctest fixtures start (plus, for the outage test, a private server it may kill).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <httplib.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +13,7 @@
 
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
+#include "private_mongo.h"
 #include "process_util.h"
 #include "produce/produce.h"
 #include "sink/sink.h"
@@ -21,6 +22,7 @@
 namespace iotinfer::sink {
 namespace {
 
+using iotinfer::testing::PrivateMongo;
 using iotinfer::testing::ReadAll;
 using iotinfer::testing::UniqueTopic;
 using std::chrono::milliseconds;
@@ -278,32 +280,6 @@ TEST(SinkIntegrationTest, KillNineAndRestartStillStoresEachRecordOnce) {
   EXPECT_TRUE(ReadAll(names.dlq, 0, seconds(1)).empty());
 }
 
-// A MongoDB-protocol server of this test's own on another port, so that killing it
-// disturbs no other test.
-class PrivateMongo {
- public:
-  PrivateMongo() : port_(27100 + getpid() % 800) {}
-  ~PrivateMongo() { Dev("down"); }
-  std::string uri() const { return fmt::format("mongodb://127.0.0.1:{}", port_); }
-  void Up() { ASSERT_EQ(Dev("up"), 0); }
-  void KillNine() {
-    std::ifstream pidfile(dir_.file("pid"));
-    pid_t pid = 0;
-    ASSERT_TRUE(pidfile >> pid);
-    ASSERT_EQ(kill(pid, SIGKILL), 0);
-    while (kill(pid, 0) == 0) std::this_thread::sleep_for(milliseconds(20));
-  }
-
- private:
-  int Dev(const char* action) const {
-    const std::string command = fmt::format("IOTINFER_MONGO_PORT={} IOTINFER_MONGO_DATA={} {}/dev services {} mongo",
-                                            port_, dir_.path().string(), IOTINFER_SOURCE_DIR, action);
-    return std::system(command.c_str());
-  }
-  iotinfer::testing::TempDir dir_;
-  int port_;
-};
-
 // The sink's /readyz status and body (0 when it does not answer).
 std::pair<int, std::string> Readiness(int port) {
   httplib::Client client("127.0.0.1", port);
@@ -404,6 +380,23 @@ TEST(SinkIntegrationTest, SinkStartedBeforeItsStoreStillUpsertsByUniqueId) {
   auto store = OpenStore(mongo.uri(), names.database);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->Count({}).value(), kRecords);
+}
+
+// A store that refuses the sink's account stops it at once with the store's reason (opening
+// the store creates its indexes), not at its first batch: the topic here stays empty. The
+// password shows nowhere.
+TEST(SinkIntegrationTest, AStoreThatRefusesTheSinksAccountStopsItAtOnce) {
+  if (!PrivateMongo::CanAuthenticate()) GTEST_SKIP() << "the authenticating test server is FerretDB";
+  PrivateMongo mongo("iotinfer:iotinfer-dev");
+  mongo.Up();
+  Names names;
+  const auto run =
+      iotinfer::testing::Iotinfer(fmt::format("sink --input-topic {} --dlq-topic {} --store '{}'", names.inferences,
+                                              names.dlq, mongo.uri("iotinfer", "hunter2-wrong")),
+                                  /*timeout_s=*/60);
+  EXPECT_NE(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, ::testing::HasSubstr("uthentication failed"));
+  EXPECT_THAT(run.output, ::testing::Not(::testing::HasSubstr("hunter2")));
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // The store suite against the real MongoDB-protocol server that ./dev services starts
 // (FerretDB, or mongod when on PATH), one database per test.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <thread>
 #include <vector>
 
+#include "private_mongo.h"
+#include "process_util.h"
 #include "store/store.h"
 #include "store/store_suite.h"
 
@@ -47,6 +50,35 @@ TEST(MongoStoreTest, DescribeHidesThePassword) {
   Status ping = (*store)->Ping();
   ASSERT_FALSE(ping);
   EXPECT_EQ(ping.error().message().find("s3cret"), std::string::npos) << ping.error().message();
+}
+
+// A server that takes only its account: with it everything works; with a wrong password the
+// store says so at once, as a FailedPrecondition (no retry mends it, unlike an outage), and
+// commands exit non-zero with that reason, never showing the password.
+TEST(MongoStoreTest, AWrongPasswordIsRefusedAtOnceAndNeverShown) {
+  using iotinfer::testing::PrivateMongo;
+  if (!PrivateMongo::CanAuthenticate()) GTEST_SKIP() << "the authenticating test server is FerretDB";
+  PrivateMongo server("iotinfer:iotinfer-dev");
+  server.Up();
+  auto with_account = [&](const std::string& password) { return server.uri("iotinfer", password); };
+  auto good = Store::Open({.uri = with_account("iotinfer-dev"), .database = "auth_test"});
+  ASSERT_TRUE(good) << good.error().message();
+  InferenceRecord r{.id = "a", .image_prediction = "Bag", .actual_value = "Bag", .producer_id = 1};
+  ASSERT_TRUE((*good)->Upsert({&r, 1}));
+  EXPECT_EQ((*good)->Count({}).value_or(-1), 1);
+
+  auto bad = Store::Open({.uri = with_account("hunter2-wrong"), .database = "auth_test"});
+  ASSERT_FALSE(bad) << "opening creates the indexes, so it meets the refusal";
+  EXPECT_EQ(bad.error().code(), Error::Code::kFailedPrecondition) << bad.error().message();
+  EXPECT_THAT(bad.error().message(), ::testing::HasSubstr("uthentication failed"));
+  EXPECT_THAT(bad.error().message(), ::testing::Not(::testing::HasSubstr("hunter2")));
+  for (const char* command : {"batch", "batch --engine mongo"}) {
+    const auto run = iotinfer::testing::Iotinfer(
+        fmt::format("{} --store '{}' --db auth_test", command, with_account("hunter2-wrong")));
+    EXPECT_NE(run.exit_code, 0) << command << "\n" << run.output;
+    EXPECT_THAT(run.output, ::testing::HasSubstr("uthentication failed")) << command;
+    EXPECT_THAT(run.output, ::testing::Not(::testing::HasSubstr("hunter2"))) << command;
+  }
 }
 
 // Two stream instances write a producer's first result at the same moment: both upserts find
