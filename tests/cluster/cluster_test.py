@@ -82,8 +82,10 @@ class ClusterTest(unittest.TestCase):
             for name in ("infer-0", "infer-1", "sink", "stream"):
                 self.assertRegex(rows.get(name, ""), r" yes$", up.stdout)
             infer_ports = (base + 10, base + 11)
-            partitions = [metrics(port)["iotinfer_infer_partitions"] for port in infer_ports]
-            self.assertEqual(partitions, [3, 3], "the replicas split the six partitions")
+            # Both are ready once they hold partitions; the second one's join may still be
+            # moving half of the first one's over.
+            split = lambda: [metrics(port)["iotinfer_infer_partitions"] for port in infer_ports] == [3, 3]
+            wait_for("the replicas to split the six partitions", split, timeout=60)
 
             produce = cluster("produce", "--images", str(IMAGES), "--producers", str(PRODUCERS), "--format", "raw",
                               "--run-id", run)
