@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""`./dev bench spark`: the Spark engine against the native and push-down engines.
+"""`./dev bench spark`: the Spark engine against the native and push-down engines. Two parts,
+each rewriting its own section of the report (`--parts stream,batch`, both by default):
 
-1. Batch: for each --docs size (default 1,000,000 and 10,000,000), loads that many inference
-   documents (as `./dev bench analytics` does: the sink's schema, 8 producers, 10% incorrect,
-   2% unlabelled) into a private MongoDB-protocol server started for this run, then times
-   `iotinfer batch --engine native`, `--engine spark` (Spark Connect; Spark reads through the
-   MongoDB connector) and `--engine mongo`, the whole command each, and checks every engine's
-   counts against the loader's. Peak memory of the client and of the store server are shown,
-   and Spark's own (the Connect server's JVM).
-2. Stream freshness at the same --rate, one after the other on fresh topics: `iotinfer stream`
-   (native: at its default 500 ms updates, and back to back) and `iotinfer stream --engine spark`
-   (Structured Streaming, complete mode, micro-batches back to back). The k-th record's
-   freshness is the time from its delivery to Kafka until the stored total, polled every 10 ms,
-   first reaches k.
+1. Stream freshness (section spark-stream) at the same --rate, on fresh topics: `iotinfer
+   stream` (native: at its default 500 ms updates, and back to back) and `iotinfer stream
+   --engine spark` (Structured Streaming, complete mode, micro-batches back to back). The k-th
+   record's freshness is the time from its delivery to Kafka until the stored total, polled
+   every 10 ms, first reaches k. --rounds rounds (default 3), the engines taking turns in each;
+   the medians of the rounds are compared, since one run's p99 moves a lot on two shared cores.
+2. Batch (section spark): for each --docs size (default 1,000,000 and 10,000,000), loads that
+   many inference documents (as `./dev bench analytics` does: the sink's schema, 8 producers,
+   10% incorrect, 2% unlabelled) into a private MongoDB-protocol server started for this run,
+   then times `iotinfer batch --engine native`, `--engine spark` (Spark Connect; Spark reads
+   through the MongoDB connector) and `--engine mongo`, the whole command each, and checks
+   every engine's counts against the loader's. Peak memory of the client and of the store
+   server are shown, and Spark's own (the Connect server's JVM).
 """
 import argparse
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -43,80 +46,79 @@ def watch_rss(pid, peak, stop):
         time.sleep(0.5)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
-    ap.add_argument("--server-pid", type=int, required=True)
-    ap.add_argument("--spark", default="sc://127.0.0.1:15002")
-    ap.add_argument("--spark-pid", type=int, required=True, help="the Spark Connect server's pid, for its memory")
-    ap.add_argument("--spark-version", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
-    ap.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness runs")
-    ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--server-memory-fraction", type=float, default=0.4)
-    args = ap.parse_args()
+FRESHNESS_RUNS = (
+    # (key, label, engine arguments, warm-up s); each engine also at its most eager setting:
+    # updates, and micro-batches, back to back.
+    ("native", "`iotinfer stream` (default: 500 ms updates)", [], 5),
+    ("eager", "`iotinfer stream --update-ms 0` (updates back to back)", ["--update-ms", "0"], 5),
+    ("spark", "`iotinfer stream --engine spark --trigger 0` (micro-batches back to back, complete mode)",
+     ["--engine", "spark", "--trigger", "0"], 15),
+)
 
-    server = server_name(args.mongo)
-    client = pymongo.MongoClient(args.mongo)
-    limit_gib = args.server_memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+def freshness_rounds(args, client, tmp):
+    """{key: [(p50, p99, records) per round]}: the engines take turns, so that a slow spell of
+    the machine does not fall on one engine only."""
+    runs = {key: [] for key, *_ in FRESHNESS_RUNS}
+    for round_no in range(args.rounds):
+        for key, _, extra, warmup in FRESHNESS_RUNS:
+            db = f"bench_fresh_{key}"
+            if key == "spark":
+                extra = extra + ["--spark", args.spark, "--checkpoint", os.path.join(tmp, f"checkpoint-{round_no}")]
+            print(f"bench: stream freshness, {key}, round {round_no + 1}/{args.rounds}", flush=True)
+            runs[key].append(a.freshness(args, args.mongo, db, extra, warmup=warmup))
+            print(f"bench: {key} p50/p99 {runs[key][-1][0]:.0f}/{runs[key][-1][1]:.0f} ms", flush=True)
+            client.drop_database(db)
+    return runs
+
+
+def batch_runs(args, client, tmp, limit_gib):
     rows, loads = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        print("bench: stream freshness, native", flush=True)
-        native = a.freshness(args, args.mongo, "bench_fresh_native")
-        print(f"bench: native p50/p99 {native[0]:.0f}/{native[1]:.0f} ms", flush=True)
-        # Each engine also at its most eager setting: updates, and micro-batches, back to back.
-        eager = a.freshness(args, args.mongo, "bench_fresh_eager", ["--update-ms", "0"])
-        print(f"bench: native (back-to-back updates) p50/p99 {eager[0]:.0f}/{eager[1]:.0f} ms", flush=True)
-        print("bench: stream freshness, spark", flush=True)
-        spark = a.freshness(args, args.mongo, "bench_fresh_spark",
-                            ["--engine", "spark", "--spark", args.spark, "--trigger", "0",
-                             "--checkpoint", os.path.join(tmp, "checkpoint")], warmup=15)
-        print(f"bench: spark p50/p99 {spark[0]:.0f}/{spark[1]:.0f} ms", flush=True)
-        for db in ("bench_fresh_native", "bench_fresh_eager", "bench_fresh_spark"):
-            client.drop_database(db)
-
-        for docs in sorted(args.docs):
-            db = f"bench_spark_{docs}"
-            client.drop_database(db)
-            print(f"bench: loading {docs:,} documents", flush=True)
-            load_seconds, _ = a.load(args.mongo, db, docs, 2)
-            loads.append((docs, load_seconds))
-            truth = a.tally(a.document(i, None) for i in range(docs))
-            # Push-down last: FerretDB keeps the memory its $group took, and may be stopped.
-            for engine in ("native", "spark", "mongo"):
-                print(f"bench: iotinfer batch --engine {engine} over {docs:,} documents", flush=True)
-                spark_peak, stop = [0.0], threading.Event()
-                watcher = threading.Thread(target=watch_rss, args=(args.spark_pid, spark_peak, stop))
-                watcher.start()
-                run = a.run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", db, "--engine", engine,
-                                      "--spark", args.spark, "--out", os.path.join(tmp, engine)],
-                                     args.server_pid, limit_gib)
-                stop.set()
-                watcher.join()
-                run["spark"] = spark_peak[0] if engine == "spark" else None
-                if not run["killed"] and a.stored_counts(args.mongo, db) != truth:
-                    raise SystemExit(f"bench: the {engine} engine's counts are wrong")
-                rows.append((engine, docs, run))
-                print(f"bench: {engine}: {run}", flush=True)
-                if run["killed"]:
-                    break
-            if rows[-1][2]["killed"]:
+    for docs in sorted(args.docs):
+        db = f"bench_spark_{docs}"
+        client.drop_database(db)
+        print(f"bench: loading {docs:,} documents", flush=True)
+        load_seconds, _ = a.load(args.mongo, db, docs, 2)
+        loads.append((docs, load_seconds))
+        truth = a.tally(a.document(i, None) for i in range(docs))
+        # Push-down last: FerretDB keeps the memory its $group took, and may be stopped.
+        for engine in ("native", "spark", "mongo"):
+            print(f"bench: iotinfer batch --engine {engine} over {docs:,} documents", flush=True)
+            spark_peak, stop = [0.0], threading.Event()
+            watcher = threading.Thread(target=watch_rss, args=(args.spark_pid, spark_peak, stop))
+            watcher.start()
+            run = a.run_measured([args.iotinfer, "batch", "--store", args.mongo, "--db", db, "--engine", engine,
+                                  "--spark", args.spark, "--out", os.path.join(tmp, engine)],
+                                 args.server_pid, limit_gib)
+            stop.set()
+            watcher.join()
+            run["spark"] = spark_peak[0] if engine == "spark" else None
+            if not run["killed"] and a.stored_counts(args.mongo, db) != truth:
+                raise SystemExit(f"bench: the {engine} engine's counts are wrong")
+            rows.append((engine, docs, run))
+            print(f"bench: {engine}: {run}", flush=True)
+            if run["killed"]:
                 break
-            client.drop_database(db)
+        if rows[-1][2]["killed"]:
+            break
+        client.drop_database(db)
+    return rows, loads
 
+
+def spark_line(args):
+    return f"Spark {args.spark_version} Connect server on the same machine ({spark_settings(args.spark_pid)}"
+
+
+def batch_section(args, server, limit_gib, rows, loads):
     lines = [
         f"### Spark engine against native and push-down ({time.strftime('%Y-%m-%d')})",
         "",
-        f"{machine_line()} Spark {args.spark_version} Connect server on the same machine "
-        f"({spark_settings(args.spark_pid)}; MongoDB Spark connector 10.5.0 reading in one pass, "
+        f"{machine_line()} {spark_line(args)}; MongoDB Spark connector 10.5.0 reading in one pass, "
         f"`--spark-partitions 1`). Store: {server}, a private instance on 127.0.0.1. "
         + "; ".join(f"{d:,} documents loaded in {s:.0f} s" for d, s in loads)
         + ". Every engine's counts checked against the loader's. Times are whole commands (connect, read, "
         "aggregate, results write, CSV and charts). Native and Spark both read at the rate FerretDB hands out "
-        "documents (about 15k/s on these two cores); Spark's own decoding shares the cores with the store.",
+        "documents on these two cores; Spark's own decoding shares the cores with the store.",
         "",
         "| engine | documents | seconds | documents/s | native speed-up | client peak RSS | store peak RSS | Spark peak RSS |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -132,22 +134,65 @@ def main():
         spark_rss = f"{run['spark']:.1f} GiB" if run["spark"] else "-"
         lines.append(f"| {name} | {docs:,} | {run['seconds']:.1f} | {docs / run['seconds']:,.0f} | {speed} | "
                      f"{run['rss']:.0f} MiB | {run['server']:.1f} GiB | {spark_rss} |")
+    return lines
+
+
+def stream_section(args, server, runs):
+    p99 = {key: statistics.median(r[1] for r in rounds) for key, rounds in runs.items()}
+    lines = [
+        f"### Stream freshness: Spark against native ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"{machine_line()} {spark_line(args)}). Apache Kafka on 127.0.0.1, fresh topics of 6 partitions; "
+        f"store: {server}, a private instance on 127.0.0.1. {args.rate:,} records/s for {args.seconds} s per "
+        f"run; {args.rounds} rounds, the engines taking turns in each. A record's freshness: from its delivery "
+        "to Kafka until the stored total, polled every 10 ms, counts it.",
+        "",
+        "| engine | p50 ms (median of rounds) | p99 ms, each round | p99 ms (median of rounds) |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, label, *_ in FRESHNESS_RUNS:
+        rounds = runs[key]
+        each = ", ".join(f"{r[1]:.0f}" for r in rounds)
+        lines.append(f"| {label} | {statistics.median(r[0] for r in rounds):.0f} | {each} | {p99[key]:.0f} |")
     lines += [
         "",
-        f"Stream freshness, {args.rate:,} records/s for {args.seconds} s on 6 partitions, same store (record "
-        "delivered to Kafka until the stored total counts it):",
-        "",
-        "| engine | p50 ms | p99 ms |",
-        "|---|---:|---:|",
-        f"| `iotinfer stream` (default: 500 ms updates) | {native[0]:.0f} | {native[1]:.0f} |",
-        f"| `iotinfer stream --update-ms 0` (updates back to back) | {eager[0]:.0f} | {eager[1]:.0f} |",
-        f"| `iotinfer stream --engine spark --trigger 0` (micro-batches back to back, complete mode) | "
-        f"{spark[0]:.0f} | {spark[1]:.0f} |",
-        "",
-        f"Native p99 is 1/{spark[1] / native[1]:.1f} of Spark's at the default settings, "
-        f"1/{spark[1] / eager[1]:.1f} with both back to back.",
+        f"Native p99 is 1/{p99['spark'] / p99['native']:.1f} of Spark's at the default settings, "
+        f"1/{p99['spark'] / p99['eager']:.1f} with both back to back (medians of the rounds).",
     ]
-    print(write_section(args.report, "spark", lines))
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
+    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--spark", default="sc://127.0.0.1:15002")
+    ap.add_argument("--spark-pid", type=int, required=True, help="the Spark Connect server's pid, for its memory")
+    ap.add_argument("--spark-version", required=True)
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument("--parts", default="stream,batch", help="which of stream and batch to run (and rewrite)")
+    ap.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness runs")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="freshness runs per engine")
+    ap.add_argument("--server-memory-fraction", type=float, default=0.4)
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"stream", "batch"}:
+        raise SystemExit("bench: --parts takes stream, batch or both")
+
+    server = server_name(args.mongo)
+    client = pymongo.MongoClient(args.mongo)
+    limit_gib = args.server_memory_fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    with tempfile.TemporaryDirectory() as tmp:
+        if "stream" in parts:
+            print(write_section(args.report, "spark-stream", stream_section(args, server,
+                                                                             freshness_rounds(args, client, tmp))))
+        if "batch" in parts:
+            rows, loads = batch_runs(args, client, tmp, limit_gib)
+            print(write_section(args.report, "spark", batch_section(args, server, limit_gib, rows, loads)))
 
 
 if __name__ == "__main__":
