@@ -8,10 +8,10 @@
 //   OMP_NUM_THREADS=1 /tmp/onednn_probe int8 nhwc     # or: f32 nhwc, f32 any
 //
 // Results on the machine of BENCHMARKS.md are in its inference section.
-#include <oneapi/dnnl/dnnl.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -41,7 +41,9 @@ struct Net {
 
   Net(memory::dim n, bool int8, tag act) : N(n) {
     const dt a = int8 ? dt::u8 : dt::f32, w = int8 ? dt::s8 : dt::f32;
-    struct L { int ic, oc, k, in, out; };
+    struct L {
+      int ic, oc, k, in, out;
+    };
     L layers[] = {{1, 32, 5, 28, 14}, {32, 64, 3, 14, 7}, {64, 128, 3, 7, 4}};
     memory::desc cur({N, 1, 28, 28}, a, act == tag::any ? tag::nhwc : act);
     input = Fill(cur, a);
@@ -59,22 +61,7 @@ struct Net {
       po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
       attr.set_post_ops(po);
       convolution_forward::primitive_desc pd(d, attr, eng);
-      if (pd.src_desc() != src.get_desc()) {
-        memory r(pd.src_desc(), eng);
-        prims.push_back(reorder(src, r));
-        args.push_back({{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, r}});
-        src = r;
-      }
-      memory wts(pd.weights_desc(), eng);
-      {
-        memory plain = Fill(memory::desc({l.oc, l.ic, l.k, l.k}, w, tag::oihw), w);
-        reorder(plain, wts).execute(s, plain, wts);
-      }
-      memory bias = Fill(bia_md, dt::f32);
-      memory dst(pd.dst_desc(), eng);
-      prims.push_back(convolution_forward(pd));
-      args.push_back({{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
-      src = dst;
+      src = Append<convolution_forward>(pd, src, {l.oc, l.ic, l.k, l.k}, w);
     }
     // FC 128x4x4 -> 10, f32 out.
     memory::desc fsrc({N, 128, 4, 4}, a, tag::any), fwei({10, 128, 4, 4}, w, tag::any), fbia({10}, dt::f32, tag::a),
@@ -83,6 +70,13 @@ struct Net {
     primitive_attr attr;
     if (int8) attr.set_output_scales(0, {0.01f});
     inner_product_forward::primitive_desc pd(d, attr, eng);
+    Append<inner_product_forward>(pd, src, {10, 128, 4, 4}, w);
+  }
+
+  // Appends `pd`'s primitive after `src` (reordered first to the layout it asks for), with
+  // random weights of `wei` dims and a random bias; returns its output.
+  template <typename Primitive, typename PrimitiveDesc>
+  memory Append(const PrimitiveDesc& pd, memory src, const memory::dims& wei, dt w) {
     if (pd.src_desc() != src.get_desc()) {
       memory r(pd.src_desc(), eng);
       prims.push_back(reorder(src, r));
@@ -90,13 +84,12 @@ struct Net {
       src = r;
     }
     memory wts(pd.weights_desc(), eng);
-    {
-      memory plain = Fill(memory::desc({10, 128, 4, 4}, w, tag::oihw), w);
-      reorder(plain, wts).execute(s, plain, wts);
-    }
-    memory bias = Fill(fbia, dt::f32), dst(pd.dst_desc(), eng);
-    prims.push_back(inner_product_forward(pd));
+    memory plain = Fill(memory::desc(wei, w, tag::oihw), w);
+    reorder(plain, wts).execute(s, plain, wts);
+    memory bias = Fill(pd.bias_desc(), dt::f32), dst(pd.dst_desc(), eng);
+    prims.push_back(Primitive(pd));
     args.push_back({{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wts}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, dst}});
+    return dst;
   }
   void Run() {
     for (size_t i = 0; i < prims.size(); ++i) prims[i].execute(s, args[i]);
