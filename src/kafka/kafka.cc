@@ -451,6 +451,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
   // Explicit --kafka settings win over our defaults.
   effective.properties.try_emplace("enable.idempotence", options.idempotent ? "true" : "false");
   effective.properties.try_emplace("linger.ms", std::to_string(options.linger.count()));
+  effective.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
   ASSIGN_OR_RETURN(Conf conf, MakeConf(effective));
   auto impl = std::make_unique<Impl>();
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);

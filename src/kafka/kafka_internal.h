@@ -32,6 +32,13 @@ struct ListDeleter {
 };
 using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
 
+/// The `partitioner` every producer here uses unless told otherwise: the key -> partition
+/// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
+/// so a device's records land on the same partition whichever client sent them. librdkafka's
+/// own default (CRC32) differs, and with devices 0-7 it also leaves partitions 2 and 3 of 6
+/// empty, where this one uses all six.
+inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
+
 /// Copies a consumed message (key, value, headers) and where it came from.
 InputMessage Convert(const rd_kafka_message_t* m);
 

@@ -135,6 +135,27 @@ TEST(KafkaIntegrationTest, ScanTopicStopsAtTheCallersErrorAndNamesAMissingTopic)
   EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
 }
 
+// Devices land where Kafka's Java clients put them (murmur2 of the key, what Spark, Kafka
+// Streams and the Java producer compute), so every client agrees on a device's partition; and
+// devices 0-7 use all six partitions of a default topic.
+TEST(KafkaIntegrationTest, KeysGoToThePartitionsJavaClientsChoose) {
+  const std::string topic = UniqueTopic("keys");
+  ASSERT_OK(EnsureTopics({}, {{topic, 6}}));
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
+  for (int device = 0; device < 8; ++device) ASSERT_OK((*producer)->Send(topic, {std::to_string(device), "v", {}}));
+  ASSERT_OK((*producer)->Flush());
+  std::map<std::string, int32_t> partition_of;
+  ASSERT_OK(ScanTopic({}, topic, [&](const InputMessage& in) -> Status {
+    partition_of[in.message.key] = in.partition;
+    return Ok();
+  }));
+  // org.apache.kafka.common.utils.Utils.toPositive(murmur2(key)) % 6 for keys "0".."7".
+  const std::map<std::string, int32_t> java{{"0", 2}, {"1", 3}, {"2", 2}, {"3", 5},
+                                            {"4", 1}, {"5", 0}, {"6", 4}, {"7", 3}};
+  EXPECT_EQ(partition_of, java);
+}
+
 // The broker's SASL_PLAINTEXT listener and its development account
 // (scripts/kafka/server.properties), as `--kafka` properties.
 constexpr const char* kSaslBrokers = "127.0.0.1:9094";
