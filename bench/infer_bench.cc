@@ -56,7 +56,9 @@ int main(int argc, char** argv) {
   std::vector<int> batches{1, 8, 64, 256};
   double seconds = 3.0;
   int threads = 0;
+  std::string engine = "onednn";
   app.add_option("--model", model_path, "ONNX model (default: the committed one)");
+  app.add_option("--engine", engine, "onednn or opencv")->check(CLI::IsMember({"onednn", "opencv"}));
   app.add_option("--batches", batches, "batch sizes")->delimiter(',');
   app.add_option("--seconds", seconds, "measuring time per batch size");
   app.add_option("--threads", threads, "inference threads (0: one per core)");
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
   auto data =
       iotinfer::dataset::LoadFashionMnist(iotinfer::dataset::kFashionMnistDefaultDir, iotinfer::dataset::Split::kTest);
   if (!data) return std::fprintf(stderr, "%s\n", data.error().message().c_str()), 1;
-  auto classifier = iotinfer::model::Classifier::Create({.model_path = model_path, .threads = threads});
+  auto classifier = iotinfer::model::Classifier::Create(
+      {.model_path = model_path, .engine = iotinfer::model::ParseEngine(engine).value(), .threads = threads});
   if (!classifier) return std::fprintf(stderr, "%s\n", classifier.error().message().c_str()), 1;
 
   for (int batch : batches) {
@@ -87,9 +90,9 @@ int main(int argc, char** argv) {
       elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     } while (elapsed < seconds);
     std::printf(
-        "{\"engine\": \"iotinfer\", \"batch\": %d, \"threads\": %d, \"images_per_second\": %.1f, "
-        "\"latency_ms\": %.4f, \"opencv\": \"" CV_VERSION "\"}\n",
-        batch, (*classifier)->threads(), calls * batch / elapsed, 1000.0 * elapsed / calls);
+        "{\"engine\": \"iotinfer\", \"inference_engine\": \"%s\", \"batch\": %d, \"threads\": %d, "
+        "\"images_per_second\": %.1f, \"latency_ms\": %.4f, \"opencv\": \"" CV_VERSION "\"}\n",
+        engine.c_str(), batch, (*classifier)->threads(), calls * batch / elapsed, 1000.0 * elapsed / calls);
     std::fflush(stdout);
   }
   const int cores = static_cast<int>(std::thread::hardware_concurrency());

@@ -39,6 +39,7 @@ Result<EvaluationReport> Evaluate(const EvaluationOptions& options) {
   report.dataset = data.name;
   report.model_id = classifier->model_id();
   report.threads = classifier->threads();
+  report.engine = std::string(model::EngineName(classifier->engine()));
   report.batch = options.batch;
   report.images = static_cast<int64_t>(n);
   report.predictions.resize(n);
@@ -89,8 +90,8 @@ Result<EvaluationReport> Evaluate(const EvaluationOptions& options) {
 std::string FormatReport(const EvaluationReport& r) {
   std::string out = fmt::format("{} images of {}, model {}\n", r.images, r.dataset, r.model_id);
   out += fmt::format("accuracy {:.2f}% ({} of {} right)\n", 100.0 * r.accuracy(), r.correct, r.images);
-  out += fmt::format("throughput {:.0f} images/s (batch {}, {} threads, {:.2f} s)\n\n", r.images_per_second(), r.batch,
-                     r.threads, r.seconds);
+  out += fmt::format("throughput {:.0f} images/s (batch {}, {} threads, {}, {:.2f} s)\n\n", r.images_per_second(),
+                     r.batch, r.threads, r.engine, r.seconds);
   out += fmt::format("{:<12} {:>7} {:>9} {:>9}\n", "class", "images", "recall", "precision");
   for (const auto& c : r.classes) {
     out += fmt::format("{:<12} {:>7} {:>8.2f}% {:>8.2f}%\n", c.name, c.total, 100.0 * Ratio(c.correct, c.total),

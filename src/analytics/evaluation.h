@@ -37,6 +37,7 @@ struct ProducerStats {
 struct EvaluationReport {
   std::string dataset;
   std::string model_id;
+  std::string engine;  // what ran the network: onednn or opencv
   int threads = 0;
   int batch = 0;
   int64_t images = 0;

@@ -17,6 +17,7 @@ void AddModelFlags(CLI::App& cmd, analytics::EvaluationOptions& o) {
   cmd.add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
       ->envname("IOTINFER_MODEL");
   cmd.add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
+  AddEngineFlag(cmd, o.classifier.engine);
   cmd.add_option("--batch", o.batch, "images per inference call")->capture_default_str()->check(CLI::PositiveNumber);
 }
 

@@ -7,6 +7,7 @@
 #include "analytics/spark_engine.h"
 #include "core/error.h"
 #include "kafka/kafka.h"
+#include "model/classifier.h"
 #include "store/store.h"
 
 namespace iotinfer::cli {
@@ -25,6 +26,9 @@ struct KafkaFlags {
 /// talks to Kafka. ApplyKafkaProperties applies them to `config`, and can fail.
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);
 Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config);
+
+/// --engine onednn|opencv: what runs the classifier's network (model::Engine).
+void AddEngineFlag(CLI::App& cmd, model::Engine& engine);
 
 /// --store and --db, for every command that talks to a store.
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);

@@ -27,6 +27,13 @@ const std::atomic<bool>& StopOnSignals() {
   return g_stop;
 }
 
+void AddEngineFlag(CLI::App& cmd, model::Engine& engine) {
+  cmd.add_option_function<std::string>(
+         "--engine", [&engine](const std::string& name) { engine = model::ParseEngine(name).value(); },
+         "what runs the network: onednn (default, about 2x faster) or opencv (any model OpenCV loads)")
+      ->check(CLI::IsMember({"onednn", "opencv"}));
+}
+
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
   cmd.add_option("--store", options.uri, "sqlite:PATH or mongodb://[user:password@]host[:port][/?options]")
       ->envname("IOTINFER_STORE")

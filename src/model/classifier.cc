@@ -14,6 +14,8 @@
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
+#include "model/onednn_net.h"
+
 namespace iotinfer::model {
 namespace {
 
@@ -39,7 +41,9 @@ std::string Sha256Hex(std::span<const char> bytes) {
 // One copy of the network with its own input buffer; used by one thread at a time.
 struct Replica {
   cv::dnn::Net net;
-  cv::Mat input;  // [max_batch, C, H, W] float32, grown on demand
+  std::unique_ptr<OnednnNet> onednn;  // runs the network instead of `net` when set
+  cv::Mat input;                      // [max_batch, C, H, W] float32, grown on demand
+  std::vector<float> logits;          // oneDNN's output
 };
 
 }  // namespace
@@ -129,14 +133,20 @@ struct Classifier::Impl {
     TRY(Fill(images, replica.input));
     // A header over the first n images: no copy, and OpenCV sees the batch size it must run.
     cv::Mat batch({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
-    cv::Mat logits;
-    try {
-      replica.net.setInput(batch);
-      logits = replica.net.forward();
-    } catch (const cv::Exception& e) {
-      return std::unexpected(Error::Internal(fmt::format("model {}: inference failed: {}", model_id, e.err)));
-    }
     const int classes = static_cast<int>(options.class_names.size());
+    cv::Mat logits;
+    if (replica.onednn) {
+      replica.logits.resize(static_cast<size_t>(n) * classes);
+      TRY(replica.onednn->Forward({batch.ptr<float>(), batch.total()}, replica.logits));
+      logits = cv::Mat(n, classes, CV_32F, replica.logits.data());
+    } else {
+      try {
+        replica.net.setInput(batch);
+        logits = replica.net.forward();
+      } catch (const cv::Exception& e) {
+        return std::unexpected(Error::Internal(fmt::format("model {}: inference failed: {}", model_id, e.err)));
+      }
+    }
     for (int i = 0; i < n; ++i) {
       const float* row = logits.ptr<float>(i);
       const float* best = std::max_element(row, row + classes);
@@ -197,6 +207,14 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
       return std::unexpected(Error::InvalidInput(
           fmt::format("model {}: produced {} values for one image; expected {}", path, out.total(), expected)));
     }
+    if (o.engine == Engine::kOneDnn) {
+      auto onednn = OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols);
+      if (!onednn) {
+        return std::unexpected(Error::InvalidInput(
+            fmt::format("model {}: {} (--engine opencv runs any model OpenCV loads)", path, onednn.error().message())));
+      }
+      replica.onednn = std::move(*onednn);
+    }
   }
 
   impl->slices.resize(threads);
@@ -240,6 +258,15 @@ Status Classifier::Classify(std::span<const ImageView> images, std::span<Predict
 const std::vector<std::string>& Classifier::class_names() const { return impl_->options.class_names; }
 const std::string& Classifier::model_id() const { return impl_->model_id; }
 int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()); }
+Engine Classifier::engine() const { return impl_->options.engine; }
+
+Result<Engine> ParseEngine(std::string_view name) {
+  if (name == "opencv") return Engine::kOpenCv;
+  if (name == "onednn") return Engine::kOneDnn;
+  return std::unexpected(Error::InvalidInput(fmt::format("unknown engine '{}' (onednn or opencv)", name)));
+}
+
+std::string_view EngineName(Engine engine) { return engine == Engine::kOneDnn ? "onednn" : "opencv"; }
 
 std::string DefaultModelPath() {
   std::error_code ec;

@@ -3,6 +3,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -11,8 +12,17 @@
 
 namespace iotinfer::model {
 
+/// What runs the network. OpenCV always loads and checks the model; oneDNN then runs it
+/// about twice as fast per core (BENCHMARKS.md), for the layer types it supports here.
+enum class Engine { kOpenCv, kOneDnn };
+
+/// "opencv" or "onednn"; InvalidInput naming the choices otherwise.
+Result<Engine> ParseEngine(std::string_view name);
+std::string_view EngineName(Engine engine);
+
 struct ClassifierOptions {
   std::string model_path;  // ONNX file; empty: DefaultModelPath()
+  Engine engine = Engine::kOneDnn;
   std::vector<std::string> class_names = ClassNames(kFashionMnistClasses);
   int threads = 0;  // worker replicas of the network; 0: one per hardware thread
   // The model's input geometry. Images of another shape are converted to it (see Classify).
@@ -26,7 +36,8 @@ struct Prediction {
   float confidence = 0.f;  // softmax probability of `label`
 };
 
-/// Top-1 image classification with an ONNX model on OpenCV DNN.
+/// Top-1 image classification with an ONNX model, loaded by OpenCV DNN and run by oneDNN
+/// (OnednnNet) or by OpenCV itself.
 ///
 /// The model takes float32 [N, C, H, W] raw pixel values (0..255) and returns [N, classes]
 /// logits; any preprocessing beyond that is inside the model (see model/MODEL.md).
@@ -55,6 +66,7 @@ class Classifier {
   /// "<file stem>-<first 8 hex digits of the file's SHA-256>", e.g. "fmnist-cnn-1a2b3c4d".
   const std::string& model_id() const;
   int threads() const;
+  Engine engine() const;
 
  private:
   struct Impl;

@@ -1,6 +1,7 @@
 #include "model/onednn_net.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <cstring>
 #include <map>
@@ -230,6 +231,9 @@ Status OnednnNet::Forward(std::span<const float> input, std::span<float> logits)
                     logits.size(), image, classes())));
   }
   if (n == 0) return Ok();
+  // One thread: the Classifier's parallelism is its replicas, one per core, which scale
+  // better on this small network than threads inside each layer (as with OpenCV).
+  omp_set_num_threads(1);
   auto [it, added] = impl.plans.try_emplace(n);
   try {
     if (added) it->second = impl.Build(n);

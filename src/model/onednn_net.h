@@ -10,9 +10,10 @@ namespace iotinfer::model {
 
 /// An ONNX classifier of the shape iotinfer trains (convolutions, each optionally followed by
 /// a ReLU, then a flatten and one fully connected layer) run by oneDNN in FP32, with the
-/// weights OpenCV has loaded. oneDNN's direct convolutions reach about twice OpenCV 4.6's
-/// images/s per core on this model (BENCHMARKS.md, inference section); this is the first step
-/// of a oneDNN backend for the Classifier. Not thread-safe: one Forward() at a time.
+/// weights OpenCV has loaded: the Classifier's default engine. oneDNN's direct convolutions
+/// reach about twice OpenCV 4.6's images/s per core on this model (BENCHMARKS.md, inference
+/// section). Runs on the calling thread alone (it sets that
+/// thread's OpenMP thread count to 1). Not thread-safe: one Forward() at a time.
 class OnednnNet {
  public:
   /// From `net` as cv::dnn::readNetFromONNX loaded it, for inputs of [N, channels, rows,

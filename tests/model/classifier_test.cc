@@ -76,6 +76,20 @@ TEST(ClassifierTest, FreshlyTrainedExportAgreesWithPyTorch) {
   ExpectAgreesWithPyTorch(dir.file("fmnist-cnn.onnx"), dir.file("test-predictions.u8"), 0.4);
 }
 
+// oneDNN (the default) and OpenCV run the same network: the same class for every image,
+// and the same confidence up to float rounding.
+TEST(ClassifierTest, BothEnginesGiveTheSamePredictions) {
+  auto onednn = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .engine = Engine::kOneDnn});
+  auto opencv = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .engine = Engine::kOpenCv});
+  ASSERT_TRUE(onednn && opencv);
+  EXPECT_EQ((*onednn)->engine(), Engine::kOneDnn);
+  const auto a = ClassifyAll(**onednn, 2000, 100), b = ClassifyAll(**opencv, 2000, 100);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].label, b[i].label) << "image " << i;
+    ASSERT_NEAR(a[i].confidence, b[i].confidence, 1e-4) << "image " << i;
+  }
+}
+
 TEST(ClassifierTest, BatchSizeAndThreadsDoNotChangePredictions) {
   auto one = Make(iotinfer::testing::ModelPath(), 1);
   auto two = Make(iotinfer::testing::ModelPath(), 2);
