@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -17,6 +18,8 @@ using dnnl::memory;
 using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
+// Images per primitive run: oneDNN is at its best from about 64 on this model (BENCHMARKS.md).
+constexpr memory::dim kChunk = 64;
 
 // One layer as read from OpenCV: a convolution (with or without a ReLU after it) or the
 // final fully connected layer. Weights keep OpenCV's layouts: OIHW, and [out, in].
@@ -120,6 +123,7 @@ struct OnednnNet::Impl {
   // Weights in the layouts the primitives chose, per batch size (oneDNN may pick others for
   // other sizes); plans are built on first use of a batch size and kept.
   std::map<memory::dim, Plan> plans;
+  std::vector<float> padded_input, padded_logits;  // a last chunk rounded up to its plan's size
 
   // A user-layout copy of an OpenCV blob (float32, contiguous) as a oneDNN memory.
   memory Wrap(const cv::Mat& blob, const Dims& dims, Tag tag) const {
@@ -225,26 +229,44 @@ Status OnednnNet::Forward(std::span<const float> input, std::span<float> logits)
   Impl& impl = *impl_;
   const memory::dim image = impl.input_shape[0] * impl.input_shape[1] * impl.input_shape[2];
   const memory::dim n = static_cast<memory::dim>(input.size()) / image;
-  if (n * image != static_cast<memory::dim>(input.size()) || logits.size() != static_cast<size_t>(n * classes())) {
+  const int classes = this->classes();
+  if (n * image != static_cast<memory::dim>(input.size()) || logits.size() != static_cast<size_t>(n * classes)) {
     return std::unexpected(Error::InvalidInput(
         fmt::format("{} input values and {} logits do not make whole images of {} values with {} classes", input.size(),
-                    logits.size(), image, classes())));
+                    logits.size(), image, classes)));
   }
-  if (n == 0) return Ok();
   // One thread: the Classifier's parallelism is its replicas, one per core, which scale
   // better on this small network than threads inside each layer (as with OpenCV).
   omp_set_num_threads(1);
-  auto [it, added] = impl.plans.try_emplace(n);
-  try {
-    if (added) it->second = impl.Build(n);
-    Plan& plan = it->second;
-    plan.input.set_data_handle(const_cast<float*>(input.data()));
-    plan.output.set_data_handle(logits.data());
-    for (size_t i = 0; i < plan.steps.size(); ++i) plan.steps[i].execute(impl.stream, plan.args[i]);
-    impl.stream.wait();
-  } catch (const dnnl::error& e) {
-    if (added) impl.plans.erase(it);
-    return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
+  // Primitives are built (JIT-compiled) per batch size, which costs milliseconds: the batch
+  // runs in chunks of kChunk, and a last, smaller chunk as the next power of two, padded. So
+  // at most 1 + log2(kChunk) plans, whatever sizes a dynamic batcher sends.
+  for (memory::dim begin = 0; begin < n; begin += kChunk) {
+    const memory::dim m = std::min<memory::dim>(kChunk, n - begin);
+    memory::dim size = 1;
+    while (size < m) size *= 2;
+    const float* in = input.data() + begin * image;
+    float* out = logits.data() + begin * classes;
+    if (size != m) {
+      impl.padded_input.assign(static_cast<size_t>(size * image), 0.f);
+      std::copy(in, in + m * image, impl.padded_input.begin());
+      impl.padded_logits.resize(static_cast<size_t>(size * classes));
+      in = impl.padded_input.data();
+      out = impl.padded_logits.data();
+    }
+    auto [it, added] = impl.plans.try_emplace(size);
+    try {
+      if (added) it->second = impl.Build(size);
+      Plan& plan = it->second;
+      plan.input.set_data_handle(const_cast<float*>(in));
+      plan.output.set_data_handle(out);
+      for (size_t i = 0; i < plan.steps.size(); ++i) plan.steps[i].execute(impl.stream, plan.args[i]);
+      impl.stream.wait();
+    } catch (const dnnl::error& e) {
+      if (added) impl.plans.erase(it);
+      return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
+    }
+    if (size != m) std::copy_n(impl.padded_logits.begin(), m * classes, logits.begin() + begin * classes);
   }
   return Ok();
 }

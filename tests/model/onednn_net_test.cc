@@ -31,7 +31,8 @@ cv::Mat OpenCvLogits(cv::dnn::Net& net, std::vector<float>& input, int n) {
 }
 
 // oneDNN runs the committed model with the weights OpenCV loaded, and computes what OpenCV
-// computes, at every batch size (each gets its own primitives) and again on reuse.
+// computes, at every batch size (run padded to a power of two, or in chunks of 64) and again
+// on reuse.
 TEST(OnednnNetTest, ComputesOpenCvsLogitsForTheCommittedModel) {
   cv::dnn::Net net = cv::dnn::readNetFromONNX(iotinfer::testing::ModelPath());
   auto onednn = OnednnNet::FromOpenCv(net, 1, 28, 28);
