@@ -34,6 +34,14 @@ struct Layer {
 
 Dims ToDims(const std::vector<size_t>& values) { return Dims(values.begin(), values.end()); }
 
+// {C, H, W} of a convolution's output.
+Dims ConvolutionOutput(const Layer& l) {
+  Dims out{l.outputs, 0, 0};
+  for (int d = 0; d < 2; ++d)
+    out[d + 1] = (l.src[d + 1] + l.pads_begin[d] + l.pads_end[d] - l.kernel[d]) / l.strides[d] + 1;
+  return out;
+}
+
 // The layer sequence of `net`, checked to be a chain oneDNN can run as built here.
 Result<std::vector<Layer>> ReadLayers(cv::dnn::Net& net, Dims shape) {
   std::vector<Layer> layers;
@@ -79,10 +87,7 @@ Result<std::vector<Layer>> ReadLayers(cv::dnn::Net& net, Dims shape) {
               .outputs = weights.size[0],
               .weights = weights};
       if (layer->blobs.size() > 1) l.bias = layer->blobs[1];
-      for (int d = 0; d < 2; ++d) {
-        shape[d + 1] = (shape[d + 1] + l.pads_begin[d] + l.pads_end[d] - l.kernel[d]) / l.strides[d] + 1;
-      }
-      shape[0] = l.outputs;
+      shape = ConvolutionOutput(l);
       layers.push_back(std::move(l));
       continue;
     }
@@ -184,10 +189,8 @@ struct OnednnNet::Impl {
         break;
       }
       const Dims weight_dims{l.outputs, l.src[0], l.kernel[0], l.kernel[1]};
-      Dims dst_dims{n, l.outputs, 0, 0};
-      for (int d = 0; d < 2; ++d) {
-        dst_dims[d + 2] = (l.src[d + 1] + l.pads_begin[d] + l.pads_end[d] - l.kernel[d]) / l.strides[d] + 1;
-      }
+      const Dims out = ConvolutionOutput(l);
+      const Dims dst_dims{n, out[0], out[1], out[2]};
       dnnl::post_ops post;
       if (l.relu) post.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
       dnnl::primitive_attr attr;

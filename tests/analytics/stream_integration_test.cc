@@ -445,13 +445,8 @@ TEST(StreamIntegrationTest, TumblingWindowsCountByEventTime) {
     e.second++;
   }
   SendRecords(names.topic, records, 0, 900);
-  StreamOptions options;
-  options.topic = names.topic;
-  options.group = names.group;
-  options.store = {.uri = uri};
+  StreamOptions options = QuietOptions(names, uri);
   options.window = seconds(10);
-  options.update_interval = milliseconds(100);
-  options.log_every = milliseconds(0);
   std::atomic<bool> stop{false};
   Result<StreamStats> stats = std::unexpected(Error::Internal("did not run"));
   std::thread service([&] {
