@@ -1,7 +1,11 @@
+#include <fmt/format.h>
+
+#include <chrono>
 #include <cstdio>
 
 #include "analytics/evaluation.h"
 #include "cli/commands.h"
+#include "model/calibration.h"
 
 namespace iotinfer::cli {
 namespace {
@@ -17,7 +21,7 @@ void AddModelFlags(CLI::App& cmd, analytics::EvaluationOptions& o) {
   cmd.add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
       ->envname("IOTINFER_MODEL");
   cmd.add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
-  AddEngineFlag(cmd, o.classifier.engine);
+  AddEngineFlags(cmd, o.classifier);
   cmd.add_option("--batch", o.batch, "images per inference call")->capture_default_str()->check(CLI::PositiveNumber);
 }
 
@@ -28,7 +32,53 @@ Status RunEvaluation(analytics::EvaluationOptions& options, const std::string& s
   return Ok();
 }
 
+struct CalibrateOptions {
+  analytics::EvaluationOptions evaluation;  // its dataset, limit and classifier
+  std::string split = "train";
+  std::string out;
+};
+
+Status RunCalibrate(CalibrateOptions& options) {
+  analytics::EvaluationOptions& o = options.evaluation;
+  ASSIGN_OR_RETURN(o.dataset.split, dataset::ParseSplit(options.split));
+  ASSIGN_OR_RETURN(const dataset::Dataset data, dataset::Load(o.dataset));
+  if (o.classifier.model_path.empty()) o.classifier.model_path = model::DefaultModelPath();
+  o.classifier.engine = model::Engine::kOneDnn;
+  o.classifier.threads = 1;
+  o.classifier.class_names = data.class_names;
+  ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(o.classifier));
+  const size_t n = o.limit > 0 ? std::min<size_t>(o.limit, data.size()) : data.size();
+  std::vector<ImageView> images;
+  for (size_t i = 0; i < n; ++i) images.push_back(data.image(i));
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(std::vector<float> ranges, classifier->ActivationRanges(images));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string path = options.out.empty() ? model::DefaultCalibrationPath(o.classifier.model_path) : options.out;
+  TRY(model::WriteCalibration(path, {.model_id = classifier->model_id(),
+                                     .images = fmt::format("{} {} ({} images)", data.name, options.split, n),
+                                     .activation_ranges = ranges}));
+  fmt::print("calibrated {} on {} {} images in {:.1f} s: activation ranges {}\nwrote {}\n", classifier->model_id(), n,
+             options.split, seconds, fmt::join(ranges, ", "), path);
+  return Ok();
+}
+
 }  // namespace
+
+void AddCalibrateCommand(CLI::App& app, Action& action) {
+  auto* cmd =
+      app.add_subcommand("calibrate", "Measure the model's activation ranges on a dataset, for --engine onednn-int8");
+  auto options = std::make_shared<CalibrateOptions>();
+  analytics::EvaluationOptions& o = options->evaluation;
+  cmd->add_option("--dataset", o.dataset.name, "fashion-mnist or cifar10")->capture_default_str();
+  cmd->add_option("--data-dir", o.dataset.dir, "where the dataset files are (default: Debian's location)");
+  cmd->add_option("--split", options->split, "train or test (calibrate on images you do not evaluate on)")
+      ->capture_default_str();
+  cmd->add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str();
+  cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
+      ->envname("IOTINFER_MODEL");
+  cmd->add_option("--out", options->out, "where to write it (default: the model's path with .int8.json)");
+  cmd->callback([&action, options] { action = [options] { return RunCalibrate(*options); }; });
+}
 
 void AddClassifyCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("classify",

@@ -27,8 +27,8 @@ struct KafkaFlags {
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);
 Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config);
 
-/// --engine onednn|opencv: what runs the classifier's network (model::Engine).
-void AddEngineFlag(CLI::App& cmd, model::Engine& engine);
+/// --engine onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
+void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options);
 
 /// --store and --db, for every command that talks to a store.
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
@@ -46,6 +46,7 @@ const std::atomic<bool>& StopOnSignals();
 
 void AddBatchCommand(CLI::App& app, Action& action);
 void AddClassifyCommand(CLI::App& app, Action& action);
+void AddCalibrateCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
 void AddInferCommand(CLI::App& app, Action& action);

@@ -52,7 +52,7 @@ void AddInferCommand(CLI::App& app, Action& action) {
   cmd->add_option("--batch-max", o.batch_max, "largest batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-wait-ms", flags->batch_wait_ms, "how long a batch may wait to fill")->capture_default_str();
   cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
-  AddEngineFlag(*cmd, o.classifier.engine);
+  AddEngineFlags(*cmd, o.classifier);
   cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
       ->envname("IOTINFER_MODEL");
   cmd->add_option("--max-payload-bytes", o.limits.max_payload_bytes, "larger images are dead-lettered")

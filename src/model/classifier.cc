@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
+#include "model/calibration.h"
 #include "model/onednn_net.h"
 
 namespace iotinfer::model {
@@ -125,14 +126,20 @@ struct Classifier::Impl {
     return Ok();
   }
 
-  Status Run(Replica& replica, std::span<const ImageView> images, std::span<Prediction> out) const {
+  // `images` as the network's input, in `replica`'s buffer.
+  Result<cv::Mat> Prepare(Replica& replica, std::span<const ImageView> images) const {
     const int n = static_cast<int>(images.size());
     if (replica.input.empty() || replica.input.size[0] < n) {
       replica.input.create({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F);
     }
     TRY(Fill(images, replica.input));
     // A header over the first n images: no copy, and OpenCV sees the batch size it must run.
-    cv::Mat batch({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
+    return cv::Mat({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
+  }
+
+  Status Run(Replica& replica, std::span<const ImageView> images, std::span<Prediction> out) const {
+    const int n = static_cast<int>(images.size());
+    ASSIGN_OR_RETURN(cv::Mat batch, Prepare(replica, images));
     const int classes = static_cast<int>(options.class_names.size());
     cv::Mat logits;
     if (replica.onednn) {
@@ -174,6 +181,24 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
   ASSIGN_OR_RETURN(std::vector<char> bytes, ReadFile(path));
   impl->model_id = fmt::format("{}-{}", fs::path(path).stem().string(), Sha256Hex(bytes).substr(0, 8));
 
+  std::vector<float> int8_ranges;
+  if (o.engine == Engine::kOneDnnInt8) {
+    const std::string calibration_path = o.calibration_path.empty() ? DefaultCalibrationPath(path) : o.calibration_path;
+    auto calibration = ReadCalibration(calibration_path);
+    if (!calibration) {
+      return std::unexpected(Error(calibration.error().code(),
+                                   fmt::format("model {}: the int8 engine needs a calibration: {} (make one with "
+                                               "`iotinfer calibrate --model {}`)",
+                                               path, calibration.error().message(), path)));
+    }
+    if (calibration->model_id != impl->model_id) {
+      return std::unexpected(Error::InvalidInput(
+          fmt::format("calibration {} was made for model {}, not {} (make one with `iotinfer calibrate --model {}`)",
+                      calibration_path, calibration->model_id, impl->model_id, path)));
+    }
+    int8_ranges = std::move(calibration->activation_ranges);
+  }
+
   int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cv::setNumThreads(1);
@@ -207,8 +232,8 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
       return std::unexpected(Error::InvalidInput(
           fmt::format("model {}: produced {} values for one image; expected {}", path, out.total(), expected)));
     }
-    if (o.engine == Engine::kOneDnn) {
-      auto onednn = OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols);
+    if (o.engine != Engine::kOpenCv) {
+      auto onednn = OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols, int8_ranges);
       if (!onednn) {
         return std::unexpected(Error::InvalidInput(
             fmt::format("model {}: {} (--engine opencv runs any model OpenCV loads)", path, onednn.error().message())));
@@ -255,6 +280,25 @@ Status Classifier::Classify(std::span<const ImageView> images, std::span<Predict
   return Ok();
 }
 
+Result<std::vector<float>> Classifier::ActivationRanges(std::span<const ImageView> images) {
+  Impl& impl = *impl_;
+  if (impl.options.engine != Engine::kOneDnn) {
+    return std::unexpected(Error::FailedPrecondition("calibration runs on the float32 oneDNN engine"));
+  }
+  Replica& replica = impl.replicas[0];
+  std::vector<float> ranges;
+  // In slices, so that calibrating on a whole training set needs no input buffer for all of it.
+  constexpr size_t kSlice = 4096;
+  for (size_t begin = 0; begin < images.size(); begin += kSlice) {
+    ASSIGN_OR_RETURN(cv::Mat batch,
+                     impl.Prepare(replica, images.subspan(begin, std::min(kSlice, images.size() - begin))));
+    ASSIGN_OR_RETURN(std::vector<float> slice, replica.onednn->ActivationRanges({batch.ptr<float>(), batch.total()}));
+    if (ranges.empty()) ranges.assign(slice.size(), 0.f);
+    for (size_t i = 0; i < slice.size(); ++i) ranges[i] = std::max(ranges[i], slice[i]);
+  }
+  return ranges;
+}
+
 const std::vector<std::string>& Classifier::class_names() const { return impl_->options.class_names; }
 const std::string& Classifier::model_id() const { return impl_->model_id; }
 int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()); }
@@ -263,10 +307,21 @@ Engine Classifier::engine() const { return impl_->options.engine; }
 Result<Engine> ParseEngine(std::string_view name) {
   if (name == "opencv") return Engine::kOpenCv;
   if (name == "onednn") return Engine::kOneDnn;
-  return std::unexpected(Error::InvalidInput(fmt::format("unknown engine '{}' (onednn or opencv)", name)));
+  if (name == "onednn-int8") return Engine::kOneDnnInt8;
+  return std::unexpected(Error::InvalidInput(fmt::format("unknown engine '{}' (onednn, onednn-int8 or opencv)", name)));
 }
 
-std::string_view EngineName(Engine engine) { return engine == Engine::kOneDnn ? "onednn" : "opencv"; }
+std::string_view EngineName(Engine engine) {
+  switch (engine) {
+    case Engine::kOpenCv:
+      return "opencv";
+    case Engine::kOneDnn:
+      return "onednn";
+    case Engine::kOneDnnInt8:
+      return "onednn-int8";
+  }
+  return "?";
+}
 
 std::string DefaultModelPath() {
   std::error_code ec;

@@ -13,16 +13,19 @@
 namespace iotinfer::model {
 
 /// What runs the network. OpenCV always loads and checks the model; oneDNN then runs it
-/// about twice as fast per core (BENCHMARKS.md), for the layer types it supports here.
-enum class Engine { kOpenCv, kOneDnn };
+/// about twice as fast per core (BENCHMARKS.md), for the layer types it supports here. oneDNN
+/// in int8 is over twice as fast again, but needs a calibration (calibration.h) and changes
+/// about 0.2% of predictions, so it is opt-in (README.md, "int8").
+enum class Engine { kOpenCv, kOneDnn, kOneDnnInt8 };
 
-/// "opencv" or "onednn"; InvalidInput naming the choices otherwise.
+/// "opencv", "onednn" or "onednn-int8"; InvalidInput naming the choices otherwise.
 Result<Engine> ParseEngine(std::string_view name);
 std::string_view EngineName(Engine engine);
 
 struct ClassifierOptions {
   std::string model_path;  // ONNX file; empty: DefaultModelPath()
   Engine engine = Engine::kOneDnn;
+  std::string calibration_path;  // for kOneDnnInt8; empty: DefaultCalibrationPath(model_path)
   std::vector<std::string> class_names = ClassNames(kFashionMnistClasses);
   int threads = 0;  // worker replicas of the network; 0: one per hardware thread
   // The model's input geometry. Images of another shape are converted to it (see Classify).
@@ -61,6 +64,11 @@ class Classifier {
   /// then resized (area interpolation when shrinking). An image with no pixels or a channel
   /// count other than 1, 3 or 4 gives InvalidInput and leaves `out` unspecified.
   Status Classify(std::span<const ImageView> images, std::span<Prediction> out);
+
+  /// Calibration for int8: the largest |value| each convolution of the network outputs over
+  /// `images` (OnednnNet::ActivationRanges), on one thread. FailedPrecondition unless the
+  /// engine is kOneDnn.
+  Result<std::vector<float>> ActivationRanges(std::span<const ImageView> images);
 
   const std::vector<std::string>& class_names() const;
   /// "<file stem>-<first 8 hex digits of the file's SHA-256>", e.g. "fmnist-cnn-1a2b3c4d".

@@ -1,36 +1,53 @@
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn.hpp>
 #include <span>
+#include <vector>
 
 #include "core/error.h"
 
 namespace iotinfer::model {
 
 /// An ONNX classifier of the shape iotinfer trains (convolutions, each optionally followed by
-/// a ReLU, then a flatten and one fully connected layer) run by oneDNN in FP32, with the
-/// weights OpenCV has loaded: the Classifier's default engine. oneDNN's direct convolutions
-/// reach about twice OpenCV 4.6's images/s per core on this model (BENCHMARKS.md, inference
-/// section). Runs on the calling thread alone (it sets that
-/// thread's OpenMP thread count to 1). Not thread-safe: one Forward() at a time.
+/// a ReLU, then a flatten and one fully connected layer) run by oneDNN, with the weights
+/// OpenCV has loaded: in FP32 the Classifier's default engine, or mostly in int8. oneDNN's
+/// direct convolutions reach about twice OpenCV 4.6's images/s per core on this model in FP32,
+/// and int8 about 2.3 times that (BENCHMARKS.md, inference section). Runs on the calling
+/// thread alone (it sets that thread's OpenMP thread count to 1). Not thread-safe: one
+/// Forward() at a time.
 class OnednnNet {
  public:
   /// From `net` as cv::dnn::readNetFromONNX loaded it, for inputs of [N, channels, rows,
   /// cols]. InvalidInput naming the first layer it cannot run: another layer type, a branch,
   /// a leaky ReLU, a grouped, dilated or auto-padded convolution.
-  static Result<std::unique_ptr<OnednnNet>> FromOpenCv(cv::dnn::Net& net, int channels, int rows, int cols);
+  ///
+  /// With `int8_ranges` (ActivationRanges() over representative images), every layer but the
+  /// first convolution runs in int8: s8 weights scaled per output channel, activations in u8
+  /// after a ReLU (s8 otherwise) scaled to span their convolution's range, float32 logits.
+  /// InvalidInput if the count is wrong or a range is not a positive number.
+  static Result<std::unique_ptr<OnednnNet>> FromOpenCv(cv::dnn::Net& net, int channels, int rows, int cols,
+                                                       std::span<const float> int8_ranges = {});
   ~OnednnNet();
   OnednnNet(const OnednnNet&) = delete;
   OnednnNet& operator=(const OnednnNet&) = delete;
 
   /// The logits [n, classes()] of `input`, float32 [n, C, H, W] (n = input.size() / (C*H*W)).
   Status Forward(std::span<const float> input, std::span<float> logits);
+  /// Calibration for int8: the largest |value| each convolution outputs over `input`, in
+  /// order. FailedPrecondition on an int8 net.
+  Result<std::vector<float>> ActivationRanges(std::span<const float> input);
   int classes() const;
+  bool int8() const;
 
  private:
   struct Impl;
   explicit OnednnNet(std::unique_ptr<Impl> impl);
+  size_t ImageSize() const;
+  Status Run(std::span<const float> input, std::span<float> logits,
+             const std::function<void(const std::vector<dnnl::memory>&)>& observe);
   std::unique_ptr<Impl> impl_;
 };
 

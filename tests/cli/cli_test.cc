@@ -27,8 +27,25 @@ TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
   EXPECT_THAT(run.output, HasSubstr("blur=2"));
 }
 
+// What `calibrate` writes is what `--engine onednn-int8` reads.
+TEST(CliTest, CalibrateThenClassifyInInt8) {
+  char dir[] = "/tmp/iotinfer-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string calibration = std::string(dir) + "/c.json";
+  CommandRun calibrate = Iotinfer("calibrate --limit 2000 --out " + calibration);
+  EXPECT_EQ(calibrate.exit_code, 0) << calibrate.output;
+  EXPECT_THAT(calibrate.output, HasSubstr("on 2000 train images"));
+  EXPECT_THAT(calibrate.output, HasSubstr("wrote " + calibration));
+  CommandRun classify = Iotinfer("classify --limit 1000 --engine onednn-int8 --calibration " + calibration);
+  EXPECT_EQ(classify.exit_code, 0) << classify.output;
+  EXPECT_THAT(classify.output, HasSubstr("onednn-int8"));
+  EXPECT_THAT(classify.output, ::testing::ContainsRegex("accuracy (9[0-9]|8[5-9])\\.[0-9]+%"));
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
 TEST(CliTest, EverySubcommandHasHelp) {
   for (const auto& [sub, flag] : {std::pair{"classify", "--model"},
+                                  {"calibrate", "--out"},
                                   {"demo", "--store"},
                                   {"produce", "--faults"},
                                   {"batch", "--engine"},
@@ -51,10 +68,13 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"classify --faults 3:fog=1", "unknown fault 'fog'"},
       {"classify --model /nonexistent.onnx", "/nonexistent.onnx"},
       {"classify --data-dir /nonexistent", "/nonexistent/t10k-images-idx3-ubyte.gz: no such file"},
+      {"classify --engine onednn-int8 --calibration /nonexistent.json", "make one with `iotinfer calibrate"},
+      {"calibrate --split validation", "unknown split 'validation'"},
       {"produce", "give --images or --duration"},
       {"produce --images 5 --format gif", "unknown --format 'gif'"},
       {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},
-      {"infer --kafka-config /nonexistent/kafka.properties", "--kafka-config /nonexistent/kafka.properties: cannot be read"},
+      {"infer --kafka-config /nonexistent/kafka.properties",
+       "--kafka-config /nonexistent/kafka.properties: cannot be read"},
       {"produce --images 5 --faults 1:fog=2", "unknown fault 'fog'"},
       {"batch --engine hadoop --out ''", "unknown engine 'hadoop'"},
       {"batch --store postgres://db --out ''", "neither sqlite:PATH nor mongodb://"},

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "dataset/dataset.h"
+#include "model/calibration.h"
 #include "test_util.h"
 
 namespace iotinfer::model {
@@ -45,24 +47,82 @@ std::vector<Prediction> ClassifyAll(Classifier& classifier, size_t n, size_t bat
   return out;
 }
 
-// Compares a model's C++ predictions with the ones train.py computed in PyTorch for it.
-void ExpectAgreesWithPyTorch(const std::string& model, const std::string& reference, double min_accuracy) {
-  auto classifier = Make(model);
-  ASSERT_TRUE(classifier);
+// Compares a model's C++ predictions with the ones train.py computed in PyTorch for it: at
+// most `max_changed` of the 10,000 may differ.
+void ExpectAgreesWithPyTorch(const std::string& model, const std::string& reference, double min_accuracy,
+                             Engine engine = Engine::kOneDnn, int max_changed = 10) {
+  auto classifier = Classifier::Create({.model_path = model, .engine = engine});
+  ASSERT_TRUE(classifier) << classifier.error().message();
   std::vector<uint8_t> expected = ReadBytes(reference);
   ASSERT_EQ(expected.size(), TestSet().size()) << reference;
-  auto predictions = ClassifyAll(*classifier, TestSet().size(), 256);
+  auto predictions = ClassifyAll(**classifier, TestSet().size(), 256);
   int agree = 0, correct = 0;
   for (size_t i = 0; i < predictions.size(); ++i) {
     agree += predictions[i].label == expected[i];
     correct += predictions[i].label == TestSet().labels[i];
   }
-  EXPECT_GE(agree, 9990) << "C++ and PyTorch disagree on " << 10000 - agree << " of 10000 test images";
+  EXPECT_GE(agree, 10000 - max_changed) << "C++ and PyTorch disagree on " << 10000 - agree << " of 10000 test images";
   EXPECT_GE(correct / 10000.0, min_accuracy);
 }
 
 TEST(ClassifierTest, CommittedModelAgreesWithTrainPyAndIsAccurate) {
   ExpectAgreesWithPyTorch(iotinfer::testing::ModelPath(), iotinfer::testing::ReferencePredictionsPath(), 0.91);
+}
+
+// int8 with the committed calibration: over twice as fast, and 18 of 10,000 predictions
+// changed when this was written (0.07 points of accuracy lost).
+TEST(ClassifierTest, Int8WithTheCommittedCalibrationNearlyAgreesWithTrainPy) {
+  ExpectAgreesWithPyTorch(iotinfer::testing::ModelPath(), iotinfer::testing::ReferencePredictionsPath(), 0.91,
+                          Engine::kOneDnnInt8, 30);
+}
+
+// The committed calibration is what `iotinfer calibrate` computes for the committed model on
+// the whole training set.
+TEST(ClassifierTest, CommittedCalibrationIsReproducedFromTheTrainingSet) {
+  auto calibration = ReadCalibration(DefaultCalibrationPath(iotinfer::testing::ModelPath()));
+  ASSERT_TRUE(calibration) << calibration.error().message();
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  EXPECT_EQ(calibration->model_id, classifier->model_id());
+  const dataset::Dataset train = *dataset::LoadFashionMnist(dataset::kFashionMnistDefaultDir, dataset::Split::kTrain);
+  std::vector<ImageView> images;
+  for (size_t i = 0; i < train.size(); ++i) images.push_back(train.image(i));
+  auto ranges = classifier->ActivationRanges(images);
+  ASSERT_TRUE(ranges) << ranges.error().message();
+  ASSERT_EQ(ranges->size(), calibration->activation_ranges.size());
+  for (size_t i = 0; i < ranges->size(); ++i) {
+    EXPECT_NEAR((*ranges)[i], calibration->activation_ranges[i], 1e-4 * calibration->activation_ranges[i]) << i;
+  }
+}
+
+TEST(ClassifierTest, Int8NeedsACalibrationForItsModel) {
+  TempDir dir;
+  const std::string model = dir.file("copy.onnx");
+  std::filesystem::copy_file(iotinfer::testing::ModelPath(), model);
+  auto missing = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+  EXPECT_THAT(missing.error().message(), HasSubstr(dir.file("copy.int8.json")));
+  EXPECT_THAT(missing.error().message(), HasSubstr("iotinfer calibrate --model " + model));
+
+  ASSERT_TRUE(
+      WriteCalibration(dir.file("copy.int8.json"), {.model_id = "other-12345678", .activation_ranges = {1, 2, 3}}));
+  auto other = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
+  ASSERT_FALSE(other);
+  EXPECT_THAT(other.error().message(), HasSubstr("was made for model other-12345678, not copy-"));
+
+  std::ofstream(dir.file("broken.json")) << R"({"model": "copy", "activation_ranges": "wide"})";
+  auto broken = Classifier::Create(
+      {.model_path = model, .engine = Engine::kOneDnnInt8, .calibration_path = dir.file("broken.json")});
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.error().code(), Error::Code::kInvalidInput);
+  EXPECT_THAT(broken.error().message(), HasSubstr("broken.json"));
+
+  auto int8 = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .engine = Engine::kOneDnnInt8});
+  ASSERT_TRUE(int8) << int8.error().message();
+  EXPECT_EQ((*int8)->engine(), Engine::kOneDnnInt8);
+  const ImageView image = TestSet().image(0);
+  EXPECT_FALSE((*int8)->ActivationRanges({&image, 1}));
 }
 
 // Runs the real training script briefly and checks that what it exports is what it evaluated.
