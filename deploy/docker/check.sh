@@ -241,6 +241,13 @@ main() {
     else
       fail "iotinfer classify with the baked model failed: $out"
     fi
+    # The int8 engine reads the calibration baked next to the model.
+    if out=$(cd "$tmp" && env -i IOTINFER_MODEL="$rootfs$model" "$bin" classify --limit 1000 --threads 1 \
+      --engine onednn-int8 2>&1); then
+      note "iotinfer classify --engine onednn-int8 --limit 1000: $(grep -m1 '^accuracy' <<<"$out")"
+    else
+      fail "iotinfer classify --engine onednn-int8 with the baked model and calibration failed: $out"
+    fi
   else
     note "no Fashion-MNIST in /usr/share/datasets/fashion-mnist (dataset-fashion-mnist): real classify skipped"
   fi

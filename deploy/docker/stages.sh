@@ -141,6 +141,7 @@ cmd_assemble() {
   "$(tool patchelf)" --set-rpath '$ORIGIN/../lib' "$prefix/bin/iotinfer"
   # The binary looks for its model at ../share/iotinfer next to itself when --model is not given.
   install -m 0644 "$root/model/fmnist-cnn.onnx" "$prefix/share/iotinfer/fmnist-cnn.onnx"
+  install -m 0644 "$root/model/fmnist-cnn.int8.json" "$prefix/share/iotinfer/fmnist-cnn.int8.json"
 }
 
 cmd_runtime_packages() {

@@ -81,7 +81,7 @@ for example in "$EXAMPLES"/*.yaml; do
 done
 expect_ok "everything on" -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-cluster.yaml" \
   --set producer.enabled=true --set producer.faults=3:noise=0.4 --set batch.job.enabled=true \
-  --set infer.model=/models/custom.onnx --set batch.output.existingClaim=iotinfer-results \
+  --set infer.model=/models/custom.onnx --set infer.engine=onednn-int8 --set batch.output.existingClaim=iotinfer-results \
   --set-json 'kafka.properties={"linger.ms":5,"queue.buffering.max.messages":1000000}' \
   --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL"}'
 expect_ok "production, infer as a Deployment" -f "$EXAMPLES/production.yaml" --set infer.workload=Deployment
@@ -117,6 +117,7 @@ step "hand-written bad manifests: rejected"
 
 # Values helm must refuse before anything renders.
 expect_refused "unknown engine" "value must be one of 'native', 'spark'" --set stream.engine=flink
+expect_refused "unknown inference engine" "value must be one of 'onednn', 'onednn-int8', 'opencv'" --set infer.engine=tensorrt
 expect_refused "misspelt value" "additional properties 'replica' not allowed" --set infer.replica=3
 expect_refused "spark engine without a server" "set spark.external.url or spark.connect.enabled" --set batch.engine=spark \
   --set batch.job.enabled=true
