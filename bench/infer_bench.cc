@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   int threads = 0;
   std::string engine = "onednn";
   app.add_option("--model", model_path, "ONNX model (default: the committed one)");
-  app.add_option("--engine", engine, "onednn or opencv")->check(CLI::IsMember({"onednn", "opencv"}));
+  app.add_option("--engine", engine, "onednn, onednn-int8 or opencv")
+      ->check(CLI::IsMember({"onednn", "onednn-int8", "opencv"}));
   app.add_option("--batches", batches, "batch sizes")->delimiter(',');
   app.add_option("--seconds", seconds, "measuring time per batch size");
   app.add_option("--threads", threads, "inference threads (0: one per core)");
