@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
@@ -60,6 +62,29 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   last = s;
 }
 
+// Decodes `batch` on up to `threads` threads, in order. PNG decoding costs about as much per
+// image as FP32 inference, which is parallel, so on one thread it held a 2-core machine to
+// 24.5k images/s of backlog (measured with perf: 19% of the samples, against 18% classifying).
+// Small batches stay on this thread: a thread start would cost more than it saves.
+std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage>& batch, const DecodeLimits& limits,
+                                           int threads) {
+  constexpr size_t kPerThreadAtLeast = 64;
+  std::vector<Result<ImageRecord>> decoded(batch.size());
+  auto decode = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) decoded[i] = DecodeImageMessage(batch[i].message, limits);
+  };
+  const size_t parts =
+      std::clamp<size_t>(batch.size() / kPerThreadAtLeast, 1, static_cast<size_t>(std::max(threads, 1)));
+  const size_t per_part = (batch.size() + parts - 1) / parts;
+  std::vector<std::jthread> helpers;
+  for (size_t begin = per_part; begin < batch.size(); begin += per_part) {
+    helpers.emplace_back(decode, begin, std::min(batch.size(), begin + per_part));
+  }
+  decode(0, std::min(batch.size(), per_part));
+  helpers.clear();  // joins, before `decoded` can be moved out
+  return decoded;
+}
+
 }  // namespace
 
 std::string FormatStats(const InferStats& s) {
@@ -103,12 +128,12 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     records.clear();
     outputs.clear();
     int64_t dead = 0;
-    for (const auto& in : batch) {
-      auto record = DecodeImageMessage(in.message, options.limits);
-      if (record) {
-        records.push_back(std::move(*record));
+    std::vector<Result<ImageRecord>> decoded = DecodeAll(batch, options.limits, classifier->threads());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (decoded[i]) {
+        records.push_back(std::move(*decoded[i]));
       } else {
-        outputs.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message()));
+        outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].error().message()));
         ++dead;
       }
     }

@@ -87,7 +87,10 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   options.input_topic = images;
   options.output_topic = inferences;
   options.dlq_topic = dlq;
-  options.batch_max = 32;
+  // Batches of up to 256 decode on both threads, the malformed messages among the good ones
+  // (infer_processes_test runs many small batches).
+  options.batch_max = 256;
+  options.classifier.threads = 2;
   options.log_every = std::chrono::milliseconds(0);
   options.limits.max_payload_bytes = 2000;
   const int http_port = iotinfer::testing::FreePort();
@@ -149,6 +152,17 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
     ASSERT_NE(m.FindHeader("error"), nullptr);
     ASSERT_NE(m.FindHeader("failed-at"), nullptr);
     reasons.push_back(*m.FindHeader("error"));
+    // Its reason is that of the message it carries, whichever thread decoded it.
+    auto same_message = [&](const BadMessage& b) {
+      return b.message.value == m.value && std::ranges::all_of(b.message.headers, [&](const auto& h) {
+               const std::string* kept = m.FindHeader(h.name);
+               return kept && *kept == h.value;
+             });
+    };
+    EXPECT_TRUE(std::ranges::any_of(
+        bad,
+        [&](const BadMessage& b) { return same_message(b) && reasons.back().find(b.reason) != std::string::npos; }))
+        << "dead letter with error '" << reasons.back() << "' carries another message";
   }
   for (const auto& b : bad) {
     EXPECT_THAT(reasons, ::testing::Contains(::testing::HasSubstr(b.reason))) << "no dead letter says: " << b.reason;
