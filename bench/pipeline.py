@@ -56,14 +56,16 @@ def percentile(sorted_values, p):
     return sorted_values[max(1, math.ceil(p * len(sorted_values))) - 1]
 
 
-def run(args, engine, images, rate=0.0):
+def run(args, engine, images, rate=0.0, png_compression=0):
     """Starts `engine`'s consumer side, sends `images`, returns the records it wrote."""
     tag = f"{engine}-{uuid.uuid4().hex[:8]}"
     source, sink, dlq = f"bench-images-{tag}", f"bench-inferences-{tag}", f"bench-dlq-{tag}"
     create_topics(args.brokers, [source, sink, dlq], args.partitions)
-    if engine == "iotinfer":
+    if engine.startswith("iotinfer"):
         command = [args.iotinfer, "infer", "--brokers", args.brokers, "--group", tag, "--input-topic", source,
                    "--output-topic", sink, "--dlq-topic", dlq, "--log-every-ms", "0"]
+        if engine == "iotinfer-int8":
+            command += ["--engine", "onednn-int8"]
     else:
         command = [sys.executable, os.path.join(ROOT, "bench", "seed_pipeline.py"), "--brokers", args.brokers,
                    "--group", tag, "--input", source, "--output", sink]
@@ -73,7 +75,8 @@ def run(args, engine, images, rate=0.0):
         # this wait keeps the join out of the measured window.
         time.sleep(3)
         subprocess.run([args.iotinfer, "produce", "--brokers", args.brokers, "--topic", source, "--images",
-                        str(images), "--producers", "8", "--rate", str(rate), "--seed", "7"],
+                        str(images), "--producers", "8", "--rate", str(rate), "--seed", "7",
+                        "--png-compression", str(png_compression)],
                        check=True, stdout=subprocess.DEVNULL)
         return read_records(args.brokers, sink, images, timeout_s=600)
     finally:
@@ -103,14 +106,17 @@ def main():
     ap.add_argument("--rate-seconds", type=float, default=15)
     args = ap.parse_args()
 
+    # name: (consumer side, images, the devices' PNG level)
+    runs = {"iotinfer": ("iotinfer", args.images, 0), "iotinfer-int8": ("iotinfer-int8", args.images, 0),
+            "iotinfer-png1": ("iotinfer", args.images, 1), "baseline": ("baseline", args.baseline_images, 0)}
     results = {}
-    for engine, images in (("iotinfer", args.images), ("baseline", args.baseline_images)):
-        results[engine] = {"images": images, "throughput": throughput(run(args, engine, images))}
-        print(json.dumps({engine: results[engine]}), flush=True)
+    for name, (engine, images, png) in runs.items():
+        results[name] = {"images": images, "throughput": throughput(run(args, engine, images, png_compression=png))}
+        print(json.dumps({name: results[name]}), flush=True)
     paced = int(args.rate * args.rate_seconds)
-    for engine in ("iotinfer", "baseline"):
-        results[engine]["latency"] = latencies(run(args, engine, paced, rate=args.rate))
-        print(json.dumps({engine: results[engine]}), flush=True)
+    for name, (engine, _, png) in runs.items():
+        results[name]["latency"] = latencies(run(args, engine, paced, rate=args.rate, png_compression=png))
+        print(json.dumps({name: results[name]}), flush=True)
 
     ours, base = results["iotinfer"], results["baseline"]
     sustained = lambda r: "yes" if r["latency"]["p99"] < 1000 else "no: a backlog builds up"
@@ -119,9 +125,12 @@ def main():
         f"({datetime.date.today()})",
         "",
         f"{machine_line()} Apache Kafka 3.9.1 on 127.0.0.1 (`./dev services up kafka`), topics of "
-        f"{args.partitions} partitions, 8 devices sending Fashion-MNIST test images as PNG (`iotinfer produce`). "
-        "iotinfer: `iotinfer infer` with its defaults (dynamic batches of up to 512, one Kafka transaction per "
-        "batch, exactly-once). Baseline: `bench/seed_pipeline.py`, confluent-kafka + PyTorch eager on the same "
+        f"{args.partitions} partitions, 8 devices sending Fashion-MNIST test images as PNG (`iotinfer produce`, "
+        "stored PNGs by default, `--png-compression 0`). "
+        "iotinfer: `iotinfer infer` with its defaults (FP32, dynamic batches of up to 2048, one Kafka transaction "
+        "per batch, exactly-once); also with `--engine onednn-int8`, and with devices compressing their PNGs at "
+        "zlib level 1 (the default before 2026-11-26), which costs the shared cores about 25 us per image. "
+        "Baseline: `bench/seed_pipeline.py`, confluent-kafka + PyTorch eager on the same "
         "trained model, one image at a time, auto-commit (at-least-once), as the original system did. "
         "Everything shares the machine's cores with the broker and the producer.",
         "",
@@ -130,11 +139,15 @@ def main():
         "keeps up |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for name, r in (("iotinfer", ours), ("seed-style Python", base)):
+    for name, r in (("iotinfer", ours), ("iotinfer `--engine onednn-int8`", results["iotinfer-int8"]),
+                    ("iotinfer, devices at `--png-compression 1`", results["iotinfer-png1"]),
+                    ("seed-style Python", base)):
         lat = r["latency"]
         lines.append(f"| {name} | {r['images']:,} | {r['throughput']:,.0f} | {lat['p50']:,.1f} ms | "
                      f"{lat['p99']:,.1f} ms | {lat['max']:,.1f} ms | {sustained(r)} |")
-    lines += ["", f"iotinfer / baseline throughput: **{ours['throughput'] / base['throughput']:.1f}x**. "
+    lines += ["", f"iotinfer / baseline throughput: **{ours['throughput'] / base['throughput']:.1f}x** "
+              f"(int8: {results['iotinfer-int8']['throughput'] / base['throughput']:.1f}x; devices at level 1: "
+              f"{results['iotinfer-png1']['throughput'] / base['throughput']:.1f}x). "
               f"Latency runs: {paced:,} images paced at {args.rate:,.0f} images/s over all devices."]
     print(write_section(args.report, "pipeline", lines))
 

@@ -73,6 +73,10 @@ void AddProduceCommand(CLI::App& app, Action& action) {
   cmd->add_option("--split", flags->split, "train or test")->capture_default_str();
   cmd->add_option("--faults", o.faults, "fault profiles per device, e.g. 3:noise=0.4,5:blur=1.5");
   cmd->add_option("--format", flags->format, "png, raw or jpeg")->capture_default_str();
+  cmd->add_option("--png-compression", o.png_compression,
+                  "zlib level of the PNGs, 0 (stored: cheapest to encode and decode) to 9 (smallest)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 9));
   cmd->add_option("--seed", o.seed, "picks the images and drives the faults")->capture_default_str();
   cmd->add_option("--run-id", o.run_id, "prefix of the image ids (default: random)");
   cmd->callback([&action, flags] { action = [flags] { return RunProduce(*flags); }; });

@@ -85,7 +85,8 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
     ImageRecord record{fmt::format("{}-{}-{}", progress.run_id, producer_id, i), producer_id,
                        data.class_names[data.labels[index]], NowMicros(), Image::CopyOf(data.image(index))};
     dataset::ApplyFaults(faults[producer_id], options.seed, producer_id, static_cast<uint64_t>(i), record.image);
-    ASSIGN_OR_RETURN(WireMessage message, EncodeImageMessage(record, {.encoding = options.format}));
+    ASSIGN_OR_RETURN(WireMessage message, EncodeImageMessage(record, {.encoding = options.format,
+                                                                      .png_compression = options.png_compression}));
     // A refused send is already counted as failed; going on keeps the other devices' data.
     (void)producer->Send(options.topic, message);
     producer->Poll();

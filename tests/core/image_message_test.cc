@@ -70,6 +70,22 @@ INSTANTIATE_TEST_SUITE_P(ImageMessageTest, LosslessRoundTrip,
                          ::testing::Combine(::testing::Values(ImageEncoding::kRaw, ImageEncoding::kPng),
                                             ::testing::Values(1, 3, 4)));
 
+// Every zlib level is a PNG the decoder takes; stored (0) is largest, 9 smallest.
+TEST(ImageMessageTest, PngCompressionLevelsDecodeToTheSamePixels) {
+  Image original = Gradient(28, 28, 1);
+  std::vector<size_t> sizes;
+  for (int level : {0, 1, 9}) {
+    auto message = EncodeImageMessage(Record(original), {.encoding = ImageEncoding::kPng, .png_compression = level});
+    ASSERT_OK(message);
+    auto decoded = DecodeImageMessage(*message);
+    ASSERT_OK(decoded);
+    EXPECT_EQ(decoded->image.pixels, original.pixels) << "level " << level;
+    sizes.push_back(message->value.size());
+  }
+  EXPECT_GT(sizes[0], original.pixels.size());  // stored: the pixels and the filter bytes
+  EXPECT_LT(sizes[2], sizes[0]);
+}
+
 TEST(ImageMessageTest, JpegRoundTripIsCloseAndKeepsColourOrder) {
   Image red{16, 16, 3, {}};
   for (int i = 0; i < 16 * 16; ++i) red.pixels.insert(red.pixels.end(), {220, 20, 30});
