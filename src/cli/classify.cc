@@ -48,6 +48,7 @@ Status RunCalibrate(CalibrateOptions& options) {
   o.classifier.class_names = data.class_names;
   ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(o.classifier));
   const size_t n = o.limit > 0 ? std::min<size_t>(o.limit, data.size()) : data.size();
+  if (n == 0) return std::unexpected(Error::InvalidInput(fmt::format("{} has no images to calibrate on", data.name)));
   std::vector<ImageView> images;
   for (size_t i = 0; i < n; ++i) images.push_back(data.image(i));
   const auto start = std::chrono::steady_clock::now();

@@ -10,7 +10,7 @@ namespace iotinfer::model {
 /// What an int8 classifier needs beyond the model: the largest |value| each convolution
 /// outputs over representative images (OnednnNet::ActivationRanges). `iotinfer calibrate`
 /// writes it as JSON next to the model, e.g. model/fmnist-cnn.int8.json:
-///   {"model": "fmnist-cnn-f717b7aa", "images": "fashion-mnist train (60000)",
+///   {"model": "fmnist-cnn-f717b7aa", "images": "fashion-mnist train (60000 images)",
 ///    "activation_ranges": [3.45, 2.14, 4.28]}
 struct Calibration {
   std::string model_id;  // Classifier::model_id() of the model it was made for

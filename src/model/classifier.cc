@@ -197,6 +197,11 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
                       calibration_path, calibration->model_id, impl->model_id, path)));
     }
     int8_ranges = std::move(calibration->activation_ranges);
+    // An empty list would quietly mean float32 to OnednnNet.
+    if (int8_ranges.empty()) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("calibration {}: no activation ranges", calibration_path)));
+    }
   }
 
   int threads =

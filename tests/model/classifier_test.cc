@@ -111,6 +111,13 @@ TEST(ClassifierTest, Int8NeedsACalibrationForItsModel) {
   ASSERT_FALSE(other);
   EXPECT_THAT(other.error().message(), HasSubstr("was made for model other-12345678, not copy-"));
 
+  // The copy's own id, but no ranges.
+  const std::string hash = Make()->model_id().substr(std::string("fmnist-cnn-").size());
+  ASSERT_TRUE(WriteCalibration(dir.file("copy.int8.json"), {.model_id = "copy-" + hash}));
+  auto empty = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
+  ASSERT_FALSE(empty);
+  EXPECT_THAT(empty.error().message(), HasSubstr("no activation ranges"));
+
   std::ofstream(dir.file("broken.json")) << R"({"model": "copy", "activation_ranges": "wide"})";
   auto broken = Classifier::Create(
       {.model_path = model, .engine = Engine::kOneDnnInt8, .calibration_path = dir.file("broken.json")});
