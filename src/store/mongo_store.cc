@@ -31,8 +31,26 @@ class Bson {
  private:
   bson_t* doc_;
 };
-struct ClientDeleter {
-  void operator()(mongoc_client_t* c) const { mongoc_client_destroy(c); }
+struct PoolDeleter {
+  void operator()(mongoc_client_pool_t* p) const { mongoc_client_pool_destroy(p); }
+};
+using Pool = std::unique_ptr<mongoc_client_pool_t, PoolDeleter>;
+
+// One client popped from a pool of its own, for the pool's background monitoring: a
+// single-threaded client leaves a server it failed to reach alone for 5 s (the SDAM spec's
+// cooldown), so it noticed a restarted server about 4 s late; a pool's monitor rechecks it
+// at most every 500 ms while operations wait for it.
+class PooledClient {
+ public:
+  explicit PooledClient(Pool pool) : pool_(std::move(pool)), client_(mongoc_client_pool_pop(pool_.get())) {}
+  ~PooledClient() { mongoc_client_pool_push(pool_.get(), client_); }
+  PooledClient(const PooledClient&) = delete;
+  PooledClient& operator=(const PooledClient&) = delete;
+  mongoc_client_t* get() const { return client_; }
+
+ private:
+  Pool pool_;
+  mongoc_client_t* client_;
 };
 struct CollectionDeleter {
   void operator()(mongoc_collection_t* c) const { mongoc_collection_destroy(c); }
@@ -187,8 +205,8 @@ Bson FilterDocument(const Filter& filter) {
 
 class MongoStore final : public Store {
  public:
-  MongoStore(std::string described, mongoc_client_t* client, std::string database)
-      : described_(std::move(described)), client_(client), database_(std::move(database)) {}
+  MongoStore(std::string described, Pool pool, std::string database)
+      : described_(std::move(described)), client_(std::move(pool)), database_(std::move(database)) {}
 
   Collection Get(const char* name) {
     return Collection(mongoc_client_get_collection(client_.get(), database_.c_str(), name));
@@ -649,7 +667,7 @@ class MongoStore final : public Store {
   }
 
   std::string described_;
-  std::unique_ptr<mongoc_client_t, ClientDeleter> client_;
+  PooledClient client_;
   std::string database_;
   bool indexed_ = false;
 };
@@ -679,13 +697,13 @@ Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
     mongoc_uri_set_option_as_int32(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS, static_cast<int32_t>(ms));
   }
   mongoc_uri_set_appname(uri.get(), "iotinfer");
-  mongoc_client_t* client = mongoc_client_new_from_uri_with_error(uri.get(), &error);
-  if (client == nullptr) {
+  Pool pool(mongoc_client_pool_new_with_error(uri.get(), &error));
+  if (!pool) {
     return std::unexpected(
         Error::InvalidInput(fmt::format("store URI '{}': {}", RedactUri(options.uri), error.message)));
   }
-  mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-  auto store = std::make_unique<MongoStore>(RedactUri(options.uri), client, options.database);
+  mongoc_client_pool_set_error_api(pool.get(), MONGOC_ERROR_API_VERSION_2);
+  auto store = std::make_unique<MongoStore>(RedactUri(options.uri), std::move(pool), options.database);
   // A server that is down now may be up by the first write; anything else is a real error.
   if (Status indexed = store->EnsureIndexes(); !indexed && indexed.error().code() != Error::Code::kUnavailable) {
     return std::unexpected(indexed.error());

@@ -107,5 +107,28 @@ TEST(MongoStoreTest, ConcurrentWritersOfNewResultsBothSucceed) {
   }
 }
 
+// A store whose server went away and came back is used again as soon as it answers: a
+// single-threaded libmongoc client would not look at it again for 5 s (the SDAM cooldown),
+// which held the sink back about 4 s after every outage.
+TEST(MongoStoreTest, ARestartedServerIsUsedAgainAtOnce) {
+  iotinfer::testing::PrivateMongo server;
+  server.Up();
+  auto store = Store::Open({.uri = server.uri(), .database = "reconnect", .timeout = std::chrono::milliseconds(500)});
+  ASSERT_TRUE(store) << store.error().message();
+  ASSERT_TRUE((*store)->Ping());
+  server.KillNine();
+  for (int i = 0; i < 2; ++i) {
+    Status down = (*store)->Ping();
+    ASSERT_FALSE(down);
+    EXPECT_EQ(down.error().code(), Error::Code::kUnavailable);
+  }
+  server.Up();
+  const auto up = std::chrono::steady_clock::now();
+  while (!(*store)->Ping() && std::chrono::steady_clock::now() - up < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - up, std::chrono::seconds(3));
+}
+
 }  // namespace
 }  // namespace iotinfer::store
