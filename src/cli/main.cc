@@ -79,7 +79,8 @@ void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags)
                  "a file of librdkafka KEY=VALUE lines (# comments), e.g. SASL/TLS settings from a Secret")
       ->envname("IOTINFER_KAFKA_CONFIG");
   cmd.add_option("--kafka", flags.properties,
-                 "any librdkafka property as KEY=VALUE (repeatable, wins over --kafka-config), e.g. for SASL/TLS");
+                 "any librdkafka property as KEY=VALUE (repeatable, wins over --kafka-config), e.g. for SASL/TLS; "
+                 "consumer.KEY or producer.KEY reaches only that kind of client");
 }
 
 Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config) {

@@ -109,7 +109,7 @@ void ErrorListener::Record(ErrorListener& listener, rd_kafka_t* rk, int err, con
   if (IsRefusal(code)) listener.stop = Refused(reason);
 }
 
-Result<Conf> MakeConf(const KafkaConfig& config) {
+Result<Conf> MakeConf(const KafkaConfig& config, ClientRole role) {
   Conf conf(rd_kafka_conf_new());
   rd_kafka_conf_set_log_cb(conf.get(), LogLine);
   std::array<char, 512> error{};
@@ -121,7 +121,15 @@ Result<Conf> MakeConf(const KafkaConfig& config) {
     return Ok();
   };
   TRY(set("bootstrap.servers", config.brokers));
-  for (const auto& [key, value] : config.properties) TRY(set(key, value));
+  const std::string_view mine = role == ClientRole::kConsumer ? kConsumerPrefix : kProducerPrefix;
+  const std::string_view theirs = role == ClientRole::kConsumer ? kProducerPrefix : kConsumerPrefix;
+  // Prefixed ones last: they win over the same property given to every client.
+  for (const auto& [key, value] : config.properties) {
+    if (!key.starts_with(mine) && !key.starts_with(theirs)) TRY(set(key, value));
+  }
+  for (const auto& [key, value] : config.properties) {
+    if (key.starts_with(mine)) TRY(set(key.substr(mine.size()), value));
+  }
   return conf;
 }
 
@@ -232,7 +240,7 @@ Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string
                             {"session.timeout.ms", "10000"}}) {
     member.properties.try_emplace(key, value);
   }
-  ASSIGN_OR_RETURN(Conf conf, MakeConf(member));
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(member, ClientRole::kConsumer));
   rd_kafka_conf_set_rebalance_cb(conf.get(), on_rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), on_error);
   rd_kafka_conf_set_opaque(conf.get(), opaque);
@@ -267,7 +275,7 @@ struct Admin {
 };
 
 Result<std::unique_ptr<Admin>> MakeAdmin(const KafkaConfig& config) {
-  ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(config, ClientRole::kProducer));  // an admin client is a producer handle
   auto admin = std::make_unique<Admin>();
   ErrorListener::Attach(conf.get(), &admin->errors);
   ASSIGN_OR_RETURN(admin->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
@@ -452,7 +460,7 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
   effective.properties.try_emplace("enable.idempotence", options.idempotent ? "true" : "false");
   effective.properties.try_emplace("linger.ms", std::to_string(options.linger.count()));
   effective.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
-  ASSIGN_OR_RETURN(Conf conf, MakeConf(effective));
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(effective, ClientRole::kProducer));
   auto impl = std::make_unique<Impl>();
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
   rd_kafka_conf_set_error_cb(conf.get(), &RecordErrorsOf<Impl>);

@@ -14,8 +14,16 @@
 
 namespace iotinfer::kafka {
 
+/// Property prefixes that direct a property to one kind of client, as Kafka Streams does:
+/// "consumer.fetch.wait.max.ms=10" reaches consumers only, "producer.linger.ms=20" producers
+/// (and admin clients) only. librdkafka has no property that starts with either.
+inline constexpr std::string_view kConsumerPrefix = "consumer.";
+inline constexpr std::string_view kProducerPrefix = "producer.";
+
 /// How to reach a Kafka cluster: bootstrap servers plus any librdkafka property
-/// (security.protocol, sasl.*, ssl.*, ...), so SASL and TLS need no code of ours.
+/// (security.protocol, sasl.*, ssl.*, ...), so SASL and TLS need no code of ours. A property
+/// without a prefix goes to every client a command makes: a service that consumes and
+/// produces would otherwise log librdkafka's warning that one of them ignores it.
 struct KafkaConfig {
   std::string brokers = "127.0.0.1:9092";
   std::map<std::string, std::string> properties;

@@ -75,8 +75,13 @@ void RecordErrorsOf(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   ErrorListener::Record(static_cast<T*>(opaque)->errors, rk, err, reason);
 }
 
-/// bootstrap.servers plus every property of `config`; InvalidInput naming a bad property.
-Result<Conf> MakeConf(const KafkaConfig& config);
+/// Which kind of client a configuration is for: properties prefixed "consumer." or
+/// "producer." go to that kind only, without the prefix (see KafkaConfig).
+enum class ClientRole { kConsumer, kProducer };
+
+/// bootstrap.servers plus the properties of `config` for `role`; InvalidInput naming a bad
+/// property.
+Result<Conf> MakeConf(const KafkaConfig& config, ClientRole role);
 
 /// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
 /// and retrying while the local queue is full. Returns producev's final error code.

@@ -15,7 +15,7 @@ struct MessageDeleter {
 Status ScanTopic(const KafkaConfig& config, const std::string& topic,
                  const std::function<Status(const InputMessage&)>& on_message, std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(int partitions, PartitionCount(config, topic));
-  ASSIGN_OR_RETURN(Conf conf, MakeConf(config));
+  ASSIGN_OR_RETURN(Conf conf, MakeConf(config, ClientRole::kConsumer));
   char errstr[512];
   // A group id is required by the consumer API even though nothing joins or commits.
   for (const auto& [key, value] : {std::pair{"group.id", "iotinfer-scan"},
@@ -36,7 +36,7 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
   // The watermarks are asked with read_uncommitted: a read_committed handle gets the last
   // stable offset instead, which stays at an unresolved transaction's first message (offset
   // 0 on a fresh topic) until its markers land, and the scan would end before it began.
-  ASSIGN_OR_RETURN(Conf watermark_conf, MakeConf(config));
+  ASSIGN_OR_RETURN(Conf watermark_conf, MakeConf(config, ClientRole::kConsumer));
   for (const auto& [key, value] : {std::pair{"group.id", "iotinfer-scan"}, {"isolation.level", "read_uncommitted"}}) {
     if (rd_kafka_conf_set(watermark_conf.get(), key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
       return std::unexpected(Error::Internal(errstr));

@@ -105,7 +105,7 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   // out; Kafka's 60 s default is long for batches that take milliseconds.
   producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
   producer_config.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
-  ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config));
+  ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
   ASSIGN_OR_RETURN(impl->producer, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
   if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
     return std::unexpected(

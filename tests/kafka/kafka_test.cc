@@ -2,10 +2,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include <fstream>
 #include <thread>
 
+#include "kafka/kafka_internal.h"
 #include "test_util.h"
 
 namespace iotinfer::kafka {
@@ -73,6 +75,58 @@ TEST(KafkaConfigTest, UnknownPropertyIsNamedWithoutItsValue) {
   EXPECT_EQ(producer.error().code(), Error::Code::kInvalidInput);
   EXPECT_THAT(producer.error().message(), HasSubstr("sasl.passwrd"));
   EXPECT_THAT(producer.error().message(), Not(HasSubstr("hunter2")));
+}
+
+std::string ConfValue(const Conf& conf, const char* key) {
+  char value[256];
+  size_t size = sizeof value;
+  return rd_kafka_conf_get(conf.get(), key, value, &size) == RD_KAFKA_CONF_OK ? value : "<unknown>";
+}
+
+// "consumer." and "producer." direct a property to one kind of client, and win over the
+// same property given to all.
+TEST(KafkaConfigTest, PrefixedPropertiesReachOnlyTheirKindOfClient) {
+  KafkaConfig config;
+  ASSERT_OK(config.AddProperty("consumer.fetch.wait.max.ms=10"));
+  ASSERT_OK(config.AddProperty("producer.linger.ms=7"));
+  ASSERT_OK(config.AddProperty("socket.timeout.ms=30000"));
+  ASSERT_OK(config.AddProperty("producer.socket.timeout.ms=20000"));
+  ASSERT_OK(config.AddProperty("consumer.no.such.property=1"));  // a consumer would refuse it
+  auto producer = MakeConf(config, ClientRole::kProducer);
+  ASSERT_OK(producer);
+  EXPECT_EQ(ConfValue(*producer, "linger.ms"), "7");
+  EXPECT_EQ(ConfValue(*producer, "socket.timeout.ms"), "20000");
+
+  config.properties.erase("consumer.no.such.property");
+  auto consumer = MakeConf(config, ClientRole::kConsumer);
+  ASSERT_OK(consumer);
+  EXPECT_EQ(ConfValue(*consumer, "fetch.wait.max.ms"), "10");
+  EXPECT_EQ(ConfValue(*consumer, "socket.timeout.ms"), "30000");
+  EXPECT_NE(ConfValue(*consumer, "linger.ms"), "7");
+
+  // A bad one is named for the client it reaches, never with its value.
+  ASSERT_OK(config.AddProperty("producer.sasl.passwrd=hunter2"));
+  auto refused = MakeConf(config, ClientRole::kProducer);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("sasl.passwrd"));
+  EXPECT_THAT(refused.error().message(), Not(HasSubstr("hunter2")));
+  EXPECT_TRUE(MakeConf(config, ClientRole::kConsumer));
+}
+
+// Unprefixed, a consumer's property makes librdkafka warn in a producer; prefixed, it does not.
+TEST(KafkaConfigTest, APrefixedPropertyDrawsNoWarningFromTheOtherKindOfClient) {
+  for (const char* property : {"auto.offset.reset=earliest", "consumer.auto.offset.reset=earliest"}) {
+    KafkaConfig config{.brokers = "127.0.0.1:1"};
+    ASSERT_OK(config.AddProperty(property));
+    ::testing::internal::CaptureStderr();
+    { ASSERT_OK(Producer::Create(config)); }
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    if (std::string_view(property).starts_with("consumer.")) {
+      EXPECT_THAT(log, Not(HasSubstr("auto.offset.reset"))) << property;
+    } else {
+      EXPECT_THAT(log, HasSubstr("auto.offset.reset is a consumer property")) << property;
+    }
+  }
 }
 
 TEST(ProducerTest, DeliveryFailuresAreCountedNotLost) {
