@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "core/inference_record.h"
@@ -247,8 +248,9 @@ class Stream {
   // write may land after a newer one. Each instance therefore rewrites until what it last
   // wrote is the latest: the last writer of a stale result sees that and corrects it. Only
   // an instance that has stopped (or died with its write in flight) cannot: so when nothing
-  // changed, `check_stored` also looks at the stored totals and puts back what this
-  // instance wrote if they are behind it. False when nothing needed writing.
+  // changed, `check_stored` also looks at the stored totals, and now and then at the stored
+  // windows, and puts back what this instance wrote where they are behind it. False when
+  // nothing needed writing.
   Result<bool> WriteResults(bool check_stored) {
     ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
     // Nothing counted yet by this group: the results another writer (batch) left stay.
@@ -260,11 +262,23 @@ class Stream {
     if (version == written_version_) {
       if (!check_stored) return false;
       ASSIGN_OR_RETURN(const bool behind, StoredResultsBehind());
-      if (!behind) return false;
-      std::fprintf(stderr,
-                   "stream: incorrect_inference_results was behind the saved counts (a late write of an "
-                   "instance that has left, or a deletion); rewriting it\n");
-      written_windows_.clear();  // that write may have set back windows as well
+      if (behind) {
+        std::fprintf(stderr,
+                     "stream: incorrect_inference_results was behind the saved counts (a late write of an "
+                     "instance that has left, or a deletion); rewriting it\n");
+        written_windows_.clear();  // that write may have set back windows as well
+      } else {
+        // A late write can also set back windows alone: its totals landed before ours, its
+        // windows after. Reading every window document is dearer, so less often.
+        if (written_windows_.empty() || Clock::now() < next_window_check_) return false;
+        next_window_check_ = Clock::now() + kWindowCheck;
+        ASSIGN_OR_RETURN(const size_t forgotten, ForgetWindowsStoredBehind());
+        if (forgotten == 0) return false;
+        std::fprintf(stderr,
+                     "stream: %zu window result(s) were behind the saved counts (a late write of an instance "
+                     "that has left, or a deletion); rewriting them\n",
+                     forgotten);
+      }
     }
     std::map<int, ProducerCounts> totals;
     std::map<WindowKey, ProducerCounts> windows;
@@ -327,6 +341,33 @@ class Stream {
     return differs;
   }
 
+  // The windows this instance wrote whose stored documents are an earlier stage of what it
+  // wrote (at most its counts, and different), or are missing: they are forgotten as written,
+  // so that the next write puts them back. Windows that are ahead, or that it never wrote,
+  // are another writer's. Returns how many.
+  Result<size_t> ForgetWindowsStoredBehind() {
+    ASSIGN_OR_RETURN(const std::vector<store::WindowResult> stored, store_->ReadWindowResults());
+    std::set<WindowKey> present;
+    std::vector<WindowKey> behind;
+    for (const store::WindowResult& w : stored) {
+      const WindowKey key{w.window_start_us, w.result.producer_id};
+      present.insert(key);
+      auto it = written_windows_.find(key);
+      if (it == written_windows_.end()) continue;
+      const ProducerCounts& mine = it->second;
+      const store::ProducerResult& r = w.result;
+      if (r.total <= mine.total &&
+          (r.total != mine.total || r.incorrect_count != mine.incorrect_count || r.unlabelled != mine.unlabelled)) {
+        behind.push_back(key);
+      }
+    }
+    for (const auto& [key, counts] : written_windows_) {
+      if (!present.contains(key)) behind.push_back(key);
+    }
+    for (const WindowKey& key : behind) written_windows_.erase(key);
+    return behind.size();
+  }
+
   void Report() {
     if (consumer_) stats_.lag = consumer_->lag();
     on_progress_(stats_);
@@ -342,7 +383,9 @@ class Stream {
   std::map<PartitionId, int64_t> written_version_;       // the states it last wrote them from
   std::map<int, ProducerCounts> written_totals_;         // and the totals it wrote
   static constexpr std::chrono::milliseconds kIdleCheck{250};
+  static constexpr std::chrono::seconds kWindowCheck{2};
   Clock::time_point next_idle_check_;
+  Clock::time_point next_window_check_;
   StreamStats stats_;
 };
 
