@@ -269,10 +269,13 @@ class Stream {
         written_windows_.clear();  // that write may have set back windows as well
       } else {
         // A late write can also set back windows alone: its totals landed before ours, its
-        // windows after. Reading every window document is dearer, so less often.
+        // windows after. Reading every window document is dearer, so less often: every 2 s,
+        // or 20 times as long as the last read took (at most 5% of the time, however many
+        // producers and windows are kept).
         if (written_windows_.empty() || Clock::now() < next_window_check_) return false;
-        next_window_check_ = Clock::now() + kWindowCheck;
+        const auto read_start = Clock::now();
         ASSIGN_OR_RETURN(const size_t forgotten, ForgetWindowsStoredBehind());
+        next_window_check_ = Clock::now() + std::max<Clock::duration>(kWindowCheck, 20 * (Clock::now() - read_start));
         if (forgotten == 0) return false;
         std::fprintf(stderr,
                      "stream: %zu window result(s) were behind the saved counts (a late write of an instance "
