@@ -62,10 +62,10 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   last = s;
 }
 
-// Decodes `batch` on up to `threads` threads, in order. PNG decoding costs about as much per
-// image as FP32 inference, which is parallel, so on one thread it held a 2-core machine to
-// 24.5k images/s of backlog (measured with perf: 19% of the samples, against 18% classifying).
-// Small batches stay on this thread: a thread start would cost more than it saves.
+// Decodes `batch` on up to `threads` threads, in order. On this thread alone, decoding level-1
+// PNGs (19% of perf's samples) held a 2-core machine to 24.5k images/s of backlog while the
+// classifier used both cores; in parallel, 28-30k. Small batches stay on this thread: a
+// thread start would cost more than it saves.
 std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage>& batch, const DecodeLimits& limits,
                                            int threads) {
   constexpr size_t kPerThreadAtLeast = 64;
