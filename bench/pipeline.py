@@ -17,6 +17,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -108,6 +109,9 @@ def main():
                     help="images sent through iotinfer first and not measured: a broker just started "
                          "(as ./dev bench starts one) spends about twice the CPU per message until its JIT "
                          "has warmed up, over roughly 200,000 messages")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="throughput rounds, each running every pipeline in turn; the table shows medians, "
+                         "as both sides move by a third from run to run on this machine")
     args = ap.parse_args()
 
     if args.warmup_images:
@@ -116,10 +120,13 @@ def main():
     # name: (consumer side, images, the devices' PNG level)
     runs = {"iotinfer": ("iotinfer", args.images, 0), "iotinfer-int8": ("iotinfer-int8", args.images, 0),
             "iotinfer-png1": ("iotinfer", args.images, 1), "baseline": ("baseline", args.baseline_images, 0)}
-    results = {}
-    for name, (engine, images, png) in runs.items():
-        results[name] = {"images": images, "throughput": throughput(run(args, engine, images, png_compression=png))}
-        print(json.dumps({name: results[name]}), flush=True)
+    results = {name: {"images": images, "rounds": []} for name, (_, images, _) in runs.items()}
+    for round_number in range(args.rounds):
+        for name, (engine, images, png) in runs.items():
+            results[name]["rounds"].append(throughput(run(args, engine, images, png_compression=png)))
+            print(json.dumps({"round": round_number + 1, name: results[name]["rounds"][-1]}), flush=True)
+    for r in results.values():
+        r["throughput"] = statistics.median(r["rounds"])
     paced = int(args.rate * args.rate_seconds)
     for name, (engine, _, png) in runs.items():
         results[name]["latency"] = latencies(run(args, engine, paced, rate=args.rate, png_compression=png))
@@ -143,18 +150,21 @@ def main():
         f"{args.warmup_images:,} images go through the broker first, unmeasured: a freshly started broker "
         "spends about twice the CPU per message until its JIT has warmed up.",
         "",
-        "| pipeline | images | images/s (first produced -> last inferred) | "
+        f"| pipeline | images | images/s (first produced -> last inferred), median of {args.rounds} | rounds | "
         f"p50 at {args.rate:,.0f} img/s | p99 at {args.rate:,.0f} img/s | max at {args.rate:,.0f} img/s | "
         "keeps up |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---|---:|---:|---:|---|",
     ]
     for name, r in (("iotinfer", ours), ("iotinfer `--engine onednn-int8`", results["iotinfer-int8"]),
                     ("iotinfer, devices at `--png-compression 1`", results["iotinfer-png1"]),
                     ("seed-style Python", base)):
         lat = r["latency"]
-        lines.append(f"| {name} | {r['images']:,} | {r['throughput']:,.0f} | {lat['p50']:,.1f} ms | "
+        each = ", ".join(f"{t:,.0f}" for t in r["rounds"])
+        lines.append(f"| {name} | {r['images']:,} | {r['throughput']:,.0f} | {each} | {lat['p50']:,.1f} ms | "
                      f"{lat['p99']:,.1f} ms | {lat['max']:,.1f} ms | {sustained(r)} |")
-    lines += ["", f"iotinfer / baseline throughput: **{ours['throughput'] / base['throughput']:.1f}x** "
+    by_round = ", ".join(f"{o / b:.1f}x" for o, b in zip(ours["rounds"], base["rounds"]))
+    lines += ["", f"iotinfer / baseline throughput, medians: **{ours['throughput'] / base['throughput']:.1f}x** "
+              f"(round by round: {by_round}) "
               f"(int8: {results['iotinfer-int8']['throughput'] / base['throughput']:.1f}x; devices at level 1: "
               f"{results['iotinfer-png1']['throughput'] / base['throughput']:.1f}x). "
               f"Latency runs: {paced:,} images paced at {args.rate:,.0f} images/s over all devices."]
