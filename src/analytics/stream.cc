@@ -327,6 +327,11 @@ class Stream {
     return true;
   }
 
+  static bool SameCounts(const store::ProducerResult& stored, const ProducerCounts& written) {
+    return stored.total == written.total && stored.incorrect_count == written.incorrect_count &&
+           stored.unlabelled == written.unlabelled;
+  }
+
   // Whether the stored totals are an earlier stage of what this instance last wrote: every
   // producer's total at most its own, and something differs. Counts only grow with the
   // offsets, so that is a stale write of this group. Results that are ahead or unrelated
@@ -338,8 +343,7 @@ class Stream {
     for (const store::ProducerResult& r : stored) {
       auto it = written_totals_.find(r.producer_id);
       if (it == written_totals_.end() || r.total > it->second.total) return false;
-      const ProducerCounts& w = it->second;
-      differs |= r.total != w.total || r.incorrect_count != w.incorrect_count || r.unlabelled != w.unlabelled;
+      differs |= !SameCounts(r, it->second);
     }
     return differs;
   }
@@ -357,12 +361,7 @@ class Stream {
       present.insert(key);
       auto it = written_windows_.find(key);
       if (it == written_windows_.end()) continue;
-      const ProducerCounts& mine = it->second;
-      const store::ProducerResult& r = w.result;
-      if (r.total <= mine.total &&
-          (r.total != mine.total || r.incorrect_count != mine.incorrect_count || r.unlabelled != mine.unlabelled)) {
-        behind.push_back(key);
-      }
+      if (w.result.total <= it->second.total && !SameCounts(w.result, it->second)) behind.push_back(key);
     }
     for (const auto& [key, counts] : written_windows_) {
       if (!present.contains(key)) behind.push_back(key);

@@ -14,12 +14,16 @@ void AddDatasetFlags(CLI::App& cmd, analytics::EvaluationOptions& o, std::string
   cmd.add_option("--dataset", o.dataset.name, "fashion-mnist or cifar10")->capture_default_str();
   cmd.add_option("--data-dir", o.dataset.dir, "where the dataset files are (default: Debian's location)");
   cmd.add_option("--split", split, "train or test")->capture_default_str();
-  cmd.add_option("--limit", o.limit, "classify only the first N images (0: all)")->capture_default_str();
+  cmd.add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str();
+}
+
+void AddModelPathFlag(CLI::App& cmd, analytics::EvaluationOptions& o) {
+  cmd.add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
+      ->envname("IOTINFER_MODEL");
 }
 
 void AddModelFlags(CLI::App& cmd, analytics::EvaluationOptions& o) {
-  cmd.add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
-      ->envname("IOTINFER_MODEL");
+  AddModelPathFlag(cmd, o);
   cmd.add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
   AddEngineFlags(cmd, o.classifier);
   cmd.add_option("--batch", o.batch, "images per inference call")->capture_default_str()->check(CLI::PositiveNumber);
@@ -66,17 +70,13 @@ Status RunCalibrate(CalibrateOptions& options) {
 }  // namespace
 
 void AddCalibrateCommand(CLI::App& app, Action& action) {
-  auto* cmd =
-      app.add_subcommand("calibrate", "Measure the model's activation ranges on a dataset, for --engine onednn-int8");
+  auto* cmd = app.add_subcommand(
+      "calibrate",
+      "Measure the model's activation ranges on a dataset (by default its training split, not the images you "
+      "evaluate on), for --engine onednn-int8");
   auto options = std::make_shared<CalibrateOptions>();
-  analytics::EvaluationOptions& o = options->evaluation;
-  cmd->add_option("--dataset", o.dataset.name, "fashion-mnist or cifar10")->capture_default_str();
-  cmd->add_option("--data-dir", o.dataset.dir, "where the dataset files are (default: Debian's location)");
-  cmd->add_option("--split", options->split, "train or test (calibrate on images you do not evaluate on)")
-      ->capture_default_str();
-  cmd->add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str();
-  cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed fmnist-cnn.onnx)")
-      ->envname("IOTINFER_MODEL");
+  AddDatasetFlags(*cmd, options->evaluation, options->split);
+  AddModelPathFlag(*cmd, options->evaluation);
   cmd->add_option("--out", options->out, "where to write it (default: the model's path with .int8.json)");
   cmd->callback([&action, options] { action = [options] { return RunCalibrate(*options); }; });
 }

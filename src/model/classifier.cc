@@ -184,17 +184,17 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
   std::vector<float> int8_ranges;
   if (o.engine == Engine::kOneDnnInt8) {
     const std::string calibration_path = o.calibration_path.empty() ? DefaultCalibrationPath(path) : o.calibration_path;
+    const std::string remedy = fmt::format("make one with `iotinfer calibrate --model {}`", path);
     auto calibration = ReadCalibration(calibration_path);
     if (!calibration) {
-      return std::unexpected(Error(calibration.error().code(),
-                                   fmt::format("model {}: the int8 engine needs a calibration: {} (make one with "
-                                               "`iotinfer calibrate --model {}`)",
-                                               path, calibration.error().message(), path)));
+      return std::unexpected(
+          Error(calibration.error().code(), fmt::format("model {}: the int8 engine needs a calibration: {} ({})", path,
+                                                        calibration.error().message(), remedy)));
     }
     if (calibration->model_id != impl->model_id) {
-      return std::unexpected(Error::InvalidInput(
-          fmt::format("calibration {} was made for model {}, not {} (make one with `iotinfer calibrate --model {}`)",
-                      calibration_path, calibration->model_id, impl->model_id, path)));
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("calibration {} was made for model {}, not {} ({})", calibration_path,
+                                          calibration->model_id, impl->model_id, remedy)));
     }
     int8_ranges = std::move(calibration->activation_ranges);
     // An empty list would quietly mean float32 to OnednnNet.
