@@ -52,10 +52,10 @@ def main():
                              check=True, capture_output=True, text=True).stdout
         return [json.loads(line) for line in out.splitlines()]
 
-    records = run_binary("onednn")
+    records = run_binary("auto")
     ours = {r["batch"]: r for r in records if r["engine"] == "iotinfer"}
+    on_fp32 = {r["batch"]: r for r in run_binary("onednn") if r["engine"] == "iotinfer"}
     on_opencv = {r["batch"]: r for r in run_binary("opencv") if r["engine"] == "iotinfer"}
-    on_int8 = {r["batch"]: r for r in run_binary("onednn-int8") if r["engine"] == "iotinfer"}
     measured_peak = next(r for r in records if r["engine"] == "fma-peak")["fma_per_second"] / 1e9
 
     train, metrics, model = load_trained_model()
@@ -75,8 +75,8 @@ def main():
 
     rows = []
     for batch in batches:
-        row = {"batch": batch, "iotinfer": ours[batch]["images_per_second"],
-               "int8": on_int8[batch]["images_per_second"], "opencv": on_opencv[batch]["images_per_second"]}
+        row = {"batch": batch, "iotinfer": ours[batch]["images_per_second"], "rechecked": ours[batch]["rechecked"],
+               "fp32": on_fp32[batch]["images_per_second"], "opencv": on_opencv[batch]["images_per_second"]}
         torch.set_num_threads(default_threads)
         row["eager_default"] = time_torch(eager, batch, x_u8, args.seconds)
         torch.set_num_threads(cores)
@@ -93,28 +93,30 @@ def main():
         "",
         f"Machine: {cpu}, {cores} cores at {mhz:.0f} MHz, {platform.system()} {platform.release()}. "
         f"Model `{metrics['arch']}` ({macs / 1e6:.2f} M multiply-adds per image), all 10,000 "
-        f"Fashion-MNIST test images cycled, uint8 pixels in, class out. iotinfer: its default engine, "
-        f"oneDNN (Debian's libdnnl 2.6), and its `--engine opencv` (OpenCV {ours[batches[0]]['opencv']} DNN), "
-        f"each as {ours[batches[0]]['threads']} single-threaded replicas; and its opt-in `--engine onednn-int8`, "
-        f"every layer but the first convolution in int8, which changes 18 of the 10,000 test predictions "
-        f"(README, int8). "
+        f"Fashion-MNIST test images cycled, uint8 pixels in, class out. iotinfer, each engine as "
+        f"{ours[batches[0]]['threads']} single-threaded replicas: its default, `{ours[batches[0]]['inference_engine']}` "
+        f"(oneDNN, Debian's libdnnl 2.6: every layer but the first convolution in int8, and the close calls "
+        f"classified again in FP32, so that its predictions are FP32's; README, int8); its `--engine onednn`, "
+        f"all FP32; and its `--engine opencv` (OpenCV {ours[batches[0]]['opencv']} DNN). "
         f"PyTorch {torch.__version__} (Debian build, oneDNN), eval mode, inference_mode; its default "
         f"on this machine is {default_threads} thread(s). {args.seconds:.0f} s per cell.",
         "",
-        f"| batch | iotinfer img/s | iotinfer `--engine onednn-int8` img/s | iotinfer `--engine opencv` img/s "
-        f"| PyTorch eager, {cores} threads | PyTorch eager, default ({default_threads}) "
-        f"| PyTorch TorchScript frozen, {cores} threads | iotinfer / eager {cores}t | int8 / eager {cores}t "
-        f"| iotinfer / eager default | iotinfer / TorchScript | iotinfer % of FMA peak | TorchScript % of FMA peak |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| batch | iotinfer img/s | of which rechecked in FP32 | iotinfer `--engine onednn` (FP32) img/s "
+        f"| iotinfer `--engine opencv` img/s | PyTorch eager, {cores} threads "
+        f"| PyTorch eager, default ({default_threads}) | PyTorch TorchScript frozen, {cores} threads "
+        f"| iotinfer / eager {cores}t | FP32 / eager {cores}t | iotinfer / eager default | iotinfer / TorchScript "
+        f"| FP32 % of FMA peak | TorchScript % of FMA peak |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     def share(images_per_second):
         return f"{100 * images_per_second * macs / 1e9 / measured_peak:.0f}%"
 
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['iotinfer']:,.0f} | {r['int8']:,.0f} | {r['opencv']:,.0f} | {r['eager']:,.0f} | "
-                     f"{r['eager_default']:,.0f} | {r['script']:,.0f} | {r['iotinfer'] / r['eager']:.1f}x | "
-                     f"{r['int8'] / r['eager']:.1f}x | {r['iotinfer'] / r['eager_default']:.1f}x | "
-                     f"{r['iotinfer'] / r['script']:.1f}x | {share(r['iotinfer'])} | {share(r['script'])} |")
+        lines.append(f"| {r['batch']} | {r['iotinfer']:,.0f} | {100 * r['rechecked']:.1f}% | {r['fp32']:,.0f} | "
+                     f"{r['opencv']:,.0f} | {r['eager']:,.0f} | {r['eager_default']:,.0f} | {r['script']:,.0f} | "
+                     f"{r['iotinfer'] / r['eager']:.1f}x | {r['fp32'] / r['eager']:.1f}x | "
+                     f"{r['iotinfer'] / r['eager_default']:.1f}x | {r['iotinfer'] / r['script']:.1f}x | "
+                     f"{share(r['fp32'])} | {share(r['script'])} |")
     lines += [
         "",
         f"FMA peak: {measured_peak:.0f} G FP32 multiply-adds/s, measured in the same run by 12 independent "

@@ -56,10 +56,10 @@ int main(int argc, char** argv) {
   std::vector<int> batches{1, 8, 64, 256};
   double seconds = 3.0;
   int threads = 0;
-  std::string engine = "onednn";
+  std::string engine = "auto";
   app.add_option("--model", model_path, "ONNX model (default: the committed one)");
-  app.add_option("--engine", engine, "onednn, onednn-int8 or opencv")
-      ->check(CLI::IsMember({"onednn", "onednn-int8", "opencv"}));
+  app.add_option("--engine", engine, "auto, onednn, onednn-int8 or opencv")
+      ->check(CLI::IsMember({"auto", "onednn", "onednn-int8", "opencv"}));
   app.add_option("--batches", batches, "batch sizes")->delimiter(',');
   app.add_option("--seconds", seconds, "measuring time per batch size");
   app.add_option("--threads", threads, "inference threads (0: one per core)");
@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     };
     for (int i = 0; i < 20; ++i) run_one();  // warm-up: allocation and caches
     using Clock = std::chrono::steady_clock;
+    const uint64_t rechecked_before = (*classifier)->rechecked();
     const auto start = Clock::now();
     long calls = 0;
     double elapsed = 0;
@@ -92,8 +93,10 @@ int main(int argc, char** argv) {
     } while (elapsed < seconds);
     std::printf(
         "{\"engine\": \"iotinfer\", \"inference_engine\": \"%s\", \"batch\": %d, \"threads\": %d, "
-        "\"images_per_second\": %.1f, \"latency_ms\": %.4f, \"opencv\": \"" CV_VERSION "\"}\n",
-        engine.c_str(), batch, (*classifier)->threads(), calls * batch / elapsed, 1000.0 * elapsed / calls);
+        "\"images_per_second\": %.1f, \"latency_ms\": %.4f, \"rechecked\": %.4f, \"opencv\": \"" CV_VERSION "\"}\n",
+        std::string(iotinfer::model::EngineName((*classifier)->engine())).c_str(), batch, (*classifier)->threads(),
+        calls * batch / elapsed, 1000.0 * elapsed / calls,
+        static_cast<double>((*classifier)->rechecked() - rechecked_before) / (static_cast<double>(calls) * batch));
     std::fflush(stdout);
   }
   const int cores = static_cast<int>(std::thread::hardware_concurrency());

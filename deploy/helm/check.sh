@@ -117,7 +117,7 @@ step "hand-written bad manifests: rejected"
 
 # Values helm must refuse before anything renders.
 expect_refused "unknown engine" "value must be one of 'native', 'spark'" --set stream.engine=flink
-expect_refused "unknown inference engine" "value must be one of 'onednn', 'onednn-int8', 'opencv'" --set infer.engine=tensorrt
+expect_refused "unknown inference engine" "value must be one of 'auto', 'onednn', 'onednn-int8', 'opencv'" --set infer.engine=tensorrt
 expect_refused "misspelt value" "additional properties 'replica' not allowed" --set infer.replica=3
 expect_refused "spark engine without a server" "set spark.external.url or spark.connect.enabled" --set batch.engine=spark \
   --set batch.job.enabled=true

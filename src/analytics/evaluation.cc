@@ -69,6 +69,7 @@ Result<EvaluationReport> Evaluate(const EvaluationOptions& options) {
     for (size_t j = 0; j < count; ++j) report.predictions[begin + j] = static_cast<uint8_t>(predictions[j].label);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.rechecked = static_cast<int64_t>(classifier->rechecked());
 
   report.classes.resize(classes);
   for (size_t c = 0; c < classes; ++c) report.classes[c].name = data.class_names[c];
@@ -90,8 +91,13 @@ Result<EvaluationReport> Evaluate(const EvaluationOptions& options) {
 std::string FormatReport(const EvaluationReport& r) {
   std::string out = fmt::format("{} images of {}, model {}\n", r.images, r.dataset, r.model_id);
   out += fmt::format("accuracy {:.2f}% ({} of {} right)\n", 100.0 * r.accuracy(), r.correct, r.images);
-  out += fmt::format("throughput {:.0f} images/s (batch {}, {} threads, {}, {:.2f} s)\n\n", r.images_per_second(),
+  out += fmt::format("throughput {:.0f} images/s (batch {}, {} threads, {}, {:.2f} s)\n", r.images_per_second(),
                      r.batch, r.threads, r.engine, r.seconds);
+  if (r.engine == model::EngineName(model::Engine::kOneDnnInt8)) {
+    out += fmt::format("close calls classified again in float32: {} ({:.1f}%)\n", r.rechecked,
+                       100.0 * Ratio(r.rechecked, r.images));
+  }
+  out += "\n";
   out += fmt::format("{:<12} {:>7} {:>9} {:>9}\n", "class", "images", "recall", "precision");
   for (const auto& c : r.classes) {
     out += fmt::format("{:<12} {:>7} {:>8.2f}% {:>8.2f}%\n", c.name, c.total, 100.0 * Ratio(c.correct, c.total),

@@ -37,8 +37,9 @@ struct ProducerStats {
 struct EvaluationReport {
   std::string dataset;
   std::string model_id;
-  std::string engine;  // what ran the network: onednn or opencv
+  std::string engine;  // what ran the network: onednn, onednn-int8 or opencv
   int threads = 0;
+  int64_t rechecked = 0;  // images int8 classified again in float32
   int batch = 0;
   int64_t images = 0;
   int64_t correct = 0;

@@ -56,14 +56,17 @@ Status RunCalibrate(CalibrateOptions& options) {
   std::vector<ImageView> images;
   for (size_t i = 0; i < n; ++i) images.push_back(data.image(i));
   const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(std::vector<float> ranges, classifier->ActivationRanges(images));
+  ASSIGN_OR_RETURN(model::Calibration calibration, classifier->Calibrate(images));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  calibration.images = fmt::format("{} {} ({} images)", data.name, options.split, n);
   const std::string path = options.out.empty() ? model::DefaultCalibrationPath(o.classifier.model_path) : options.out;
-  TRY(model::WriteCalibration(path, {.model_id = classifier->model_id(),
-                                     .images = fmt::format("{} {} ({} images)", data.name, options.split, n),
-                                     .activation_ranges = ranges}));
-  fmt::print("calibrated {} on {} {} images in {:.1f} s: activation ranges {}\nwrote {}\n", classifier->model_id(), n,
-             options.split, seconds, fmt::join(ranges, ", "), path);
+  TRY(model::WriteCalibration(path, calibration));
+  std::vector<std::string> margins;
+  for (const auto& [bits, margin] : calibration.recheck_margins)
+    margins.push_back(fmt::format("{}-bit weights {:.3f}", bits, margin));
+  fmt::print("calibrated {} on {} {} images in {:.1f} s: activation ranges {}; recheck margins {}\nwrote {}\n",
+             classifier->model_id(), n, options.split, seconds, fmt::join(calibration.activation_ranges, ", "),
+             fmt::join(margins, ", "), path);
   return Ok();
 }
 
@@ -72,8 +75,8 @@ Status RunCalibrate(CalibrateOptions& options) {
 void AddCalibrateCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "calibrate",
-      "Measure the model's activation ranges on a dataset (by default its training split, not the images you "
-      "evaluate on), for --engine onednn-int8");
+      "Measure what --engine onednn-int8 needs on a dataset (by default its training split, not the images you "
+      "evaluate on): the model's activation ranges, and how close a call must be to be classified again in float32");
   auto options = std::make_shared<CalibrateOptions>();
   AddDatasetFlags(*cmd, options->evaluation, options->split);
   AddModelPathFlag(*cmd, options->evaluation);

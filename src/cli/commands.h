@@ -27,7 +27,7 @@ struct KafkaFlags {
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);
 Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config);
 
-/// --engine onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
+/// --engine auto|onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options);
 
 /// --store and --db, for every command that talks to a store.

@@ -30,11 +30,13 @@ const std::atomic<bool>& StopOnSignals() {
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options) {
   cmd.add_option_function<std::string>(
          "--engine", [&options](const std::string& name) { options.engine = model::ParseEngine(name).value(); },
-         "what runs the network: onednn (default, float32), onednn-int8 (over twice as fast, changes about 0.2% of "
-         "predictions; needs a calibration) or opencv (any model OpenCV loads)")
-      ->check(CLI::IsMember({"onednn", "onednn-int8", "opencv"}));
+         "what runs the network: auto (default: onednn-int8 when the model has a calibration, else onednn), "
+         "onednn-int8 (about twice as fast as float32; close calls are classified again in float32), onednn "
+         "(float32) or opencv (any model OpenCV loads)")
+      ->check(CLI::IsMember({"auto", "onednn", "onednn-int8", "opencv"}));
   cmd.add_option("--calibration", options.calibration_path,
-                 "for onednn-int8: the file `iotinfer calibrate` wrote (default: the model's path with .int8.json)")
+                 "for onednn-int8: the file `iotinfer calibrate` wrote (default: the model's path with .int8.json; "
+                 "given, auto means onednn-int8)")
       ->envname("IOTINFER_CALIBRATION");
 }
 

@@ -40,6 +40,10 @@ std::vector<ops::MetricSpec> InferMetrics() {
       {Kind::kCounter, "iotinfer_infer_inferred_total", "images classified and published", {}},
       {Kind::kCounter, "iotinfer_infer_dead_lettered_total", "messages sent to the dead-letter topic", {}},
       {Kind::kCounter, "iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)", {}},
+      {Kind::kCounter,
+       "iotinfer_infer_rechecked_total",
+       "close calls of the int8 engine classified again in float32 (of batches read again too)",
+       {}},
       {Kind::kHistogram, "iotinfer_infer_batch_size", "messages per committed batch", ops::SizeBuckets()},
       {Kind::kHistogram, "iotinfer_infer_classify_seconds", "time to classify one batch", ops::SecondsBuckets()},
       {Kind::kHistogram, "iotinfer_infer_latency_seconds", "produced_at to inferred_at, per image",
@@ -55,6 +59,7 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   endpoints.Add("iotinfer_infer_inferred_total", static_cast<double>(s.inferred - last.inferred));
   endpoints.Add("iotinfer_infer_dead_lettered_total", static_cast<double>(s.dead_lettered - last.dead_lettered));
   endpoints.Add("iotinfer_infer_aborted_total", static_cast<double>(s.aborted - last.aborted));
+  endpoints.Add("iotinfer_infer_rechecked_total", static_cast<double>(s.rechecked - last.rechecked));
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);
@@ -88,17 +93,20 @@ std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage
 }  // namespace
 
 std::string FormatStats(const InferStats& s) {
-  return fmt::format("consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} lag {} partitions {}",
-                     s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.lag, s.partitions);
+  return fmt::format(
+      "consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} lag {} partitions {} rechecked {}",
+      s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.lag, s.partitions, s.rechecked);
 }
 
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
                             const std::function<void(const InferStats&)>& on_progress) {
   ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(options.classifier));
+  const std::string log_name = kafka::ServiceLogName("infer", options.instance_id);
+  std::fprintf(stderr, "%s: model %s on %s, %d threads\n", log_name.c_str(), classifier->model_id().c_str(),
+               std::string(model::EngineName(classifier->engine())).c_str(), classifier->threads());
   TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
                                           {options.output_topic, options.partitions},
                                           {options.dlq_topic, options.partitions}}));
-  const std::string log_name = kafka::ServiceLogName("infer", options.instance_id);
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
@@ -163,6 +171,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
       }
     }
     stats.inferred += static_cast<int64_t>(records.size());
+    stats.rechecked = static_cast<int64_t>(classifier->rechecked());
     stats.dead_lettered += dead;
     loop.Committed(batch.size());
   }

@@ -44,7 +44,8 @@ struct InferStats {
   int64_t inferred = 0;
   int64_t dead_lettered = 0;
   int64_t batches = 0;
-  int64_t aborted = 0;  // transactions aborted and retried
+  int64_t aborted = 0;    // transactions aborted and retried
+  int64_t rechecked = 0;  // close calls the int8 engine classified again in float32
   int last_batch = 0;
   int64_t lag = 0;
   int partitions = 0;

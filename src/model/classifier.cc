@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <opencv2/dnn.hpp>
@@ -45,7 +46,42 @@ struct Replica {
   std::unique_ptr<OnednnNet> onednn;  // runs the network instead of `net` when set
   cv::Mat input;                      // [max_batch, C, H, W] float32, grown on demand
   std::vector<float> logits;          // oneDNN's output
+  // With an int8 `onednn`: the float32 net that classifies its close calls again.
+  std::unique_ptr<OnednnNet> check;
+  std::vector<int> close;  // rows of the batch to check
+  std::vector<float> check_input, check_logits;
+  uint64_t rechecked = 0;
 };
+
+// How far the top logit of `row` leads the next.
+float Lead(const float* row, int classes) {
+  float first = -INFINITY, second = -INFINITY;
+  for (int c = 0; c < classes; ++c) {
+    second = std::max(second, std::min(first, row[c]));
+    first = std::max(first, row[c]);
+  }
+  return first - second;
+}
+
+// The largest amount by which `int8` moved any logit relative to its top one, against the
+// float32 `exact`, over images of `classes` logits each. Where int8's top logit leads by more
+// than this, float32's top class is the same.
+float LargestShift(std::span<const float> exact, std::span<const float> int8, int classes) {
+  float largest = 0.f;
+  for (size_t i = 0; i < exact.size(); i += classes) {
+    const float* e = exact.data() + i;
+    const float* q = int8.data() + i;
+    const int top = static_cast<int>(std::max_element(q, q + classes) - q);
+    for (int c = 0; c < classes; ++c) largest = std::max(largest, std::abs((q[c] - e[c]) - (q[top] - e[top])));
+  }
+  return largest;
+}
+
+// Recheck margins are this many times the largest shift seen in calibration: images unlike
+// the calibration's shift more. Fashion-MNIST test images blurred with sigma 2 (not in the
+// training set) reached 1.19 times the training set's largest, and no prediction changed on
+// any fault profile with this factor (BENCHMARKS.md, inference section).
+constexpr float kRecheckSafety = 2.f;
 
 }  // namespace
 
@@ -53,6 +89,7 @@ struct Classifier::Impl {
   ClassifierOptions options;
   std::string model_id;
   std::vector<Replica> replicas;
+  float recheck_margin = 0.f;  // of the calibration, for this CPU's weight bits
 
   // Workers 1..n-1 each own replicas[i]; the calling thread runs replicas[0].
   struct Slice {
@@ -137,6 +174,32 @@ struct Classifier::Impl {
     return cv::Mat({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
   }
 
+  // Replaces the logits of the rows whose top logit leads by less than the recheck margin
+  // with float32's.
+  Status Recheck(Replica& replica, const cv::Mat& batch, int classes) const {
+    const int n = batch.size[0];
+    replica.close.clear();
+    for (int i = 0; i < n; ++i) {
+      if (Lead(replica.logits.data() + static_cast<size_t>(i) * classes, classes) < recheck_margin) {
+        replica.close.push_back(i);
+      }
+    }
+    if (replica.close.empty()) return Ok();
+    const size_t image = batch.total() / n;
+    replica.check_input.resize(replica.close.size() * image);
+    replica.check_logits.resize(replica.close.size() * classes);
+    for (size_t k = 0; k < replica.close.size(); ++k) {
+      std::copy_n(batch.ptr<float>(replica.close[k]), image, replica.check_input.begin() + k * image);
+    }
+    TRY(replica.check->Forward(replica.check_input, replica.check_logits));
+    for (size_t k = 0; k < replica.close.size(); ++k) {
+      std::copy_n(replica.check_logits.begin() + k * classes, classes,
+                  replica.logits.begin() + static_cast<size_t>(replica.close[k]) * classes);
+    }
+    replica.rechecked += replica.close.size();
+    return Ok();
+  }
+
   Status Run(Replica& replica, std::span<const ImageView> images, std::span<Prediction> out) const {
     const int n = static_cast<int>(images.size());
     ASSIGN_OR_RETURN(cv::Mat batch, Prepare(replica, images));
@@ -145,6 +208,7 @@ struct Classifier::Impl {
     if (replica.onednn) {
       replica.logits.resize(static_cast<size_t>(n) * classes);
       TRY(replica.onednn->Forward({batch.ptr<float>(), batch.total()}, replica.logits));
+      if (replica.check) TRY(Recheck(replica, batch, classes));
       logits = cv::Mat(n, classes, CV_32F, replica.logits.data());
     } else {
       try {
@@ -173,6 +237,13 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
   impl->options = options;
   if (impl->options.model_path.empty()) impl->options.model_path = DefaultModelPath();
   const std::string& path = impl->options.model_path;
+  const std::string calibration_path =
+      options.calibration_path.empty() ? DefaultCalibrationPath(path) : options.calibration_path;
+  if (impl->options.engine == Engine::kAuto) {
+    std::error_code ec;
+    const bool calibrated = !options.calibration_path.empty() || fs::exists(calibration_path, ec);
+    impl->options.engine = calibrated ? Engine::kOneDnnInt8 : Engine::kOneDnn;
+  }
   const ClassifierOptions& o = impl->options;
   if (o.class_names.empty()) return std::unexpected(Error::InvalidInput("classifier needs at least one class name"));
   if (o.input_channels != 1 && o.input_channels != 3) {
@@ -183,7 +254,6 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
 
   std::vector<float> int8_ranges;
   if (o.engine == Engine::kOneDnnInt8) {
-    const std::string calibration_path = o.calibration_path.empty() ? DefaultCalibrationPath(path) : o.calibration_path;
     const std::string remedy = fmt::format("make one with `iotinfer calibrate --model {}`", path);
     auto calibration = ReadCalibration(calibration_path);
     if (!calibration) {
@@ -202,6 +272,14 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
       return std::unexpected(
           Error::InvalidInput(fmt::format("calibration {}: no activation ranges", calibration_path)));
     }
+    const int bits = OnednnNet::NativeWeightBits();
+    const auto margin = calibration->recheck_margins.find(bits);
+    if (margin == calibration->recheck_margins.end()) {
+      return std::unexpected(Error::InvalidInput(
+          fmt::format("calibration {}: no recheck margin for {}-bit weights, which this CPU uses ({})",
+                      calibration_path, bits, remedy)));
+    }
+    impl->recheck_margin = margin->second;
   }
 
   int threads =
@@ -244,6 +322,10 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
             fmt::format("model {}: {} (--engine opencv runs any model OpenCV loads)", path, onednn.error().message())));
       }
       replica.onednn = std::move(*onednn);
+      if (impl->recheck_margin > 0.f) {
+        ASSIGN_OR_RETURN(replica.check,
+                         OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols));
+      }
     }
   }
 
@@ -285,23 +367,55 @@ Status Classifier::Classify(std::span<const ImageView> images, std::span<Predict
   return Ok();
 }
 
-Result<std::vector<float>> Classifier::ActivationRanges(std::span<const ImageView> images) {
+Result<Calibration> Classifier::Calibrate(std::span<const ImageView> images) {
   Impl& impl = *impl_;
   if (impl.options.engine != Engine::kOneDnn) {
     return std::unexpected(Error::FailedPrecondition("calibration runs on the float32 oneDNN engine"));
   }
   Replica& replica = impl.replicas[0];
-  std::vector<float> ranges;
   // In slices, so that calibrating on a whole training set needs no input buffer for all of it.
-  constexpr size_t kSlice = 4096;
-  for (size_t begin = 0; begin < images.size(); begin += kSlice) {
-    ASSIGN_OR_RETURN(cv::Mat batch,
-                     impl.Prepare(replica, images.subspan(begin, std::min(kSlice, images.size() - begin))));
-    ASSIGN_OR_RETURN(std::vector<float> slice, replica.onednn->ActivationRanges({batch.ptr<float>(), batch.total()}));
+  auto for_each_slice = [&](const std::function<Status(std::span<const float>)>& run) -> Status {
+    constexpr size_t kSlice = 4096;
+    for (size_t begin = 0; begin < images.size(); begin += kSlice) {
+      ASSIGN_OR_RETURN(cv::Mat batch,
+                       impl.Prepare(replica, images.subspan(begin, std::min(kSlice, images.size() - begin))));
+      TRY(run({batch.ptr<float>(), batch.total()}));
+    }
+    return Ok();
+  };
+  Calibration calibration{.model_id = impl.model_id};
+  std::vector<float>& ranges = calibration.activation_ranges;
+  auto widen_ranges = [&](std::span<const float> input) -> Status {
+    ASSIGN_OR_RETURN(std::vector<float> slice, replica.onednn->ActivationRanges(input));
     if (ranges.empty()) ranges.assign(slice.size(), 0.f);
     for (size_t i = 0; i < slice.size(); ++i) ranges[i] = std::max(ranges[i], slice[i]);
+    return Ok();
+  };
+  TRY(for_each_slice(widen_ranges));
+  const ClassifierOptions& o = impl.options;
+  const int classes = replica.onednn->classes();
+  for (int bits : {7, 8}) {
+    ASSIGN_OR_RETURN(auto int8,
+                     OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols, ranges, bits));
+    float shift = 0.f;
+    auto widen_shift = [&](std::span<const float> input) -> Status {
+      const size_t n = input.size() / (static_cast<size_t>(o.input_channels) * o.input_rows * o.input_cols);
+      std::vector<float> exact(n * classes), quantized(n * classes);
+      TRY(replica.onednn->Forward(input, exact));
+      TRY(int8->Forward(input, quantized));
+      shift = std::max(shift, LargestShift(exact, quantized, classes));
+      return Ok();
+    };
+    TRY(for_each_slice(widen_shift));
+    calibration.recheck_margins[bits] = kRecheckSafety * shift;
   }
-  return ranges;
+  return calibration;
+}
+
+uint64_t Classifier::rechecked() const {
+  uint64_t total = 0;
+  for (const Replica& replica : impl_->replicas) total += replica.rechecked;
+  return total;
 }
 
 const std::vector<std::string>& Classifier::class_names() const { return impl_->options.class_names; }
@@ -310,14 +424,18 @@ int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()
 Engine Classifier::engine() const { return impl_->options.engine; }
 
 Result<Engine> ParseEngine(std::string_view name) {
+  if (name == "auto") return Engine::kAuto;
   if (name == "opencv") return Engine::kOpenCv;
   if (name == "onednn") return Engine::kOneDnn;
   if (name == "onednn-int8") return Engine::kOneDnnInt8;
-  return std::unexpected(Error::InvalidInput(fmt::format("unknown engine '{}' (onednn, onednn-int8 or opencv)", name)));
+  return std::unexpected(
+      Error::InvalidInput(fmt::format("unknown engine '{}' (auto, onednn, onednn-int8 or opencv)", name)));
 }
 
 std::string_view EngineName(Engine engine) {
   switch (engine) {
+    case Engine::kAuto:
+      return "auto";
     case Engine::kOpenCv:
       return "opencv";
     case Engine::kOneDnn:

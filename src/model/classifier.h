@@ -9,23 +9,26 @@
 #include "core/error.h"
 #include "core/image.h"
 #include "core/labels.h"
+#include "model/calibration.h"
 
 namespace iotinfer::model {
 
 /// What runs the network. OpenCV always loads and checks the model; oneDNN then runs it
 /// about twice as fast per core (BENCHMARKS.md), for the layer types it supports here. oneDNN
-/// in int8 is over twice as fast again, but needs a calibration (calibration.h) and changes
-/// about 0.2% of predictions, so it is opt-in (README.md, "int8").
-enum class Engine { kOpenCv, kOneDnn, kOneDnnInt8 };
+/// in int8 is over twice as fast again. It needs a calibration (calibration.h), and it
+/// classifies the close calls again in float32, so that its predictions are float32's
+/// (README.md, "int8"). kAuto is int8 when the model has a calibration, else float32 oneDNN.
+enum class Engine { kAuto, kOpenCv, kOneDnn, kOneDnnInt8 };
 
-/// "opencv", "onednn" or "onednn-int8"; InvalidInput naming the choices otherwise.
+/// "auto", "opencv", "onednn" or "onednn-int8"; InvalidInput naming the choices otherwise.
 Result<Engine> ParseEngine(std::string_view name);
 std::string_view EngineName(Engine engine);
 
 struct ClassifierOptions {
   std::string model_path;  // ONNX file; empty: DefaultModelPath()
-  Engine engine = Engine::kOneDnn;
-  std::string calibration_path;  // for kOneDnnInt8; empty: DefaultCalibrationPath(model_path)
+  Engine engine = Engine::kAuto;
+  // For kOneDnnInt8; empty: DefaultCalibrationPath(model_path). Given, kAuto means int8.
+  std::string calibration_path;
   std::vector<std::string> class_names = ClassNames(kFashionMnistClasses);
   int threads = 0;  // worker replicas of the network; 0: one per hardware thread
   // The model's input geometry. Images of another shape are converted to it (see Classify).
@@ -65,15 +68,18 @@ class Classifier {
   /// count other than 1, 3 or 4 gives InvalidInput and leaves `out` unspecified.
   Status Classify(std::span<const ImageView> images, std::span<Prediction> out);
 
-  /// Calibration for int8: the largest |value| each convolution of the network outputs over
-  /// `images` (OnednnNet::ActivationRanges), on one thread. FailedPrecondition unless the
-  /// engine is kOneDnn.
-  Result<std::vector<float>> ActivationRanges(std::span<const ImageView> images);
+  /// A calibration for int8 from `images`, on one thread: the activation ranges of the
+  /// float32 network, then the recheck margins (calibration.h) of int8 nets with 7- and 8-bit
+  /// weights calibrated with them. FailedPrecondition unless the engine is kOneDnn.
+  Result<Calibration> Calibrate(std::span<const ImageView> images);
 
+  /// Images the int8 engine classified again in float32 since Create().
+  uint64_t rechecked() const;
   const std::vector<std::string>& class_names() const;
   /// "<file stem>-<first 8 hex digits of the file's SHA-256>", e.g. "fmnist-cnn-1a2b3c4d".
   const std::string& model_id() const;
   int threads() const;
+  /// What runs the network: never kAuto.
   Engine engine() const;
 
  private:

@@ -146,20 +146,6 @@ QuantizedWeights Quantize(const cv::Mat& weights, int outputs, float levels) {
   return q;
 }
 
-// Without VNNI, oneDNN multiplies u8 by s8 with vpmaddubsw, whose 16-bit pair sums can
-// saturate at full 8-bit range; 7-bit weights cannot (oneDNN's "int8 computation nuances").
-float WeightLevels() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::avx2_vnni:
-    case dnnl::cpu_isa::avx512_core_vnni:
-    case dnnl::cpu_isa::avx512_core_bf16:
-    case dnnl::cpu_isa::avx512_core_amx:
-      return 127.f;
-    default:
-      return 63.f;
-  }
-}
-
 }  // namespace
 
 struct OnednnNet::Impl {
@@ -173,7 +159,7 @@ struct OnednnNet::Impl {
   std::vector<float> padded_input, padded_logits;  // a last chunk rounded up to its plan's size
   // int8 when not empty: the largest |value| each convolution outputs, from calibration.
   std::vector<float> ranges;
-  float weight_levels = WeightLevels();
+  float weight_levels = 127.f;  // the largest |weight| in int8
 
   // A user-layout copy of an OpenCV blob (float32, contiguous) as a oneDNN memory.
   memory Wrap(const cv::Mat& blob, const Dims& dims, Tag tag) const {
@@ -323,10 +309,15 @@ OnednnNet::OnednnNet(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OnednnNet::~OnednnNet() = default;
 
 Result<std::unique_ptr<OnednnNet>> OnednnNet::FromOpenCv(cv::dnn::Net& net, int channels, int rows, int cols,
-                                                         std::span<const float> int8_ranges) {
+                                                         std::span<const float> int8_ranges, int weight_bits) {
   auto impl = std::make_unique<Impl>();
   impl->input_shape = {channels, rows, cols};
   ASSIGN_OR_RETURN(impl->layers, ReadLayers(net, impl->input_shape));
+  if (weight_bits == 0) weight_bits = NativeWeightBits();
+  if (weight_bits != 7 && weight_bits != 8) {
+    return std::unexpected(Error::InvalidInput(fmt::format("int8 weights have 7 or 8 bits, not {}", weight_bits)));
+  }
+  impl->weight_levels = static_cast<float>((1 << (weight_bits - 1)) - 1);
   if (!int8_ranges.empty()) {
     const size_t convolutions = impl->layers.size() - 1;
     if (int8_ranges.size() != convolutions) {
@@ -341,6 +332,20 @@ Result<std::unique_ptr<OnednnNet>> OnednnNet::FromOpenCv(cv::dnn::Net& net, int 
     impl->ranges.assign(int8_ranges.begin(), int8_ranges.end());
   }
   return std::unique_ptr<OnednnNet>(new OnednnNet(std::move(impl)));
+}
+
+// Without VNNI, oneDNN multiplies u8 by s8 with vpmaddubsw, whose 16-bit pair sums can
+// saturate at full 8-bit range; 7-bit weights cannot (oneDNN's "int8 computation nuances").
+int OnednnNet::NativeWeightBits() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx2_vnni:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx:
+      return 8;
+    default:
+      return 7;
+  }
 }
 
 Status OnednnNet::Forward(std::span<const float> input, std::span<float> logits) { return Run(input, logits, nullptr); }

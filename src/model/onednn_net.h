@@ -28,8 +28,14 @@ class OnednnNet {
   /// first convolution runs in int8: s8 weights scaled per output channel, activations in u8
   /// after a ReLU (s8 otherwise) scaled to span their convolution's range, float32 logits.
   /// InvalidInput if the count is wrong or a range is not a positive number.
+  ///
+  /// `weight_bits` (7 or 8) sets the weights' precision; 0 means NativeWeightBits().
   static Result<std::unique_ptr<OnednnNet>> FromOpenCv(cv::dnn::Net& net, int channels, int rows, int cols,
-                                                       std::span<const float> int8_ranges = {});
+                                                       std::span<const float> int8_ranges = {}, int weight_bits = 0);
+  /// 8 where the CPU multiplies u8 by s8 exactly in 32 bits (VNNI); 7 elsewhere, where
+  /// oneDNN's 16-bit pair sums could saturate with 8-bit weights. Both compute exact integer
+  /// sums, so a net with given `weight_bits` gives the same logits on either kind of CPU.
+  static int NativeWeightBits();
   ~OnednnNet();
   OnednnNet(const OnednnNet&) = delete;
   OnednnNet& operator=(const OnednnNet&) = delete;

@@ -35,10 +35,12 @@ TEST(CliTest, CalibrateThenClassifyInInt8) {
   CommandRun calibrate = Iotinfer("calibrate --limit 2000 --out " + calibration);
   EXPECT_EQ(calibrate.exit_code, 0) << calibrate.output;
   EXPECT_THAT(calibrate.output, HasSubstr("on 2000 train images"));
+  EXPECT_THAT(calibrate.output, ::testing::ContainsRegex("recheck margins 7-bit weights 0\\.[0-9]+, 8-bit"));
   EXPECT_THAT(calibrate.output, HasSubstr("wrote " + calibration));
   CommandRun classify = Iotinfer("classify --limit 1000 --engine onednn-int8 --calibration " + calibration);
   EXPECT_EQ(classify.exit_code, 0) << classify.output;
   EXPECT_THAT(classify.output, HasSubstr("onednn-int8"));
+  EXPECT_THAT(classify.output, ::testing::ContainsRegex("classified again in float32: [1-9][0-9]* \\("));
   EXPECT_THAT(classify.output, ::testing::ContainsRegex("accuracy (9[0-9]|8[5-9])\\.[0-9]+%"));
   std::system((std::string("rm -rf ") + dir).c_str());
 }

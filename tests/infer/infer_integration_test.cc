@@ -112,6 +112,10 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_dead_lettered_total {}\n", bad.size())));
   EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_latency_seconds_count {}\n", kImages)));
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_infer_classify_seconds_count"));
+  // The default engine is int8, which classified a few percent again in float32.
+  EXPECT_GT(result->rechecked, 0);
+  EXPECT_LT(result->rechecked, kImages / 4);
+  EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_rechecked_total {}\n", result->rechecked)));
 
   // The images as produced, to check labels and to classify independently.
   std::map<std::string, ImageRecord> sent;

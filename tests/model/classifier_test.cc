@@ -10,6 +10,7 @@
 
 #include "dataset/dataset.h"
 #include "model/calibration.h"
+#include "model/onednn_net.h"
 #include "test_util.h"
 
 namespace iotinfer::model {
@@ -47,51 +48,85 @@ std::vector<Prediction> ClassifyAll(Classifier& classifier, size_t n, size_t bat
   return out;
 }
 
-// Compares a model's C++ predictions with the ones train.py computed in PyTorch for it: at
-// most `max_changed` of the 10,000 may differ.
-void ExpectAgreesWithPyTorch(const std::string& model, const std::string& reference, double min_accuracy,
-                             Engine engine = Engine::kOneDnn, int max_changed = 10) {
-  auto classifier = Classifier::Create({.model_path = model, .engine = engine});
-  ASSERT_TRUE(classifier) << classifier.error().message();
+// How many of the 10,000 test predictions of `classifier` differ from the ones train.py
+// computed in PyTorch for its model, stored in `reference`.
+int ChangedFromPyTorch(Classifier& classifier, const std::string& reference, double min_accuracy) {
   std::vector<uint8_t> expected = ReadBytes(reference);
-  ASSERT_EQ(expected.size(), TestSet().size()) << reference;
-  auto predictions = ClassifyAll(**classifier, TestSet().size(), 256);
+  EXPECT_EQ(expected.size(), TestSet().size()) << reference;
+  if (expected.size() != TestSet().size()) return -1;
+  auto predictions = ClassifyAll(classifier, TestSet().size(), 256);
   int agree = 0, correct = 0;
   for (size_t i = 0; i < predictions.size(); ++i) {
     agree += predictions[i].label == expected[i];
     correct += predictions[i].label == TestSet().labels[i];
   }
-  EXPECT_GE(agree, 10000 - max_changed) << "C++ and PyTorch disagree on " << 10000 - agree << " of 10000 test images";
   EXPECT_GE(correct / 10000.0, min_accuracy);
+  return 10000 - agree;
+}
+
+// The issue's bar: at most 10 of the 10,000 (99.9%) may differ.
+void ExpectAgreesWithPyTorch(const std::string& model, const std::string& reference, double min_accuracy) {
+  auto classifier = Classifier::Create({.model_path = model, .engine = Engine::kOneDnn});
+  ASSERT_TRUE(classifier) << classifier.error().message();
+  EXPECT_LE(ChangedFromPyTorch(**classifier, reference, min_accuracy), 10)
+      << "C++ and PyTorch disagree on too many of 10000 test images";
 }
 
 TEST(ClassifierTest, CommittedModelAgreesWithTrainPyAndIsAccurate) {
   ExpectAgreesWithPyTorch(iotinfer::testing::ModelPath(), iotinfer::testing::ReferencePredictionsPath(), 0.91);
 }
 
-// int8 with the committed calibration: over twice as fast, and 18 of 10,000 predictions
-// changed when this was written (0.07 points of accuracy lost).
-TEST(ClassifierTest, Int8WithTheCommittedCalibrationNearlyAgreesWithTrainPy) {
-  ExpectAgreesWithPyTorch(iotinfer::testing::ModelPath(), iotinfer::testing::ReferencePredictionsPath(), 0.91,
-                          Engine::kOneDnnInt8, 30);
+// int8 alone changes some predictions (18 of 10,000 when this was written); classifying the
+// close calls again in float32 brings it to float32's agreement, for a few percent of the
+// images (5.9% then).
+TEST(ClassifierTest, Int8AgreesWithTrainPyByRecheckingCloseCalls) {
+  const std::string reference = iotinfer::testing::ReferencePredictionsPath();
+  auto int8 = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .engine = Engine::kOneDnnInt8});
+  ASSERT_TRUE(int8) << int8.error().message();
+  const int changed = ChangedFromPyTorch(**int8, reference, 0.91);
+  EXPECT_LE(changed, 10);
+  EXPECT_GT((*int8)->rechecked(), 0u);
+  EXPECT_LT((*int8)->rechecked(), 1500u);
+
+  TempDir dir;
+  auto calibration = ReadCalibration(DefaultCalibrationPath(iotinfer::testing::ModelPath()));
+  ASSERT_TRUE(calibration) << calibration.error().message();
+  calibration->recheck_margins = {{7, 0.f}, {8, 0.f}};
+  ASSERT_TRUE(WriteCalibration(dir.file("never.json"), *calibration));
+  auto unchecked =
+      Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .calibration_path = dir.file("never.json")});
+  ASSERT_TRUE(unchecked) << unchecked.error().message();
+  EXPECT_EQ((*unchecked)->engine(), Engine::kOneDnnInt8);
+  EXPECT_GT(ChangedFromPyTorch(**unchecked, reference, 0.91), changed);
+  EXPECT_EQ((*unchecked)->rechecked(), 0u);
 }
 
 // The committed calibration is what `iotinfer calibrate` computes for the committed model on
-// the whole training set.
+// the whole training set. Where this CPU has no VNNI, 8-bit weights could saturate, so only
+// the 7-bit margin can be reproduced.
 TEST(ClassifierTest, CommittedCalibrationIsReproducedFromTheTrainingSet) {
-  auto calibration = ReadCalibration(DefaultCalibrationPath(iotinfer::testing::ModelPath()));
-  ASSERT_TRUE(calibration) << calibration.error().message();
-  auto classifier = Make();
-  ASSERT_TRUE(classifier);
-  EXPECT_EQ(calibration->model_id, classifier->model_id());
+  auto committed = ReadCalibration(DefaultCalibrationPath(iotinfer::testing::ModelPath()));
+  ASSERT_TRUE(committed) << committed.error().message();
+  auto classifier = Classifier::Create({.engine = Engine::kOneDnn, .threads = 1});
+  ASSERT_TRUE(classifier) << classifier.error().message();
+  EXPECT_EQ(committed->model_id, (*classifier)->model_id());
   const dataset::Dataset train = *dataset::LoadFashionMnist(dataset::kFashionMnistDefaultDir, dataset::Split::kTrain);
   std::vector<ImageView> images;
   for (size_t i = 0; i < train.size(); ++i) images.push_back(train.image(i));
-  auto ranges = classifier->ActivationRanges(images);
-  ASSERT_TRUE(ranges) << ranges.error().message();
-  ASSERT_EQ(ranges->size(), calibration->activation_ranges.size());
-  for (size_t i = 0; i < ranges->size(); ++i) {
-    EXPECT_NEAR((*ranges)[i], calibration->activation_ranges[i], 1e-4 * calibration->activation_ranges[i]) << i;
+  auto computed = (*classifier)->Calibrate(images);
+  ASSERT_TRUE(computed) << computed.error().message();
+  EXPECT_EQ(computed->model_id, committed->model_id);
+  ASSERT_EQ(computed->activation_ranges.size(), committed->activation_ranges.size());
+  for (size_t i = 0; i < computed->activation_ranges.size(); ++i) {
+    EXPECT_NEAR(computed->activation_ranges[i], committed->activation_ranges[i], 1e-4 * committed->activation_ranges[i])
+        << i;
+  }
+  ASSERT_EQ(computed->recheck_margins.size(), 2u);
+  for (const auto& [bits, margin] : computed->recheck_margins) {
+    EXPECT_GT(margin, 0.f) << bits;
+    if (bits <= OnednnNet::NativeWeightBits()) {
+      EXPECT_NEAR(margin, committed->recheck_margins[bits], 0.01f) << bits;
+    }
   }
 }
 
@@ -104,32 +139,48 @@ TEST(ClassifierTest, Int8NeedsACalibrationForItsModel) {
   EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
   EXPECT_THAT(missing.error().message(), HasSubstr(dir.file("copy.int8.json")));
   EXPECT_THAT(missing.error().message(), HasSubstr("iotinfer calibrate --model " + model));
+  // Without one, the default engine is float32.
+  auto uncalibrated = Classifier::Create({.model_path = model});
+  ASSERT_TRUE(uncalibrated) << uncalibrated.error().message();
+  EXPECT_EQ((*uncalibrated)->engine(), Engine::kOneDnn);
 
   ASSERT_TRUE(
       WriteCalibration(dir.file("copy.int8.json"), {.model_id = "other-12345678", .activation_ranges = {1, 2, 3}}));
-  auto other = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
+  auto other = Classifier::Create({.model_path = model});
   ASSERT_FALSE(other);
   EXPECT_THAT(other.error().message(), HasSubstr("was made for model other-12345678, not copy-"));
 
-  // The copy's own id, but no ranges.
+  // The copy's own id, but no ranges; then no margin for this CPU.
   const std::string hash = Make()->model_id().substr(std::string("fmnist-cnn-").size());
   ASSERT_TRUE(WriteCalibration(dir.file("copy.int8.json"), {.model_id = "copy-" + hash}));
   auto empty = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
   ASSERT_FALSE(empty);
   EXPECT_THAT(empty.error().message(), HasSubstr("no activation ranges"));
+  ASSERT_TRUE(
+      WriteCalibration(dir.file("copy.int8.json"),
+                       {.model_id = "copy-" + hash, .activation_ranges = {3, 2, 4}, .recheck_margins = {{6, 0.5f}}}));
+  auto no_margin = Classifier::Create({.model_path = model, .engine = Engine::kOneDnnInt8});
+  ASSERT_FALSE(no_margin);
+  EXPECT_THAT(no_margin.error().message(),
+              HasSubstr(fmt::format("no recheck margin for {}-bit weights", OnednnNet::NativeWeightBits())));
 
-  std::ofstream(dir.file("broken.json")) << R"({"model": "copy", "activation_ranges": "wide"})";
-  auto broken = Classifier::Create(
-      {.model_path = model, .engine = Engine::kOneDnnInt8, .calibration_path = dir.file("broken.json")});
-  ASSERT_FALSE(broken);
-  EXPECT_EQ(broken.error().code(), Error::Code::kInvalidInput);
-  EXPECT_THAT(broken.error().message(), HasSubstr("broken.json"));
+  for (const char* text : {R"({"model": "copy", "activation_ranges": "wide", "recheck_margins": {}})",
+                           R"({"model": "copy", "activation_ranges": [1, 2, 3]})",
+                           R"({"model": "copy", "activation_ranges": [1, 2, 3], "recheck_margins": {"8": -1}})",
+                           R"({"model": "copy", "activation_ranges": [1, 2, 3], "recheck_margins": {"eight": 1}})"}) {
+    std::ofstream(dir.file("broken.json")) << text;
+    auto broken = Classifier::Create(
+        {.model_path = model, .engine = Engine::kOneDnnInt8, .calibration_path = dir.file("broken.json")});
+    ASSERT_FALSE(broken) << text;
+    EXPECT_EQ(broken.error().code(), Error::Code::kInvalidInput) << text;
+    EXPECT_THAT(broken.error().message(), HasSubstr("broken.json")) << text;
+  }
 
-  auto int8 = Classifier::Create({.model_path = iotinfer::testing::ModelPath(), .engine = Engine::kOneDnnInt8});
+  auto int8 = Classifier::Create({.model_path = iotinfer::testing::ModelPath()});
   ASSERT_TRUE(int8) << int8.error().message();
   EXPECT_EQ((*int8)->engine(), Engine::kOneDnnInt8);
   const ImageView image = TestSet().image(0);
-  EXPECT_FALSE((*int8)->ActivationRanges({&image, 1}));
+  EXPECT_FALSE((*int8)->Calibrate({&image, 1}));
 }
 
 // Runs the real training script briefly and checks that what it exports is what it evaluated.

@@ -102,6 +102,9 @@ TEST(OnednnNetTest, Int8RangesAreCheckedAgainstTheNetwork) {
     ASSERT_FALSE(int8);
     EXPECT_EQ(int8.error().code(), Error::Code::kInvalidInput);
   }
+  auto six_bits = OnednnNet::FromOpenCv(net, 1, 28, 28, std::vector<float>{1.f, 2.f, 3.f}, 6);
+  ASSERT_FALSE(six_bits);
+  EXPECT_THAT(six_bits.error().message(), ::testing::HasSubstr("7 or 8 bits, not 6"));
 }
 
 TEST(OnednnNetTest, InputThatIsNoWholeNumberOfImagesIsRejected) {
