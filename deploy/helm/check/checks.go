@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,20 +23,58 @@ type workload struct {
 	obj     Object
 	pod     *corev1.PodTemplateSpec
 	service bool // long-running: needs probes
+	// A pod template another program completes (Spark's executors): it sets the resources.
+	partial bool
+}
+
+// podTemplateSuffix names the ConfigMap keys that hold a pod template for another program to
+// start pods from, such as Spark's executor template: checked for the same hardening.
+const podTemplateSuffix = "pod-template.yaml"
+
+// podTemplatesOf decodes the pod templates a ConfigMap holds.
+func podTemplatesOf(o Object) ([]*workload, []error) {
+	cm, ok := o.Obj.(*corev1.ConfigMap)
+	if !ok {
+		return nil, nil
+	}
+	var found []*workload
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
+		if !strings.HasSuffix(key, podTemplateSuffix) {
+			continue
+		}
+		inner, err := decodeDocument([]byte(cm.Data[key]))
+		if err == nil && inner == nil {
+			err = fmt.Errorf("empty")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s: %w", o, key, err))
+			continue
+		}
+		pod, ok := inner.Obj.(*corev1.Pod)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s: a %s, not a Pod", o, key, inner.Kind))
+			continue
+		}
+		template := &corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+		found = append(found, &workload{Object{Kind: o.Kind, Name: o.Name + " " + key, Source: o.Source, Obj: o.Obj},
+			template, false, true})
+	}
+	return found, errs
 }
 
 func workloadOf(o Object) *workload {
 	switch t := o.Obj.(type) {
 	case *appsv1.Deployment:
-		return &workload{o, &t.Spec.Template, true}
+		return &workload{o, &t.Spec.Template, true, false}
 	case *appsv1.StatefulSet:
-		return &workload{o, &t.Spec.Template, true}
+		return &workload{o, &t.Spec.Template, true, false}
 	case *appsv1.DaemonSet:
-		return &workload{o, &t.Spec.Template, true}
+		return &workload{o, &t.Spec.Template, true, false}
 	case *batchv1.Job:
-		return &workload{o, &t.Spec.Template, false}
+		return &workload{o, &t.Spec.Template, false, false}
 	case *batchv1.CronJob:
-		return &workload{o, &t.Spec.JobTemplate.Spec.Template, false}
+		return &workload{o, &t.Spec.JobTemplate.Spec.Template, false, false}
 	}
 	return nil
 }
@@ -79,6 +119,13 @@ func Check(objs []Object) []error {
 		}
 		if s, ok := o.Obj.(*corev1.Service); ok {
 			services = append(services, s)
+		}
+		templates, templateErrs := podTemplatesOf(o)
+		errs = append(errs, templateErrs...)
+		for _, w := range templates {
+			for _, msg := range checkPod(w) {
+				fail(w.obj, "%s", msg)
+			}
 		}
 	}
 
@@ -206,13 +253,15 @@ func checkPod(w *workload) []string {
 		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
 			bad("seccompProfile is not RuntimeDefault")
 		}
-		for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-			if _, ok := c.Resources.Requests[r]; !ok {
-				bad("no %s request", r)
+		if !w.partial {
+			for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+				if _, ok := c.Resources.Requests[r]; !ok {
+					bad("no %s request", r)
+				}
 			}
-		}
-		if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
-			bad("no memory limit")
+			if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+				bad("no memory limit")
+			}
 		}
 		for _, m := range c.VolumeMounts {
 			if !volumes[m.Name] {

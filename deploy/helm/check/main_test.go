@@ -183,3 +183,57 @@ func TestStatefulSetNeedsItsHeadlessService(t *testing.T) {
 		t.Errorf("an HPA may scale a StatefulSet, got:\n%s", errs)
 	}
 }
+
+// A pod template that a ConfigMap holds for another program (Spark's executors) is checked for
+// the same hardening as the chart's own pods, but not for resources, which that program sets.
+func TestPodTemplatesInConfigMapsAreChecked(t *testing.T) {
+	configMap := `---
+# Source: iotinfer/templates/spark-connect.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: spark-executor}
+data:
+  executor-pod-template.yaml: |
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: executor}
+    spec:
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+        - name: executor
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+      volumes:
+        - {name: tmp, emptyDir: {}}
+  other.yaml: "not: [checked"
+`
+	if _, errs := run(good + configMap); errs != "" {
+		t.Fatalf("want no errors, got:\n%s", errs)
+	}
+	for _, tc := range []struct{ old, new, want string }{
+		{"runAsNonRoot: true\n        seccomp", "runAsNonRoot: false\n        seccomp",
+			`ConfigMap/spark-executor executor-pod-template.yaml (iotinfer/templates/spark-connect.yaml): container "executor": runAsNonRoot is not true`},
+		{"readOnlyRootFilesystem: true\n            capabilities: {drop: [ALL]}\n          volumeMounts",
+			"readOnlyRootFilesystem: false\n            capabilities: {drop: [ALL]}\n          volumeMounts", "readOnlyRootFilesystem is not true"},
+		{"{name: tmp, mountPath: /tmp}\n      volumes", "{name: scratch, mountPath: /tmp}\n      volumes", `volumeMount "scratch"`},
+		{"    kind: Pod", "    kind: Service", `Service/executor: unknown field "spec.containers"`},
+		{"      securityContext:\n        runAsNonRoot", "      securityContex:\n        runAsNonRoot", `unknown field "spec.securityContex"`},
+	} {
+		if !strings.Contains(configMap, tc.old) {
+			t.Fatalf("test case does not apply: %q not in the manifest", tc.old)
+		}
+		if _, errs := run(good + strings.Replace(configMap, tc.old, tc.new, 1)); !strings.Contains(errs, tc.want) {
+			t.Errorf("%q -> %q: want an error containing %q, got:\n%s", tc.old, tc.new, tc.want, errs)
+		}
+	}
+	notAPod := configMap[:strings.Index(configMap, "    kind: Pod")] + "    kind: ConfigMap\n    metadata: {name: x}\n"
+	if _, errs := run(good + notAPod); !strings.Contains(errs, "executor-pod-template.yaml: a ConfigMap, not a Pod") {
+		t.Errorf("want the template's kind refused, got:\n%s", errs)
+	}
+}
