@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <tuple>
 #include <thread>
+#include <tuple>
 
+#include "dataset/faults.h"
 #include "kafka/mock_cluster.h"
 
 namespace iotinfer::demo {
@@ -203,6 +205,11 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
                     analytics::FormatResults(report.stream_results), analytics::FormatResults(report.batch.results))));
   }
 
+  ASSIGN_OR_RETURN(const dataset::FaultPlan plan, dataset::FaultPlan::Parse(options.faults));
+  for (int p = 0; p < options.producers; ++p) {
+    if (plan.For(p).empty()) report.healthy_producers.push_back(p);
+  }
+
   analytics::LatencyOptions latency;
   latency.kafka = kafka;
   latency.run_id = report.produced.run_id;
@@ -223,7 +230,25 @@ std::string FormatDemo(const DemoReport& r) {
       r.sunk.dead_lettered, r.streamed.consumed, r.streamed.updates, analytics::EngineName(r.batch.engine),
       r.batch.documents, r.batch.seconds);
   out += analytics::FormatResults(r.batch.results);
-  out += "\n";
+  // Accuracy over the labelled records of the producers `keep` accepts.
+  auto accuracy = [&](auto keep) {
+    int64_t labelled = 0, incorrect = 0;
+    for (const auto& p : r.batch.results) {
+      if (!keep(p.producer_id)) continue;
+      labelled += p.total - p.unlabelled;
+      incorrect += p.incorrect_count;
+    }
+    return labelled > 0 ? fmt::format("{:.2f}%", 100.0 * static_cast<double>(labelled - incorrect) / labelled)
+                        : std::string("-");
+  };
+  out += fmt::format("accuracy: {} over all devices", accuracy([](int) { return true; }));
+  if (!r.healthy_producers.empty()) {
+    out += fmt::format(", {} over the devices without faults ({})", accuracy([&](int id) {
+                         return std::ranges::find(r.healthy_producers, id) != r.healthy_producers.end();
+                       }),
+                       fmt::join(r.healthy_producers, ", "));
+  }
+  out += "\n\n";
   for (const auto& file : r.batch.files) out += fmt::format("wrote {}\n", file);
   out += analytics::FormatLatency(r.latency);
   out += fmt::format("demo finished in {:.1f} s\n", r.seconds);

@@ -51,6 +51,7 @@ struct DemoReport {
   std::vector<store::ProducerResult> stream_results;  // what the live count held at the end
   analytics::BatchReport batch;
   analytics::LatencyReport latency;
+  std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
   double seconds = 0;
 };
 

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
+#include <vector>
 
 #include "test_util.h"
 
@@ -46,6 +48,16 @@ TEST(DemoTest, RunsTheWholePipelineOnTheMockCluster) {
   EXPECT_NE(shown.find("inferred 600"), std::string::npos) << shown;
   EXPECT_NE(shown.find("they agree"), std::string::npos) << shown;
   EXPECT_NE(shown.find("incorrect_count"), std::string::npos) << shown;
+  // Devices 0 and 7 have no faults by default: 150 clean test images, which the model gets
+  // about 92% right, while the faulty devices pull the whole down.
+  EXPECT_EQ(report->healthy_producers, (std::vector<int>{0, 7}));
+  std::smatch accuracy;
+  ASSERT_TRUE(std::regex_search(
+      shown, accuracy,
+      std::regex(R"(accuracy: ([0-9.]+)% over all devices, ([0-9.]+)% over the devices without faults \(0, 7\))")))
+      << shown;
+  EXPECT_GT(std::stod(accuracy[2]), 85.0);
+  EXPECT_LT(std::stod(accuracy[1]), std::stod(accuracy[2]));
 }
 
 }  // namespace
