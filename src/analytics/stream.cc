@@ -391,30 +391,39 @@ class Stream {
   StreamStats stats_;
 };
 
+// Each counter of the service with the total it follows.
+const std::vector<ops::TotalCounter<StreamStats>>& Counters() {
+  static const std::vector<ops::TotalCounter<StreamStats>> counters{
+      {"iotinfer_stream_consumed_total", "inference records read from Kafka",
+       [](const StreamStats& s) { return s.consumed; }},
+      {"iotinfer_stream_invalid_total", "values that are no inference record",
+       [](const StreamStats& s) { return s.invalid; }},
+      {"iotinfer_stream_late_total", "records older than every kept window",
+       [](const StreamStats& s) { return s.late; }},
+      {"iotinfer_stream_updates_total", "times the counts were saved and the results rewritten",
+       [](const StreamStats& s) { return s.updates; }},
+      {"iotinfer_stream_superseded_total", "saves refused: another instance had counted further",
+       [](const StreamStats& s) { return s.superseded; }},
+      {"iotinfer_stream_store_retries_total", "writes that found the store unavailable",
+       [](const StreamStats& s) { return s.store_retries; }},
+  };
+  return counters;
+}
+
 std::vector<ops::MetricSpec> StreamMetrics() {
   using Kind = ops::MetricSpec::Kind;
-  return {
-      {Kind::kCounter, "iotinfer_stream_consumed_total", "inference records read from Kafka", {}},
-      {Kind::kCounter, "iotinfer_stream_invalid_total", "values that are no inference record", {}},
-      {Kind::kCounter, "iotinfer_stream_late_total", "records older than every kept window", {}},
-      {Kind::kCounter, "iotinfer_stream_updates_total", "times the counts were saved and the results rewritten", {}},
-      {Kind::kCounter, "iotinfer_stream_superseded_total", "saves refused: another instance had counted further", {}},
-      {Kind::kCounter, "iotinfer_stream_store_retries_total", "writes that found the store unavailable", {}},
-      {Kind::kHistogram, "iotinfer_stream_update_seconds", "one update: the states saved and results rewritten",
-       ops::SecondsBuckets()},
-      {Kind::kGauge, "iotinfer_stream_lag", "records in the assigned partitions not read yet", {}},
-      {Kind::kGauge, "iotinfer_stream_partitions", "partitions assigned to this instance", {}},
-  };
+  return ops::WithCounters(
+      Counters(), {
+                      {Kind::kHistogram, "iotinfer_stream_update_seconds",
+                       "one update: the states saved and results rewritten", ops::SecondsBuckets()},
+                      {Kind::kGauge, "iotinfer_stream_lag", "records in the assigned partitions not read yet", {}},
+                      {Kind::kGauge, "iotinfer_stream_partitions", "partitions assigned to this instance", {}},
+                  });
 }
 
 // Publishes what changed since `last` to the endpoints.
 void Publish(ops::Endpoints& endpoints, const StreamStats& s, StreamStats& last) {
-  endpoints.Add("iotinfer_stream_consumed_total", static_cast<double>(s.consumed - last.consumed));
-  endpoints.Add("iotinfer_stream_invalid_total", static_cast<double>(s.invalid - last.invalid));
-  endpoints.Add("iotinfer_stream_late_total", static_cast<double>(s.late - last.late));
-  endpoints.Add("iotinfer_stream_updates_total", static_cast<double>(s.updates - last.updates));
-  endpoints.Add("iotinfer_stream_superseded_total", static_cast<double>(s.superseded - last.superseded));
-  endpoints.Add("iotinfer_stream_store_retries_total", static_cast<double>(s.store_retries - last.store_retries));
+  ops::AddGrowth(endpoints, Counters(), s, last);
   if (s.updates > last.updates) endpoints.Observe("iotinfer_stream_update_seconds", s.last_update_ms / 1000);
   endpoints.Set("iotinfer_stream_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_stream_partitions", s.partitions);

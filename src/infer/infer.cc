@@ -33,33 +33,41 @@ kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord
   return {topic, {std::to_string(image.producer_id), EncodeInferenceRecord(record), {{"id", image.id}}}};
 }
 
+// Each counter of the service with the total it follows.
+const std::vector<ops::TotalCounter<InferStats>>& Counters() {
+  static const std::vector<ops::TotalCounter<InferStats>> counters{
+      {"iotinfer_infer_consumed_total", "image messages read from Kafka",
+       [](const InferStats& s) { return s.consumed; }},
+      {"iotinfer_infer_inferred_total", "images classified and published",
+       [](const InferStats& s) { return s.inferred; }},
+      {"iotinfer_infer_dead_lettered_total", "messages sent to the dead-letter topic",
+       [](const InferStats& s) { return s.dead_lettered; }},
+      {"iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)",
+       [](const InferStats& s) { return s.aborted; }},
+      {"iotinfer_infer_rechecked_total",
+       "close calls of the int8 engine classified again in float32 (of batches read again too)",
+       [](const InferStats& s) { return s.rechecked; }},
+  };
+  return counters;
+}
+
 std::vector<ops::MetricSpec> InferMetrics() {
   using Kind = ops::MetricSpec::Kind;
-  return {
-      {Kind::kCounter, "iotinfer_infer_consumed_total", "image messages read from Kafka", {}},
-      {Kind::kCounter, "iotinfer_infer_inferred_total", "images classified and published", {}},
-      {Kind::kCounter, "iotinfer_infer_dead_lettered_total", "messages sent to the dead-letter topic", {}},
-      {Kind::kCounter, "iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)", {}},
-      {Kind::kCounter,
-       "iotinfer_infer_rechecked_total",
-       "close calls of the int8 engine classified again in float32 (of batches read again too)",
-       {}},
-      {Kind::kHistogram, "iotinfer_infer_batch_size", "messages per committed batch", ops::SizeBuckets()},
-      {Kind::kHistogram, "iotinfer_infer_classify_seconds", "time to classify one batch", ops::SecondsBuckets()},
-      {Kind::kHistogram, "iotinfer_infer_latency_seconds", "produced_at to inferred_at, per image",
-       ops::SecondsBuckets()},
-      {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
-      {Kind::kGauge, "iotinfer_infer_partitions", "partitions assigned to this instance", {}},
-  };
+  return ops::WithCounters(
+      Counters(),
+      {
+          {Kind::kHistogram, "iotinfer_infer_batch_size", "messages per committed batch", ops::SizeBuckets()},
+          {Kind::kHistogram, "iotinfer_infer_classify_seconds", "time to classify one batch", ops::SecondsBuckets()},
+          {Kind::kHistogram, "iotinfer_infer_latency_seconds", "produced_at to inferred_at, per image",
+           ops::SecondsBuckets()},
+          {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
+          {Kind::kGauge, "iotinfer_infer_partitions", "partitions assigned to this instance", {}},
+      });
 }
 
 // Publishes what changed since `last` to the endpoints.
 void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
-  endpoints.Add("iotinfer_infer_consumed_total", static_cast<double>(s.consumed - last.consumed));
-  endpoints.Add("iotinfer_infer_inferred_total", static_cast<double>(s.inferred - last.inferred));
-  endpoints.Add("iotinfer_infer_dead_lettered_total", static_cast<double>(s.dead_lettered - last.dead_lettered));
-  endpoints.Add("iotinfer_infer_aborted_total", static_cast<double>(s.aborted - last.aborted));
-  endpoints.Add("iotinfer_infer_rechecked_total", static_cast<double>(s.rechecked - last.rechecked));
+  ops::AddGrowth(endpoints, Counters(), s, last);
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);

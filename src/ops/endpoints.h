@@ -66,6 +66,31 @@ Result<std::unique_ptr<Endpoints>> StartIfAsked(std::string_view service, const 
 /// writes to a store, while the store answers; else the reason.
 void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available = true);
 
+/// A counter that follows one of a service's running totals. Declared once, it gives both the
+/// metric's spec and what to add when the totals move, so that the two cannot drift apart.
+template <typename Stats>
+struct TotalCounter {
+  std::string name;
+  std::string help;
+  int64_t (*total)(const Stats&);
+};
+
+/// The specs of `counters`, then `others`.
+template <typename Stats>
+std::vector<MetricSpec> WithCounters(const std::vector<TotalCounter<Stats>>& counters, std::vector<MetricSpec> others) {
+  std::vector<MetricSpec> specs;
+  for (const auto& c : counters) specs.push_back({MetricSpec::Kind::kCounter, c.name, c.help, {}});
+  specs.insert(specs.end(), others.begin(), others.end());
+  return specs;
+}
+
+/// Adds to each counter what its total grew by from `last` to `now`.
+template <typename Stats>
+void AddGrowth(Endpoints& endpoints, const std::vector<TotalCounter<Stats>>& counters, const Stats& now,
+               const Stats& last) {
+  for (const auto& c : counters) endpoints.Add(c.name, static_cast<double>(c.total(now) - c.total(last)));
+}
+
 /// Histogram buckets for durations in seconds, from 1 ms to 60 s.
 std::vector<double> SecondsBuckets();
 /// Histogram buckets for batch sizes, from 1 to 10,000 records.

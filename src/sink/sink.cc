@@ -64,29 +64,38 @@ class Writer {
   std::function<void(const SinkStats&)> on_outage_;
 };
 
+// Each counter of the service with the total it follows.
+const std::vector<ops::TotalCounter<SinkStats>>& Counters() {
+  static const std::vector<ops::TotalCounter<SinkStats>> counters{
+      {"iotinfer_sink_consumed_total", "inference records read from Kafka",
+       [](const SinkStats& s) { return s.consumed; }},
+      {"iotinfer_sink_stored_total", "records written to the store (inserted or replaced)",
+       [](const SinkStats& s) { return s.inserted + s.replaced; }},
+      {"iotinfer_sink_dead_lettered_total", "invalid records sent to the dead-letter topic",
+       [](const SinkStats& s) { return s.dead_lettered; }},
+      {"iotinfer_sink_store_retries_total", "store writes that failed because it was unavailable",
+       [](const SinkStats& s) { return s.store_retries; }},
+      {"iotinfer_sink_aborted_total", "Kafka transactions aborted (their batch read again)",
+       [](const SinkStats& s) { return s.aborted; }},
+  };
+  return counters;
+}
+
 std::vector<ops::MetricSpec> SinkMetrics() {
   using Kind = ops::MetricSpec::Kind;
-  return {
-      {Kind::kCounter, "iotinfer_sink_consumed_total", "inference records read from Kafka", {}},
-      {Kind::kCounter, "iotinfer_sink_stored_total", "records written to the store (inserted or replaced)", {}},
-      {Kind::kCounter, "iotinfer_sink_dead_lettered_total", "invalid records sent to the dead-letter topic", {}},
-      {Kind::kCounter, "iotinfer_sink_store_retries_total", "store writes that failed because it was unavailable", {}},
-      {Kind::kCounter, "iotinfer_sink_aborted_total", "Kafka transactions aborted (their batch read again)", {}},
-      {Kind::kHistogram, "iotinfer_sink_batch_size", "records per committed batch", ops::SizeBuckets()},
-      {Kind::kHistogram, "iotinfer_sink_store_write_seconds", "time of one batch's store write", ops::SecondsBuckets()},
-      {Kind::kGauge, "iotinfer_sink_lag", "records in the assigned partitions not read yet", {}},
-      {Kind::kGauge, "iotinfer_sink_partitions", "partitions assigned to this instance", {}},
-  };
+  return ops::WithCounters(
+      Counters(), {
+                      {Kind::kHistogram, "iotinfer_sink_batch_size", "records per committed batch", ops::SizeBuckets()},
+                      {Kind::kHistogram, "iotinfer_sink_store_write_seconds", "time of one batch's store write",
+                       ops::SecondsBuckets()},
+                      {Kind::kGauge, "iotinfer_sink_lag", "records in the assigned partitions not read yet", {}},
+                      {Kind::kGauge, "iotinfer_sink_partitions", "partitions assigned to this instance", {}},
+                  });
 }
 
 // Publishes what changed since `last` to the endpoints.
 void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
-  endpoints.Add("iotinfer_sink_consumed_total", static_cast<double>(s.consumed - last.consumed));
-  endpoints.Add("iotinfer_sink_stored_total",
-                static_cast<double>(s.inserted + s.replaced - last.inserted - last.replaced));
-  endpoints.Add("iotinfer_sink_dead_lettered_total", static_cast<double>(s.dead_lettered - last.dead_lettered));
-  endpoints.Add("iotinfer_sink_store_retries_total", static_cast<double>(s.store_retries - last.store_retries));
-  endpoints.Add("iotinfer_sink_aborted_total", static_cast<double>(s.aborted - last.aborted));
+  ops::AddGrowth(endpoints, Counters(), s, last);
   if (s.batches > last.batches) {
     endpoints.Observe("iotinfer_sink_batch_size", s.last_batch);
     endpoints.Observe("iotinfer_sink_store_write_seconds", s.last_write_ms / 1000);
