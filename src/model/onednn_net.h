@@ -13,7 +13,8 @@ namespace iotinfer::model {
 
 /// An ONNX classifier of the shape iotinfer trains (convolutions, each optionally followed by
 /// a ReLU, then a flatten and one fully connected layer) run by oneDNN, with the weights
-/// OpenCV has loaded: in FP32 the Classifier's default engine, or mostly in int8. oneDNN's
+/// OpenCV has loaded: in FP32, or mostly in int8 (the Classifier's default engine runs both:
+/// int8, and FP32 for its close calls). oneDNN's
 /// direct convolutions reach about twice OpenCV 4.6's images/s per core on this model in FP32,
 /// and int8 about twice that again (BENCHMARKS.md, inference section). Runs on the calling
 /// thread alone (it sets that thread's OpenMP thread count to 1). Not thread-safe: one
