@@ -184,4 +184,6 @@ Result<Split> ParseSplit(std::string_view text) {
   return std::unexpected(Error::InvalidInput(fmt::format("unknown split '{}' (known: train, test)", text)));
 }
 
+std::string_view SplitName(Split split) { return split == Split::kTrain ? "train" : "test"; }
+
 }  // namespace iotinfer::dataset

@@ -56,5 +56,6 @@ Result<Dataset> Load(const DatasetOptions& options);
 
 /// "train" or "test"; anything else is InvalidInput.
 Result<Split> ParseSplit(std::string_view text);
+std::string_view SplitName(Split split);
 
 }  // namespace iotinfer::dataset

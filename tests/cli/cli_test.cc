@@ -37,6 +37,9 @@ TEST(CliTest, CalibrateThenClassifyInInt8) {
   EXPECT_THAT(calibrate.output, HasSubstr("on 2000 train images"));
   EXPECT_THAT(calibrate.output, ::testing::ContainsRegex("recheck margins 7-bit weights 0\\.[0-9]+, 8-bit"));
   EXPECT_THAT(calibrate.output, HasSubstr("wrote " + calibration));
+  // Checked on the other split at once.
+  EXPECT_THAT(calibrate.output, ::testing::ContainsRegex("checked on 10000 test images: int8 with its rechecks "
+                                                         "agrees with float32 on [0-9]+ \\((100|9[0-9])\\.[0-9]+%\\)"));
   CommandRun classify = Iotinfer("classify --limit 1000 --engine onednn-int8 --calibration " + calibration);
   EXPECT_EQ(classify.exit_code, 0) << classify.output;
   EXPECT_THAT(classify.output, HasSubstr("onednn-int8"));
