@@ -93,8 +93,12 @@ kafka_up() {
   mkdir -p "$KAFKA_DATA"
   { cat "$ROOT/scripts/kafka/server.properties"; echo "log.dirs=$KAFKA_DATA/data"; } >"$KAFKA_DATA/server.properties"
   if [[ ! -f "$KAFKA_DATA/data/meta.properties" ]]; then
-    local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22)
+    # A URL-safe base64 UUID, as `kafka-storage random-uuid` prints without a JVM start. One
+    # starting with '-' would read as an option (1 run in 64 failed so); Kafka's own never does.
+    local cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22)
+    done
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DATA/server.properties" >"$KAFKA_DATA/format.log"
   fi
   log "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_DATA/kafka.log)"
