@@ -394,21 +394,26 @@ Result<Calibration> Classifier::Calibrate(std::span<const ImageView> images) {
   TRY(for_each_slice(widen_ranges));
   const ClassifierOptions& o = impl.options;
   const int classes = replica.onednn->classes();
-  for (int bits : {7, 8}) {
-    ASSIGN_OR_RETURN(auto int8,
+  constexpr int kWeightBits[] = {7, 8};
+  std::vector<std::unique_ptr<OnednnNet>> int8;
+  for (int bits : kWeightBits) {
+    ASSIGN_OR_RETURN(int8.emplace_back(),
                      OnednnNet::FromOpenCv(replica.net, o.input_channels, o.input_rows, o.input_cols, ranges, bits));
-    float shift = 0.f;
-    auto widen_shift = [&](std::span<const float> input) -> Status {
-      const size_t n = input.size() / (static_cast<size_t>(o.input_channels) * o.input_rows * o.input_cols);
-      std::vector<float> exact(n * classes), quantized(n * classes);
-      TRY(replica.onednn->Forward(input, exact));
-      TRY(int8->Forward(input, quantized));
-      shift = std::max(shift, LargestShift(exact, quantized, classes));
-      return Ok();
-    };
-    TRY(for_each_slice(widen_shift));
-    calibration.recheck_margins[bits] = kRecheckSafety * shift;
   }
+  std::vector<float> shifts(int8.size(), 0.f);
+  // Each slice's float32 logits serve both weight widths.
+  auto widen_shifts = [&](std::span<const float> input) -> Status {
+    const size_t n = input.size() / (static_cast<size_t>(o.input_channels) * o.input_rows * o.input_cols);
+    std::vector<float> exact(n * classes), quantized(n * classes);
+    TRY(replica.onednn->Forward(input, exact));
+    for (size_t i = 0; i < int8.size(); ++i) {
+      TRY(int8[i]->Forward(input, quantized));
+      shifts[i] = std::max(shifts[i], LargestShift(exact, quantized, classes));
+    }
+    return Ok();
+  };
+  TRY(for_each_slice(widen_shifts));
+  for (size_t i = 0; i < int8.size(); ++i) calibration.recheck_margins[kWeightBits[i]] = kRecheckSafety * shifts[i];
   return calibration;
 }
 
