@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   std::string engine = "auto";
   app.add_option("--model", model_path, "ONNX model (default: the committed one)");
   app.add_option("--engine", engine, "auto, onednn, onednn-int8 or opencv")
-      ->check(CLI::IsMember({"auto", "onednn", "onednn-int8", "opencv"}));
+      ->check(CLI::IsMember(iotinfer::model::EngineNames()));
   app.add_option("--batches", batches, "batch sizes")->delimiter(',');
   app.add_option("--seconds", seconds, "measuring time per batch size");
   app.add_option("--threads", threads, "inference threads (0: one per core)");

@@ -33,7 +33,7 @@ void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options) {
          "what runs the network: auto (default: onednn-int8 when the model has a calibration, else onednn), "
          "onednn-int8 (about twice as fast as float32; close calls are classified again in float32), onednn "
          "(float32) or opencv (any model OpenCV loads)")
-      ->check(CLI::IsMember({"auto", "onednn", "onednn-int8", "opencv"}));
+      ->check(CLI::IsMember(model::EngineNames()));
   cmd.add_option("--calibration", options.calibration_path,
                  "for onednn-int8: the file `iotinfer calibrate` wrote (default: the model's path with .int8.json; "
                  "given, auto means onednn-int8)")

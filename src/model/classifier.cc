@@ -428,13 +428,22 @@ const std::string& Classifier::model_id() const { return impl_->model_id; }
 int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()); }
 Engine Classifier::engine() const { return impl_->options.engine; }
 
+namespace {
+constexpr Engine kEngines[] = {Engine::kAuto, Engine::kOneDnn, Engine::kOneDnnInt8, Engine::kOpenCv};
+}  // namespace
+
 Result<Engine> ParseEngine(std::string_view name) {
-  if (name == "auto") return Engine::kAuto;
-  if (name == "opencv") return Engine::kOpenCv;
-  if (name == "onednn") return Engine::kOneDnn;
-  if (name == "onednn-int8") return Engine::kOneDnnInt8;
+  for (Engine engine : kEngines) {
+    if (name == EngineName(engine)) return engine;
+  }
   return std::unexpected(
       Error::InvalidInput(fmt::format("unknown engine '{}' (auto, onednn, onednn-int8 or opencv)", name)));
+}
+
+std::vector<std::string> EngineNames() {
+  std::vector<std::string> names;
+  for (Engine engine : kEngines) names.emplace_back(EngineName(engine));
+  return names;
 }
 
 std::string_view EngineName(Engine engine) {

@@ -23,6 +23,8 @@ enum class Engine { kAuto, kOpenCv, kOneDnn, kOneDnnInt8 };
 /// "auto", "opencv", "onednn" or "onednn-int8"; InvalidInput naming the choices otherwise.
 Result<Engine> ParseEngine(std::string_view name);
 std::string_view EngineName(Engine engine);
+/// Every engine's name, for command-line choices.
+std::vector<std::string> EngineNames();
 
 struct ClassifierOptions {
   std::string model_path;  // ONNX file; empty: DefaultModelPath()
