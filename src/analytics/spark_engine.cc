@@ -223,6 +223,15 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
     }
     TRY(take_progress());
   }
+  // A micro-batch that is under way ends first (for up to stop_grace). Stopped midway, it may
+  // have written its counts but not its commit: the next run would do it again (the same counts,
+  // as complete mode replaces them) and this run's counters would leave it out.
+  const auto grace_ends = std::chrono::steady_clock::now() + options.stop_grace;
+  while (std::chrono::steady_clock::now() < grace_ends) {
+    const Result<spark::QueryStatus> status = session.StatusOf(query);
+    if (!status || !status->active || !status->trigger_active) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   TRY(session.Stop(query));
   // The micro-batches that ended since the last look; a stopped query keeps its reports.
   (void)take_progress();

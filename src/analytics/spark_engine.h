@@ -57,6 +57,8 @@ struct SparkStreamOptions {
   std::string query_name = "iotinfer_stream";
   std::chrono::milliseconds trigger{1000};  // micro-batch interval
   std::chrono::milliseconds progress_every{5000};
+  // On stop, how long a micro-batch that is running may take to end before the query is stopped.
+  std::chrono::milliseconds stop_grace{20000};
   // /healthz, /readyz (ready while the query runs) and /metrics; none when unset.
   std::optional<ops::EndpointOptions> endpoints;
 };
@@ -79,7 +81,8 @@ std::string FormatStats(const SparkStreamStats& stats);
 /// value as an inference record (values that are not one are skipped; the sink dead-letters
 /// them), counts per producer as the batch job does, output mode complete, and upserts every
 /// producer's counts into `incorrect_inference_results` after each micro-batch. Runs until
-/// `stop`, then stops the query (its checkpoint keeps where it was) and returns. Errors: no
+/// `stop`, lets a micro-batch under way end, then stops the query (its checkpoint keeps where
+/// it was) and returns. Errors: no
 /// Spark, a query that fails (its exception's message).
 Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const std::atomic<bool>& stop,
                                         const std::function<void(const SparkStreamStats&)>& on_progress = {});

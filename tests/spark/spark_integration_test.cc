@@ -196,7 +196,7 @@ SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& st
   const auto deadline = std::chrono::steady_clock::now() + seconds(150);
   int64_t total = 0;
   while (std::chrono::steady_clock::now() < deadline && total < expected) {
-    std::this_thread::sleep_for(milliseconds(250));
+    std::this_thread::sleep_for(milliseconds(50));
     if (auto results = store.ReadResults()) {
       total = 0;
       for (const auto& r : *results) total += r.total;
