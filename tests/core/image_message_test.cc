@@ -2,9 +2,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
+#include <opencv2/imgcodecs.hpp>
 #include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -142,6 +145,21 @@ std::string Be32(uint32_t v) {
   return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
 }
 
+// Rewrites the frame header's height and width (baseline SOF0, as OpenCV writes).
+void SetJpegSides(std::string& jpeg, uint32_t rows, uint32_t cols) {
+  const size_t sof = jpeg.find("\xff\xc0");
+  ASSERT_NE(sof, std::string::npos);
+  jpeg.replace(sof + 5, 4, Be32(rows << 16 | cols));
+}
+
+std::string ProgressiveJpeg() {
+  const Image image = Gradient(28, 28, 1);
+  std::vector<uint8_t> out;
+  cv::imencode(".jpg", cv::Mat(28, 28, CV_8U, const_cast<uint8_t*>(image.pixels.data())), out,
+               {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  return {out.begin(), out.end()};
+}
+
 INSTANTIATE_TEST_SUITE_P(
     ImageMessageTest, Rejects,
     ::testing::Values(
@@ -196,12 +214,51 @@ INSTANTIATE_TEST_SUITE_P(
                    "disagrees with the decoded image 28x28x1"},
         RejectCase{"JpegNotAJpeg", ImageEncoding::kJpeg, [](auto& m) { m.value[0] = 'x'; }, "not a JPEG"},
         RejectCase{"JpegTruncated", ImageEncoding::kJpeg, [](auto& m) { m.value.resize(20); }, "corrupt JPEG"},
+        RejectCase{"JpegBomb", ImageEncoding::kJpeg, [](auto& m) { SetJpegSides(m.value, 30000, 30000); },
+                   "JPEG of 30000x30000 exceeds the side limit of 512"},
+        // libjpeg itself would fill the lost part with grey and carry on.
+        RejectCase{"JpegCorruptData", ImageEncoding::kJpeg,
+                   [](auto& m) { m.value.erase(m.value.find("\xff\xda") + 20, 60); },
+                   "corrupt JPEG: Corrupt JPEG data"},
         RejectCase{"EmptyLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", ""); }, "header 'label'"},
         RejectCase{"ControlCharsInLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", "a\nb"); },
                    "header 'label'"},
         RejectCase{"BadProducedAt", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "produced-at", "yesterday"); },
                    "header 'produced-at' 'yesterday'"}),
     [](const auto& param_info) { return param_info.param.name; });
+
+long MaxRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;
+}
+
+// A few hundred bytes that declare 30000x30000 pixels: decoded first and checked after, as
+// OpenCV would, they take 0.9 GB (2.7 GB in colour) and seconds. A pod's memory limit would kill the service, and the
+// restarted one would read the same message again.
+TEST(ImageMessageTest, AJpegBombIsRefusedBeforeItsPixelsAreAllocated) {
+  WireMessage m = Encoded(ImageEncoding::kJpeg);
+  SetJpegSides(m.value, 30000, 30000);
+  const long before = MaxRssMiB();
+  auto decoded = DecodeImageMessage(m);
+  ASSERT_FALSE(decoded);
+  EXPECT_THAT(decoded.error().message(), HasSubstr("exceeds the side limit of 4096"));
+  EXPECT_LT(MaxRssMiB() - before, 256) << "MiB";
+}
+
+// Each progressive scan makes the decoder go over the whole image again; a small payload
+// could hold thousands.
+TEST(ImageMessageTest, JpegWithTooManyScansIsRefused) {
+  WireMessage m = Encoded(ImageEncoding::kJpeg);
+  m.value = ProgressiveJpeg();
+  ASSERT_OK(DecodeImageMessage(m));
+  const size_t last_scan = m.value.rfind("\xff\xda"), end = m.value.rfind("\xff\xd9");
+  const std::string scan = m.value.substr(last_scan, end - last_scan);
+  for (int i = 0; i < 120; ++i) m.value.insert(end, scan);
+  auto decoded = DecodeImageMessage(m);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().message(), "JPEG with more than 100 scans");
+}
 
 }  // namespace
 }  // namespace iotinfer
