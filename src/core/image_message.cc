@@ -10,6 +10,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/jpeg.h"
+#include "core/png.h"
 
 namespace iotinfer {
 namespace {
@@ -44,7 +45,7 @@ bool IsPrintable(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x20; });
 }
 
-// OpenCV keeps three- and four-channel images as BGR(A); the wire format is RGB(A).
+// OpenCV encodes three- and four-channel images from BGR(A); the wire format is RGB(A).
 cv::Mat SwapRedBlue(const cv::Mat& image) {
   cv::Mat out;
   if (image.channels() == 3) {
@@ -57,8 +58,9 @@ cv::Mat SwapRedBlue(const cv::Mat& image) {
   return out;
 }
 
-// JPEG goes to libjpeg directly: OpenCV would decode one whatever size its header declares,
-// before anything could check it, and accepts damaged data with a warning on stderr.
+// Both decoders check the header's sides before taking pixel memory, refuse damaged data and
+// print nothing. OpenCV's imdecode did neither of the first two for JPEG, wrote libpng's and
+// libjpeg's complaints to stderr, and said only "cannot decode".
 Result<Image> DecodeCompressed(std::string_view payload, ImageEncoding encoding, const DecodeLimits& limits) {
   if (encoding == ImageEncoding::kJpeg) {
     if (!HasPrefix(payload, kJpegSignature)) {
@@ -68,36 +70,7 @@ Result<Image> DecodeCompressed(std::string_view payload, ImageEncoding encoding,
   }
   if (!HasPrefix(payload, kPngSignature))
     return std::unexpected(Error::InvalidInput("payload is not a PNG (bad signature)"));
-  // The IHDR chunk follows the signature; reading its size first stops decompression bombs.
-  if (payload.size() < 24) return std::unexpected(Error::InvalidInput("corrupt PNG: truncated header"));
-  auto be32 = [&](size_t at) {
-    const auto* p = reinterpret_cast<const uint8_t*>(payload.data() + at);
-    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-  };
-  uint32_t width = be32(16), height = be32(20);
-  if (width > static_cast<uint32_t>(limits.max_side) || height > static_cast<uint32_t>(limits.max_side)) {
-    return std::unexpected(
-        Error::InvalidInput(fmt::format("PNG of {}x{} exceeds the side limit of {}", height, width, limits.max_side)));
-  }
-  cv::Mat decoded;
-  try {
-    cv::Mat buffer(1, static_cast<int>(payload.size()), CV_8U, const_cast<char*>(payload.data()));
-    decoded = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception& e) {
-    return std::unexpected(Error::InvalidInput(fmt::format("corrupt PNG: {}", e.err)));
-  }
-  if (decoded.empty()) return std::unexpected(Error::InvalidInput("corrupt PNG: cannot decode"));
-  if (decoded.rows > limits.max_side || decoded.cols > limits.max_side) {
-    return std::unexpected(Error::InvalidInput(
-        fmt::format("PNG of {}x{} exceeds the side limit of {}", decoded.rows, decoded.cols, limits.max_side)));
-  }
-  if (decoded.depth() == CV_16U) decoded.convertTo(decoded, CV_8U, 1.0 / 257.0);
-  if (decoded.depth() != CV_8U) return std::unexpected(Error::InvalidInput("unsupported PNG pixel depth"));
-  cv::Mat rgb = SwapRedBlue(decoded);
-  if (!rgb.isContinuous()) rgb = rgb.clone();
-  Image image{rgb.rows, rgb.cols, rgb.channels(), {}};
-  image.pixels.assign(rgb.data, rgb.data + rgb.total() * rgb.elemSize());
-  return image;
+  return DecodePng(payload, limits.max_side);
 }
 
 }  // namespace

@@ -227,6 +227,30 @@ INSTANTIATE_TEST_SUITE_P(
                    "header 'produced-at' 'yesterday'"}),
     [](const auto& param_info) { return param_info.param.name; });
 
+// Cameras write 16-bit PNGs; the wire format carries 8 bits, v * 255 / 65535 rounded.
+TEST(ImageMessageTest, SixteenBitPngsDecodeToEightBits) {
+  for (const int channels : {1, 3}) {
+    cv::Mat deep(5, 7, CV_16UC(channels));
+    for (int i = 0; i < deep.rows * deep.cols * channels; ++i)
+      deep.ptr<uint16_t>()[i] = static_cast<uint16_t>(i * 1543);
+    std::vector<uint8_t> png;
+    ASSERT_TRUE(cv::imencode(".png", deep, png));
+    WireMessage m = Encoded(ImageEncoding::kPng);
+    m.value.assign(png.begin(), png.end());
+    SetHeader(m, "shape", ShapeString(5, 7, channels));
+    auto decoded = DecodeImageMessage(m);
+    ASSERT_OK(decoded);
+    ASSERT_EQ(decoded->image.channels, channels);
+    ASSERT_EQ(decoded->image.pixels.size(), static_cast<size_t>(5 * 7 * channels));
+    // OpenCV stores BGR; the wire format is RGB. Either scaling (rounded or high byte) is off by 1 at most.
+    for (int i = 0; i < 5 * 7 * channels; ++i) {
+      const int pixel = i / channels, c = channels == 3 ? 2 - i % 3 : 0;
+      const double expected = deep.ptr<uint16_t>()[pixel * channels + c] / 257.0;
+      EXPECT_NEAR(decoded->image.pixels[i], expected, 1.0) << channels << " channels, sample " << i;
+    }
+  }
+}
+
 long MaxRssMiB() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);

@@ -1,0 +1,17 @@
+#pragma once
+
+#include <string_view>
+
+#include "core/error.h"
+#include "core/image.h"
+
+namespace iotinfer {
+
+/// Decodes a PNG into 8-bit grayscale, RGB or RGBA with libspng: grayscale stays one channel,
+/// grayscale with alpha and any image with a tRNS chunk become RGBA, palettes are expanded,
+/// 16-bit samples are scaled to 8 bits. InvalidInput with a one-line reason (libspng's) for a
+/// side over `max_side` (read from IHDR before any pixel memory is taken) and for any damage:
+/// PNG's CRCs and zlib's checksums cover every byte. Nothing is printed.
+Result<Image> DecodePng(std::string_view payload, int max_side);
+
+}  // namespace iotinfer
