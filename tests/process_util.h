@@ -50,9 +50,11 @@ class IotinferProcess {
   IotinferProcess(const IotinferProcess&) = delete;
   IotinferProcess& operator=(const IotinferProcess&) = delete;
 
-  /// Sends `signal`, waits for the process to end and returns its status as waitpid reports it.
-  int Signal(int signal) {
+  /// Sends `signal` (and `then`, if given, at once), waits for the process to end and returns its status as waitpid
+  /// reports it.
+  int Signal(int signal, int then = 0) {
     kill(pid_, signal);
+    if (then != 0) kill(pid_, then);
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;

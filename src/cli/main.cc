@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -15,7 +18,16 @@ int ExitCode(const iotinfer::Error& error) {
 
 std::atomic<bool> g_stop{false};
 
-extern "C" void RequestStop(int) { g_stop.store(true); }
+// The first signal asks for a clean stop (services finish and commit their batch); a second
+// one, when that stop takes too long for whoever is waiting, ends the process at once, with
+// the shell's code for death by that signal. Nothing is lost either way: uncommitted work is
+// redone after a restart.
+extern "C" void RequestStop(int signal) {
+  if (!g_stop.exchange(true)) return;
+  static constexpr char kMessage[] = "second signal: exiting without a clean stop\n";
+  (void)!write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  _exit(128 + signal);
+}
 
 }  // namespace
 
@@ -24,6 +36,9 @@ namespace iotinfer::cli {
 const std::atomic<bool>& StopOnSignals() {
   std::signal(SIGINT, RequestStop);
   std::signal(SIGTERM, RequestStop);
+  // A closed terminal or SSH session: stop cleanly rather than die mid-batch (and, with
+  // --engine spark, leave the query running on the cluster).
+  std::signal(SIGHUP, RequestStop);
   return g_stop;
 }
 

@@ -101,5 +101,38 @@ TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerIma
   EXPECT_TRUE(WIFEXITED(b_status) && WEXITSTATUS(b_status) == 0);
 }
 
+// A hangup (a closed terminal) stops infer as SIGTERM does. A second signal during a stop
+// ends it at once, with 128 + that signal; a restart then leaves exactly one record per image.
+TEST(InferProcessesTest, HangupStopsCleanlyAndASecondSignalStopsAtOnce) {
+  const std::string images = UniqueTopic("sig-images"), out = UniqueTopic("sig-out"), dlq = UniqueTopic("sig-dlq"),
+                    group = UniqueTopic("sig-group");
+  ASSERT_OK(kafka::EnsureTopics({}, {{images}, {out}, {dlq}}));
+  constexpr int kImages = 300;
+  produce::ProduceOptions options;
+  options.topic = images;
+  options.images = kImages;
+  options.format = ImageEncoding::kRaw;
+  options.run_id = "sig";
+  ASSERT_OK(produce::Produce(options));
+
+  const int port = iotinfer::testing::FreePort();
+  auto infer = StartInfer("a", group, images, out, dlq, port);
+  ASSERT_TRUE(HasInferred(port));
+  // Two different signals, so that neither merges into the other while pending.
+  const int forced = infer->Signal(SIGTERM, SIGINT);
+  ASSERT_TRUE(WIFEXITED(forced)) << forced;
+  EXPECT_EQ(WEXITSTATUS(forced), 128 + SIGINT);
+
+  infer = StartInfer("a", group, images, out, dlq, port);
+  auto records = ReadAll(out, kImages, std::chrono::seconds(3));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(kImages));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kImages));
+
+  const int hung_up = infer->Signal(SIGHUP);
+  EXPECT_TRUE(WIFEXITED(hung_up) && WEXITSTATUS(hung_up) == 0) << hung_up;
+}
+
 }  // namespace
 }  // namespace iotinfer
