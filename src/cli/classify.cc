@@ -14,7 +14,7 @@ void AddDatasetFlags(CLI::App& cmd, analytics::EvaluationOptions& o, std::string
   cmd.add_option("--dataset", o.dataset.name, "fashion-mnist or cifar10")->capture_default_str();
   cmd.add_option("--data-dir", o.dataset.dir, "where the dataset files are (default: Debian's location)");
   cmd.add_option("--split", split, "train or test")->capture_default_str();
-  cmd.add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str();
+  cmd.add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str()->check(NonNegative());
 }
 
 void AddModelPathFlag(CLI::App& cmd, analytics::EvaluationOptions& o) {
@@ -24,9 +24,11 @@ void AddModelPathFlag(CLI::App& cmd, analytics::EvaluationOptions& o) {
 
 void AddModelFlags(CLI::App& cmd, analytics::EvaluationOptions& o) {
   AddModelPathFlag(cmd, o);
-  cmd.add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
+  cmd.add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")
+      ->capture_default_str()
+      ->check(NonNegative());
   AddEngineFlags(cmd, o.classifier);
-  cmd.add_option("--batch", o.batch, "images per inference call")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--batch", o.batch, "images per inference call")->capture_default_str()->check(Positive());
 }
 
 Status RunEvaluation(analytics::EvaluationOptions& options, const std::string& split) {
@@ -122,7 +124,7 @@ void AddClassifyCommand(CLI::App& app, Action& action) {
   cmd->add_option("--faults", options->faults, "fault profiles per producer, e.g. 3:noise=0.4,5:blur=1.5");
   cmd->add_option("--producers", options->producers, "spread images over N producers (image i -> producer i % N)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--seed", options->seed, "seed for the fault profiles")->capture_default_str();
   cmd->callback([&action, options, split] { action = [options, split] { return RunEvaluation(*options, *split); }; });
 }

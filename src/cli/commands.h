@@ -22,6 +22,11 @@ struct KafkaFlags {
   std::vector<std::string> properties;  // --kafka KEY=VALUE, each overriding the file
 };
 
+/// Checks for numeric flags with messages that say what is wrong ("--limit: must not be
+/// negative, got -3"); CLI11's own range checks print a range up to 1.8e308.
+const CLI::Validator& Positive();
+const CLI::Validator& NonNegative();
+
 /// --brokers, --kafka-config FILE and --kafka KEY=VALUE (repeatable), for every command that
 /// talks to Kafka. ApplyKafkaProperties applies them to `config`, and can fail.
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);

@@ -32,14 +32,14 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers (default: an in-process mock cluster)")
       ->envname("IOTINFER_BROKERS");
   cmd->add_option("--kafka", flags->kafka.properties, "any librdkafka property as KEY=VALUE (repeatable)");
-  cmd->add_option("--images", o.images, "images to send, over all devices")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--producers", o.producers, "simulated devices")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--images", o.images, "images to send, over all devices")->capture_default_str()->check(Positive());
+  cmd->add_option("--producers", o.producers, "simulated devices")->capture_default_str()->check(Positive());
   cmd->add_option("--rate", o.rate, "images/s over all devices (0: unlimited)")->capture_default_str();
   cmd->add_option("--faults", o.faults, "fault profiles per device")->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed for image choice and faults")->capture_default_str();
-  cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")
+      ->capture_default_str()
+      ->check(NonNegative());
   cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
       ->envname("IOTINFER_MODEL");
   cmd->add_option("--out", o.out_dir, "directory for charts, CSV files and the default SQLite store")

@@ -49,16 +49,22 @@ void AddInferCommand(CLI::App& app, Action& action) {
   cmd->add_option("--output-topic", o.output_topic, "topic of inference records")->capture_default_str();
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for undecodable messages")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
-  cmd->add_option("--batch-max", o.batch_max, "largest batch")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-wait-ms", flags->batch_wait_ms, "how long a batch may wait to fill")->capture_default_str();
-  cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")->capture_default_str();
+  cmd->add_option("--batch-max", o.batch_max, "largest batch")->capture_default_str()->check(Positive());
+  cmd->add_option("--batch-wait-ms", flags->batch_wait_ms, "how long a batch may wait to fill")
+      ->capture_default_str()
+      ->check(NonNegative());
+  cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")
+      ->capture_default_str()
+      ->check(NonNegative());
   AddEngineFlags(*cmd, o.classifier);
   cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
       ->envname("IOTINFER_MODEL");
   cmd->add_option("--max-payload-bytes", o.limits.max_payload_bytes, "larger images are dead-lettered")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NonNegative());
   AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->callback([&action, flags] { action = [flags] { return RunInferCommand(*flags); }; });
 }

@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -42,6 +43,34 @@ const std::atomic<bool>& StopOnSignals() {
   return g_stop;
 }
 
+namespace {
+
+CLI::Validator NumberCheck(bool zero_allowed) {
+  return CLI::Validator(
+      [zero_allowed](std::string& text) -> std::string {
+        double value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size()) return "expected a number, got '" + text + "'";
+        if (value < 0 || (!zero_allowed && value == 0)) {
+          return std::string(zero_allowed ? "must not be negative" : "must be positive") + ", got " + text;
+        }
+        return "";
+      },
+      zero_allowed ? "NONNEGATIVE" : "POSITIVE");
+}
+
+}  // namespace
+
+const CLI::Validator& Positive() {
+  static const CLI::Validator check = NumberCheck(false);
+  return check;
+}
+
+const CLI::Validator& NonNegative() {
+  static const CLI::Validator check = NumberCheck(true);
+  return check;
+}
+
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options) {
   cmd.add_option_function<std::string>(
          "--engine", [&options](const std::string& name) { options.engine = model::ParseEngine(name).value(); },
@@ -75,7 +104,7 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
                  "ranges of images Spark reads in parallel: about the cluster's cores on a real MongoDB, 1 on "
                  "FerretDB")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
 }
 
 void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host) {

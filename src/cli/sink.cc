@@ -52,17 +52,16 @@ void AddSinkCommand(CLI::App& app, Action& action) {
   cmd->add_option("--input-topic", o.input_topic, "topic of inference records")->capture_default_str();
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for invalid records")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
-  cmd->add_option("--batch-max", o.batch_max, "most records per bulk write")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-max", o.batch_max, "most records per bulk write")->capture_default_str()->check(Positive());
   cmd->add_option("--flush-ms", flags->flush_ms, "longest a record waits for its batch to fill")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--retry-max-ms", flags->retry_max_ms, "longest wait between retries while the store is down")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NonNegative());
   AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->callback([&action, flags] { action = [flags] { return RunSinkCommand(*flags); }; });
 }

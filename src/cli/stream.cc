@@ -127,19 +127,20 @@ void AddStreamCommand(CLI::App& app, Action& action) {
   cmd->add_option("--update-ms", flags->update_ms,
                   "longest time between store updates while records flow (0: back to back, freshest)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--window", flags->window,
                   "tumbling windows by event time, e.g. 10s or 1m, kept in incorrect_inference_windows (0: none)")
       ->capture_default_str();
   cmd->add_option("--window-keep", o.window_keep, "newest windows kept per partition")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-max", o.max_batch, "most records per poll")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(Positive());
+  cmd->add_option("--batch-max", o.max_batch, "most records per poll")->capture_default_str()->check(Positive());
   cmd->add_option("--retry-max-ms", flags->retry_max_ms, "longest wait between retries while the store is down")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--log-every-ms", flags->log_every_ms, "period of the counters log line (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NonNegative());
   AddEndpointFlags(*cmd, flags->http_port, flags->http_host);
   cmd->add_option("--engine", flags->engine,
                   "native (this process counts) or spark (a Structured Streaming query on a Spark cluster)")

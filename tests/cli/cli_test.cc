@@ -122,4 +122,17 @@ TEST(CliTest, UnknownFlagsAreUsageErrors) {
   EXPECT_THAT(run.output, HasSubstr("no-such-flag"));
 }
 
+// Refused before anything starts. A negative --max-payload-bytes used to wrap to 2^64 - 1 and
+// quietly lift the limit that keeps oversized images out.
+TEST(CliTest, NegativeCountsAndTimesAreUsageErrors) {
+  for (const std::string args :
+       {"infer --max-payload-bytes -1", "infer --max-payload-bytes 0", "infer --batch-wait-ms -5", "infer --threads -2",
+        "infer --log-every-ms -1", "sink --log-every-ms -1", "stream --log-every-ms -1", "classify --limit -3",
+        "classify --threads -1", "demo --threads -1"}) {
+    CommandRun run = Iotinfer(args + " --brokers 127.0.0.1:1", 30);
+    EXPECT_NE(run.exit_code, 0) << args;
+    EXPECT_THAT(run.output, HasSubstr(args.substr(args.find("--"), args.rfind(' ') - args.find("--")))) << args;
+  }
+}
+
 }  // namespace
