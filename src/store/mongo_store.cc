@@ -2,6 +2,8 @@
 // C driver. Documents are built field by field so that their order is the original schema's.
 #include <fmt/format.h>
 #include <mongoc/mongoc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <limits>
 #include <mutex>
@@ -673,6 +675,17 @@ class MongoStore final : public Store {
 };
 
 }  // namespace
+
+// Debian's driver initialises itself when it is loaded and puts its statistics counters (for
+// its mongoc-stat tool) in shared memory named after the pid; only its exit-time cleanup
+// removes the name. Every process killed with SIGKILL, or ended by a second signal, left a
+// file in /dev/shm (690 on one development machine), and a later process given the same pid
+// warned on stderr that it fell back to malloc. Removing the name as this binary starts
+// leaves the mapping in place, and nothing behind.
+[[maybe_unused]] const bool kCountersUnlinked = [] {
+  shm_unlink(fmt::format("/mongoc-{}", getpid()).c_str());
+  return true;
+}();
 
 Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
   static std::once_flag init;

@@ -99,6 +99,16 @@ TEST(SqliteStoreTest, UnwritablePathIsAnIoError) {
   EXPECT_NE(store.error().message().find("/nonexistent-dir/x.db"), std::string::npos);
 }
 
+// The MongoDB driver's shared-memory counters stayed in /dev/shm after every process that
+// linked it and was killed. Their name is gone while the process runs, so no kill leaves it.
+TEST(StoreTest, TheMongoDriversCountersLeaveNothingInDevShm) {
+  const std::string counters = "/dev/shm/mongoc-" + std::to_string(getpid());
+  EXPECT_FALSE(std::filesystem::exists(counters));
+  auto store = Store::Open({.uri = "mongodb://127.0.0.1:1", .timeout = std::chrono::milliseconds(100)});
+  ASSERT_TRUE(store) << store.error().message();
+  EXPECT_FALSE(std::filesystem::exists(counters));
+}
+
 TEST(StoreTest, UnknownSchemeIsInvalidInput) {
   for (const char* uri : {"postgres://localhost/db", "sqlite:", "", "mongodb://"}) {
     auto store = Store::Open({.uri = uri});
