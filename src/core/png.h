@@ -10,7 +10,8 @@ namespace iotinfer {
 /// Decodes a PNG into 8-bit grayscale, RGB or RGBA with libspng: grayscale stays one channel,
 /// grayscale with alpha and any image with a tRNS chunk become RGBA, palettes are expanded,
 /// 16-bit samples are scaled to 8 bits. InvalidInput with a one-line reason (libspng's) for a
-/// side over `max_side` (read from IHDR before any pixel memory is taken) and for any damage:
+/// side over `max_side` (read from IHDR before any pixel memory is taken), for more than 4 MiB
+/// of ancillary chunks once inflated (a zTXt bomb), and for any damage:
 /// PNG's CRCs and zlib's checksums cover every byte. Nothing is printed.
 Result<Image> DecodePng(std::string_view payload, int max_side);
 

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <zlib.h>
 
 #include <cstdlib>
 #include <opencv2/imgcodecs.hpp>
@@ -268,6 +269,35 @@ TEST(ImageMessageTest, AJpegBombIsRefusedBeforeItsPixelsAreAllocated) {
   ASSERT_FALSE(decoded);
   EXPECT_THAT(decoded.error().message(), HasSubstr("exceeds the side limit of 4096"));
   EXPECT_LT(MaxRssMiB() - before, 256) << "MiB";
+}
+
+std::string PngChunk(const std::string& type, const std::string& data) {
+  std::string chunk = Be32(static_cast<uint32_t>(data.size())) + type + data;
+  const auto crc = crc32(0, reinterpret_cast<const Bytef*>(chunk.data() + 4), static_cast<uInt>(chunk.size() - 4));
+  return chunk + Be32(static_cast<uint32_t>(crc));
+}
+
+// A zTXt chunk of 128 KB that inflates to 128 MB, in a valid 28x28 PNG: libspng keeps
+// ancillary chunks inflated in memory unless told a limit.
+TEST(ImageMessageTest, APngWithACompressedTextBombIsRefused) {
+  WireMessage m = Encoded(ImageEncoding::kPng);
+  std::string deflated;
+  {
+    const std::string text(128 << 20, 'a');
+    uLongf size = compressBound(static_cast<uLong>(text.size()));
+    deflated.resize(size);
+    ASSERT_EQ(compress2(reinterpret_cast<Bytef*>(deflated.data()), &size, reinterpret_cast<const Bytef*>(text.data()),
+                        static_cast<uLong>(text.size()), 9),
+              Z_OK);
+    deflated.resize(size);
+  }
+  const size_t after_ihdr = 8 + 25;  // signature, then IHDR's length, type, 13 bytes and CRC
+  m.value.insert(after_ihdr, PngChunk("zTXt", std::string("Comment\0\0", 9) + deflated));
+  const long before = MaxRssMiB();
+  auto decoded = DecodeImageMessage(m);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().message(), "PNG with more than 4 MiB of ancillary data (text, ICC profile)");
+  EXPECT_LT(MaxRssMiB() - before, 32) << "MiB";
 }
 
 // Each progressive scan makes the decoder go over the whole image again; a small payload
