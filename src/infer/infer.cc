@@ -79,12 +79,23 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
 // PNGs (19% of perf's samples) held a 2-core machine to 24.5k images/s of backlog while the
 // classifier used both cores; in parallel, 28-30k. Small batches stay on this thread: a
 // thread start would cost more than it saves.
+// Each image is brought to the network's size as soon as it is decoded: a batch of up to
+// --batch-max images of up to 4096x4096 would otherwise all sit in memory at full size
+// (2048 x 64 MB), and a device sending large images could run infer out of memory on every
+// restart.
 std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage>& batch, const DecodeLimits& limits,
-                                           int threads) {
+                                           const model::Classifier& classifier) {
   constexpr size_t kPerThreadAtLeast = 64;
+  const int threads = classifier.threads();
   std::vector<Result<ImageRecord>> decoded(batch.size());
   auto decode = [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) decoded[i] = DecodeImageMessage(batch[i].message, limits);
+    for (size_t i = begin; i < end; ++i) {
+      decoded[i] = DecodeImageMessage(batch[i].message, limits);
+      if (!decoded[i]) continue;
+      if (Status shaped = classifier.ToInputShape(decoded[i]->image); !shaped) {
+        decoded[i] = std::unexpected(shaped.error());
+      }
+    }
   };
   const size_t parts =
       std::clamp<size_t>(batch.size() / kPerThreadAtLeast, 1, static_cast<size_t>(std::max(threads, 1)));
@@ -144,7 +155,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     records.clear();
     outputs.clear();
     int64_t dead = 0;
-    std::vector<Result<ImageRecord>> decoded = DecodeAll(batch, options.limits, classifier->threads());
+    std::vector<Result<ImageRecord>> decoded = DecodeAll(batch, options.limits, *classifier);
     for (size_t i = 0; i < batch.size(); ++i) {
       if (decoded[i]) {
         records.push_back(std::move(*decoded[i]));

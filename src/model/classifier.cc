@@ -130,29 +130,37 @@ struct Classifier::Impl {
     }
   }
 
+  // `image` in the network's channels, rows and cols, as u8 HWC (a header over its pixels
+  // when it already is).
+  Result<cv::Mat> ToInputShape(const ImageView& image) const {
+    const int rows = options.input_rows, cols = options.input_cols, channels = options.input_channels;
+    if (image.pixels.empty() || image.pixels.size() != image.size_bytes() ||
+        (image.channels != 1 && image.channels != 3 && image.channels != 4)) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("cannot classify an image of shape {} with {} bytes",
+                                          ShapeString(image.rows, image.cols, image.channels), image.pixels.size())));
+    }
+    cv::Mat src(image.rows, image.cols, CV_8UC(image.channels), const_cast<uint8_t*>(image.pixels.data()));
+    cv::Mat converted = src;
+    if (image.channels != channels) {
+      static constexpr int kToGray[] = {0, 0, 0, cv::COLOR_RGB2GRAY, cv::COLOR_RGBA2GRAY};
+      static constexpr int kToRgb[] = {0, cv::COLOR_GRAY2RGB, 0, 0, cv::COLOR_RGBA2RGB};
+      cv::cvtColor(src, converted, channels == 1 ? kToGray[image.channels] : kToRgb[image.channels]);
+    }
+    if (converted.rows != rows || converted.cols != cols) {
+      bool shrinking = converted.rows > rows || converted.cols > cols;
+      cv::resize(converted, converted, cv::Size(cols, rows), 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+    }
+    if (!converted.isContinuous()) converted = converted.clone();
+    return converted;
+  }
+
   Status Fill(std::span<const ImageView> images, cv::Mat& input) const {
     const int rows = options.input_rows, cols = options.input_cols, channels = options.input_channels;
     const size_t plane = static_cast<size_t>(rows) * cols;
     float* dst = input.ptr<float>();
     for (const ImageView& image : images) {
-      if (image.pixels.empty() || image.pixels.size() != image.size_bytes() ||
-          (image.channels != 1 && image.channels != 3 && image.channels != 4)) {
-        return std::unexpected(
-            Error::InvalidInput(fmt::format("cannot classify an image of shape {} with {} bytes",
-                                            ShapeString(image.rows, image.cols, image.channels), image.pixels.size())));
-      }
-      cv::Mat src(image.rows, image.cols, CV_8UC(image.channels), const_cast<uint8_t*>(image.pixels.data()));
-      cv::Mat converted = src;
-      if (image.channels != channels) {
-        static constexpr int kToGray[] = {0, 0, 0, cv::COLOR_RGB2GRAY, cv::COLOR_RGBA2GRAY};
-        static constexpr int kToRgb[] = {0, cv::COLOR_GRAY2RGB, 0, 0, cv::COLOR_RGBA2RGB};
-        cv::cvtColor(src, converted, channels == 1 ? kToGray[image.channels] : kToRgb[image.channels]);
-      }
-      if (converted.rows != rows || converted.cols != cols) {
-        bool shrinking = converted.rows > rows || converted.cols > cols;
-        cv::resize(converted, converted, cv::Size(cols, rows), 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
-      }
-      if (!converted.isContinuous()) converted = converted.clone();
+      ASSIGN_OR_RETURN(const cv::Mat converted, ToInputShape(image));
       // HWC u8 -> CHW float, the layout the network was trained on.
       const uint8_t* p = converted.ptr<uint8_t>();
       for (size_t i = 0; i < plane; ++i) {
@@ -425,6 +433,15 @@ uint64_t Classifier::rechecked() const {
 
 const std::vector<std::string>& Classifier::class_names() const { return impl_->options.class_names; }
 const std::string& Classifier::model_id() const { return impl_->model_id; }
+Status Classifier::ToInputShape(Image& image) const {
+  const ClassifierOptions& o = impl_->options;
+  if (image.rows == o.input_rows && image.cols == o.input_cols && image.channels == o.input_channels) return Ok();
+  ASSIGN_OR_RETURN(const cv::Mat converted, impl_->ToInputShape(image.view()));
+  image = Image{converted.rows, converted.cols, converted.channels(),
+                std::vector<uint8_t>(converted.data, converted.data + converted.total() * converted.elemSize())};
+  return Ok();
+}
+
 int Classifier::threads() const { return static_cast<int>(impl_->replicas.size()); }
 Engine Classifier::engine() const { return impl_->options.engine; }
 

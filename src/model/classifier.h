@@ -70,6 +70,12 @@ class Classifier {
   /// count other than 1, 3 or 4 gives InvalidInput and leaves `out` unspecified.
   Status Classify(std::span<const ImageView> images, std::span<Prediction> out);
 
+  /// Converts `image` in place as Classify() would (colour to grey, then resized), so that a
+  /// service can keep its images at the network's size from decoding on: a batch of large
+  /// images then never sits in memory at full size. Classifying the result gives the same
+  /// prediction as classifying the original. InvalidInput as for Classify().
+  Status ToInputShape(Image& image) const;
+
   /// A calibration for int8 from `images`, on one thread: the activation ranges of the
   /// float32 network, then the recheck margins (calibration.h) of int8 nets with 7- and 8-bit
   /// weights calibrated with them. FailedPrecondition unless the engine is kOneDnn.

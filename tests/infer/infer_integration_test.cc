@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/resource.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
@@ -171,6 +172,54 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   for (const auto& b : bad) {
     EXPECT_THAT(reasons, ::testing::Contains(::testing::HasSubstr(b.reason))) << "no dead letter says: " << b.reason;
   }
+}
+
+long MaxRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;
+}
+
+// Each image is brought to the network's size as it is decoded. 128 flat 2048x2048 RGB PNGs
+// (12 MiB each decoded, 1.5 GiB as one batch) pass through infer while its peak memory grows
+// by a fraction of that; held at full size until the batch was classified, they took it all.
+TEST(InferIntegrationTest, ABatchOfLargeImagesIsNeverHeldAtFullSize) {
+  const std::string images = UniqueTopic("big-images"), inferences = UniqueTopic("big-out"),
+                    dlq = UniqueTopic("big-dlq");
+  constexpr int kImages = 128;
+  ASSERT_OK(kafka::EnsureTopics({}, {{images}, {inferences}, {dlq}}));
+  auto big = EncodeImageMessage(
+      {"big", 1, std::string("Bag"), 1, Image{2048, 2048, 3, std::vector<uint8_t>(2048 * 2048 * 3, 90)}},
+      {.encoding = ImageEncoding::kPng});
+  ASSERT_OK(big);
+  ASSERT_LT(big->value.size(), DecodeLimits{}.max_payload_bytes);
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  for (int i = 0; i < kImages; ++i) {
+    WireMessage m = *big;
+    for (auto& header : m.headers) {
+      if (header.name == "id") header.value = "big-" + std::to_string(i);
+    }
+    ASSERT_OK((*producer)->Send(images, m));
+  }
+  ASSERT_OK((*producer)->Flush());
+
+  InferOptions options;
+  options.group = UniqueTopic("big-group");
+  options.input_topic = images;
+  options.output_topic = inferences;
+  options.dlq_topic = dlq;
+  options.batch_max = kImages;
+  options.batch_wait = std::chrono::milliseconds(500);
+  options.classifier.threads = 2;
+  options.log_every = std::chrono::milliseconds(0);
+  const long before = MaxRssMiB();
+  auto result = iotinfer::testing::RunInferUntil(options, kImages, std::chrono::seconds(90));
+  ASSERT_OK(result);
+  EXPECT_EQ(result->inferred, kImages);
+  EXPECT_EQ(result->dead_lettered, 0);
+  EXPECT_LT(MaxRssMiB() - before, 512) << "MiB";
+  EXPECT_EQ(ReadAll(inferences, kImages, std::chrono::seconds(1)).size(), static_cast<size_t>(kImages));
 }
 
 }  // namespace

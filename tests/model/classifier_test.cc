@@ -252,6 +252,36 @@ TEST(ClassifierTest, ConvertsColourAndSizeToTheModelsInput) {
   }
 }
 
+// infer shrinks each image as it decodes it; the prediction and its confidence must be what
+// the full-size image gives.
+TEST(ClassifierTest, ToInputShapeKeepsPredictionsExactly) {
+  auto classifier = Make();
+  ASSERT_TRUE(classifier);
+  for (size_t i = 0; i < 50; ++i) {
+    // Colour and three times the size, with a tint that the grey conversion has to weigh.
+    const ImageView grey = TestSet().image(i);
+    Image big{84, 84, 3, std::vector<uint8_t>(84 * 84 * 3)};
+    for (size_t p = 0; p < big.pixels.size(); ++p) {
+      const size_t y = p / 3 / 84, x = p / 3 % 84, c = p % 3;
+      big.pixels[p] = static_cast<uint8_t>(std::min<int>(255, grey.pixels[(y / 3) * 28 + x / 3] + 20 * c + (x % 3)));
+    }
+    Image shaped = big;
+    ASSERT_OK(classifier->ToInputShape(shaped));
+    EXPECT_EQ(shaped.rows, 28);
+    EXPECT_EQ(shaped.cols, 28);
+    EXPECT_EQ(shaped.channels, 1);
+    ImageView views[] = {big.view(), shaped.view()};
+    Prediction out[2];
+    ASSERT_OK(classifier->Classify(views, out));
+    EXPECT_EQ(out[0].label, out[1].label) << i;
+    EXPECT_EQ(out[0].confidence, out[1].confidence) << i;
+  }
+  Image already = Image::CopyOf(TestSet().image(0));
+  const std::vector<uint8_t> before = already.pixels;
+  ASSERT_OK(classifier->ToInputShape(already));
+  EXPECT_EQ(already.pixels, before);
+}
+
 TEST(ClassifierTest, RejectsImagesItCannotConvert) {
   auto classifier = Make();
   ASSERT_TRUE(classifier);
