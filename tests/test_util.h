@@ -1,9 +1,9 @@
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +34,14 @@ class TempDir {
 inline double MetricValue(const std::string& text, const std::string& metric) {
   const size_t at = text.find("\n" + metric + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + metric.size() + 2));
+}
+
+/// The peak resident memory of this process so far, in MiB: tests that bound what a decoder
+/// or service may allocate compare it before and after.
+inline long MaxRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024;
 }
 
 /// A loopback port nothing listens on now, for a service's HTTP endpoints.

@@ -252,23 +252,17 @@ TEST(ImageMessageTest, SixteenBitPngsDecodeToEightBits) {
   }
 }
 
-long MaxRssMiB() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024;
-}
-
 // A few hundred bytes that declare 30000x30000 pixels: decoded first and checked after, as
 // OpenCV would, they take 0.9 GB (2.7 GB in colour) and seconds. A pod's memory limit would kill the service, and the
 // restarted one would read the same message again.
 TEST(ImageMessageTest, AJpegBombIsRefusedBeforeItsPixelsAreAllocated) {
   WireMessage m = Encoded(ImageEncoding::kJpeg);
   SetJpegSides(m.value, 30000, 30000);
-  const long before = MaxRssMiB();
+  const long before = iotinfer::testing::MaxRssMiB();
   auto decoded = DecodeImageMessage(m);
   ASSERT_FALSE(decoded);
   EXPECT_THAT(decoded.error().message(), HasSubstr("exceeds the side limit of 4096"));
-  EXPECT_LT(MaxRssMiB() - before, 256) << "MiB";
+  EXPECT_LT(iotinfer::testing::MaxRssMiB() - before, 256) << "MiB";
 }
 
 std::string PngChunk(const std::string& type, const std::string& data) {
@@ -293,11 +287,11 @@ TEST(ImageMessageTest, APngWithACompressedTextBombIsRefused) {
   }
   const size_t after_ihdr = 8 + 25;  // signature, then IHDR's length, type, 13 bytes and CRC
   m.value.insert(after_ihdr, PngChunk("zTXt", std::string("Comment\0\0", 9) + deflated));
-  const long before = MaxRssMiB();
+  const long before = iotinfer::testing::MaxRssMiB();
   auto decoded = DecodeImageMessage(m);
   ASSERT_FALSE(decoded);
   EXPECT_EQ(decoded.error().message(), "PNG with more than 4 MiB of ancillary data (text, ICC profile)");
-  EXPECT_LT(MaxRssMiB() - before, 32) << "MiB";
+  EXPECT_LT(iotinfer::testing::MaxRssMiB() - before, 32) << "MiB";
 }
 
 // Each progressive scan makes the decoder go over the whole image again; a small payload

@@ -2,7 +2,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <sys/resource.h>
 
 #include <map>
 #include <nlohmann/json.hpp>
@@ -174,12 +173,6 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   }
 }
 
-long MaxRssMiB() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024;
-}
-
 // Each image is brought to the network's size as it is decoded. 128 flat 2048x2048 RGB PNGs
 // (12 MiB each decoded, 1.5 GiB as one batch) pass through infer while its peak memory grows
 // by a fraction of that; held at full size until the batch was classified, they took it all.
@@ -213,12 +206,12 @@ TEST(InferIntegrationTest, ABatchOfLargeImagesIsNeverHeldAtFullSize) {
   options.batch_wait = std::chrono::milliseconds(500);
   options.classifier.threads = 2;
   options.log_every = std::chrono::milliseconds(0);
-  const long before = MaxRssMiB();
+  const long before = iotinfer::testing::MaxRssMiB();
   auto result = iotinfer::testing::RunInferUntil(options, kImages, std::chrono::seconds(90));
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
   EXPECT_EQ(result->dead_lettered, 0);
-  EXPECT_LT(MaxRssMiB() - before, 512) << "MiB";
+  EXPECT_LT(iotinfer::testing::MaxRssMiB() - before, 512) << "MiB";
   EXPECT_EQ(ReadAll(inferences, kImages, std::chrono::seconds(1)).size(), static_cast<size_t>(kImages));
 }
 
