@@ -5,6 +5,8 @@
 # shellcheck shell=bash
 
 : "${ARTIFACTS:=${XDG_CACHE_HOME:-$HOME/.cache}/iotinfer}"
+# shellcheck source=scripts/go-toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-toolchain.sh"
 
 HELM_VERSION=v3.22.0
 HELM_HOME="$ARTIFACTS/helm-$HELM_VERSION"
@@ -17,6 +19,7 @@ HELM_CHECKER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deploy/helm/c
 # Installs $HELM, and puts the checker's modules into Go's module cache so that the chart check
 # (a unit test) needs no network. Idempotent; silent when both are there.
 helm_install() {
+  go_install || return 1
   if [[ ! -f "$HELM_HOME/.complete" || ! -x "$HELM" ]]; then
     helm_build
   fi
@@ -27,10 +30,7 @@ helm_install() {
 # The ldflags are those of Helm's release build (its Makefile): without them `helm version` says
 # v3.22 and `helm template` assumes Kubernetes 1.20, which a chart's kubeVersion refuses.
 helm_build() {
-  command -v go >/dev/null || {
-    printf 'helm_install: needs the Go toolchain (go) on PATH\n' >&2
-    return 1
-  }
+  go_install || return 1
   printf '\033[1m==> %s\033[0m\n' "building helm $HELM_VERSION from the Go module proxy into $HELM_HOME (minutes)" >&2
   rm -rf "$HELM_HOME"
   mkdir -p "$HELM_HOME/bin"

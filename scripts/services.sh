@@ -4,6 +4,8 @@
 # checkout on the machine, so a fresh clone (as CI uses) reuses them.
 
 ARTIFACTS="${XDG_CACHE_HOME:-$HOME/.cache}/iotinfer"
+# shellcheck source=scripts/go-toolchain.sh
+source "$ROOT/scripts/go-toolchain.sh"
 KAFKA_VERSION=3.9.1
 KAFKA_PORT=9092
 KAFKA_HOME="$ARTIFACTS/kafka-$KAFKA_VERSION"
@@ -133,7 +135,7 @@ MONGO_DATA="${IOTINFER_MONGO_DATA:-$ROOT/.cache/mongo}"
 mongo_install() {
   command -v mongod >/dev/null && return 0
   [[ -x "$FERRETDB_HOME/ferretdb" ]] && return 0
-  command -v go >/dev/null || die "building FerretDB needs the Go toolchain (go) on PATH"
+  go_install || die "building FerretDB needs Go $GO_VERSION"
   log "building FerretDB $FERRETDB_VERSION from the Go module proxy into $FERRETDB_HOME"
   # `go install ...@version` builds a binary that panics at start: the module zip lacks the
   # build/version/version.txt that FerretDB's release builds generate. So build a copy of

@@ -103,7 +103,7 @@ main() {
   # Reads ./dev's package list the way the build stage does, and rejects stale skips.
   local build_packages
   if build_packages=$("$HERE/stages.sh" build-packages "$ROOT"); then
-    note "build stage: $(wc -l <<<"$build_packages") packages from ./dev's APT_PACKAGES"
+    note "build stage: $(wc -l <<<"$build_packages") packages from ./dev's APT_BUILD_PACKAGES"
   else
     fail "stages.sh build-packages cannot derive the build stage's packages from ./dev"
   fi

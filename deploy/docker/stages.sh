@@ -18,11 +18,9 @@ PREFIX=/opt/iotinfer
 SERVICE_UID=10001
 SERVICE_HOME=/var/lib/iotinfer
 
-# In ./dev's APT_PACKAGES but not needed to build the binary: formatting, the test suites
-# (configured off here), the dataset (the runtime image installs it) and model training.
-BUILD_SKIPS=(clang-format libgtest-dev libgmock-dev dataset-fashion-mnist python3-torch python3-numpy)
-# Needed by the build stage alone: Maven and pip fetch over TLS, and a bare image lacks the CAs.
-BUILD_EXTRAS=(ca-certificates)
+# In ./dev's APT_BUILD_PACKAGES but not needed to build the binary: the dataset (the runtime
+# image installs it).
+BUILD_SKIPS=(dataset-fashion-mnist)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'stages.sh: %s\n' "$*" >&2; exit 1; }
@@ -45,15 +43,15 @@ apt_install() {
 
 cmd_build_packages() {
   local root=$1 pkg skip
-  # APT_PACKAGES as ./dev declares it, read without running ./dev, so that a library added
+  # APT_BUILD_PACKAGES as ./dev declares it, read without running ./dev, so that a library added
   # there reaches the image.
   local -a dev_packages
   mapfile -t dev_packages < <(
-    eval "$(sed -n '/^APT_PACKAGES=(/,/^)/p' "$root/dev")"
+    eval "$(sed -n '/^APT_BUILD_PACKAGES=(/,/^)/p' "$root/dev")"
     # shellcheck disable=SC2154 # assigned by the eval
-    printf '%s\n' "${APT_PACKAGES[@]}"
+    printf '%s\n' "${APT_BUILD_PACKAGES[@]}"
   )
-  ((${#dev_packages[@]})) || die "no APT_PACKAGES in $root/dev"
+  ((${#dev_packages[@]})) || die "no APT_BUILD_PACKAGES in $root/dev"
   local -A in_dev=() skipped=()
   for pkg in "${dev_packages[@]}"; do in_dev[$pkg]=1; done
   for skip in "${BUILD_SKIPS[@]}"; do
@@ -63,7 +61,6 @@ cmd_build_packages() {
   for pkg in "${dev_packages[@]}"; do
     if [[ -z ${skipped[$pkg]:-} ]]; then echo "$pkg"; fi
   done
-  printf '%s\n' "${BUILD_EXTRAS[@]}"
 }
 
 cmd_build_deps() {

@@ -3,7 +3,7 @@
 # combinations: `helm lint --strict`, then `helm template` decoded strictly into the Kubernetes API
 # types by check/ (Go), which also cross-checks selectors, probes and pod hardening. Then proof
 # that the checker is not a rubber stamp: renders with a planted defect must be rejected, naming it.
-# Needs go, and helm 3 as ./dev setup installs it (helm_install in scripts/deploy-tools.sh) or
+# Needs Go (the pinned one ./dev setup installs, or go on PATH), and helm 3 as ./dev setup installs it (helm_install in scripts/deploy-tools.sh) or
 # on PATH. Exits non-zero on the first problem.
 set -euo pipefail
 
@@ -30,6 +30,8 @@ find_helm() {
   fi
 }
 helm_bin=$(find_helm)
+# The pinned Go that ./dev setup installs (scripts/go-toolchain.sh), else the one on PATH.
+go_use
 command -v go >/dev/null || die "go not found on PATH: the chart checker (deploy/helm/check) is Go"
 
 # The checker, from Go's build cache after the first time. A binary of our own per run, so that
@@ -39,7 +41,7 @@ trap 'rm -rf "$bin_dir"' EXIT
 checker="$bin_dir/check"
 step "building the checker ($("$helm_bin" version --template '{{.Version}}'), $(go env GOVERSION))"
 (cd "$HERE/check" && GOFLAGS=-mod=readonly go vet ./... && GOFLAGS=-mod=readonly go test -count=1 ./... >/dev/null &&
-  GOFLAGS=-mod=readonly go build -o "$checker" .) || die "building or testing deploy/helm/check failed"
+  GOFLAGS="-mod=readonly -buildvcs=false" go build -o "$checker" .) || die "building or testing deploy/helm/check failed"
 
 render() { "$helm_bin" template iotinfer "$CHART" --namespace iotinfer "$@"; }
 
