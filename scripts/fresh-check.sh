@@ -70,6 +70,9 @@ done
 ((${#sources[@]})) || die "no Debian sources in /etc/apt on this host"
 
 mkdir -p "$FRESH_CACHE"/{apt,go,m2,pip} "$WORK_PARENT"
+# Maven records a failed download as *.lastUpdated and does not try again for a day: a failure
+# to reach the network is not a download to keep.
+find "$FRESH_CACHE/m2" -name '*.lastUpdated' -delete
 work=$(mktemp -d "$WORK_PARENT/iotinfer-fresh.XXXXXX")
 root="$work/root"
 logdir="$work/logs"
@@ -111,9 +114,16 @@ mmdebstrap --quiet --variant=minbase --mode=root \
   --customize-hook="sync-out /var/cache/apt/archives $FRESH_CACHE/apt" \
   "$SUITE" "$root" "${sources[@]}" >"$logdir/mmdebstrap.log" 2>&1 ||
   { tail -n "$TAIL_LINES" "$logdir/mmdebstrap.log" >&2; die "mmdebstrap failed"; }
-# A machine's own network settings, as a new one on this network would have.
+# A machine's own network settings, as a new one on this network would have: its resolver, and
+# the network's own CA certificates (the host's local ones; where TLS is inspected on the way
+# out, no TLS connection succeeds without them). Debian's ca-certificates, which ./dev installs,
+# adds them to the system's store.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 cp /etc/hosts "$root/etc/hosts"
+if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 root_time=$((SECONDS - started))
 log "root made in ${root_time}s ($(du -sh "$root" | cut -f1))"
 
