@@ -7,8 +7,12 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -50,11 +54,16 @@ class IotinferProcess {
   IotinferProcess(const IotinferProcess&) = delete;
   IotinferProcess& operator=(const IotinferProcess&) = delete;
 
-  /// Sends `signal` (and `then`, if given, at once), waits for the process to end and returns its status as waitpid
-  /// reports it.
+  /// Sends `signal` (and `then`, if given, as soon as the process has taken `signal`), waits for the process to end
+  /// and returns its status as waitpid reports it.
   int Signal(int signal, int then = 0) {
     kill(pid_, signal);
-    if (then != 0) kill(pid_, then);
+    if (then != 0) {
+      // Two signals pending together are delivered lowest number first, whatever the order they were sent in: on a
+      // loaded machine `then` could be taken first.
+      WaitUntilNotPending(signal);
+      kill(pid_, then);
+    }
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
@@ -62,6 +71,21 @@ class IotinferProcess {
   }
 
  private:
+  // Until `signal` is no longer pending for the process (ShdPnd in /proc/PID/status), for at most 10 s.
+  void WaitUntilNotPending(int signal) const {
+    const uint64_t bit = uint64_t{1} << (signal - 1);
+    for (int i = 0; i < 1000; ++i) {
+      std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+      std::string line;
+      bool pending = false;
+      while (std::getline(status, line)) {
+        if (line.rfind("ShdPnd:", 0) == 0) pending = (std::stoull(line.substr(7), nullptr, 16) & bit) != 0;
+      }
+      if (!pending) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
   pid_t pid_ = -1;
 };
 
