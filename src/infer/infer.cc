@@ -160,7 +160,8 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
       if (decoded[i]) {
         records.push_back(std::move(*decoded[i]));
       } else {
-        outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].error().message()));
+        outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].error().message(),
+                                                  pipe->max_message_bytes(options.dlq_topic)));
         ++dead;
       }
     }

@@ -4,6 +4,9 @@
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <map>
 #include <random>
 #include <set>
@@ -21,6 +24,16 @@ struct ErrorDeleter {
 };
 using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
+// What `message` takes against a size limit, as librdkafka and the broker count it, near enough
+// (kRecordOverheadBytes covers the rest).
+size_t WireSize(const WireMessage& message) {
+  size_t size = message.key.size() + message.value.size();
+  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
+  return size;
+}
+
+constexpr size_t kMaxReasonBytes = 1024;
+
 }  // namespace
 
 std::string TransactionalId(const std::string& group, const std::string& instance_id) {
@@ -30,18 +43,33 @@ std::string TransactionalId(const std::string& group, const std::string& instanc
   return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
 }
 
-OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason) {
+OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason,
+                         size_t max_bytes) {
   OutputMessage out{topic, in.message};
   const auto now = std::chrono::system_clock::now().time_since_epoch();
-  out.message.headers.push_back({"error", reason});
+  std::vector<WireMessage::Header> added = {
+      {"error", reason.size() <= kMaxReasonBytes ? reason : reason.substr(0, kMaxReasonBytes - 3) + "..."},
+      {"failed-at", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(now).count())},
+      {"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)}};
+  out.message.headers.insert(out.message.headers.end(), added.begin(), added.end());
+  if (WireSize(out.message) <= max_bytes) return out;
   out.message.headers.push_back(
-      {"failed-at", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(now).count())});
-  out.message.headers.push_back({"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)});
+      {"payload-dropped", fmt::format("{} bytes; the dead letter would exceed the {}-byte limit of {}",
+                                      in.message.value.size(), max_bytes, topic)});
+  out.message.value.clear();
+  if (WireSize(out.message) <= max_bytes) return out;
+  // Kafka's own limits let a key or headers alone be near the size limit.
+  out.message.key.clear();
+  added.push_back(out.message.headers.back());
+  added.push_back({"key-and-headers-dropped", fmt::format("{} bytes of key, {} headers", in.message.key.size(),
+                                                          in.message.headers.size())});
+  out.message.headers = std::move(added);
   return out;
 }
 
 struct TransactionalPipe::Impl {
   PipeOptions options;
+  std::map<std::string, size_t> max_message_bytes;  // per output topic
   Handle consumer;
   Handle producer;
   std::set<TopicPartition> assigned;
@@ -113,6 +141,24 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   }
 
   LookUpTopics(impl->producer.get(), options.output_topics);
+  std::array<char, 32> value{};
+  size_t value_size = value.size();
+  int64_t producer_limit = 1'000'000;  // librdkafka's default
+  if (rd_kafka_conf_get(rd_kafka_conf(impl->producer.get()), "message.max.bytes", value.data(), &value_size) ==
+      RD_KAFKA_CONF_OK) {
+    producer_limit = std::strtoll(value.data(), nullptr, 10);
+  }
+  for (const std::string& topic : options.output_topics) {
+    int64_t limit = producer_limit;
+    // A topic that cannot be described (its ACLs, say) keeps the producer's limit.
+    if (Result<int64_t> topic_limit = TopicMaxMessageBytes(options.kafka, topic); topic_limit) {
+      limit = std::min(limit, *topic_limit);
+    } else if (options.log) {
+      options.log(fmt::format("{}; dead letters are sized by the producer's limit alone", topic_limit.error().message()));
+    }
+    impl->max_message_bytes[topic] =
+        static_cast<size_t>(std::max<int64_t>(limit - static_cast<int64_t>(kRecordOverheadBytes), 0));
+  }
 
   // Subscribed last: a member joins its group only once it can commit what it consumes.
   ASSIGN_OR_RETURN(impl->consumer, SubscribeGroupMember(options.kafka, options.group, options.input_topics,
@@ -202,6 +248,11 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
     if (!e) return Ok();
     if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) return fail(std::move(e), "committing the transaction");
   }
+}
+
+size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
+  auto it = impl_->max_message_bytes.find(topic);
+  return it == impl_->max_message_bytes.end() ? 1'000'000 - kRecordOverheadBytes : it->second;
 }
 
 int TransactionalPipe::assigned_partitions() const { return static_cast<int>(impl_->assigned.size()); }

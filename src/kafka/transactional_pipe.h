@@ -39,10 +39,19 @@ struct OutputMessage {
 /// process (host name, pid, random). Zombies are fenced through the group either way (KIP-447).
 std::string TransactionalId(const std::string& group, const std::string& instance_id);
 
+/// Room left under a message size limit for what a record adds around its key, value and
+/// headers (lengths, attributes, the record batch's own header).
+inline constexpr size_t kRecordOverheadBytes = 1024;
+
 /// `in` for the dead-letter topic `topic`: the original key, value and headers, plus headers
 /// `error` (`reason`), `failed-at` (microseconds since the epoch) and `source`
-/// (topic/partition/offset).
-OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason);
+/// (topic/partition/offset). A dead letter must always fit, or the message it stands for
+/// could never be committed past: when it would be larger than `max_bytes` (the smaller of the
+/// producer's and the topic's limits), the original value is left out and header
+/// `payload-dropped` says how large it was; if it is still too large, the original key and
+/// headers go too (`key-and-headers-dropped`). The reason is cut to 1 KiB.
+OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason,
+                         size_t max_bytes = 1'000'000);
 
 /// Exactly-once consume-transform-produce: a consumer group member reading committed
 /// messages, and a transactional producer that writes a batch's outputs together with the
@@ -69,6 +78,11 @@ class TransactionalPipe {
   /// Unavailable is returned. Fatal producer states (fenced by a newer instance) and a
   /// rewind that fails return FailedPrecondition: the process must stop.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
+
+  /// The largest message the pipe can write to `topic` (one of its output topics): the
+  /// producer's message.max.bytes or the topic's max.message.bytes, whichever is smaller, less
+  /// kRecordOverheadBytes. Pass it to DeadLetter.
+  size_t max_message_bytes(const std::string& topic) const;
 
   /// Partitions currently assigned to this member.
   int assigned_partitions() const;

@@ -138,6 +138,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .max_batch = options.batch_max,
                                    .max_wait = options.flush_interval,
                                    .log = kafka::StderrLog(log_name)}));
+  const size_t dlq_max_bytes = pipe->max_message_bytes(options.dlq_topic);
   SinkStats stats;
   kafka::ServiceLoop<SinkStats> loop(*pipe, stats, log_name, options.log_every, report);
   Writer writer(*store, options, stop, stats, report);
@@ -157,7 +158,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
         records.push_back(std::move(*record));
         sources.push_back(&in);
       } else {
-        dead.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message()));
+        dead.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message(), dlq_max_bytes));
       }
     }
 
@@ -172,7 +173,8 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
           written->inserted += one->inserted;
           written->replaced += one->replaced;
         } else if (one.error().code() == Error::Code::kInvalidInput) {
-          dead.push_back(kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + one.error().message()));
+          dead.push_back(kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + one.error().message(),
+                                         dlq_max_bytes));
         } else {
           written = std::unexpected(one.error());
         }

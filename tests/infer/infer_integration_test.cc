@@ -173,6 +173,79 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   }
 }
 
+// A message the broker took on `images` must end as a record or a dead letter, whatever its size:
+// a 1,000,000-byte raw image whose shape header disagrees with it, and a corrupt PNG of about a
+// megabyte, with good images before and after them on the same partition. Their dead letters
+// would be over the producer's limit with the payload kept; infer used to abort its batch on
+// them for ever, and so stop every partition.
+TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWithoutTheirPayload) {
+  const std::string images = UniqueTopic("big-images"), inferences = UniqueTopic("big-out"),
+                    dlq = UniqueTopic("big-dlq");
+  ASSERT_OK(kafka::EnsureTopics({}, {{images, 2}, {inferences, 2}, {dlq, 2}}));
+  constexpr int kGood = 200;
+  produce::ProduceOptions produce_options;
+  produce_options.topic = images;
+  produce_options.images = kGood / 2;
+  produce_options.producers = 4;
+  produce_options.run_id = "before";
+  ASSERT_OK(produce::Produce(produce_options));
+
+  kafka::KafkaConfig big_messages;
+  big_messages.properties["message.max.bytes"] = "1040000";
+  auto producer = kafka::Producer::Create(big_messages);
+  ASSERT_OK(producer);
+  const WireMessage raw = *EncodeImageMessage({"big-raw", 1, std::string("Bag"), 1, Image{2, 2, 1, {1, 2, 3, 4}}},
+                                              {.encoding = ImageEncoding::kRaw});
+  WireMessage huge_raw = raw;
+  huge_raw.value = std::string(1'000'000, '\x7f');
+  WireMessage corrupt_png =
+      *EncodeImageMessage({"big-png", 1, std::string("Bag"), 1, Image{8, 8, 1, std::vector<uint8_t>(64, 7)}},
+                          {.encoding = ImageEncoding::kPng});
+  corrupt_png.value.resize(1'000'000, '\x42');  // garbage after IEND: more than a PNG holds
+  corrupt_png.value.replace(8, 4, "\xff\xff\xff\xff");  // and a broken IHDR length
+  ASSERT_OK((*producer)->Send(images, huge_raw));
+  ASSERT_OK((*producer)->Send(images, corrupt_png));
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, 2);
+  produce_options.run_id = "after";
+  ASSERT_OK(produce::Produce(produce_options));
+
+  InferOptions options;
+  options.group = UniqueTopic("big-group");
+  options.input_topic = images;
+  options.output_topic = inferences;
+  options.dlq_topic = dlq;
+  options.partitions = 2;
+  options.log_every = std::chrono::milliseconds(0);
+  options.limits.max_payload_bytes = 2'000'000;
+  auto result = iotinfer::testing::RunInferUntil(options, kGood + 2, std::chrono::seconds(60));
+  ASSERT_OK(result);
+  EXPECT_EQ(result->inferred, kGood);
+  EXPECT_EQ(result->dead_lettered, 2);
+  EXPECT_EQ(result->aborted, 0);
+
+  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
+
+  auto dead = ReadAll(dlq, 2, std::chrono::seconds(1));
+  ASSERT_EQ(dead.size(), 2u);
+  std::set<std::string> dead_ids;
+  for (const auto& m : dead) {
+    ASSERT_NE(m.FindHeader("id"), nullptr);
+    dead_ids.insert(*m.FindHeader("id"));
+    EXPECT_TRUE(m.value.empty());
+    ASSERT_NE(m.FindHeader("payload-dropped"), nullptr);
+    EXPECT_THAT(*m.FindHeader("payload-dropped"), ::testing::HasSubstr("1000000 bytes"));
+    ASSERT_NE(m.FindHeader("source"), nullptr);
+    EXPECT_THAT(*m.FindHeader("source"), ::testing::StartsWith(images + "/"));
+    ASSERT_NE(m.FindHeader("error"), nullptr);
+  }
+  EXPECT_EQ(dead_ids, (std::set<std::string>{"big-raw", "big-png"}));
+}
+
 // Each image is brought to the network's size as it is decoded. 128 flat 2048x2048 RGB PNGs
 // (12 MiB each decoded, 1.5 GiB as one batch) pass through infer while its peak memory grows
 // by a fraction of that; held at full size until the batch was classified, they took it all.

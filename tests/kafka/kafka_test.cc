@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kafka/kafka_internal.h"
+#include "kafka/transactional_pipe.h"
 #include "test_util.h"
 
 namespace iotinfer::kafka {
@@ -164,6 +165,46 @@ TEST(KafkaAdminTest, UnreachableClusterIsUnavailable) {
   auto status = EnsureTopics({.brokers = "127.0.0.1:1"}, {{"images"}}, std::chrono::milliseconds(1500));
   ASSERT_FALSE(status);
   EXPECT_EQ(status.error().code(), Error::Code::kUnavailable);
+}
+
+InputMessage Original(std::string key, std::string value, std::vector<WireMessage::Header> headers) {
+  return {.message = {std::move(key), std::move(value), std::move(headers)}, .topic = "images", .partition = 3, .offset = 42};
+}
+
+TEST(DeadLetterTest, KeepsTheOriginalWholeWhenItFits) {
+  const auto out = DeadLetter("images.dlq", Original("7", "payload", {{"id", "a"}}), "why", 10'000);
+  EXPECT_EQ(out.topic, "images.dlq");
+  EXPECT_EQ(out.message.key, "7");
+  EXPECT_EQ(out.message.value, "payload");
+  EXPECT_EQ(*out.message.FindHeader("id"), "a");
+  EXPECT_EQ(*out.message.FindHeader("error"), "why");
+  EXPECT_EQ(*out.message.FindHeader("source"), "images/3/42");
+  EXPECT_NE(out.message.FindHeader("failed-at"), nullptr);
+  EXPECT_EQ(out.message.FindHeader("payload-dropped"), nullptr);
+}
+
+// A dead letter that could not be written would stop its partition for ever: past the limit,
+// the payload goes, and then the key and the original headers, never the reason or the source.
+TEST(DeadLetterTest, DropsThePayloadAndThenKeyAndHeadersToFitTheLimit) {
+  const auto no_payload = DeadLetter("dlq", Original("7", std::string(5000, 'x'), {{"id", "a"}}), "too big", 4000);
+  EXPECT_TRUE(no_payload.message.value.empty());
+  EXPECT_EQ(no_payload.message.key, "7");
+  EXPECT_EQ(*no_payload.message.FindHeader("id"), "a");
+  EXPECT_THAT(*no_payload.message.FindHeader("payload-dropped"), HasSubstr("5000 bytes"));
+  EXPECT_EQ(*no_payload.message.FindHeader("error"), "too big");
+  EXPECT_EQ(*no_payload.message.FindHeader("source"), "images/3/42");
+
+  const auto bare = DeadLetter("dlq", Original(std::string(3000, 'k'), "v", {{"h", std::string(3000, 'h')}}), "why", 4000);
+  EXPECT_TRUE(bare.message.key.empty());
+  EXPECT_TRUE(bare.message.value.empty());
+  EXPECT_EQ(bare.message.FindHeader("h"), nullptr);
+  EXPECT_THAT(*bare.message.FindHeader("key-and-headers-dropped"), HasSubstr("3000 bytes of key, 1 headers"));
+  EXPECT_EQ(*bare.message.FindHeader("error"), "why");
+  EXPECT_EQ(*bare.message.FindHeader("source"), "images/3/42");
+  EXPECT_NE(bare.message.FindHeader("payload-dropped"), nullptr);
+
+  const auto long_reason = DeadLetter("dlq", Original("7", "v", {}), std::string(5000, 'r'), 100'000);
+  EXPECT_EQ(long_reason.message.FindHeader("error")->size(), 1024u);
 }
 
 }  // namespace
