@@ -79,17 +79,29 @@ logdir="$work/logs"
 mkdir -p "$logdir"
 inner_pid=""
 
+# True once no process has its root directory inside $root.
+root_unused() {
+  local link
+  for link in /proc/[0-9]*/root; do
+    [[ "$(readlink "$link" 2>/dev/null)" == "$root"* ]] && return 1
+  done
+  return 0
+}
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [[ -n $inner_pid ]] && kill -0 "$inner_pid" 2>/dev/null; then
-    # unshare --kill-child takes the pid namespace, and so every process inside, with it.
-    kill -TERM "$inner_pid" 2>/dev/null || true
+    # unshare --fork ignores SIGINT and SIGTERM while it waits for its child; killed, it takes
+    # the child (--kill-child), the pid namespace's first process, and so every process inside.
+    kill -KILL "$inner_pid" 2>/dev/null || true
     wait "$inner_pid" 2>/dev/null || true
   fi
+  local i
+  for ((i = 0; i < 100; i++)); do root_unused && break; sleep 0.1; done
   # The mounts live in the inner mount namespace and are gone with it; never delete through one.
-  if grep -qF " $root" /proc/self/mounts; then
-    printf 'fresh-check: %s still has mounts; left in place\n' "$root" >&2
+  if grep -qF " $root" /proc/self/mounts || ! root_unused; then
+    printf 'fresh-check: %s is still in use; left in place\n' "$root" >&2
   elif ((keep)); then
     printf 'fresh-check: the root is kept at %s (logs in %s)\n' "$root" "$logdir" >&2
   else

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -430,48 +429,6 @@ Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic, 
   auto it = partitions.find(topic);
   if (it == partitions.end()) return std::unexpected(Error::NotFound(fmt::format("topic {} does not exist", topic)));
   return it->second;
-}
-
-Result<int64_t> TopicMaxMessageBytes(const KafkaConfig& config, const std::string& topic,
-                                     std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Admin> admin, MakeAdmin(config));
-  rd_kafka_t* rk = admin->rk.get();
-  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-  std::array<char, 512> error{};
-  rd_kafka_AdminOptions_set_request_timeout(options, static_cast<int>(timeout.count()), error.data(), error.size());
-  rd_kafka_DescribeConfigs(rk, &resource, 1, options, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()) + 1000);
-  Result<int64_t> result = std::unexpected(Error::NotFound(fmt::format("topic {} has no max.message.bytes", topic)));
-  if (!event) {
-    result = std::unexpected(Error::Unavailable(fmt::format("describing topic {}: no answer from the cluster", topic)));
-  } else if (auto request_err = rd_kafka_event_error(event); request_err) {
-    result = std::unexpected(FromKafka(request_err, fmt::format("describing topic {}", topic)));
-  } else {
-    size_t count = 0;
-    const rd_kafka_ConfigResource_t** described =
-        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
-    for (size_t i = 0; i < count; ++i) {
-      if (auto err = rd_kafka_ConfigResource_error(described[i]); err) {
-        result = std::unexpected(FromKafka(err, fmt::format("describing topic {}", topic)));
-        break;
-      }
-      size_t entries = 0;
-      const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[i], &entries);
-      for (size_t j = 0; j < entries; ++j) {
-        const char* value = rd_kafka_ConfigEntry_value(configs[j]);
-        if (std::string_view(rd_kafka_ConfigEntry_name(configs[j])) == "max.message.bytes" && value) {
-          result = std::strtoll(value, nullptr, 10);
-        }
-      }
-    }
-  }
-  if (event) rd_kafka_event_destroy(event);
-  rd_kafka_AdminOptions_destroy(options);
-  rd_kafka_queue_destroy(queue);
-  rd_kafka_ConfigResource_destroy(resource);
-  return result;
 }
 
 struct Producer::Impl {

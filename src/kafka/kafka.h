@@ -69,11 +69,6 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
 Result<int> PartitionCount(const KafkaConfig& config, const std::string& topic,
                            std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
-/// The topic's max.message.bytes (the broker's default unless the topic sets its own), or
-/// NotFound; Unavailable when the cluster does not answer within `timeout`.
-Result<int64_t> TopicMaxMessageBytes(const KafkaConfig& config, const std::string& topic,
-                                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
-
 /// Reads `topic` from the beginning of every partition up to its end as of the call (its
 /// high watermark), calling `on_message` in order within each partition. read_committed:
 /// aborted messages are skipped, and a transaction still open at the end is waited for. Joins no group and commits

@@ -24,6 +24,11 @@ struct ErrorDeleter {
 };
 using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+
 // What `message` takes against a size limit, as librdkafka and the broker count it, near enough
 // (kRecordOverheadBytes covers the rest).
 size_t WireSize(const WireMessage& message) {
@@ -69,12 +74,65 @@ OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const
 
 struct TransactionalPipe::Impl {
   PipeOptions options;
-  std::map<std::string, size_t> max_message_bytes;  // per output topic
+  // Per output topic: the producer's limit at first, lowered to the topic's own once the
+  // cluster has answered the DescribeConfigs sent at creation (into `limits`).
+  mutable std::map<std::string, size_t> max_message_bytes;
   Handle consumer;
   Handle producer;
   std::set<TopicPartition> assigned;
+  mutable Queue limits;                          // declared after producer: destroyed first
   std::vector<InputMessage>* filling = nullptr;  // the batch PollBatch is filling, if any
   ErrorListener errors;                          // of the consumer
+
+  // Asks the cluster for the output topics' max.message.bytes without waiting for the answer:
+  // a cluster that never answers (librdkafka's mock) must not hold up the start.
+  void AskTopicLimits() {
+    std::vector<rd_kafka_ConfigResource_t*> resources;
+    for (const auto& topic : options.output_topics) {
+      resources.push_back(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+    }
+    limits.reset(rd_kafka_queue_new(producer.get()));
+    rd_kafka_DescribeConfigs(producer.get(), resources.data(), resources.size(), nullptr, limits.get());
+    for (auto* resource : resources) rd_kafka_ConfigResource_destroy(resource);  // the request holds copies
+  }
+
+  // Takes the answer to AskTopicLimits if it has come.
+  void TakeTopicLimits() const {
+    if (!limits) return;
+    rd_kafka_event_t* event = rd_kafka_queue_poll(limits.get(), 0);
+    if (!event) return;
+    std::vector<std::string> problems;
+    if (auto err = rd_kafka_event_error(event); err) {
+      problems.push_back(fmt::format("describing the output topics: {}", rd_kafka_err2str(err)));
+    } else {
+      size_t count = 0;
+      const rd_kafka_ConfigResource_t** described =
+          rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
+      for (size_t i = 0; i < count; ++i) {
+        const std::string topic = rd_kafka_ConfigResource_name(described[i]);
+        if (auto topic_err = rd_kafka_ConfigResource_error(described[i]); topic_err) {
+          problems.push_back(fmt::format("describing topic {}: {}", topic, rd_kafka_err2str(topic_err)));
+          continue;
+        }
+        size_t entries = 0;
+        const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[i], &entries);
+        for (size_t j = 0; j < entries; ++j) {
+          const char* value = rd_kafka_ConfigEntry_value(configs[j]);
+          if (value && std::string_view(rd_kafka_ConfigEntry_name(configs[j])) == "max.message.bytes") {
+            const int64_t room = std::strtoll(value, nullptr, 10) - static_cast<int64_t>(kRecordOverheadBytes);
+            size_t& limit = max_message_bytes[topic];
+            limit = std::min(limit, static_cast<size_t>(std::max<int64_t>(room, 0)));
+          }
+        }
+      }
+    }
+    rd_kafka_event_destroy(event);
+    limits.reset();
+    // Describing needs a permission of its own (DescribeConfigs), which a service may lack.
+    for (const auto& problem : problems) {
+      if (options.log) options.log(problem + "; dead letters are sized by the producer's limit alone");
+    }
+  }
 
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                           void* opaque) {
@@ -149,16 +207,10 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
     producer_limit = std::strtoll(value.data(), nullptr, 10);
   }
   for (const std::string& topic : options.output_topics) {
-    int64_t limit = producer_limit;
-    // A topic that cannot be described (its ACLs, say) keeps the producer's limit.
-    if (Result<int64_t> topic_limit = TopicMaxMessageBytes(options.kafka, topic); topic_limit) {
-      limit = std::min(limit, *topic_limit);
-    } else if (options.log) {
-      options.log(fmt::format("{}; dead letters are sized by the producer's limit alone", topic_limit.error().message()));
-    }
     impl->max_message_bytes[topic] =
-        static_cast<size_t>(std::max<int64_t>(limit - static_cast<int64_t>(kRecordOverheadBytes), 0));
+        static_cast<size_t>(std::max<int64_t>(producer_limit - static_cast<int64_t>(kRecordOverheadBytes), 0));
   }
+  impl->AskTopicLimits();
 
   // Subscribed last: a member joins its group only once it can commit what it consumes.
   ASSIGN_OR_RETURN(impl->consumer, SubscribeGroupMember(options.kafka, options.group, options.input_topics,
@@ -251,6 +303,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
 }
 
 size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
+  impl_->TakeTopicLimits();
   auto it = impl_->max_message_bytes.find(topic);
   return it == impl_->max_message_bytes.end() ? 1'000'000 - kRecordOverheadBytes : it->second;
 }
@@ -263,6 +316,7 @@ void TransactionalPipe::Close() {
   if (impl_ && impl_->consumer) {
     rd_kafka_consumer_close(impl_->consumer.get());
     impl_->consumer.reset();
+    impl_->limits.reset();
     impl_->producer.reset();
   }
 }

@@ -81,7 +81,8 @@ class TransactionalPipe {
 
   /// The largest message the pipe can write to `topic` (one of its output topics): the
   /// producer's message.max.bytes or the topic's max.message.bytes, whichever is smaller, less
-  /// kRecordOverheadBytes. Pass it to DeadLetter.
+  /// kRecordOverheadBytes. The topic's is asked for at creation without waiting, and counts
+  /// once the cluster has answered. Pass it to DeadLetter.
   size_t max_message_bytes(const std::string& topic) const;
 
   /// Partitions currently assigned to this member.

@@ -66,6 +66,17 @@ std::vector<BadMessage> Malformed() {
   };
 }
 
+// The service between the given topics, in a group of its own, with no periodic log line.
+InferOptions Between(const std::string& images, const std::string& inferences, const std::string& dlq) {
+  InferOptions options;
+  options.group = UniqueTopic("infer-group");
+  options.input_topic = images;
+  options.output_topic = inferences;
+  options.dlq_topic = dlq;
+  options.log_every = std::chrono::milliseconds(0);
+  return options;
+}
+
 TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLettered) {
   const std::string images = UniqueTopic("infer-images"), inferences = UniqueTopic("infer-out"),
                     dlq = UniqueTopic("infer-dlq");
@@ -82,16 +93,11 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   for (const auto& m : bad) ASSERT_OK((*producer)->Send(images, m.message));
   ASSERT_OK((*producer)->Flush());
 
-  InferOptions options;
-  options.group = UniqueTopic("infer-group");
-  options.input_topic = images;
-  options.output_topic = inferences;
-  options.dlq_topic = dlq;
+  InferOptions options = Between(images, inferences, dlq);
   // Batches of up to 256 decode on both threads, the malformed messages among the good ones
   // (infer_processes_test runs many small batches).
   options.batch_max = 256;
   options.classifier.threads = 2;
-  options.log_every = std::chrono::milliseconds(0);
   options.limits.max_payload_bytes = 2000;
   const int http_port = iotinfer::testing::FreePort();
   options.endpoints = ops::EndpointOptions{.port = http_port};
@@ -210,13 +216,8 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
   produce_options.run_id = "after";
   ASSERT_OK(produce::Produce(produce_options));
 
-  InferOptions options;
-  options.group = UniqueTopic("big-group");
-  options.input_topic = images;
-  options.output_topic = inferences;
-  options.dlq_topic = dlq;
+  InferOptions options = Between(images, inferences, dlq);
   options.partitions = 2;
-  options.log_every = std::chrono::milliseconds(0);
   options.limits.max_payload_bytes = 2'000'000;
   auto result = iotinfer::testing::RunInferUntil(options, kGood + 2, std::chrono::seconds(60));
   ASSERT_OK(result);
@@ -270,15 +271,10 @@ TEST(InferIntegrationTest, ABatchOfLargeImagesIsNeverHeldAtFullSize) {
   }
   ASSERT_OK((*producer)->Flush());
 
-  InferOptions options;
-  options.group = UniqueTopic("big-group");
-  options.input_topic = images;
-  options.output_topic = inferences;
-  options.dlq_topic = dlq;
+  InferOptions options = Between(images, inferences, dlq);
   options.batch_max = kImages;
   options.batch_wait = std::chrono::milliseconds(500);
   options.classifier.threads = 2;
-  options.log_every = std::chrono::milliseconds(0);
   const long before = iotinfer::testing::MaxRssMiB();
   auto result = iotinfer::testing::RunInferUntil(options, kImages, std::chrono::seconds(90));
   ASSERT_OK(result);
