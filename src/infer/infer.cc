@@ -161,7 +161,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
         records.push_back(std::move(*decoded[i]));
       } else {
         outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].error().message(),
-                                                  pipe->max_message_bytes(options.dlq_topic)));
+                                            pipe->max_message_bytes(options.dlq_topic)));
         ++dead;
       }
     }

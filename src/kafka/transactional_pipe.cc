@@ -66,8 +66,8 @@ OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const
   // Kafka's own limits let a key or headers alone be near the size limit.
   out.message.key.clear();
   added.push_back(out.message.headers.back());
-  added.push_back({"key-and-headers-dropped", fmt::format("{} bytes of key, {} headers", in.message.key.size(),
-                                                          in.message.headers.size())});
+  added.push_back({"key-and-headers-dropped",
+                   fmt::format("{} bytes of key, {} headers", in.message.key.size(), in.message.headers.size())});
   out.message.headers = std::move(added);
   return out;
 }

@@ -174,7 +174,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
           written->replaced += one->replaced;
         } else if (one.error().code() == Error::Code::kInvalidInput) {
           dead.push_back(kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + one.error().message(),
-                                         dlq_max_bytes));
+                                           dlq_max_bytes));
         } else {
           written = std::unexpected(one.error());
         }

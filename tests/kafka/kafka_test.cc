@@ -168,7 +168,10 @@ TEST(KafkaAdminTest, UnreachableClusterIsUnavailable) {
 }
 
 InputMessage Original(std::string key, std::string value, std::vector<WireMessage::Header> headers) {
-  return {.message = {std::move(key), std::move(value), std::move(headers)}, .topic = "images", .partition = 3, .offset = 42};
+  return {.message = {std::move(key), std::move(value), std::move(headers)},
+          .topic = "images",
+          .partition = 3,
+          .offset = 42};
 }
 
 TEST(DeadLetterTest, KeepsTheOriginalWholeWhenItFits) {
@@ -194,7 +197,8 @@ TEST(DeadLetterTest, DropsThePayloadAndThenKeyAndHeadersToFitTheLimit) {
   EXPECT_EQ(*no_payload.message.FindHeader("error"), "too big");
   EXPECT_EQ(*no_payload.message.FindHeader("source"), "images/3/42");
 
-  const auto bare = DeadLetter("dlq", Original(std::string(3000, 'k'), "v", {{"h", std::string(3000, 'h')}}), "why", 4000);
+  const auto bare =
+      DeadLetter("dlq", Original(std::string(3000, 'k'), "v", {{"h", std::string(3000, 'h')}}), "why", 4000);
   EXPECT_TRUE(bare.message.key.empty());
   EXPECT_TRUE(bare.message.value.empty());
   EXPECT_EQ(bare.message.FindHeader("h"), nullptr);
