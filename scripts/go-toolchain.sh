@@ -47,7 +47,7 @@ go_fetch() {
   dir=$(cd "$tmp" && GOTOOLCHAIN=local GOFLAGS='' "$boot" mod download -json "$module" |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   rmdir "$tmp"
-  [[ -x "$dir/bin/go" || -f "$dir/bin/go" ]] || {
+  [[ -f "$dir/bin/go" ]] || {
     printf 'go_install: could not download %s from the Go module proxy\n' "$module" >&2
     return 1
   }

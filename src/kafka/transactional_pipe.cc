@@ -39,6 +39,11 @@ size_t WireSize(const WireMessage& message) {
 
 constexpr size_t kMaxReasonBytes = 1024;
 
+// What fits in a message under the size limit `limit_bytes`.
+size_t RoomUnder(int64_t limit_bytes) {
+  return static_cast<size_t>(std::max<int64_t>(limit_bytes - static_cast<int64_t>(kRecordOverheadBytes), 0));
+}
+
 }  // namespace
 
 std::string TransactionalId(const std::string& group, const std::string& instance_id) {
@@ -77,6 +82,7 @@ struct TransactionalPipe::Impl {
   // Per output topic: the producer's limit at first, lowered to the topic's own once the
   // cluster has answered the DescribeConfigs sent at creation (into `limits`).
   mutable std::map<std::string, size_t> max_message_bytes;
+  size_t producer_room = RoomUnder(1'000'000);  // librdkafka's default message.max.bytes
   Handle consumer;
   Handle producer;
   std::set<TopicPartition> assigned;
@@ -119,9 +125,8 @@ struct TransactionalPipe::Impl {
         for (size_t j = 0; j < entries; ++j) {
           const char* value = rd_kafka_ConfigEntry_value(configs[j]);
           if (value && std::string_view(rd_kafka_ConfigEntry_name(configs[j])) == "max.message.bytes") {
-            const int64_t room = std::strtoll(value, nullptr, 10) - static_cast<int64_t>(kRecordOverheadBytes);
             size_t& limit = max_message_bytes[topic];
-            limit = std::min(limit, static_cast<size_t>(std::max<int64_t>(room, 0)));
+            limit = std::min(limit, RoomUnder(std::strtoll(value, nullptr, 10)));
           }
         }
       }
@@ -201,15 +206,11 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   LookUpTopics(impl->producer.get(), options.output_topics);
   std::array<char, 32> value{};
   size_t value_size = value.size();
-  int64_t producer_limit = 1'000'000;  // librdkafka's default
   if (rd_kafka_conf_get(rd_kafka_conf(impl->producer.get()), "message.max.bytes", value.data(), &value_size) ==
       RD_KAFKA_CONF_OK) {
-    producer_limit = std::strtoll(value.data(), nullptr, 10);
+    impl->producer_room = RoomUnder(std::strtoll(value.data(), nullptr, 10));
   }
-  for (const std::string& topic : options.output_topics) {
-    impl->max_message_bytes[topic] =
-        static_cast<size_t>(std::max<int64_t>(producer_limit - static_cast<int64_t>(kRecordOverheadBytes), 0));
-  }
+  for (const std::string& topic : options.output_topics) impl->max_message_bytes[topic] = impl->producer_room;
   impl->AskTopicLimits();
 
   // Subscribed last: a member joins its group only once it can commit what it consumes.
@@ -305,7 +306,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
 size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
   impl_->TakeTopicLimits();
   auto it = impl_->max_message_bytes.find(topic);
-  return it == impl_->max_message_bytes.end() ? 1'000'000 - kRecordOverheadBytes : it->second;
+  return it == impl_->max_message_bytes.end() ? impl_->producer_room : it->second;
 }
 
 int TransactionalPipe::assigned_partitions() const { return static_cast<int>(impl_->assigned.size()); }
