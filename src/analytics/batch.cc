@@ -239,9 +239,7 @@ Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on
   store::StoreOptions store_options = options.store;
   // The server answers a push-down aggregation only when it has read every document: on a
   // large collection (FerretDB reads ~10k documents/s) that is far beyond the driver's 5 min.
-  if (options.engine == BatchEngine::kPushdown && store_options.command_timeout.count() == 0) {
-    store_options.command_timeout = std::chrono::hours(24);
-  }
+  if (options.engine == BatchEngine::kPushdown) store_options.command_timeout = std::chrono::hours(24);
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
   BatchReport report{.engine = options.engine, .store = store->Describe()};
   TRY(store->Ping());

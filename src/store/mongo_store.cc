@@ -69,6 +69,9 @@ using Cursor = std::unique_ptr<mongoc_cursor_t, CursorDeleter>;
 struct UriDeleter {
   void operator()(mongoc_uri_t* u) const { mongoc_uri_destroy(u); }
 };
+struct WriteConcernDeleter {
+  void operator()(mongoc_write_concern_t* w) const { mongoc_write_concern_destroy(w); }
+};
 
 // The one place the driver's errors become ours: what a caller may retry is decided here.
 Error FromBson(const bson_error_t& error, std::string_view context) {
@@ -87,10 +90,12 @@ Error FromBson(const bson_error_t& error, std::string_view context) {
     case MONGOC_ERROR_SERVER:
     case MONGOC_ERROR_WRITE_CONCERN:
       switch (error.code) {
-        // Not primary, shutting down, interrupted, host unreachable, network timeout:
-        // the server is going away or not ready, so the same call may succeed later.
+        // Not primary, shutting down, interrupted, host unreachable, network timeout, write
+        // concern not met in time (members down): the server or its replica set is going away
+        // or not ready, so the same call may succeed later.
         case 6:
         case 7:
+        case 64:
         case 89:
         case 91:
         case 189:
@@ -705,9 +710,22 @@ Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
   for (const char* option : {MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGOC_URI_CONNECTTIMEOUTMS}) {
     if (!mongoc_uri_has_option(uri.get(), option)) mongoc_uri_set_option_as_int32(uri.get(), option, timeout_ms);
   }
-  if (options.command_timeout.count() > 0 && !mongoc_uri_has_option(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS)) {
+  if (!mongoc_uri_has_option(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS)) {
     const auto ms = std::min<int64_t>(options.command_timeout.count(), std::numeric_limits<int32_t>::max());
     mongoc_uri_set_option_as_int32(uri.get(), MONGOC_URI_SOCKETTIMEOUTMS, static_cast<int32_t>(ms));
+  }
+  // Acknowledged by a majority and journaled: a record the sink commits past in Kafka must
+  // survive the loss of the primary or a power cut. A URI that says otherwise (w, journal,
+  // wtimeoutMS) is kept as it is.
+  if (!mongoc_uri_has_option(uri.get(), MONGOC_URI_W) && !mongoc_uri_has_option(uri.get(), MONGOC_URI_JOURNAL)) {
+    std::unique_ptr<mongoc_write_concern_t, WriteConcernDeleter> concern(
+        mongoc_write_concern_copy(mongoc_uri_get_write_concern(uri.get())));
+    const int32_t wtimeout = mongoc_uri_has_option(uri.get(), MONGOC_URI_WTIMEOUTMS)
+                                 ? mongoc_write_concern_get_wtimeout(concern.get())
+                                 : static_cast<int32_t>(std::min<int64_t>(options.command_timeout.count(), 60000));
+    mongoc_write_concern_set_wmajority(concern.get(), wtimeout);
+    mongoc_write_concern_set_journal(concern.get(), true);
+    mongoc_uri_set_write_concern(uri.get(), concern.get());
   }
   mongoc_uri_set_appname(uri.get(), "iotinfer");
   Pool pool(mongoc_client_pool_new_with_error(uri.get(), &error));

@@ -18,14 +18,17 @@ namespace iotinfer::store {
 struct StoreOptions {
   /// `sqlite:PATH` (the embedded default; the file is created) or a MongoDB connection
   /// string `mongodb://[user:password@]host[:port][/?options]`: authentication and TLS
-  /// options (`tls=true`, `tlsCAFile=…`, `authSource=…`) go to the driver as given.
+  /// options (`tls=true`, `tlsCAFile=…`, `authSource=…`) go to the driver as given. Writes
+  /// use `w=majority&journal=true` unless the URI sets `w` or `journal`.
   std::string uri = "sqlite:iotinfer.db";
   std::string database = "iotinfer";  // the MongoDB database; a SQLite file is one database
   /// How long a call waits for an unreachable server before returning Unavailable.
   std::chrono::milliseconds timeout{5000};
   /// How long one command may run before the client gives up on its answer (MongoDB's
-  /// socketTimeoutMS); 0: the driver's default, 5 minutes. A `socketTimeoutMS` in the URI wins.
-  std::chrono::milliseconds command_timeout{0};
+  /// socketTimeoutMS, and wtimeoutMS for the majority write concern): a server that stops
+  /// answering mid-write (a network partition) holds a service this long, not the driver's
+  /// 5 minutes. `socketTimeoutMS` and `wtimeoutMS` in the URI win.
+  std::chrono::milliseconds command_timeout{30000};
 };
 
 /// A stored `images` document: the inference record plus when the store wrote it.
