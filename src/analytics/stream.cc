@@ -40,9 +40,10 @@ PartitionCounts FromState(const store::StreamState& state) {
 
 class Stream {
  public:
+  // `beat` is called on every turn of the main loop.
   Stream(const StreamOptions& options, const std::atomic<bool>& stop, std::unique_ptr<store::Store> store,
-         const std::function<void(const StreamStats&)>& on_progress)
-      : options_(options), stop_(stop), store_(std::move(store)), on_progress_(on_progress) {}
+         const std::function<void(const StreamStats&)>& on_progress, std::function<void()> beat)
+      : options_(options), stop_(stop), store_(std::move(store)), on_progress_(on_progress), beat_(std::move(beat)) {}
   // Closing the consumer revokes its partitions, which calls back into this object: close it
   // while the members it uses still exist (also when Run returned early with an error).
   ~Stream() {
@@ -63,6 +64,7 @@ class Stream {
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
     while (!stop_) {
+      beat_();
       // With nothing counted since the last update, there is nothing to save before the next
       // look at other instances' saves: wait for records rather than turning the loop over
       // every millisecond (back-to-back updates would).
@@ -151,6 +153,13 @@ class Stream {
     p.next_offset = in.offset + 1;
     p.dirty = true;
     stats_.consumed++;
+    // Invalid records are sink's to dead-letter (it owns the topic's dead letters); here they
+    // are counted, like the records no client could read.
+    if (!in.unreadable.empty()) {
+      std::fprintf(stderr, "stream: %s; counted as invalid\n", in.unreadable.c_str());
+      stats_.invalid++;
+      return;
+    }
     Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
     if (!record) {
       stats_.invalid++;
@@ -379,6 +388,7 @@ class Stream {
   const std::atomic<bool>& stop_;
   std::unique_ptr<store::Store> store_;
   const std::function<void(const StreamStats&)>& on_progress_;
+  std::function<void()> beat_;
   std::unique_ptr<kafka::ExternalOffsetConsumer> consumer_;
   std::map<PartitionId, PartitionCounts> owned_;
   std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
@@ -448,12 +458,16 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
                    ops::StartIfAsked("stream", options.endpoints, StreamMetrics()));
   StreamStats published;
+  auto beat = [&] {
+    if (endpoints) endpoints->Beat();
+  };
   const std::function<void(const StreamStats&)> report = [&](const StreamStats& s) {
+    beat();  // also called while a store outage is waited out: the loop is alive
     if (endpoints) Publish(*endpoints, s, published);
     if (on_progress) on_progress(s);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
-  Stream stream(options, stop, std::move(store), report);
+  Stream stream(options, stop, std::move(store), report, beat);
   TRY(stream.Run());
   return stream.stats();
 }

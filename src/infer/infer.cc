@@ -44,6 +44,9 @@ const std::vector<ops::TotalCounter<InferStats>>& Counters() {
        [](const InferStats& s) { return s.dead_lettered; }},
       {"iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)",
        [](const InferStats& s) { return s.aborted; }},
+      {"iotinfer_infer_isolated_total",
+       "messages that failed every batch holding them, found by splitting and dead-lettered alone",
+       [](const InferStats& s) { return s.isolated; }},
       {"iotinfer_infer_rechecked_total",
        "close calls of the int8 engine classified again in float32 (of batches read again too)",
        [](const InferStats& s) { return s.rechecked; }},
@@ -62,6 +65,7 @@ std::vector<ops::MetricSpec> InferMetrics() {
            ops::SecondsBuckets()},
           {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
           {Kind::kGauge, "iotinfer_infer_partitions", "partitions assigned to this instance", {}},
+          {Kind::kGauge, "iotinfer_infer_stuck_seconds", "how long commits have failed in a row", {}},
       });
 }
 
@@ -71,7 +75,8 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);
-  ops::SetConsumerReadiness(endpoints, s.partitions);
+  endpoints.Set("iotinfer_infer_stuck_seconds", s.stuck_seconds);
+  ops::SetConsumerReadiness(endpoints, s.partitions, true, s.stuck);
   last = s;
 }
 
@@ -90,6 +95,10 @@ std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage
   std::vector<Result<ImageRecord>> decoded(batch.size());
   auto decode = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
+      if (!batch[i].unreadable.empty()) {
+        decoded[i] = std::unexpected(Error::InvalidInput(batch[i].unreadable));
+        continue;
+      }
       decoded[i] = DecodeImageMessage(batch[i].message, limits);
       if (!decoded[i]) continue;
       if (Status shaped = classifier.ToInputShape(decoded[i]->image); !shaped) {
@@ -113,8 +122,10 @@ std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage
 
 std::string FormatStats(const InferStats& s) {
   return fmt::format(
-      "consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} lag {} partitions {} rechecked {}",
-      s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.lag, s.partitions, s.rechecked);
+      "consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} isolated {} lag {} partitions {} "
+      "rechecked {}",
+      s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.isolated, s.lag, s.partitions,
+      s.rechecked);
 }
 
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
@@ -143,12 +154,14 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     if (on_progress) on_progress(s);
   };
   InferStats stats;
-  kafka::ServiceLoop<InferStats> loop(*pipe, stats, log_name, options.log_every, report);
+  kafka::ServiceLoop<InferStats> loop(
+      *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   std::vector<ImageRecord> records;
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;
   std::vector<kafka::OutputMessage> outputs;
   while (!stop.load()) {
+    if (endpoints) endpoints->Beat();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
@@ -179,8 +192,8 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     }
     const double classify_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - classify_start).count();
-    ASSIGN_OR_RETURN(bool committed, loop.Commit(batch, outputs));
-    if (!committed) continue;  // aborted and rewound: the batch comes again
+    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, outputs));
+    if (outcome != kafka::Outcome::kCommitted) continue;  // read again, or its one message dead-lettered
     if (endpoints) {
       endpoints->Observe("iotinfer_infer_classify_seconds", classify_seconds);
       for (const auto& r : records) {

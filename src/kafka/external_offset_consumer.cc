@@ -91,8 +91,13 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
     if (!m) continue;
     if (m->err) {
       std::optional<Error> stop = StopError(impl.consumer.get(), m);
+      std::optional<InputMessage> unreadable = Unreadable(m);
       rd_kafka_message_destroy(m);
       if (stop) return std::unexpected(std::move(*stop));
+      // Handed on, so that the caller counts it: librdkafka has moved past it.
+      if (unreadable && impl.assigned.contains({unreadable->topic, unreadable->partition})) {
+        batch.push_back(std::move(*unreadable));
+      }
       continue;  // end of partition or transient: librdkafka retries on its own
     }
     // The batch may wait for more only within `idle`: the caller's next deadline (the

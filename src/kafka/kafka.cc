@@ -152,6 +152,16 @@ InputMessage Convert(const rd_kafka_message_t* m) {
   return in;
 }
 
+std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m) {
+  if (!m->rkt || (m->err != RD_KAFKA_RESP_ERR__BAD_MSG && m->err != RD_KAFKA_RESP_ERR__BAD_COMPRESSION)) {
+    return std::nullopt;
+  }
+  InputMessage in{.topic = rd_kafka_topic_name(m->rkt), .partition = m->partition, .offset = m->offset};
+  in.unreadable = fmt::format("the Kafka client could not read the record at {}[{}] offset {}: {}: {}", in.topic,
+                              in.partition, in.offset, rd_kafka_err2str(m->err), rd_kafka_message_errstr(m));
+  return in;
+}
+
 void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics) {
   for (const auto& topic : topics) {
     rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
@@ -171,7 +181,7 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
   return Handle(rk);
 }
 
-rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message) {
+rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message, void* opaque) {
   for (;;) {
     rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
     for (const auto& h : message.headers) {
@@ -181,7 +191,8 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
     rd_kafka_resp_err_t err =
         rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
                           RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                          RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return err;  // the headers now belong to the message
     rd_kafka_headers_destroy(headers);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
@@ -377,6 +388,12 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
       return std::unexpected(Error::InvalidInput(fmt::format("topic {}: {}", spec.name, error.data())));
     }
     wanted.push_back(topic);
+    for (const auto& [name, value] : spec.configs) {
+      if (rd_kafka_NewTopic_set_config(topic, name.c_str(), value.c_str())) {
+        cleanup();
+        return std::unexpected(Error::InvalidInput(fmt::format("topic {}: config {}={}", spec.name, name, value)));
+      }
+    }
   }
   if (wanted.empty()) return Ok();
 

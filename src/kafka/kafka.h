@@ -51,12 +51,18 @@ struct InputMessage {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = 0;
+  // Set when the client could not read the record (a corrupt batch, unknown compression):
+  // why. `message` is then empty, and the message stands only for its place in the partition,
+  // which must still be dead-lettered and committed past, or the partition would stall.
+  std::string unreadable;
 };
 
 struct TopicSpec {
   std::string name;
   int partitions = 6;
   int replication_factor = 1;
+  // Topic configs for a topic that is created (max.message.bytes, min.insync.replicas, ...).
+  std::map<std::string, std::string> configs;
 };
 
 /// Creates the topics that do not exist yet; existing topics are left as they are (their

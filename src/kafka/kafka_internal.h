@@ -42,6 +42,11 @@ inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
 /// Copies a consumed message (key, value, headers) and where it came from.
 InputMessage Convert(const rd_kafka_message_t* m);
 
+/// For a consumer error saying a record could not be read (a corrupt batch, unknown
+/// compression): a message that stands for it, with `unreadable` saying why and where.
+/// librdkafka moves past such a record; the caller must account for it.
+std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m);
+
 /// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 
@@ -85,7 +90,8 @@ Result<Conf> MakeConf(const KafkaConfig& config, ClientRole role);
 
 /// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
 /// and retrying while the local queue is full. Returns producev's final error code.
-rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message);
+rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message,
+                            void* opaque = nullptr);
 
 /// Looks up where `topics` live, so that the first message to each does not wait about a
 /// second for librdkafka 2.0's lazy metadata refresh. Best effort: failures only cost time.

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/stop.h"
 #include "kafka/transactional_pipe.h"
 
 namespace iotinfer::kafka {
@@ -27,23 +30,56 @@ inline std::function<void(const std::string&)> StderrLog(std::string name) {
   };
 }
 
+/// How a ServiceLoop names itself and deals with batches that fail to commit.
+struct LoopOptions {
+  std::string name;                        // prefixes log lines
+  std::chrono::milliseconds log_every{0};  // 0: no periodic counters line
+  std::string dlq_topic;                   // where a message isolated as a batch's culprit goes
+  // A batch that fails to commit the same way this many times in a row is split to find the
+  // message responsible; the service also counts as stuck from then until a commit succeeds.
+  int split_after = 3;
+  // Waits between retries of a failing batch: doubled from the first up to the longest.
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+};
+
+/// What became of a batch handed to ServiceLoop::Commit.
+enum class Outcome {
+  kCommitted,  // its outputs are written and its offsets committed
+  kAborted,    // the transaction aborted and the consumer was rewound: the batch comes again
+  kIsolated,   // a batch of one message that failed alone was dead-lettered in its place
+};
+
 /// The mechanics that every consume-process-commit service (infer, sink) shares around its
 /// own processing: polling, reporting partition changes, the periodic counters log line,
-/// committing with abort-and-retry, and the batch counters. `Stats` has the members
-/// consumed, batches, last_batch, aborted, lag and partitions, and a `FormatStats(stats)`
-/// found by argument-dependent lookup. Not thread-safe.
+/// committing with abort, backoff and retry, isolating a message that no batch holding it
+/// can commit, and the batch counters. `Stats` has the members consumed, dead_lettered,
+/// isolated, batches, last_batch, aborted, stuck_seconds, stuck, lag and partitions, and a
+/// `FormatStats(stats)` found by argument-dependent lookup. Not thread-safe.
+///
+/// A batch that fails to commit the same way `split_after` times in a row is split: the next
+/// polls return half as many messages, halved again each time they fail the same way, until
+/// the culprit is found or as many messages as the failing batch held have passed. A batch of
+/// one message that still fails that way is the culprit, and is dead-lettered with the
+/// failure as its reason, once the failure is known to follow the message and not the
+/// cluster: the cluster refused the content itself (too large, invalid), other batches
+/// committed since the split began, or it failed alone split_after times more. A cluster that
+/// is down fails the dead letter too, so a good message is not dead-lettered for an outage.
+/// Other failures are retried after a growing wait.
 template <typename Stats>
 class ServiceLoop {
  public:
-  /// `name` prefixes log lines; `log_every` 0 means no periodic line; `on_progress` is optional.
-  ServiceLoop(TransactionalPipe& pipe, Stats& stats, std::string name, std::chrono::milliseconds log_every,
+  /// `on_progress` is optional; `stop` ends the waits between retries.
+  ServiceLoop(TransactionalPipe& pipe, Stats& stats, LoopOptions options, const std::atomic<bool>& stop,
               std::function<void(const Stats&)> on_progress)
       : pipe_(pipe),
         stats_(stats),
-        name_(std::move(name)),
-        log_every_(log_every),
+        options_(std::move(options)),
+        stop_(stop),
         on_progress_(std::move(on_progress)),
-        next_log_(Clock::now() + log_every) {}
+        next_log_(Clock::now() + options_.log_every),
+        initial_limit_(pipe.max_batch()),
+        limit_(initial_limit_) {}
 
   /// The next batch (possibly empty). Reports a change in assigned partitions to on_progress
   /// (so a caller can tell when the service is ready) and logs the counters when due.
@@ -53,24 +89,45 @@ class ServiceLoop {
       stats_.partitions = partitions;
       if (on_progress_) on_progress_(stats_);
     }
-    if (log_every_.count() && Clock::now() >= next_log_) {
+    if (options_.log_every.count() && Clock::now() >= next_log_) {
       stats_.lag = pipe_.lag();
-      std::fprintf(stderr, "%s: %s\n", name_.c_str(), FormatStats(stats_).c_str());
-      next_log_ = Clock::now() + log_every_;
+      Log(FormatStats(stats_));
+      next_log_ = Clock::now() + options_.log_every;
     }
     return batch;
   }
 
-  /// Commits `outputs` with the offsets past `batch`. True when committed; false when the
-  /// transaction aborted and the consumer was rewound (logged and counted: the batch comes
-  /// again); an error when the pipe cannot go on (fenced, fatal).
-  Result<bool> Commit(std::span<const InputMessage> batch, std::span<const OutputMessage> outputs) {
+  /// Commits `outputs` with the offsets past `batch`. On kCommitted, count the batch with
+  /// Committed() after updating the service's own counters; kIsolated is counted here (one
+  /// message consumed and dead-lettered). An error when the pipe cannot go on (fenced, fatal).
+  Result<Outcome> Commit(std::span<const InputMessage> batch, std::span<const OutputMessage> outputs) {
     Status committed = pipe_.Commit(batch, outputs);
-    if (committed) return true;
-    if (committed.error().code() != Error::Code::kUnavailable) return std::unexpected(committed.error());
-    std::fprintf(stderr, "%s: %s\n", name_.c_str(), committed.error().message().c_str());
-    stats_.aborted++;
-    return false;
+    if (committed) return Outcome::kCommitted;
+    ASSIGN_OR_RETURN(const bool content, Aborted(committed.error()));
+    const std::string failure = Way(committed.error());
+    if (!splitting_ && same_in_a_row_ >= options_.split_after) {
+      Log(fmt::format("a batch of {} failed to commit {} times in a row the same way; splitting it", batch.size(),
+                      same_in_a_row_));
+      splitting_ = true;
+      split_on_ = failure;
+      split_remaining_ = static_cast<int64_t>(batch.size());
+      commits_since_split_ = 0;
+      alone_failures_ = 0;
+    }
+    if (splitting_ && failure == split_on_) {
+      if (batch.size() > 1) {
+        SetLimit(static_cast<int>(batch.size() / 2));
+        return Outcome::kAborted;  // the halves are tried at once: the failure is known
+      }
+      // Alone and failing: the culprit, once the failure is known to follow the message.
+      // Failing alone time after time also makes it one; were the cluster at fault, its dead
+      // letter could not commit either (and a dead letter keeps what it can for a replay).
+      if (content || commits_since_split_ > 0 || ++alone_failures_ >= options_.split_after) {
+        return Isolate(batch.front(), committed.error());
+      }
+    }
+    SleepUnlessStopped(Backoff(), stop_);
+    return Outcome::kAborted;
   }
 
   /// Counts a committed batch of `size` messages and reports the counters; call it after the
@@ -79,6 +136,23 @@ class ServiceLoop {
     stats_.consumed += static_cast<int64_t>(size);
     stats_.batches++;
     stats_.last_batch = static_cast<int>(size);
+    if (failed_in_a_row_ >= options_.split_after) {
+      Log(fmt::format("committing again after {} failed attempts over {:.1f} s", failed_in_a_row_,
+                      stats_.stuck_seconds));
+    }
+    failed_in_a_row_ = same_in_a_row_ = 0;
+    stats_.stuck.clear();
+    stats_.stuck_seconds = 0;
+    if (splitting_) {
+      commits_since_split_++;
+      split_remaining_ -= static_cast<int64_t>(size);
+      // Past as many messages as the failing batch held without meeting the failure again:
+      // it has gone, whatever it was.
+      if (split_remaining_ <= 0) {
+        splitting_ = false;
+        SetLimit(initial_limit_);
+      }
+    }
     if (on_progress_) {
       stats_.lag = pipe_.lag();
       on_progress_(stats_);
@@ -95,12 +169,94 @@ class ServiceLoop {
  private:
   using Clock = std::chrono::steady_clock;
 
+  void Log(const std::string& line) const { std::fprintf(stderr, "%s: %s\n", options_.name.c_str(), line.c_str()); }
+
+  void SetLimit(int limit) {
+    limit_ = std::max(limit, 1);
+    pipe_.set_max_batch(limit_);
+  }
+
+  // Counts and logs an aborted commit, and reports the service stuck when it failed
+  // split_after times in a row; whether the cluster refused the content itself. Errors that
+  // are not an abort pass through.
+  Result<bool> Aborted(const Error& error) {
+    const Error::Code code = error.code();
+    if (code != Error::Code::kUnavailable && code != Error::Code::kInvalidInput) return std::unexpected(error);
+    Log(error.message());
+    stats_.aborted++;
+    if (failed_in_a_row_++ == 0) failing_since_ = Clock::now();
+    same_in_a_row_ = same_in_a_row_ > 0 && Way(error) == last_failure_ ? same_in_a_row_ + 1 : 1;
+    last_failure_ = Way(error);
+    stats_.stuck_seconds = std::chrono::duration<double>(Clock::now() - failing_since_).count();
+    if (failed_in_a_row_ >= options_.split_after) {
+      stats_.stuck = fmt::format("{} commits in a row failed over {:.0f} s, the last: {}", failed_in_a_row_,
+                                 stats_.stuck_seconds, error.message());
+    }
+    if (on_progress_) on_progress_(stats_);
+    return code == Error::Code::kInvalidInput;
+  }
+
+  // Dead-letters `culprit` in its batch's place, with `failure` as the reason.
+  Result<Outcome> Isolate(const InputMessage& culprit, const Error& failure) {
+    const OutputMessage dead = DeadLetter(options_.dlq_topic, culprit, "could not be committed: " + failure.message(),
+                                          pipe_.max_message_bytes(options_.dlq_topic));
+    Status committed = pipe_.CommitInstead({&culprit, 1}, {&dead, 1});
+    if (!committed) {
+      // The dead letter failing too says the cluster, not the message, is at fault: retry both.
+      TRY(Aborted(committed.error()));
+      SleepUnlessStopped(Backoff(), stop_);
+      return Outcome::kAborted;
+    }
+    Log(fmt::format("isolated {}/{}/{} as the message its batches failed on; dead-lettered to {}", culprit.topic,
+                    culprit.partition, culprit.offset, options_.dlq_topic));
+    stats_.isolated++;
+    stats_.dead_lettered++;
+    splitting_ = false;
+    SetLimit(initial_limit_);
+    Committed(1);
+    return Outcome::kIsolated;
+  }
+
+  // How `error` failed, for telling whether failures are alike: its text with every number
+  // left out, since the client's messages carry epochs, sequence numbers and counts.
+  static std::string Way(const Error& error) {
+    std::string way;
+    for (const char c : error.message()) {
+      const bool digit = c >= '0' && c <= '9';
+      if (digit && !way.empty() && way.back() == '#') continue;
+      way += digit ? '#' : c;
+    }
+    return way;
+  }
+
+  std::chrono::milliseconds Backoff() const {
+    auto wait = options_.backoff_initial;
+    for (int i = 1; i < failed_in_a_row_ && wait < options_.backoff_max; ++i) wait *= 2;
+    return std::min(wait, options_.backoff_max);
+  }
+
   TransactionalPipe& pipe_;
   Stats& stats_;
-  std::string name_;
-  std::chrono::milliseconds log_every_;
+  LoopOptions options_;
+  const std::atomic<bool>& stop_;
   std::function<void(const Stats&)> on_progress_;
   Clock::time_point next_log_;
+  // Failed commits in a row, since when, how many of the last failed the same way, and how.
+  int failed_in_a_row_ = 0;
+  Clock::time_point failing_since_;
+  int same_in_a_row_ = 0;
+  std::string last_failure_;
+  // While a failing batch is being split: the failure that started it, how many of its
+  // messages are still to pass, the commits since it started, and the culprit's failures
+  // alone.
+  bool splitting_ = false;
+  std::string split_on_;
+  int64_t split_remaining_ = 0;
+  int commits_since_split_ = 0;
+  int alone_failures_ = 0;
+  // The pipe's batch limit: as configured, and now.
+  int initial_limit_;
+  int limit_;
 };
 
 }  // namespace iotinfer::kafka

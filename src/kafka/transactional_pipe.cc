@@ -39,6 +39,22 @@ size_t WireSize(const WireMessage& message) {
 
 constexpr size_t kMaxReasonBytes = 1024;
 
+// Failures caused by what was written, not by the cluster's state: the same outputs fail
+// again however long one waits.
+bool IsRefusedContent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // What fits in a message under the size limit `limit_bytes`.
 size_t RoomUnder(int64_t limit_bytes) {
   return static_cast<size_t>(std::max<int64_t>(limit_bytes - static_cast<int64_t>(kRecordOverheadBytes), 0));
@@ -89,6 +105,28 @@ struct TransactionalPipe::Impl {
   mutable Queue limits;                          // declared after producer: destroyed first
   std::vector<InputMessage>* filling = nullptr;  // the batch PollBatch is filling, if any
   ErrorListener errors;                          // of the consumer
+  // Numbers the transactions, so that reports on an aborted one's messages, which may come
+  // during the next, are told apart.
+  uintptr_t transaction = 0;
+  // The first output of the open transaction that the cluster refused, and why.
+  rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string delivery_failure;
+
+  static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    if (!m->err || impl->delivery_error || reinterpret_cast<uintptr_t>(m->_private) != impl->transaction) return;
+    impl->delivery_error = m->err;
+    impl->delivery_failure =
+        fmt::format("producing to {}[{}]: {}", rd_kafka_topic_name(m->rkt), m->partition, rd_kafka_err2str(m->err));
+  }
+
+  // Waits until every output of the open transaction is delivered, or one has failed: the
+  // transaction is lost then, and the messages queued behind the failed one would only
+  // time out (transaction.timeout.ms) before commit_transaction reported it.
+  rd_kafka_resp_err_t AwaitDeliveries() {
+    while (rd_kafka_outq_len(producer.get()) > 0 && !delivery_error) rd_kafka_poll(producer.get(), 5);
+    return delivery_error;
+  }
 
   // Asks the cluster for the output topics' max.message.bytes without waiting for the answer:
   // a cluster that never answers (librdkafka's mock) must not hold up the start.
@@ -139,6 +177,51 @@ struct TransactionalPipe::Impl {
     }
   }
 
+  struct Failure {
+    TxnError error;
+    std::string step;
+  };
+
+  // One try at the transaction of `outputs` and the offsets past `consumed`: none when it
+  // committed, else how it failed, with the transaction left to abort.
+  std::optional<Failure> TryTransaction(std::span<const InputMessage> consumed,
+                                        std::span<const OutputMessage> outputs) {
+    rd_kafka_t* rk = producer.get();
+    delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    transaction++;
+    if (TxnError e{rd_kafka_begin_transaction(rk)}) return Failure{std::move(e), "begin transaction"};
+    for (const OutputMessage& out : outputs) {
+      if (auto err = Produce(rk, out.topic, out.message, reinterpret_cast<void*>(transaction))) {
+        return Failure{TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic};
+      }
+    }
+    std::map<TopicPartition, int64_t> next;
+    for (const InputMessage& in : consumed) {
+      auto& offset = next[{in.topic, in.partition}];
+      offset = std::max(offset, in.offset + 1);
+    }
+    PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+    for (const auto& [tp, offset] : next) {
+      rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = offset;
+    }
+    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer.get());
+    TxnError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, -1)};
+    rd_kafka_consumer_group_metadata_destroy(group);
+    if (sent) return Failure{std::move(sent), "sending offsets to the transaction"};
+    if (auto err = AwaitDeliveries()) {
+      // Those not sent yet would only wait out their timeout before the abort could finish.
+      rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+      return Failure{TxnError(rd_kafka_error_new(err, "%s", delivery_failure.c_str())), "committing the transaction"};
+    }
+    for (int attempt = 0;; ++attempt) {
+      TxnError e{rd_kafka_commit_transaction(rk, -1)};
+      if (!e) return std::nullopt;
+      if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) {
+        return Failure{std::move(e), "committing the transaction"};
+      }
+    }
+  }
+
   static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                           void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
@@ -157,17 +240,19 @@ struct TransactionalPipe::Impl {
 
   // Back to where `batch` began in each of its partitions: those offsets follow the last
   // committed batch, so the aborted batch is read again and nothing after it is skipped.
-  Status Rewind(std::span<const InputMessage> batch) {
+  // With `past`, to just after where it ends instead.
+  Status Rewind(std::span<const InputMessage> batch, bool past = false) {
     std::map<TopicPartition, int64_t> first;
     for (const InputMessage& in : batch) {
-      auto [it, inserted] = first.try_emplace({in.topic, in.partition}, in.offset);
-      if (!inserted) it->second = std::min(it->second, in.offset);
+      const int64_t offset = past ? in.offset + 1 : in.offset;
+      auto [it, inserted] = first.try_emplace({in.topic, in.partition}, offset);
+      if (!inserted) it->second = past ? std::max(it->second, offset) : std::min(it->second, offset);
     }
     for (const auto& [tp, offset] : first) {
       if (!assigned.contains(tp)) continue;  // its new owner starts at the committed offset
       if (const rd_kafka_resp_err_t err = SeekAndWait(consumer.get(), tp.first, tp.second, offset)) {
         return std::unexpected(Error::FailedPrecondition(
-            fmt::format("rewinding {}[{}] to {} after an aborted transaction: {}; stopping, so that a restart "
+            fmt::format("seeking {}[{}] to {} after a transaction: {}; stopping, so that a restart "
                         "resumes from the committed offsets",
                         tp.first, tp.second, offset, rd_kafka_err2str(err))));
       }
@@ -197,6 +282,8 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
   producer_config.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
   ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
+  rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
+  rd_kafka_conf_set_opaque(producer_conf.get(), impl.get());
   ASSIGN_OR_RETURN(impl->producer, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
   if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
     return std::unexpected(
@@ -241,15 +328,18 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
       const rd_kafka_resp_err_t err = m->err;
       const std::string where =
           m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt), m->partition, m->offset) : "";
+      std::optional<InputMessage> unreadable = Unreadable(m);
       std::optional<Error> stop = StopError(impl.consumer.get(), m);
       rd_kafka_message_destroy(m);
       if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
       if (stop) return std::unexpected(std::move(*stop));
-      // The consumer moves past a message it could not decode, and the next commit would
-      // make that final: stop instead, so that the loss is seen and nothing is committed past it.
-      if (err == RD_KAFKA_RESP_ERR__BAD_MSG || err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) {
-        return std::unexpected(Error::FailedPrecondition(fmt::format(
-            "consuming {}{}; stopping before anything is committed past it", where, rd_kafka_err2str(err))));
+      // The consumer moves past a record it could not read: the caller dead-letters where it
+      // was, so that committing past it loses nothing unseen.
+      if (unreadable) {
+        if (impl.options.log) impl.options.log(fmt::format("consumer: {}", unreadable->unreadable));
+        if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
+        batch.push_back(std::move(*unreadable));
+        continue;
       }
       // Anything else is transient (connection, coordinator, leadership): librdkafka retries.
       if (impl.options.log) impl.options.log(fmt::format("consumer: {}{}", where, rd_kafka_err2str(err)));
@@ -264,43 +354,33 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
 
 Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
   Impl& impl = *impl_;
-  rd_kafka_t* producer = impl.producer.get();
-  auto fail = [&](TxnError error, std::string_view step) -> Status {
-    std::string what = fmt::format("{}: {}", step, rd_kafka_error_string(error.get()));
-    if (rd_kafka_error_is_fatal(error.get())) return std::unexpected(Error::FailedPrecondition(what));
-    if (TxnError abort{rd_kafka_abort_transaction(producer, 30000)}) {
+  for (int attempt = 0;; ++attempt) {
+    std::optional<Impl::Failure> failed = impl.TryTransaction(consumed, outputs);
+    if (!failed) return Ok();
+    std::string what = fmt::format("{}: {}", failed->step, rd_kafka_error_string(failed->error.get()));
+    if (rd_kafka_error_is_fatal(failed->error.get())) return std::unexpected(Error::FailedPrecondition(what));
+    if (TxnError abort{rd_kafka_abort_transaction(impl.producer.get(), 30000)}) {
       return std::unexpected(
           Error::FailedPrecondition(fmt::format("{}; abort failed: {}", what, rd_kafka_error_string(abort.get()))));
     }
-    TRY(impl.Rewind(consumed));
-    return std::unexpected(Error::Unavailable(what + " (aborted; the batch will be read again)"));
-  };
-
-  if (TxnError e{rd_kafka_begin_transaction(producer)}) return fail(std::move(e), "begin transaction");
-  for (const OutputMessage& out : outputs) {
-    if (auto err = Produce(producer, out.topic, out.message)) {
-      return fail(TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic);
+    // Purged by the client itself, or refused for its state, while it finished the epoch bump
+    // of the previous abort: that says nothing of these outputs, so they are tried again at once.
+    const rd_kafka_resp_err_t code = rd_kafka_error_code(failed->error.get());
+    if (attempt == 0 && (code == RD_KAFKA_RESP_ERR__PURGE_QUEUE || code == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+                         code == RD_KAFKA_RESP_ERR__STATE)) {
+      continue;
     }
+    TRY(impl.Rewind(consumed));
+    what += " (aborted; the batch will be read again)";
+    if (IsRefusedContent(code)) return std::unexpected(Error::InvalidInput(what));
+    return std::unexpected(Error::Unavailable(what));
   }
+}
 
-  std::map<TopicPartition, int64_t> next;
-  for (const InputMessage& in : consumed) {
-    auto& offset = next[{in.topic, in.partition}];
-    offset = std::max(offset, in.offset + 1);
-  }
-  PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
-  for (const auto& [tp, offset] : next) {
-    rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = offset;
-  }
-  rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(impl.consumer.get());
-  TxnError sent{rd_kafka_send_offsets_to_transaction(producer, offsets.get(), group, -1)};
-  rd_kafka_consumer_group_metadata_destroy(group);
-  if (sent) return fail(std::move(sent), "sending offsets to the transaction");
-  for (int attempt = 0;; ++attempt) {
-    TxnError e{rd_kafka_commit_transaction(producer, -1)};
-    if (!e) return Ok();
-    if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) return fail(std::move(e), "committing the transaction");
-  }
+Status TransactionalPipe::CommitInstead(std::span<const InputMessage> consumed,
+                                        std::span<const OutputMessage> outputs) {
+  TRY(Commit(consumed, outputs));
+  return impl_->Rewind(consumed, /*past=*/true);
 }
 
 size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
@@ -308,6 +388,10 @@ size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
   auto it = impl_->max_message_bytes.find(topic);
   return it == impl_->max_message_bytes.end() ? impl_->producer_room : it->second;
 }
+
+void TransactionalPipe::set_max_batch(int max_batch) { impl_->options.max_batch = std::max(max_batch, 1); }
+
+int TransactionalPipe::max_batch() const { return impl_->options.max_batch; }
 
 int TransactionalPipe::assigned_partitions() const { return static_cast<int>(impl_->assigned.size()); }
 

@@ -67,23 +67,35 @@ class TransactionalPipe {
 
   /// Up to max_batch messages, waiting at most max_wait once the first one arrived (and at
   /// most `idle` for the first). Empty when nothing came. Messages of partitions revoked by a
-  /// rebalance while the batch filled are dropped: their new owner reads them again. A
-  /// message the consumer reports as undeliverable is FailedPrecondition: going on would
-  /// commit past it.
+  /// rebalance while the batch filled are dropped: their new owner reads them again. A record
+  /// the client could not read (a corrupt batch) comes as a message with `unreadable` set: the
+  /// caller dead-letters it like any bad input, so that the partition goes on.
   Result<std::vector<InputMessage>> PollBatch(std::chrono::milliseconds idle = std::chrono::milliseconds(200));
 
   /// Writes `outputs` and commits the offsets past `consumed` (the last batch PollBatch
   /// returned), atomically. On an abortable failure the transaction is aborted and the
-  /// consumer rewound to where `consumed` began, so the same input is processed again;
-  /// Unavailable is returned. Fatal producer states (fenced by a newer instance) and a
-  /// rewind that fails return FailedPrecondition: the process must stop.
+  /// consumer rewound to where `consumed` began, so the same input is processed again:
+  /// Unavailable is returned, or InvalidInput when the cluster or the client refused the
+  /// outputs themselves (a message too large for the topic, an invalid record), which then
+  /// fail again. Fatal producer states (fenced by a newer instance) and a rewind that fails
+  /// return FailedPrecondition: the process must stop.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
+
+  /// Commits `outputs` in place of `consumed`'s own (e.g. a dead letter for a message that no
+  /// transaction holding it could commit), then moves the consumer past `consumed`: a failed
+  /// Commit rewound it to where they began. Errors as Commit's.
+  Status CommitInstead(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
 
   /// The largest message the pipe can write to `topic` (one of its output topics): the
   /// producer's message.max.bytes or the topic's max.message.bytes, whichever is smaller, less
   /// kRecordOverheadBytes. The topic's is asked for at creation without waiting, and counts
   /// once the cluster has answered. Pass it to DeadLetter.
   size_t max_message_bytes(const std::string& topic) const;
+
+  /// Changes how many messages PollBatch returns at most (at least 1), e.g. to split a batch
+  /// that fails; PipeOptions::max_batch is where it started.
+  void set_max_batch(int max_batch);
+  int max_batch() const;
 
   /// Partitions currently assigned to this member.
   int assigned_partitions() const;

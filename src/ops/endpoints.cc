@@ -9,6 +9,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -27,7 +29,16 @@ struct Endpoints::Impl {
   std::mutex mutex;  // guards ready and reason
   bool ready = false;
   std::string reason = "starting";
+  std::chrono::seconds stall_after{60};
+  // When the main loop last said it turned (steady clock, ns); 0 until it first does.
+  std::atomic<int64_t> last_beat{0};
 };
+
+namespace {
+
+int64_t SteadyNanos() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+
+}  // namespace
 
 Endpoints::Endpoints(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -66,8 +77,19 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  impl->server.Get("/healthz",
-                   [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  impl->stall_after = options.stall_after;
+  impl->server.Get("/healthz", [state](const httplib::Request&, httplib::Response& res) {
+    const int64_t beat = state->last_beat.load();
+    const auto since = std::chrono::nanoseconds(SteadyNanos() - beat);
+    if (beat != 0 && state->stall_after.count() > 0 && since > state->stall_after) {
+      res.status = 503;
+      res.set_content(
+          fmt::format("the main loop has not turned for {:.0f} s\n", std::chrono::duration<double>(since).count()),
+          "text/plain");
+      return;
+    }
+    res.set_content("ok\n", "text/plain");
+  });
   impl->server.Get("/readyz", [state](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(state->mutex);
     res.status = state->ready ? 200 : 503;
@@ -99,6 +121,8 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
 
 int Endpoints::port() const { return impl_->port; }
 
+void Endpoints::Beat() { impl_->last_beat = SteadyNanos(); }
+
 void Endpoints::SetReady(bool ready, std::string_view reason) {
   std::lock_guard lock(impl_->mutex);
   impl_->ready = ready;
@@ -128,8 +152,10 @@ Result<std::unique_ptr<Endpoints>> StartIfAsked(std::string_view service, const 
   return endpoints;
 }
 
-void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available) {
-  if (!store_available) {
+void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available, std::string_view stuck) {
+  if (!stuck.empty()) {
+    endpoints.SetReady(false, stuck);
+  } else if (!store_available) {
     endpoints.SetReady(false, "the store is unavailable");
   } else if (partitions == 0) {
     endpoints.SetReady(false, "no partitions assigned");

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,10 +25,14 @@ struct MetricSpec {
 struct EndpointOptions {
   std::string host = "127.0.0.1";  // 0.0.0.0 in a container, so that probes reach it
   int port = 0;                    // 0: the system picks a free port (see Endpoints::port)
+  // /healthz fails once the service's main loop has not turned (Endpoints::Beat) for this
+  // long: a liveness probe then restarts a process that hangs. 0: never.
+  std::chrono::seconds stall_after{60};
 };
 
 /// The HTTP endpoints of a long-running service, served from a thread of their own:
-/// - `/healthz`: 200 while the process serves requests (liveness);
+/// - `/healthz`: 200 while the process serves requests and its main loop turns: 503 once
+///   Beat was called and then not again for `stall_after` (liveness);
 /// - `/readyz`: 200 when the service said it is ready (connected, partitions assigned),
 ///   else 503 with the reason it gave (readiness);
 /// - `/metrics`: the metrics in the Prometheus text format (0.0.4).
@@ -41,6 +46,8 @@ class Endpoints {
 
   int port() const;
   void SetReady(bool ready, std::string_view reason);
+  /// Says the main loop turned; call it on every turn, and while waiting out a failure.
+  void Beat();
 
   /// Updates a metric declared at Start; a name not declared, or of another kind, is ignored
   /// (metrics must never stop a service).
@@ -62,9 +69,11 @@ class Endpoints {
 Result<std::unique_ptr<Endpoints>> StartIfAsked(std::string_view service, const std::optional<EndpointOptions>& options,
                                                 std::vector<MetricSpec> metrics);
 
-/// Readiness of a Kafka consumer service: ready while it has partitions and, for one that
-/// writes to a store, while the store answers; else the reason.
-void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available = true);
+/// Readiness of a Kafka consumer service: ready while it has partitions, its commits do not
+/// keep failing (`stuck` empty, else why) and, for one that writes to a store, while the
+/// store answers; else the reason.
+void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_available = true,
+                          std::string_view stuck = {});
 
 /// A counter that follows one of a service's running totals. Declared once, it gives both the
 /// metric's spec and what to add when the totals move, so that the two cannot drift apart.

@@ -21,8 +21,8 @@ using Clock = std::chrono::steady_clock;
 class Writer {
  public:
   Writer(store::Store& store, const SinkOptions& options, const std::atomic<bool>& stop, SinkStats& stats,
-         std::function<void(const SinkStats&)> on_outage)
-      : store_(store), options_(options), stop_(stop), stats_(stats), on_outage_(std::move(on_outage)) {}
+         std::function<void(const SinkStats&)> on_retry)
+      : store_(store), options_(options), stop_(stop), stats_(stats), on_retry_(std::move(on_retry)) {}
 
   // Upserts `records`, waiting out store outages with backoff. Unavailable when a stop was
   // requested before the store came back; other errors are the store's, not retried.
@@ -39,9 +39,9 @@ class Writer {
           if (!outage_since) {
             outage_since = Clock::now();
             stats_.store_available = false;
-            on_outage_(stats_);
           }
           stats_.store_retries++;
+          on_retry_(stats_);
           std::fprintf(stderr, "sink: store unavailable (%s); holding %zu records, not consuming; retry in %.1f s\n",
                        error.message().c_str(), records.size(), std::chrono::duration<double>(wait).count());
         });
@@ -61,7 +61,7 @@ class Writer {
   const SinkOptions& options_;
   const std::atomic<bool>& stop_;
   SinkStats& stats_;
-  std::function<void(const SinkStats&)> on_outage_;
+  std::function<void(const SinkStats&)> on_retry_;
 };
 
 // Each counter of the service with the total it follows.
@@ -77,6 +77,9 @@ const std::vector<ops::TotalCounter<SinkStats>>& Counters() {
        [](const SinkStats& s) { return s.store_retries; }},
       {"iotinfer_sink_aborted_total", "Kafka transactions aborted (their batch read again)",
        [](const SinkStats& s) { return s.aborted; }},
+      {"iotinfer_sink_isolated_total",
+       "records that failed every batch holding them, found by splitting and dead-lettered alone",
+       [](const SinkStats& s) { return s.isolated; }},
   };
   return counters;
 }
@@ -90,6 +93,7 @@ std::vector<ops::MetricSpec> SinkMetrics() {
                        ops::SecondsBuckets()},
                       {Kind::kGauge, "iotinfer_sink_lag", "records in the assigned partitions not read yet", {}},
                       {Kind::kGauge, "iotinfer_sink_partitions", "partitions assigned to this instance", {}},
+                      {Kind::kGauge, "iotinfer_sink_stuck_seconds", "how long commits have failed in a row", {}},
                   });
 }
 
@@ -102,7 +106,8 @@ void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
   }
   endpoints.Set("iotinfer_sink_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_sink_partitions", s.partitions);
-  ops::SetConsumerReadiness(endpoints, s.partitions, s.store_available);
+  endpoints.Set("iotinfer_sink_stuck_seconds", s.stuck_seconds);
+  ops::SetConsumerReadiness(endpoints, s.partitions, s.store_available, s.stuck);
   last = s;
 }
 
@@ -111,9 +116,9 @@ void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
 std::string FormatStats(const SinkStats& s) {
   return fmt::format(
       "consumed {} inserted {} replaced {} dead-lettered {} batches {} (last {}, written in {:.1f} ms) "
-      "store retries {} aborted {} lag {} partitions {}",
+      "store retries {} aborted {} isolated {} lag {} partitions {}",
       s.consumed, s.inserted, s.replaced, s.dead_lettered, s.batches, s.last_batch, s.last_write_ms, s.store_retries,
-      s.aborted, s.lag, s.partitions);
+      s.aborted, s.isolated, s.lag, s.partitions);
 }
 
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
@@ -122,7 +127,10 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                    ops::StartIfAsked("sink", options.endpoints, SinkMetrics()));
   SinkStats published;
   auto report = [&](const SinkStats& s) {
-    if (endpoints) Publish(*endpoints, s, published);
+    if (endpoints) {
+      endpoints->Beat();  // also called while a store outage is waited out: the loop is alive
+      Publish(*endpoints, s, published);
+    }
     if (on_progress) on_progress(s);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
@@ -140,12 +148,14 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .log = kafka::StderrLog(log_name)}));
   const size_t dlq_max_bytes = pipe->max_message_bytes(options.dlq_topic);
   SinkStats stats;
-  kafka::ServiceLoop<SinkStats> loop(*pipe, stats, log_name, options.log_every, report);
+  kafka::ServiceLoop<SinkStats> loop(
+      *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   Writer writer(*store, options, stop, stats, report);
   std::vector<InferenceRecord> records;
   std::vector<const kafka::InputMessage*> sources;  // where records[i] came from
   std::vector<kafka::OutputMessage> dead;
   while (!stop.load()) {
+    if (endpoints) endpoints->Beat();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
@@ -153,7 +163,8 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     sources.clear();
     dead.clear();
     for (const kafka::InputMessage& in : batch) {
-      Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
+      Result<InferenceRecord> record = in.unreadable.empty() ? DecodeInferenceRecord(in.message.value)
+                                                             : std::unexpected(Error::InvalidInput(in.unreadable));
       if (record) {
         records.push_back(std::move(*record));
         sources.push_back(&in);
@@ -163,21 +174,33 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     }
 
     Result<store::UpsertStats> written = writer.Write(records);
-    if (!written && written.error().code() == Error::Code::kInvalidInput) {
+    if (!written && written.error().code() != Error::Code::kUnavailable) {
       // The store refused something in the batch: write record by record, so that only the
-      // refused ones are dead-lettered, with the store's reason.
+      // refused ones are dead-lettered, with the store's reason. A refusal the store calls
+      // invalid is the record's; another one is only when other records of the batch were
+      // written, or it would dead-letter every record for a fault of the store.
       written = store::UpsertStats{};
+      std::vector<std::pair<size_t, Error>> refused;
       for (size_t i = 0; written && i < records.size(); ++i) {
         Result<store::UpsertStats> one = writer.Write({&records[i], 1});
         if (one) {
           written->inserted += one->inserted;
           written->replaced += one->replaced;
-        } else if (one.error().code() == Error::Code::kInvalidInput) {
-          dead.push_back(kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + one.error().message(),
-                                           dlq_max_bytes));
-        } else {
+        } else if (one.error().code() == Error::Code::kUnavailable) {
           written = std::unexpected(one.error());
+        } else {
+          refused.emplace_back(i, one.error());
         }
+      }
+      const bool some_written = written && written->inserted + written->replaced > 0;
+      for (const auto& [i, error] : refused) {
+        if (!written) break;
+        if (error.code() != Error::Code::kInvalidInput && !some_written) {
+          written = std::unexpected(error);
+          break;
+        }
+        dead.push_back(
+            kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + error.message(), dlq_max_bytes));
       }
     }
     if (!written) {
@@ -186,9 +209,9 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       return std::unexpected(written.error());
     }
 
-    ASSIGN_OR_RETURN(bool committed, loop.Commit(batch, dead));
+    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, dead));
     // Aborted and rewound: the batch comes again and its upserts rewrite the same documents.
-    if (!committed) continue;
+    if (outcome != kafka::Outcome::kCommitted) continue;
     stats.inserted += written->inserted;
     stats.replaced += written->replaced;
     stats.dead_lettered += static_cast<int64_t>(dead.size());

@@ -44,6 +44,10 @@ struct SinkStats {
   int64_t batches = 0;
   int64_t store_retries = 0;  // writes that failed because the store was unavailable
   int64_t aborted = 0;        // Kafka transactions aborted and their batch read again
+  int64_t isolated = 0;       // records that failed every batch holding them, dead-lettered alone
+  // Set while commits keep failing (ServiceLoop): how long, and why; /readyz says so.
+  double stuck_seconds = 0;
+  std::string stuck;
   int last_batch = 0;
   double last_write_ms = 0;  // how long the last batch's store write took
   int64_t lag = 0;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <thread>
 
 #include "core/error.h"
+#include "core/stop.h"
 
 namespace iotinfer::store {
 
@@ -20,17 +20,6 @@ struct RetryPolicy {
 /// later may succeed. Anything else (a bad document, a refused command) would fail again.
 inline bool IsOutage(const Error& error) {
   return error.code() == Error::Code::kUnavailable || error.code() == Error::Code::kIo;
-}
-
-/// Sleeps `duration` in short steps; false when `stop` became true meanwhile.
-inline bool SleepUnlessStopped(std::chrono::milliseconds duration, const std::atomic<bool>& stop) {
-  using Clock = std::chrono::steady_clock;
-  const auto until = Clock::now() + duration;
-  while (Clock::now() < until) {
-    if (stop.load()) return false;
-    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
-  }
-  return !stop.load();
 }
 
 /// Calls `write` (returning a Result) until it succeeds or fails with an error that is no

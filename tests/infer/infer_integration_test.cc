@@ -247,6 +247,120 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
   EXPECT_EQ(dead_ids, (std::set<std::string>{"big-raw", "big-png"}));
 }
 
+// A topic configured to take messages of 2 MB, and a device that sends a valid 1.5 MiB image:
+// over infer's default payload limit (1 MiB), so it is dead-lettered with that reason, and, the
+// dead-letter topic taking 1 MB, without its payload. The images around it are inferred once.
+TEST(InferIntegrationTest, AnImageOverTheLimitOnATopicThatAcceptsItIsDeadLetteredAndTheRestGoOn) {
+  const std::string images = UniqueTopic("huge-images"), inferences = UniqueTopic("huge-out"),
+                    dlq = UniqueTopic("huge-dlq");
+  ASSERT_OK(kafka::EnsureTopics(
+      {},
+      {{.name = images, .partitions = 2, .configs = {{"max.message.bytes", "2000000"}}}, {inferences, 2}, {dlq, 2}}));
+  constexpr int kGood = 200;
+  produce::ProduceOptions produce_options;
+  produce_options.topic = images;
+  produce_options.images = kGood / 2;
+  produce_options.producers = 4;
+  produce_options.run_id = "before";
+  ASSERT_OK(produce::Produce(produce_options));
+  kafka::KafkaConfig big_messages;
+  big_messages.properties["message.max.bytes"] = "2000000";
+  auto producer = kafka::Producer::Create(big_messages);
+  ASSERT_OK(producer);
+  constexpr int kSide = 724;  // 724 x 724 x 3 = 1,572,528 bytes: 1.5 MiB
+  std::vector<uint8_t> pixels(kSide * kSide * 3);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 2654435761u >> 24);
+  ASSERT_OK(
+      (*producer)->Send(images, *EncodeImageMessage({"huge", 1, std::string("Bag"), 1, Image{kSide, kSide, 3, pixels}},
+                                                    {.encoding = ImageEncoding::kRaw})));
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, 1);
+  produce_options.run_id = "after";
+  ASSERT_OK(produce::Produce(produce_options));
+
+  InferOptions options = Between(images, inferences, dlq);
+  options.partitions = 2;
+  auto result = iotinfer::testing::RunInferUntil(options, kGood + 1, std::chrono::seconds(60));
+  ASSERT_OK(result);
+  EXPECT_EQ(result->inferred, kGood);
+  EXPECT_EQ(result->dead_lettered, 1);
+  EXPECT_EQ(result->aborted, 0);
+
+  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
+  auto dead = ReadAll(dlq, 1, std::chrono::seconds(1));
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_NE(dead[0].FindHeader("id"), nullptr);
+  EXPECT_EQ(*dead[0].FindHeader("id"), "huge");
+  EXPECT_TRUE(dead[0].value.empty());
+  ASSERT_NE(dead[0].FindHeader("payload-dropped"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("payload-dropped"), ::testing::HasSubstr("1572528 bytes"));
+  ASSERT_NE(dead[0].FindHeader("error"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("exceeds the limit"));
+}
+
+// The cluster refuses one message's output and nothing else: an `inferences` topic that takes
+// records of at most 600 bytes, one record per produce request, and an image with a 256-byte
+// id (valid) whose record is over it. Every batch holding that image fails to commit; the
+// batch is split until the image is alone, which is then dead-lettered with the failure, and
+// every other image, before and after it on its partition and on the others, is inferred once.
+TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndTheRestGoThrough) {
+  const std::string images = UniqueTopic("split-images"), inferences = UniqueTopic("split-out"),
+                    dlq = UniqueTopic("split-dlq");
+  ASSERT_OK(kafka::EnsureTopics(
+      {}, {{images, 2}, {.name = inferences, .partitions = 2, .configs = {{"max.message.bytes", "600"}}}, {dlq, 2}}));
+  constexpr int kGood = 200;
+  produce::ProduceOptions produce_options;
+  produce_options.topic = images;
+  produce_options.images = kGood / 2;
+  produce_options.producers = 4;
+  produce_options.run_id = "before";
+  ASSERT_OK(produce::Produce(produce_options));
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  const std::string long_id(256, 'L');
+  ASSERT_OK((*producer)->Send(
+      images, *EncodeImageMessage({long_id, 1, std::string("Bag"), 1, Image{28, 28, 1, std::vector<uint8_t>(784, 9)}},
+                                  {.encoding = ImageEncoding::kRaw})));
+  ASSERT_OK((*producer)->Flush());
+  produce_options.run_id = "after";
+  ASSERT_OK(produce::Produce(produce_options));
+
+  InferOptions options = Between(images, inferences, dlq);
+  options.partitions = 2;
+  // The topic's limit applies to a record batch: one record each makes it the record's. One
+  // batch in flight at a time, so that none follows the refused one: those would wait out their
+  // timeout (librdkafka's idempotent producer) before the abort could finish.
+  options.kafka.properties["producer.batch.num.messages"] = "1";
+  options.kafka.properties["producer.max.in.flight.requests.per.connection"] = "1";
+  auto result = iotinfer::testing::RunInferUntil(options, kGood + 1, std::chrono::seconds(90));
+  ASSERT_OK(result);
+  EXPECT_EQ(result->inferred, kGood);
+  EXPECT_EQ(result->dead_lettered, 1);
+  EXPECT_EQ(result->isolated, 1);
+  EXPECT_GE(result->aborted, 3) << "split only after failing the same way three times";
+  EXPECT_TRUE(result->stuck.empty());
+
+  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
+  EXPECT_FALSE(ids.contains(long_id));
+
+  auto dead = ReadAll(dlq, 1, std::chrono::seconds(1));
+  ASSERT_EQ(dead.size(), 1u);
+  ASSERT_NE(dead[0].FindHeader("id"), nullptr);
+  EXPECT_EQ(*dead[0].FindHeader("id"), long_id);
+  ASSERT_NE(dead[0].FindHeader("error"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("could not be committed"));
+  EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("too large"));
+  EXPECT_EQ(dead[0].value.size(), 784u) << "the payload fits, so it is kept for a replay";
+}
+
 // Each image is brought to the network's size as it is decoded. 128 flat 2048x2048 RGB PNGs
 // (12 MiB each decoded, 1.5 GiB as one batch) pass through infer while its peak memory grows
 // by a fraction of that; held at full size until the batch was classified, they took it all.

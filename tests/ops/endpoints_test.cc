@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <chrono>
+#include <thread>
+
 #include "test_util.h"
 
 namespace iotinfer::ops {
@@ -58,6 +61,45 @@ TEST(EndpointsTest, ServeLivenessReadinessAndPrometheusText) {
   EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_batch_size_bucket{le=\"500\"} 1"));
   EXPECT_THAT(metrics->body, HasSubstr("iotinfer_test_batch_size_count 1"));
   EXPECT_EQ(metrics->body, (*endpoints)->Scrape());
+}
+
+TEST(EndpointsTest, LivenessFailsOnceTheMainLoopStopsTurning) {
+  auto endpoints = Endpoints::Start({.host = "127.0.0.1", .port = 0, .stall_after = std::chrono::seconds(2)}, Specs());
+  ASSERT_OK(endpoints);
+  httplib::Client client("127.0.0.1", (*endpoints)->port());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200) << "a service still starting has not turned its loop yet";
+
+  (*endpoints)->Beat();
+  health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  EXPECT_THAT(health->body, HasSubstr("the main loop has not turned for"));
+  (*endpoints)->Beat();
+  health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST(EndpointsTest, AConsumerWhoseCommitsKeepFailingIsNotReady) {
+  auto endpoints = Endpoints::Start({.host = "127.0.0.1", .port = 0}, Specs());
+  ASSERT_OK(endpoints);
+  httplib::Client client("127.0.0.1", (*endpoints)->port());
+  SetConsumerReadiness(**endpoints, 3, true, "5 commits in a row failed over 2 s, the last: too large");
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_THAT(ready->body, HasSubstr("5 commits in a row failed"));
+  SetConsumerReadiness(**endpoints, 3, true, "");
+  ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
 }
 
 TEST(EndpointsTest, ATakenPortIsAClearError) {

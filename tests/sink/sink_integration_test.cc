@@ -229,6 +229,45 @@ TEST(SinkIntegrationTest, InvalidRecordsAreDeadLetteredWithReasonsAndGoodOnesSto
   EXPECT_EQ(store->Count({}).value(), kGood);
 }
 
+// A value near the broker's size limit that is not JSON, between good records on the same
+// partition: its dead letter would exceed the dead-letter topic's limit with the value, so it
+// goes without it (saying so, and where the original is), and the records around it are stored.
+TEST(SinkIntegrationTest, AValueNearTheSizeLimitThatIsNotJsonIsDeadLetteredWithoutIt) {
+  Names names;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences, 2}, {names.dlq, 2}}));
+  kafka::KafkaConfig big_messages;
+  big_messages.properties["message.max.bytes"] = "1040000";
+  auto producer = kafka::Producer::Create(big_messages);
+  ASSERT_OK(producer);
+  constexpr int kGood = 200;
+  for (int i = 0; i < kGood; ++i) {
+    ASSERT_OK((*producer)->Send(names.inferences, {"1", EncodeInferenceRecord(Record(i)), {}}));
+    if (i == kGood / 2) ASSERT_OK((*producer)->Send(names.inferences, {"1", std::string(1'000'000, '{'), {}}));
+  }
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, kGood + 1);
+
+  auto stats = RunSinkUntil(
+      names.Options(), [&](const SinkStats& s) { return s.consumed >= kGood + 1; }, seconds(60));
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->inserted, kGood);
+  EXPECT_EQ(stats->dead_lettered, 1);
+  EXPECT_EQ(stats->aborted, 0);
+
+  auto dead = ReadAll(names.dlq, 1, seconds(1));
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_TRUE(dead[0].value.empty());
+  ASSERT_NE(dead[0].FindHeader("payload-dropped"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("payload-dropped"), ::testing::HasSubstr("1000000 bytes"));
+  ASSERT_NE(dead[0].FindHeader("error"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("not valid JSON"));
+  ASSERT_NE(dead[0].FindHeader("source"), nullptr);
+  EXPECT_THAT(*dead[0].FindHeader("source"), ::testing::StartsWith(names.inferences + "/"));
+  auto store = OpenStore(kMongo, names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Count({}).value(), kGood);
+}
+
 // `iotinfer sink` as a process, to be killed with SIGKILL mid-run, restarted, then stopped with SIGTERM.
 std::unique_ptr<iotinfer::testing::IotinferProcess> StartSink(const Names& names) {
   return std::make_unique<iotinfer::testing::IotinferProcess>(
