@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <chrono>
@@ -54,6 +56,18 @@ class IotinferProcess {
   IotinferProcess(const IotinferProcess&) = delete;
   IotinferProcess& operator=(const IotinferProcess&) = delete;
 
+  pid_t pid() const { return pid_; }
+
+  /// The process's peak resident memory so far (VmHWM), in bytes; 0 when it cannot be read.
+  int64_t PeakRss() const {
+    std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    }
+    return 0;
+  }
+
   /// Sends `signal` (and `then`, if given, as soon as the process has taken `signal`), waits for the process to end
   /// and returns its status as waitpid reports it.
   int Signal(int signal, int then = 0) {
@@ -87,6 +101,45 @@ class IotinferProcess {
   }
 
   pid_t pid_ = -1;
+};
+
+/// A memory cgroup (v1) with a hard limit, for a test to hold a process to what a container
+/// would give it. `error()` says why it could not be made (no memory controller, not root).
+class MemoryCgroup {
+ public:
+  MemoryCgroup(const std::string& name, int64_t limit_bytes) : path_("/sys/fs/cgroup/memory/" + name) {
+    if (mkdir(path_.c_str(), 0755) != 0) {
+      error_ = "cannot create " + path_;
+      return;
+    }
+    if (!Write("memory.limit_in_bytes", std::to_string(limit_bytes))) error_ = "cannot set " + path_ + " limit";
+  }
+  ~MemoryCgroup() { rmdir(path_.c_str()); }  // once its processes have ended
+  MemoryCgroup(const MemoryCgroup&) = delete;
+  MemoryCgroup& operator=(const MemoryCgroup&) = delete;
+
+  const std::string& error() const { return error_; }
+  bool Add(pid_t pid) { return error_.empty() && Write("cgroup.procs", std::to_string(pid)); }
+  /// How often the limit was hit (memory.failcnt): reclaim, or the OOM killer when that fails.
+  int64_t Failures() const { return Read("memory.failcnt"); }
+  int64_t MaxUsage() const { return Read("memory.max_usage_in_bytes"); }
+
+ private:
+  bool Write(const std::string& file, const std::string& value) const {
+    std::ofstream out(path_ + "/" + file);
+    out << value;
+    out.flush();
+    return static_cast<bool>(out);
+  }
+  int64_t Read(const std::string& file) const {
+    std::ifstream in(path_ + "/" + file);
+    int64_t value = -1;
+    in >> value;
+    return value;
+  }
+
+  std::string path_;
+  std::string error_;
 };
 
 }  // namespace iotinfer::testing

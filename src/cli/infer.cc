@@ -50,6 +50,9 @@ void AddInferCommand(CLI::App& app, Action& action) {
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for undecodable messages")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
   cmd->add_option("--batch-max", o.batch_max, "largest batch")->capture_default_str()->check(Positive());
+  cmd->add_option("--batch-max-bytes", o.batch_max_bytes, "most bytes of messages in a batch")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--batch-wait-ms", flags->batch_wait_ms, "how long a batch may wait to fill")
       ->capture_default_str()
       ->check(NonNegative());

@@ -53,6 +53,9 @@ void AddSinkCommand(CLI::App& app, Action& action) {
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for invalid records")->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
   cmd->add_option("--batch-max", o.batch_max, "most records per bulk write")->capture_default_str()->check(Positive());
+  cmd->add_option("--batch-max-bytes", o.batch_max_bytes, "most bytes of records per bulk write")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--flush-ms", flags->flush_ms, "longest a record waits for its batch to fill")
       ->capture_default_str()
       ->check(NonNegative());

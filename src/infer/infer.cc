@@ -144,6 +144,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .output_topics = {options.output_topic, options.dlq_topic},
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
+                                   .max_batch_bytes = options.batch_max_bytes,
                                    .max_wait = options.batch_wait,
                                    .log = kafka::StderrLog(log_name)}));
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,

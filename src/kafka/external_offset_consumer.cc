@@ -75,7 +75,8 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
   Impl& impl = *impl_;
   std::vector<InputMessage> batch;
   auto deadline = std::chrono::steady_clock::now() + idle;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch) {
+  size_t bytes = 0;
+  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
     const auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (remaining.count() < 0) break;
@@ -104,7 +105,10 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
     // stream's update) must not slip.
     if (batch.empty()) deadline = std::min(deadline, std::chrono::steady_clock::now() + impl.options.max_wait);
     // A rebalance inside this poll may have taken the partition away since it was fetched.
-    if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) batch.push_back(Convert(m));
+    if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) {
+      batch.push_back(Convert(m));
+      bytes += WireSize(batch.back().message);
+    }
     rd_kafka_message_destroy(m);
   }
   return batch;

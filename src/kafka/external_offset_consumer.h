@@ -33,6 +33,7 @@ struct ExternalOffsetConsumerOptions {
   std::string group;
   std::vector<std::string> topics;
   int max_batch = 10000;
+  size_t max_batch_bytes = 64 << 20;       // a batch also ends once it holds this many bytes
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
   // Optional: one line per rebalance ("assigned 3 partition(s): inferences[0] ..."), for the log.
   std::function<void(const std::string&)> log;
@@ -51,7 +52,7 @@ class ExternalOffsetConsumer {
   ExternalOffsetConsumer(const ExternalOffsetConsumer&) = delete;
   ExternalOffsetConsumer& operator=(const ExternalOffsetConsumer&) = delete;
 
-  /// Up to max_batch messages of currently assigned partitions, returned within `idle`: the
+  /// Up to max_batch messages (and max_batch_bytes) of currently assigned partitions, returned within `idle`: the
   /// first awaited for at most that long, then more for at most max_wait. An error when
   /// `start_offsets` failed (the partitions were not taken: the caller should stop, as it
   /// cannot know where to start) or the consumer failed fatally.

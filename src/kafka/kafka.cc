@@ -248,7 +248,11 @@ Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string
                             {"isolation.level", "read_committed"},
                             // A crashed member's partitions wait this long for a new owner; the
                             // 45 s default is long, and heartbeats run on librdkafka's own thread.
-                            {"session.timeout.ms", "10000"}}) {
+                            {"session.timeout.ms", "10000"},
+                            // Prefetch bounded in bytes: librdkafka's 64 MiB queue plus 50 MiB
+                            // fetches would be most of a service's memory with large messages.
+                            {"queued.max.messages.kbytes", "16384"},
+                            {"fetch.max.bytes", "16777216"}}) {
     member.properties.try_emplace(key, value);
   }
   ASSIGN_OR_RETURN(Conf conf, MakeConf(member, ClientRole::kConsumer));

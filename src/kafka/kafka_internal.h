@@ -42,6 +42,14 @@ inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
 /// Copies a consumed message (key, value, headers) and where it came from.
 InputMessage Convert(const rd_kafka_message_t* m);
 
+/// What `message` takes against a size limit, as librdkafka and the broker count it, near
+/// enough (kRecordOverheadBytes covers the rest).
+inline size_t WireSize(const WireMessage& message) {
+  size_t size = message.key.size() + message.value.size();
+  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
+  return size;
+}
+
 /// For a consumer error saying a record could not be read (a corrupt batch, unknown
 /// compression): a message that stands for it, with `unreadable` saying why and where.
 /// librdkafka moves past such a record; the caller must account for it.

@@ -29,14 +29,6 @@ struct QueueDeleter {
 };
 using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
 
-// What `message` takes against a size limit, as librdkafka and the broker count it, near enough
-// (kRecordOverheadBytes covers the rest).
-size_t WireSize(const WireMessage& message) {
-  size_t size = message.key.size() + message.value.size();
-  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
-  return size;
-}
-
 constexpr size_t kMaxReasonBytes = 1024;
 
 // Failures caused by what was written, not by the cluster's state: the same outputs fail
@@ -315,7 +307,8 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     ~Done() { impl.filling = nullptr; }
   } done{impl};
   Clock::time_point deadline = Clock::now() + idle;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch) {
+  size_t bytes = 0;
+  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (remaining.count() < 0) break;
     rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
@@ -348,6 +341,7 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
     batch.push_back(Convert(m));
     rd_kafka_message_destroy(m);
+    bytes += WireSize(batch.back().message);
   }
   return batch;
 }

@@ -23,6 +23,9 @@ struct PipeOptions {
   // Unique per running instance; zombies are fenced through the consumer group (KIP-447).
   std::string transactional_id;
   int max_batch = 512;
+  // A batch also ends once its messages hold this many bytes (keys, values, headers), so that
+  // a backlog of large messages is not held max_batch at a time. It holds at least one.
+  size_t max_batch_bytes = 64 << 20;
   std::chrono::milliseconds max_wait{20};  // how long a batch may wait to fill up
   // Optional: one line per rebalance ("assigned 3 partition(s): images[0] ..."), for the log.
   std::function<void(const std::string&)> log;
@@ -65,7 +68,7 @@ class TransactionalPipe {
   TransactionalPipe(const TransactionalPipe&) = delete;
   TransactionalPipe& operator=(const TransactionalPipe&) = delete;
 
-  /// Up to max_batch messages, waiting at most max_wait once the first one arrived (and at
+  /// Up to max_batch messages (and max_batch_bytes), waiting at most max_wait once the first one arrived (and at
   /// most `idle` for the first). Empty when nothing came. Messages of partitions revoked by a
   /// rebalance while the batch filled are dropped: their new owner reads them again. A record
   /// the client could not read (a corrupt batch) comes as a message with `unreadable` set: the

@@ -144,6 +144,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
                                    .output_topics = {options.dlq_topic},
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
+                                   .max_batch_bytes = options.batch_max_bytes,
                                    .max_wait = options.flush_interval,
                                    .log = kafka::StderrLog(log_name)}));
   const size_t dlq_max_bytes = pipe->max_message_bytes(options.dlq_topic);

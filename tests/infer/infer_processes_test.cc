@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -30,10 +31,11 @@ std::unique_ptr<IotinferProcess> StartInfer(const std::string& instance, const s
       dlq, "--threads", "1", "--batch-max", "16", "--log-every-ms", "0", "--http-port", std::to_string(http_port)});
 }
 
-// Polls an instance's endpoint until `accept` takes its body, for at most a minute: the
+// Polls an instance's endpoint until `accept` takes its body, for at most `timeout`: the
 // instances start slowly on a loaded machine, and the kill must land when both are working.
-bool WaitForEndpoint(int port, const std::string& path, const std::function<bool(const std::string&)>& accept) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+bool WaitForEndpoint(int port, const std::string& path, const std::function<bool(const std::string&)>& accept,
+                     std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   httplib::Client client("127.0.0.1", port);
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto response = client.Get(path); response && response->status == 200 && accept(response->body)) return true;
@@ -99,6 +101,68 @@ TEST(InferProcessesTest, TwoInstancesAndAKillNineStillGiveExactlyOneRecordPerIma
   int a_status = a->Signal(SIGTERM), b_status = b->Signal(SIGTERM);
   EXPECT_TRUE(WIFEXITED(a_status) && WEXITSTATUS(a_status) == 0);
   EXPECT_TRUE(WIFEXITED(b_status) && WEXITSTATUS(b_status) == 0);
+}
+
+// A backlog of 4,096 incompressible images of about 900 KB (3.7 GB) drained by `infer` at its
+// defaults inside a 1 GiB memory cgroup: it is never killed, processes every image, and its
+// peak resident memory stays under 768 MiB, because batches end at 64 MiB of messages and the
+// consumer prefetches 16 MiB. (At 2,048 images a batch, a batch alone was 1.8 GB.)
+TEST(InferProcessesTest, ABacklogOfLargeImagesDrainsWithinAGibibyte) {
+  const std::string images = UniqueTopic("mem-images"), out = UniqueTopic("mem-out"), dlq = UniqueTopic("mem-dlq"),
+                    group = UniqueTopic("mem-group");
+  ASSERT_OK(kafka::EnsureTopics({}, {{images}, {out}, {dlq}}));
+  constexpr int kImages = 4096;
+  constexpr int kSide = 548;  // 548 x 548 x 3 = 900,912 bytes
+  {
+    kafka::KafkaConfig config;
+    config.properties["queue.buffering.max.kbytes"] = "65536";  // this test's own memory
+    auto producer = kafka::Producer::Create(config);
+    ASSERT_OK(producer);
+    std::vector<uint8_t> pixels(kSide * kSide * 3);
+    uint64_t state = 0x9e3779b97f4a7c15;
+    for (auto& p : pixels) {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      p = static_cast<uint8_t>(state);
+    }
+    for (int i = 0; i < kImages; ++i) {
+      std::memcpy(pixels.data(), &i, sizeof i);
+      auto message = EncodeImageMessage(
+          {fmt::format("mem-{}", i), i % 16, std::string("Bag"), std::nullopt, Image{kSide, kSide, 3, pixels}},
+          {.encoding = ImageEncoding::kRaw});
+      ASSERT_OK(message);
+      ASSERT_OK((*producer)->Send(images, *message));
+    }
+    ASSERT_OK((*producer)->Flush());
+    ASSERT_EQ((*producer)->stats().acknowledged, kImages);
+  }
+
+  iotinfer::testing::MemoryCgroup cgroup(fmt::format("iotinfer-test-{}", getpid()), int64_t{1} << 30);
+  ASSERT_EQ(cgroup.error(), "");
+  const int port = iotinfer::testing::FreePort();
+  auto infer = std::make_unique<IotinferProcess>(
+      std::vector<std::string>{"infer", "--group", group, "--input-topic", images, "--output-topic", out, "--dlq-topic",
+                               dlq, "--log-every-ms", "0", "--http-port", std::to_string(port)});
+  ASSERT_TRUE(cgroup.Add(infer->pid()));
+  const bool drained = WaitForEndpoint(
+      port, "/metrics",
+      [](const std::string& body) {
+        return iotinfer::testing::MetricValue(body, "iotinfer_infer_consumed_total") >= kImages;
+      },
+      std::chrono::minutes(5));
+  const int64_t peak = infer->PeakRss();
+  const int status = infer->Signal(SIGTERM);
+  std::fprintf(stderr, "peak RSS %.0f MiB, cgroup peak %.0f MiB, limit hit %lld times\n", peak / 1048576.0,
+               cgroup.MaxUsage() / 1048576.0, static_cast<long long>(cgroup.Failures()));
+  EXPECT_TRUE(drained);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_GT(peak, 0);
+  EXPECT_LT(peak, int64_t{768} << 20);
+
+  auto records = ReadAll(out, kImages, std::chrono::seconds(1));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(kImages));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kImages));
 }
 
 // A hangup (a closed terminal) stops infer as SIGTERM does. A second signal during a stop

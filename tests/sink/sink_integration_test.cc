@@ -385,6 +385,77 @@ TEST(SinkIntegrationTest, StoreKilledForTenSecondsLosesAndDuplicatesNothing) {
   EXPECT_EQ(StoredById(*store).size(), static_cast<size_t>(kRecords));
 }
 
+// 5,000 records of 100 KB (valid, padded with a field the services ignore) arrive while the
+// store is down for 60 s. The sink holds one batch and consumes no more; the stream counts on
+// in memory. Each stays under 384 MiB resident, and once the store is back every record is
+// stored once and counted once. Batches end at 64 MiB and prefetch at 16 MiB: before, a sink
+// batch was 5,000 records whatever their size (500 MB here), a stream poll 10,000 (1 GB).
+TEST(SinkIntegrationTest, SinkAndStreamHoldTheirMemoryThroughAMinuteLongStoreOutage) {
+  PrivateMongo mongo;
+  mongo.Up();
+  Names names;
+  constexpr int kRecords = 5000;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  const int sink_port = iotinfer::testing::FreePort(), stream_port = iotinfer::testing::FreePort();
+  auto sink = std::make_unique<iotinfer::testing::IotinferProcess>(std::vector<std::string>{
+      "sink", "--store", mongo.uri(), "--db", names.database, "--group", names.group, "--input-topic", names.inferences,
+      "--dlq-topic", names.dlq, "--log-every-ms", "0", "--http-port", std::to_string(sink_port)});
+  auto stream = std::make_unique<iotinfer::testing::IotinferProcess>(std::vector<std::string>{
+      "stream", "--store", mongo.uri(), "--db", names.database, "--group", names.group + "-stream", "--topic",
+      names.inferences, "--log-every-ms", "0", "--http-port", std::to_string(stream_port)});
+  for (int port : {sink_port, stream_port}) {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+    while (Readiness(port).first != 200 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    ASSERT_EQ(Readiness(port).first, 200);
+  }
+  mongo.KillNine();
+  const auto outage_start = std::chrono::steady_clock::now();
+  {
+    kafka::KafkaConfig config;
+    config.properties["queue.buffering.max.kbytes"] = "65536";
+    auto producer = kafka::Producer::Create(config);
+    ASSERT_OK(producer);
+    const std::string padding = fmt::format(R"(,"padding":"{}"}})", std::string(100'000, 'p'));
+    for (int i = 0; i < kRecords; ++i) {
+      std::string value = EncodeInferenceRecord(Record(i));
+      value.pop_back();  // its closing brace
+      ASSERT_OK((*producer)->Send(names.inferences, {std::to_string(i % 8), value + padding, {}}));
+    }
+    ASSERT_OK((*producer)->Flush());
+  }
+  std::this_thread::sleep_for(seconds(60) - (std::chrono::steady_clock::now() - outage_start));
+  EXPECT_EQ(Readiness(sink_port).first, 503);
+  mongo.Up();
+
+  auto store = OpenStore(mongo.uri(), names.database);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(WaitForCount(
+                *store, [](int64_t n) { return n >= kRecords; }, seconds(120)),
+            kRecords);
+  int64_t counted = 0;
+  for (auto deadline = std::chrono::steady_clock::now() + seconds(60);
+       counted < kRecords && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(milliseconds(200))) {
+    counted = 0;
+    if (auto results = store->ReadResults()) {
+      for (const auto& r : *results) counted += r.total;
+    }
+  }
+  EXPECT_EQ(counted, kRecords);
+  const int64_t sink_peak = sink->PeakRss(), stream_peak = stream->PeakRss();
+  std::fprintf(stderr, "peak RSS: sink %.0f MiB, stream %.0f MiB\n", sink_peak / 1048576.0, stream_peak / 1048576.0);
+  EXPECT_GT(sink_peak, 0);
+  EXPECT_LT(sink_peak, int64_t{384} << 20);
+  EXPECT_GT(stream_peak, 0);
+  EXPECT_LT(stream_peak, int64_t{384} << 20);
+  const int sink_status = sink->Signal(SIGTERM), stream_status = stream->Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(sink_status) && WEXITSTATUS(sink_status) == 0) << sink_status;
+  EXPECT_TRUE(WIFEXITED(stream_status) && WEXITSTATUS(stream_status) == 0) << stream_status;
+  EXPECT_EQ(StoredById(*store).size(), static_cast<size_t>(kRecords));
+}
+
 // The store may come up after the sink; its unique index on id must still exist by the
 // first write, or records arriving again (a producer's retry, a replay) would be duplicated.
 TEST(SinkIntegrationTest, SinkStartedBeforeItsStoreStillUpsertsByUniqueId) {
