@@ -307,6 +307,7 @@ TEST(InferIntegrationTest, AnImageOverTheLimitOnATopicThatAcceptsItIsDeadLettere
 // id (valid) whose record is over it. Every batch holding that image fails to commit; the
 // batch is split until the image is alone, which is then dead-lettered with the failure, and
 // every other image, before and after it on its partition and on the others, is inferred once.
+// Meanwhile /readyz says the service is stuck, and why.
 TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndTheRestGoThrough) {
   const std::string images = UniqueTopic("split-images"), inferences = UniqueTopic("split-out"),
                     dlq = UniqueTopic("split-dlq");
@@ -336,8 +337,35 @@ TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndT
   // timeout (librdkafka's idempotent producer) before the abort could finish.
   options.kafka.properties["producer.batch.num.messages"] = "1";
   options.kafka.properties["producer.max.in.flight.requests.per.connection"] = "1";
-  auto result = iotinfer::testing::RunInferUntil(options, kGood + 1, std::chrono::seconds(90));
+  const int port = iotinfer::testing::FreePort();
+  options.endpoints = ops::EndpointOptions{.port = port};
+  // Asked from the service's own thread, right after it published that it is stuck, and once
+  // it has consumed everything.
+  auto ask = [port](const std::string& path) {
+    httplib::Client client("127.0.0.1", port);
+    auto response = client.Get(path);
+    return response ? std::to_string(response->status) + " " + response->body : std::string("no answer");
+  };
+  std::string ready_while_stuck, metrics_while_stuck, ready_at_end, metrics_at_end;
+  auto result = iotinfer::testing::RunInferUntil(
+      options, kGood + 1, std::chrono::seconds(90),
+      [&](const InferStats&) {
+        ready_at_end = ask("/readyz");
+        metrics_at_end = ask("/metrics");
+      },
+      [&](const InferStats& s) {
+        if (s.stuck.empty() || !ready_while_stuck.empty()) return;
+        ready_while_stuck = ask("/readyz");
+        metrics_while_stuck = ask("/metrics");
+      });
   ASSERT_OK(result);
+  EXPECT_THAT(ready_while_stuck, ::testing::StartsWith("503 "));
+  EXPECT_THAT(ready_while_stuck, ::testing::HasSubstr("commits in a row failed"));
+  EXPECT_THAT(ready_while_stuck, ::testing::HasSubstr("Message size too large"));
+  EXPECT_GT(iotinfer::testing::MetricValue(metrics_while_stuck, "iotinfer_infer_stuck_seconds"), 0);
+  EXPECT_THAT(ready_at_end, ::testing::StartsWith("200 "));
+  EXPECT_EQ(iotinfer::testing::MetricValue(metrics_at_end, "iotinfer_infer_stuck_seconds"), 0);
+  EXPECT_EQ(iotinfer::testing::MetricValue(metrics_at_end, "iotinfer_infer_isolated_total"), 1);
   EXPECT_EQ(result->inferred, kGood);
   EXPECT_EQ(result->dead_lettered, 1);
   EXPECT_EQ(result->isolated, 1);
