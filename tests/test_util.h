@@ -36,6 +36,15 @@ inline double MetricValue(const std::string& text, const std::string& metric) {
   return at == std::string::npos ? -1 : std::stod(text.substr(at + metric.size() + 2));
 }
 
+/// True in builds instrumented by AddressSanitizer or ThreadSanitizer (./dev sanitize), whose
+/// shadow memory would be measured by a test of how much memory a service takes.
+inline constexpr bool kSanitized =
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    true;
+#else
+    false;
+#endif
+
 /// The peak resident memory of this process so far, in MiB: tests that bound what a decoder
 /// or service may allocate compare it before and after.
 inline long MaxRssMiB() {
