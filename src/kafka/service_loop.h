@@ -104,7 +104,7 @@ class ServiceLoop {
     Status committed = pipe_.Commit(batch, outputs);
     if (committed) return Outcome::kCommitted;
     ASSIGN_OR_RETURN(const bool content, Aborted(committed.error()));
-    const std::string failure = Way(committed.error());
+    const std::string& failure = last_failure_;  // as Aborted took it
     if (!splitting_ && same_in_a_row_ >= options_.split_after) {
       Log(fmt::format("a batch of {} failed to commit {} times in a row the same way; splitting it", batch.size(),
                       same_in_a_row_));
@@ -185,8 +185,9 @@ class ServiceLoop {
     Log(error.message());
     stats_.aborted++;
     if (failed_in_a_row_++ == 0) failing_since_ = Clock::now();
-    same_in_a_row_ = same_in_a_row_ > 0 && Way(error) == last_failure_ ? same_in_a_row_ + 1 : 1;
-    last_failure_ = Way(error);
+    std::string way = Way(error);
+    same_in_a_row_ = same_in_a_row_ > 0 && way == last_failure_ ? same_in_a_row_ + 1 : 1;
+    last_failure_ = std::move(way);
     stats_.stuck_seconds = std::chrono::duration<double>(Clock::now() - failing_since_).count();
     if (failed_in_a_row_ >= options_.split_after) {
       stats_.stuck = fmt::format("{} commits in a row failed over {:.0f} s, the last: {}", failed_in_a_row_,

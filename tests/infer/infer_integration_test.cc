@@ -77,6 +77,36 @@ InferOptions Between(const std::string& images, const std::string& inferences, c
   return options;
 }
 
+// `good` images from 4 devices into `images`: half of them, then `bad` (sent with `config`),
+// then the other half, so that good images come before and after the bad ones, on their
+// partition and on the others.
+void ProduceAround(const std::string& images, int good, const kafka::KafkaConfig& config,
+                   const std::vector<WireMessage>& bad) {
+  produce::ProduceOptions produce_options;
+  produce_options.topic = images;
+  produce_options.images = good / 2;
+  produce_options.producers = 4;
+  produce_options.run_id = "before";
+  ASSERT_OK(produce::Produce(produce_options));
+  auto producer = kafka::Producer::Create(config);
+  ASSERT_OK(producer);
+  for (const WireMessage& message : bad) ASSERT_OK((*producer)->Send(images, message));
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, static_cast<int64_t>(bad.size()));
+  produce_options.run_id = "after";
+  ASSERT_OK(produce::Produce(produce_options));
+}
+
+// The ids of `inferences` (read committed), expecting `count` records each of its own id.
+std::set<std::string> ExpectEachInferredOnce(const std::string& inferences, int count) {
+  auto records = ReadAll(inferences, count, std::chrono::seconds(1));
+  std::set<std::string> ids;
+  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
+  EXPECT_EQ(records.size(), static_cast<size_t>(count));
+  EXPECT_EQ(ids.size(), static_cast<size_t>(count));
+  return ids;
+}
+
 TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLettered) {
   const std::string images = UniqueTopic("infer-images"), inferences = UniqueTopic("infer-out"),
                     dlq = UniqueTopic("infer-dlq");
@@ -189,17 +219,8 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
                     dlq = UniqueTopic("big-dlq");
   ASSERT_OK(kafka::EnsureTopics({}, {{images, 2}, {inferences, 2}, {dlq, 2}}));
   constexpr int kGood = 200;
-  produce::ProduceOptions produce_options;
-  produce_options.topic = images;
-  produce_options.images = kGood / 2;
-  produce_options.producers = 4;
-  produce_options.run_id = "before";
-  ASSERT_OK(produce::Produce(produce_options));
-
   kafka::KafkaConfig big_messages;
   big_messages.properties["message.max.bytes"] = "1040000";
-  auto producer = kafka::Producer::Create(big_messages);
-  ASSERT_OK(producer);
   const WireMessage raw = *EncodeImageMessage({"big-raw", 1, std::string("Bag"), 1, Image{2, 2, 1, {1, 2, 3, 4}}},
                                               {.encoding = ImageEncoding::kRaw});
   WireMessage huge_raw = raw;
@@ -209,12 +230,7 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
                           {.encoding = ImageEncoding::kPng});
   corrupt_png.value.resize(1'000'000, '\x42');  // garbage after IEND: more than a PNG holds
   corrupt_png.value.replace(8, 4, "\xff\xff\xff\xff");  // and a broken IHDR length
-  ASSERT_OK((*producer)->Send(images, huge_raw));
-  ASSERT_OK((*producer)->Send(images, corrupt_png));
-  ASSERT_OK((*producer)->Flush());
-  ASSERT_EQ((*producer)->stats().acknowledged, 2);
-  produce_options.run_id = "after";
-  ASSERT_OK(produce::Produce(produce_options));
+  ASSERT_NO_FATAL_FAILURE(ProduceAround(images, kGood, big_messages, {huge_raw, corrupt_png}));
 
   InferOptions options = Between(images, inferences, dlq);
   options.partitions = 2;
@@ -225,11 +241,7 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
   EXPECT_EQ(result->dead_lettered, 2);
   EXPECT_EQ(result->aborted, 0);
 
-  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
-  std::set<std::string> ids;
-  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
-  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
-  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
+  ExpectEachInferredOnce(inferences, kGood);
 
   auto dead = ReadAll(dlq, 2, std::chrono::seconds(1));
   ASSERT_EQ(dead.size(), 2u);
@@ -257,26 +269,15 @@ TEST(InferIntegrationTest, AnImageOverTheLimitOnATopicThatAcceptsItIsDeadLettere
       {},
       {{.name = images, .partitions = 2, .configs = {{"max.message.bytes", "2000000"}}}, {inferences, 2}, {dlq, 2}}));
   constexpr int kGood = 200;
-  produce::ProduceOptions produce_options;
-  produce_options.topic = images;
-  produce_options.images = kGood / 2;
-  produce_options.producers = 4;
-  produce_options.run_id = "before";
-  ASSERT_OK(produce::Produce(produce_options));
   kafka::KafkaConfig big_messages;
   big_messages.properties["message.max.bytes"] = "2000000";
-  auto producer = kafka::Producer::Create(big_messages);
-  ASSERT_OK(producer);
   constexpr int kSide = 724;  // 724 x 724 x 3 = 1,572,528 bytes: 1.5 MiB
   std::vector<uint8_t> pixels(kSide * kSide * 3);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 2654435761u >> 24);
-  ASSERT_OK(
-      (*producer)->Send(images, *EncodeImageMessage({"huge", 1, std::string("Bag"), 1, Image{kSide, kSide, 3, pixels}},
-                                                    {.encoding = ImageEncoding::kRaw})));
-  ASSERT_OK((*producer)->Flush());
-  ASSERT_EQ((*producer)->stats().acknowledged, 1);
-  produce_options.run_id = "after";
-  ASSERT_OK(produce::Produce(produce_options));
+  ASSERT_NO_FATAL_FAILURE(
+      ProduceAround(images, kGood, big_messages,
+                    {*EncodeImageMessage({"huge", 1, std::string("Bag"), 1, Image{kSide, kSide, 3, pixels}},
+                                         {.encoding = ImageEncoding::kRaw})}));
 
   InferOptions options = Between(images, inferences, dlq);
   options.partitions = 2;
@@ -286,11 +287,7 @@ TEST(InferIntegrationTest, AnImageOverTheLimitOnATopicThatAcceptsItIsDeadLettere
   EXPECT_EQ(result->dead_lettered, 1);
   EXPECT_EQ(result->aborted, 0);
 
-  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
-  std::set<std::string> ids;
-  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
-  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
-  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
+  ExpectEachInferredOnce(inferences, kGood);
   auto dead = ReadAll(dlq, 1, std::chrono::seconds(1));
   ASSERT_EQ(dead.size(), 1u);
   ASSERT_NE(dead[0].FindHeader("id"), nullptr);
@@ -314,21 +311,11 @@ TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndT
   ASSERT_OK(kafka::EnsureTopics(
       {}, {{images, 2}, {.name = inferences, .partitions = 2, .configs = {{"max.message.bytes", "600"}}}, {dlq, 2}}));
   constexpr int kGood = 200;
-  produce::ProduceOptions produce_options;
-  produce_options.topic = images;
-  produce_options.images = kGood / 2;
-  produce_options.producers = 4;
-  produce_options.run_id = "before";
-  ASSERT_OK(produce::Produce(produce_options));
-  auto producer = kafka::Producer::Create({});
-  ASSERT_OK(producer);
   const std::string long_id(256, 'L');
-  ASSERT_OK((*producer)->Send(
-      images, *EncodeImageMessage({long_id, 1, std::string("Bag"), 1, Image{28, 28, 1, std::vector<uint8_t>(784, 9)}},
-                                  {.encoding = ImageEncoding::kRaw})));
-  ASSERT_OK((*producer)->Flush());
-  produce_options.run_id = "after";
-  ASSERT_OK(produce::Produce(produce_options));
+  ASSERT_NO_FATAL_FAILURE(ProduceAround(
+      images, kGood, {},
+      {*EncodeImageMessage({long_id, 1, std::string("Bag"), 1, Image{28, 28, 1, std::vector<uint8_t>(784, 9)}},
+                           {.encoding = ImageEncoding::kRaw})}));
 
   InferOptions options = Between(images, inferences, dlq);
   options.partitions = 2;
@@ -372,12 +359,7 @@ TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndT
   EXPECT_GE(result->aborted, 3) << "split only after failing the same way three times";
   EXPECT_TRUE(result->stuck.empty());
 
-  auto records = ReadAll(inferences, kGood, std::chrono::seconds(1));
-  std::set<std::string> ids;
-  for (const auto& m : records) ids.insert(nlohmann::json::parse(m.value)["id"].get<std::string>());
-  EXPECT_EQ(records.size(), static_cast<size_t>(kGood));
-  EXPECT_EQ(ids.size(), static_cast<size_t>(kGood));
-  EXPECT_FALSE(ids.contains(long_id));
+  EXPECT_FALSE(ExpectEachInferredOnce(inferences, kGood).contains(long_id));
 
   auto dead = ReadAll(dlq, 1, std::chrono::seconds(1));
   ASSERT_EQ(dead.size(), 1u);
