@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <opencv2/core.hpp>
@@ -41,8 +40,39 @@ bool HasPrefix(std::string_view data, std::span<const uint8_t> prefix) {
   return data.size() >= prefix.size() && std::memcmp(data.data(), prefix.data(), prefix.size()) == 0;
 }
 
+// Well-formed UTF-8 (Unicode's table 3-7: no overlong forms, surrogates or code points past
+// U+10FFFF) without control characters. Ids and labels go on into JSON inference records and
+// BSON documents, whose encoders refuse anything else.
 bool IsPrintable(std::string_view text) {
-  return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x20; });
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    const unsigned char c = *p++;
+    if (c < 0x80) {
+      if (c < 0x20) return false;
+      continue;
+    }
+    int more = 0;
+    unsigned char low = 0x80, high = 0xbf;  // the range of the byte after the first
+    if (c >= 0xc2 && c <= 0xdf) {
+      more = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      more = 2;
+      if (c == 0xe0) low = 0xa0;
+      if (c == 0xed) high = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      more = 3;
+      if (c == 0xf0) low = 0x90;
+      if (c == 0xf4) high = 0x8f;
+    } else {
+      return false;
+    }
+    if (end - p < more || *p < low || *p > high) return false;
+    for (++p, --more; more > 0; ++p, --more) {
+      if (*p < 0x80 || *p > 0xbf) return false;
+    }
+  }
+  return true;
 }
 
 // OpenCV encodes three- and four-channel images from BGR(A); the wire format is RGB(A).
@@ -165,7 +195,7 @@ Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeL
   const std::string* id = message.FindHeader(image_headers::kId);
   if (!id || id->empty()) return invalid("missing header 'id'");
   if (id->size() > kMaxIdBytes || !IsPrintable(*id))
-    return invalid(fmt::format("header 'id' {} is too long or not printable", Quote(*id)));
+    return invalid(fmt::format("header 'id' {} is too long, not printable or not UTF-8", Quote(*id)));
   record.id = *id;
 
   const std::string* producer = message.FindHeader(image_headers::kProducerId);
@@ -180,7 +210,7 @@ Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeL
 
   if (const std::string* label = message.FindHeader(image_headers::kLabel)) {
     if (label->empty() || label->size() > kMaxLabelBytes || !IsPrintable(*label)) {
-      return invalid(fmt::format("header 'label' {} is empty, too long or not printable", Quote(*label)));
+      return invalid(fmt::format("header 'label' {} is empty, too long, not printable or not UTF-8", Quote(*label)));
     }
     record.label = *label;
   }

@@ -35,7 +35,11 @@ Result<std::string> RequiredString(const Json& object, const char* name, bool no
 Result<std::optional<int64_t>> OptionalMicros(const Json& object, const char* name) {
   const Json* v = Field(object, name);
   if (v == nullptr || v->is_null()) return std::nullopt;
-  if (!v->is_number_integer()) return std::unexpected(BadField(name, "an integer (microseconds) or null", v));
+  // get<int64_t>() would wrap an unsigned value above INT64_MAX round to a negative one.
+  if (!v->is_number_integer() ||
+      (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+    return std::unexpected(BadField(name, "an integer (microseconds) or null", v));
+  }
   return v->get<int64_t>();
 }
 

@@ -10,6 +10,10 @@
 namespace iotinfer::spark {
 namespace {
 
+// More rows than a result of per-producer counts (one per producer, or per producer and
+// class) would ever have, and few enough to allocate.
+constexpr int64_t kMaxRows = int64_t{1} << 26;
+
 // Appends column `c` of `batch` to the rows starting at `first_row`.
 Status AppendColumn(const arrow::Array& array, const std::string& name, size_t column, size_t first_row,
                     std::vector<std::vector<Value>>& rows) {
@@ -41,7 +45,11 @@ Status AppendColumn(const arrow::Array& array, const std::string& name, size_t c
 Status AppendStream(const std::string& data, Table& table, bool first) {
   auto buffer = arrow::Buffer::FromString(data);
   auto input = std::make_shared<arrow::io::BufferReader>(buffer);
-  auto reader = arrow::ipc::RecordBatchStreamReader::Open(input);
+  auto options = arrow::ipc::IpcReadOptions::Defaults();
+  // A damaged stream can place a buffer at any offset: those not aligned for their type, which
+  // are read as typed values below, are copied (a stream Arrow wrote has none).
+  options.ensure_alignment = arrow::ipc::Alignment::kDataTypeSpecificAlignment;
+  auto reader = arrow::ipc::RecordBatchStreamReader::Open(input, options);
   if (!reader.ok()) return std::unexpected(Error::InvalidInput("Arrow batch: " + reader.status().ToString()));
   const auto schema = (*reader)->schema();
   std::vector<std::string> names;
@@ -57,6 +65,17 @@ Status AppendStream(const std::string& data, Table& table, bool first) {
       return std::unexpected(Error::InvalidInput("Arrow batch: " + status.ToString()));
     }
     if (!batch) return Ok();
+    // The reader checks a batch's structure, not its data: string offsets outside the data
+    // buffer, say, would be read as they are below.
+    if (auto status = batch->ValidateFull(); !status.ok()) {
+      return std::unexpected(Error::InvalidInput("Arrow batch: " + status.ToString()));
+    }
+    // A batch without columns (or of nulls only) passes validation with any row count; what
+    // Spark returns here is a few rows per producer, so far more is a corrupt stream.
+    if (batch->num_rows() > kMaxRows - static_cast<int64_t>(table.rows.size())) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("Arrow batch: more than {} rows in one result", kMaxRows)));
+    }
     const size_t first_row = table.rows.size();
     table.rows.resize(first_row + static_cast<size_t>(batch->num_rows()), std::vector<Value>(names.size()));
     for (int c = 0; c < batch->num_columns(); ++c) {

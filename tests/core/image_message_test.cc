@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/inference_record.h"
 #include "test_util.h"
 
 namespace iotinfer {
@@ -107,6 +108,25 @@ TEST(ImageMessageTest, LabelAndProducedAtAreOptional) {
   ASSERT_OK(decoded);
   EXPECT_FALSE(decoded->label);
   EXPECT_FALSE(decoded->produced_at_us);
+}
+
+// Ids and labels go on into JSON records and BSON documents, whose encoders throw on bytes
+// that are not UTF-8 (what the image_message fuzzer found): refused here, with the reason.
+TEST(ImageMessageTest, IdsAndLabelsMustBeUtf8) {
+  for (const std::string bad : {"\xff", "\xed\xa0\x80", "\xc0\xaf", "ok\xe2\x82"}) {
+    for (const char* header : {"id", "label"}) {
+      WireMessage m = Encoded(ImageEncoding::kRaw);
+      SetHeader(m, header, bad);
+      auto decoded = DecodeImageMessage(m);
+      ASSERT_FALSE(decoded) << header;
+      EXPECT_THAT(decoded.error().message(), ::testing::HasSubstr("not UTF-8"));
+    }
+  }
+  WireMessage m = Encoded(ImageEncoding::kRaw);
+  SetHeader(m, "id", "r\xc3\xa9-\xf0\x9f\x93\xb7");
+  auto decoded = DecodeImageMessage(m);
+  ASSERT_OK(decoded);
+  EXPECT_NO_THROW(EncodeInferenceRecord({.id = decoded->id, .image_prediction = "Bag", .producer_id = 1}));
 }
 
 TEST(ImageMessageTest, EmptyKeyIsAcceptedFromClientsThatSendNone) {

@@ -55,6 +55,7 @@ TEST(InferenceRecordTest, RejectsEachMalformedValueWithItsReason) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"", "not valid JSON"},
       {"{\"id\":", "not valid JSON"},
+      {R"({"id":"a",)" + ok_tail + R"(,"producer_id":1,"produced_at":18446744073709551615})", "produced_at"},
       {"[1,2]", "not a JSON object"},
       {R"({"image_prediction":"Bag","actual_value":"Bag","producer_id":1})", "missing field 'id'"},
       {R"({"id":"","image_prediction":"Bag","actual_value":"Bag","producer_id":1})", "field 'id' must be"},
