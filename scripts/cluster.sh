@@ -89,9 +89,9 @@ cluster_up() {
       --threads 1
   done
   cluster_start sink $((base + 1)) sink --group "$GROUP_PREFIX-sink" --instance-id sink-0 \
-    --input-topic "$INFERENCES_TOPIC" --dlq-topic "$INFERENCES_TOPIC.dlq"
+    --input-topic "$INFERENCES_TOPIC" --dlq-topic "$INFERENCES_TOPIC.dlq" --accepted-topic "$INFERENCES_TOPIC.accepted"
   if [[ "$engine" != none ]]; then
-    local stream_args=(stream --engine "$engine" --group "$GROUP_PREFIX-stream" --topic "$INFERENCES_TOPIC")
+    local stream_args=(stream --engine "$engine" --group "$GROUP_PREFIX-stream" --topic "$INFERENCES_TOPIC.accepted")
     [[ "$engine" == spark ]] && stream_args+=(--query-name "${GROUP_PREFIX//-/_}_stream"
       --checkpoint "$CLUSTER_STATE/spark-checkpoint")
     cluster_start stream $((base + 2)) "${stream_args[@]}"

@@ -50,7 +50,7 @@ struct SparkStreamOptions {
   store::StoreOptions store;  // where incorrect_inference_results is (a MongoDB)
   std::string brokers;        // Kafka bootstrap servers, as the Spark cluster reaches them
   std::map<std::string, std::string> kafka;  // more consumer properties (SASL, TLS, ...)
-  std::string topic = "inferences";
+  std::string topic = "inferences.accepted";  // what sink publishes, as for the native stream
   // The query's state and Kafka offsets, on the Spark server's file system (or HDFS, S3, ...):
   // a restart with the same directory goes on where the last run stopped.
   std::string checkpoint;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -19,24 +20,49 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using kafka::PartitionId;
+using store::ChunkKey;
 using store::ProducerCounts;
+using store::StateChunk;
 using WindowKey = std::pair<int64_t, int>;  // (window start in µs, producer_id)
+
+// One chunk of a partition's counts as this instance holds it.
+struct Chunk {
+  int64_t as_of = 0;  // just after the last record that changed it
+  std::map<int, ProducerCounts> counts;
+};
 
 // What one instance holds for one of its partitions: the saved state plus what it counted
 // since.
 struct PartitionCounts {
   int64_t next_offset = 0;
-  std::map<int, ProducerCounts> counts;
-  std::map<WindowKey, ProducerCounts> windows;
+  std::map<ChunkKey, Chunk> chunks;   // the totals' chunks first, then the windows' by start
+  std::map<ChunkKey, int64_t> saved;  // the as_of of each chunk in the store: what a save replaces
+  std::set<ChunkKey> changed;         // since the last save
+  std::vector<StateChunk> dropped;    // saved chunks of windows no longer kept
+  std::optional<int64_t> newest_window;
+  int64_t saved_offset = -1;  // of the state in the store this instance last loaded or saved
   bool dirty = false;
 };
 
 PartitionCounts FromState(const store::StreamState& state) {
-  PartitionCounts p{.next_offset = state.next_offset};
-  for (const ProducerCounts& c : state.counts) p.counts[c.producer_id] = c;
-  for (const store::WindowCounts& w : state.windows) p.windows[{w.start_us, w.counts.producer_id}] = w.counts;
+  PartitionCounts p{.next_offset = state.next_offset, .saved_offset = state.next_offset};
+  for (const StateChunk& c : state.chunks) {
+    Chunk& chunk = p.chunks[c.key];
+    chunk.as_of = c.as_of;
+    for (const ProducerCounts& counts : c.counts) chunk.counts[counts.producer_id] = counts;
+    p.saved[c.key] = c.as_of;
+    if (c.key.window_start_us)
+      p.newest_window = std::max(p.newest_window.value_or(*c.key.window_start_us), *c.key.window_start_us);
+  }
   return p;
 }
+
+// A partition's saved state as this instance last loaded it, to write the results from.
+struct LoadedPartition {
+  int64_t next_offset = 0;
+  std::optional<int64_t> window_floor;
+  std::map<ChunkKey, StateChunk> chunks;
+};
 
 class Stream {
  public:
@@ -165,37 +191,74 @@ class Stream {
       stats_.invalid++;
       return;
     }
-    ProducerCounts& c = p.counts[record->producer_id];
-    c.producer_id = record->producer_id;
-    c.Add(record->image_prediction, record->actual_value);
-    if (options_.window.count() > 0) CountWindow(p, *record);
+    CountIn(p, {std::nullopt, store::StateBucket(record->producer_id)}, in.offset, *record);
+    if (options_.window.count() > 0) CountWindow(p, in.offset, *record);
   }
 
-  void CountWindow(PartitionCounts& p, const InferenceRecord& r) {
-    const int64_t size = std::chrono::duration_cast<std::chrono::microseconds>(options_.window).count();
+  static void CountIn(PartitionCounts& p, const ChunkKey& key, int64_t offset, const InferenceRecord& r) {
+    Chunk& chunk = p.chunks[key];
+    chunk.as_of = offset + 1;
+    ProducerCounts& c = chunk.counts[r.producer_id];
+    c.producer_id = r.producer_id;
+    c.Add(r.image_prediction, r.actual_value);
+    p.changed.insert(key);
+  }
+
+  void CountWindow(PartitionCounts& p, int64_t offset, const InferenceRecord& r) {
+    const int64_t size = WindowMicros();
     const int64_t event = r.produced_at_us.value_or(r.inferred_at_us);
     const int64_t start = event / size * size - (event % size < 0 ? size : 0);
-    const int64_t newest = p.windows.empty() ? start : std::max(start, p.windows.rbegin()->first.first);
+    const int64_t newest = std::max(start, p.newest_window.value_or(start));
     const int64_t oldest_kept = newest - (options_.window_keep - 1) * size;
     if (start < oldest_kept) {
       stats_.late++;
       return;
     }
-    ProducerCounts& c = p.windows[{start, r.producer_id}];
-    c.producer_id = r.producer_id;
-    c.Add(r.image_prediction, r.actual_value);
-    p.windows.erase(p.windows.begin(), p.windows.lower_bound({oldest_kept, 0}));
+    p.newest_window = newest;
+    CountIn(p, {start, store::StateBucket(r.producer_id)}, offset, r);
+    // The windows' chunks follow the totals', by start.
+    auto first = p.chunks.upper_bound({std::nullopt, std::numeric_limits<int32_t>::max()});
+    auto last = p.chunks.lower_bound({oldest_kept, std::numeric_limits<int32_t>::min()});
+    for (auto it = first; it != last; it = p.chunks.erase(it)) {
+      p.changed.erase(it->first);
+      if (auto saved = p.saved.find(it->first); saved != p.saved.end()) {
+        p.dropped.push_back({.key = it->first, .as_of = saved->second});
+        p.saved.erase(saved);
+      }
+    }
   }
 
+  int64_t WindowMicros() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(options_.window).count();
+  }
+
+  // The partition's head with the chunks that changed since its last save, and those the
+  // save makes obsolete.
   store::StreamState ToState(const PartitionId& id, const PartitionCounts& p) const {
     store::StreamState state{.group = options_.group,
                              .topic = id.topic,
                              .partition = id.partition,
                              .next_offset = p.next_offset,
+                             .obsolete = p.dropped,
                              .updated_at_us = store::NowMillisAsMicros()};
-    for (const auto& [producer, c] : p.counts) state.counts.push_back(c);
-    for (const auto& [key, c] : p.windows) state.windows.push_back({key.first, c});
+    if (p.newest_window) state.window_floor_us = *p.newest_window - (options_.window_keep - 1) * WindowMicros();
+    for (const ChunkKey& key : p.changed) {
+      const Chunk& chunk = p.chunks.at(key);
+      StateChunk& c = state.chunks.emplace_back(StateChunk{.key = key, .as_of = chunk.as_of});
+      for (const auto& [producer, counts] : chunk.counts) c.counts.push_back(counts);
+      if (auto saved = p.saved.find(key); saved != p.saved.end() && saved->second != chunk.as_of) {
+        state.obsolete.push_back({.key = key, .as_of = saved->second});
+      }
+    }
     return state;
+  }
+
+  static void MarkSaved(PartitionCounts& p, int64_t offset) {
+    p.saved_offset = offset;
+    for (const ChunkKey& key : p.changed) p.saved[key] = p.chunks.at(key).as_of;
+    p.changed.clear();
+    p.dropped.clear();
+    p.dirty = false;
   }
 
   // Saves each changed partition, then rewrites the results from every saved state when they
@@ -217,7 +280,13 @@ class Stream {
           TRY(Resync(id));
           continue;
         }
-        owned_[id].dirty = false;
+        PartitionCounts& p = owned_[id];
+        // The loaded state was this save's starting point: the save is the change since, and
+        // the next results write need not read back what this instance just wrote.
+        if (auto loaded = loaded_.find(id); loaded != loaded_.end() && loaded->second.next_offset == p.saved_offset) {
+          MergeOne(states[i], loaded->second);
+        }
+        MarkSaved(p, states[i].next_offset);
         saved[id] = states[i].next_offset;
       }
     }
@@ -257,34 +326,39 @@ class Stream {
   // write may land after a newer one. Each instance therefore rewrites until what it last
   // wrote is the latest: the last writer of a stale result sees that and corrects it. Only
   // an instance that has stopped (or died with its write in flight) cannot: so when nothing
-  // changed, `check_stored` also looks at the stored totals, and now and then at the stored
-  // windows, and puts back what this instance wrote where they are behind it. False when
+  // changed, `check_stored` also looks now and then at the stored totals and windows, and
+  // puts back what this instance wrote where they are behind it. Each read brings only the
+  // chunks saved since the last, and only the producers and windows they changed are
+  // written: a million producers cost what the few that sent records since cost. False when
   // nothing needed writing.
   Result<bool> WriteResults(bool check_stored) {
-    ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group));
+    store::StateVersions since;
+    for (const auto& [id, loaded] : loaded_) since[{id.topic, id.partition}] = loaded.next_offset;
+    ASSIGN_OR_RETURN(std::vector<store::StreamState> states, store_->LoadStreamState(options_.group, since));
     // Nothing counted yet by this group: the results another writer (batch) left stay.
     if (states.empty()) return false;
-    // Saved offsets only grow, and the counts are a function of them: the offsets identify
-    // the states.
-    std::map<PartitionId, int64_t> version;
-    for (const store::StreamState& s : states) version[{s.topic, s.partition}] = s.next_offset;
-    if (version == written_version_) {
-      if (!check_stored) return false;
+    Merge(std::move(states));
+    if (!rewrite_all_ && changed_producers_.empty() && changed_windows_.empty()) {
+      if (!check_stored || Clock::now() < next_stored_check_) return false;
+      const auto read_start = Clock::now();
       ASSIGN_OR_RETURN(const bool behind, StoredResultsBehind());
+      // Reading every result is dear with many producers: at most 5% of the time.
+      next_stored_check_ = Clock::now() + 20 * (Clock::now() - read_start);
       if (behind) {
         std::fprintf(stderr,
                      "stream: incorrect_inference_results was behind the saved counts (a late write of an "
                      "instance that has left, or a deletion); rewriting it\n");
-        written_windows_.clear();  // that write may have set back windows as well
+        rewrite_all_ = true;
+        ForgetWrittenWindows();  // that write may have set back windows as well
       } else {
         // A late write can also set back windows alone: its totals landed before ours, its
         // windows after. Reading every window document is dearer, so less often: every 2 s,
-        // or 20 times as long as the last read took (at most 5% of the time, however many
-        // producers and windows are kept).
+        // or 20 times as long as the last read took.
         if (written_windows_.empty() || Clock::now() < next_window_check_) return false;
-        const auto read_start = Clock::now();
+        const auto windows_start = Clock::now();
         ASSIGN_OR_RETURN(const size_t forgotten, ForgetWindowsStoredBehind());
-        next_window_check_ = Clock::now() + std::max<Clock::duration>(kWindowCheck, 20 * (Clock::now() - read_start));
+        next_window_check_ =
+            Clock::now() + std::max<Clock::duration>(kWindowCheck, 20 * (Clock::now() - windows_start));
         if (forgotten == 0) return false;
         std::fprintf(stderr,
                      "stream: %zu window result(s) were behind the saved counts (a late write of an instance "
@@ -292,48 +366,123 @@ class Stream {
                      forgotten);
       }
     }
-    std::map<int, ProducerCounts> totals;
-    std::map<WindowKey, ProducerCounts> windows;
-    std::optional<int64_t> window_floor;
-    const int64_t size = std::chrono::duration_cast<std::chrono::microseconds>(options_.window).count();
-    for (const store::StreamState& s : states) {
-      for (const ProducerCounts& c : s.counts) {
-        ProducerCounts& t = totals[c.producer_id];
-        t.producer_id = c.producer_id;
-        t += c;
-      }
-      if (s.windows.empty()) continue;
-      // Windows older than a partition's kept range may have been dropped from its state:
-      // only windows every partition still holds are summed and written.
-      const int64_t floor = s.windows.back().start_us - (options_.window_keep - 1) * size;
-      window_floor = std::max(window_floor.value_or(floor), floor);
-      for (const store::WindowCounts& w : s.windows) {
-        ProducerCounts& t = windows[{w.start_us, w.counts.producer_id}];
-        t.producer_id = w.counts.producer_id;
-        t += w.counts;
-      }
-    }
     const int64_t now = store::NowMillisAsMicros();
     std::vector<store::ProducerResult> results;
-    for (const auto& [producer, c] : totals) results.push_back(store::ToResult(c, now));
-    TRY(store_->ReplaceResults(results));
-    written_totals_ = std::move(totals);
-    std::vector<store::WindowResult> changed;
-    for (const auto& [key, c] : windows) {
-      if (key.first < *window_floor) continue;
-      auto it = written_windows_.find(key);
-      if (it != written_windows_.end() && it->second == c) continue;
-      changed.push_back({key.first, key.first + size, store::ToResult(c, now)});
-    }
-    if (!changed.empty()) {
-      TRY(store_->UpsertWindowResults(changed));
-      for (const store::WindowResult& w : changed) {
-        written_windows_[{w.window_start_us, w.result.producer_id}] = windows[{w.window_start_us, w.result.producer_id}];
+    std::vector<int> gone;
+    if (rewrite_all_) {
+      for (const auto& [producer, c] : totals_) results.push_back(store::ToResult(c, now));
+      TRY(store_->ReplaceResults(results));
+    } else {
+      for (int producer : changed_producers_) {
+        auto it = totals_.find(producer);
+        if (it == totals_.end()) {
+          gone.push_back(producer);
+        } else {
+          results.push_back(store::ToResult(it->second, now));
+        }
       }
-      written_windows_.erase(written_windows_.begin(), written_windows_.lower_bound({*window_floor, 0}));
+      TRY(store_->UpsertResults(results));
+      if (!gone.empty()) TRY(store_->DeleteResults(gone));
     }
-    written_version_ = std::move(version);
+    rewrite_all_ = false;
+    changed_producers_.clear();
+    TRY(WriteWindows(now));
     return true;
+  }
+
+  // Only windows every partition still holds are written: under a partition's floor, its
+  // chunks may be gone.
+  Status WriteWindows(int64_t now) {
+    std::optional<int64_t> floor;
+    for (const auto& [id, loaded] : loaded_) {
+      if (loaded.window_floor) floor = std::max(floor.value_or(*loaded.window_floor), *loaded.window_floor);
+    }
+    std::vector<store::WindowResult> changed;
+    const int64_t size = WindowMicros();
+    for (const WindowKey& key : changed_windows_) {
+      auto it = window_totals_.find(key);
+      if (it == window_totals_.end() || (floor && key.first < *floor)) continue;
+      auto written = written_windows_.find(key);
+      if (written != written_windows_.end() && written->second == it->second) continue;
+      changed.push_back({key.first, key.first + size, store::ToResult(it->second, now)});
+    }
+    if (!changed.empty()) TRY(store_->UpsertWindowResults(changed));
+    for (const store::WindowResult& w : changed) {
+      const WindowKey key{w.window_start_us, w.result.producer_id};
+      written_windows_[key] = window_totals_.at(key);
+    }
+    changed_windows_.clear();
+    if (floor) written_windows_.erase(written_windows_.begin(), written_windows_.lower_bound({*floor, 0}));
+    return Ok();
+  }
+
+  // Applies what LoadStreamState returned (every head; the chunks saved since the last load)
+  // to the loaded states and to the totals and windows summed from them.
+  void Merge(std::vector<store::StreamState> states) {
+    std::set<PartitionId> present;
+    for (store::StreamState& s : states) {
+      const PartitionId id{s.topic, s.partition};
+      present.insert(id);
+      auto [it, fresh] = loaded_.try_emplace(id);
+      // Unmoved, or moved while it was read: the store leaves it at what was loaded before.
+      if (!fresh && s.next_offset == it->second.next_offset && s.chunks.empty()) continue;
+      MergeOne(s, it->second);
+    }
+    for (auto it = loaded_.begin(); it != loaded_.end();) {
+      if (present.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      for (const auto& [key, chunk] : it->second.chunks) Apply(chunk, -1);  // its state was deleted
+      it = loaded_.erase(it);
+    }
+  }
+
+  // Moves `loaded` on to the state `s` brings: its offset, and the chunks changed since.
+  void MergeOne(const store::StreamState& s, LoadedPartition& loaded) {
+    for (const StateChunk& c : s.chunks) {
+      StateChunk& held = loaded.chunks[c.key];
+      Apply(held, -1);
+      held = c;
+      Apply(held, +1);
+    }
+    loaded.next_offset = s.next_offset;
+    loaded.window_floor = s.window_floor_us;
+    if (!loaded.window_floor) return;
+    auto first = loaded.chunks.upper_bound({std::nullopt, std::numeric_limits<int32_t>::max()});
+    auto last = loaded.chunks.lower_bound({*loaded.window_floor, std::numeric_limits<int32_t>::min()});
+    for (auto c = first; c != last; c = loaded.chunks.erase(c)) Apply(c->second, -1);
+  }
+
+  // Adds (sign +1) or takes away (-1) a chunk's counts from the totals or its window's.
+  void Apply(const StateChunk& chunk, int sign) {
+    for (const ProducerCounts& c : chunk.counts) {
+      ProducerCounts delta = c;
+      delta.incorrect_count *= sign;
+      delta.total *= sign;
+      delta.unlabelled *= sign;
+      if (chunk.key.window_start_us) {
+        const WindowKey key{*chunk.key.window_start_us, c.producer_id};
+        AddTo(window_totals_, key, delta);
+        changed_windows_.insert(key);
+      } else {
+        AddTo(totals_, c.producer_id, delta);
+        changed_producers_.insert(c.producer_id);
+      }
+    }
+  }
+
+  // A producer (or window) whose counts are all taken away has no result any more.
+  template <typename Key>
+  static void AddTo(std::map<Key, ProducerCounts>& sums, const Key& key, const ProducerCounts& delta) {
+    auto [it, inserted] = sums.try_emplace(key, ProducerCounts{.producer_id = delta.producer_id});
+    it->second += delta;
+    if (it->second == ProducerCounts{.producer_id = delta.producer_id}) sums.erase(it);
+  }
+
+  void ForgetWrittenWindows() {
+    for (const auto& [key, counts] : written_windows_) changed_windows_.insert(key);
+    written_windows_.clear();
   }
 
   static bool SameCounts(const store::ProducerResult& stored, const ProducerCounts& written) {
@@ -348,10 +497,10 @@ class Stream {
   // overwrite while nothing changed.
   Result<bool> StoredResultsBehind() {
     ASSIGN_OR_RETURN(const std::vector<store::ProducerResult> stored, store_->ReadResults());
-    bool differs = stored.size() != written_totals_.size();
+    bool differs = stored.size() != totals_.size();
     for (const store::ProducerResult& r : stored) {
-      auto it = written_totals_.find(r.producer_id);
-      if (it == written_totals_.end() || r.total > it->second.total) return false;
+      auto it = totals_.find(r.producer_id);
+      if (it == totals_.end() || r.total > it->second.total) return false;
       differs |= !SameCounts(r, it->second);
     }
     return differs;
@@ -375,7 +524,10 @@ class Stream {
     for (const auto& [key, counts] : written_windows_) {
       if (!present.contains(key)) behind.push_back(key);
     }
-    for (const WindowKey& key : behind) written_windows_.erase(key);
+    for (const WindowKey& key : behind) {
+      written_windows_.erase(key);
+      changed_windows_.insert(key);
+    }
     return behind.size();
   }
 
@@ -391,12 +543,19 @@ class Stream {
   std::function<void()> beat_;
   std::unique_ptr<kafka::ExternalOffsetConsumer> consumer_;
   std::map<PartitionId, PartitionCounts> owned_;
+  // Every partition's saved state as last loaded, and the sums of it: what the results
+  // are written from. The producers and windows changed since they were last written.
+  std::map<PartitionId, LoadedPartition> loaded_;
+  std::map<int, ProducerCounts> totals_;
+  std::map<WindowKey, ProducerCounts> window_totals_;
+  std::set<int> changed_producers_;
+  std::set<WindowKey> changed_windows_;
+  bool rewrite_all_ = true;                              // the first write replaces the whole collection
   std::map<WindowKey, ProducerCounts> written_windows_;  // what this instance last wrote
-  std::map<PartitionId, int64_t> written_version_;       // the states it last wrote them from
-  std::map<int, ProducerCounts> written_totals_;         // and the totals it wrote
   static constexpr std::chrono::milliseconds kIdleCheck{250};
   static constexpr std::chrono::seconds kWindowCheck{2};
   Clock::time_point next_idle_check_;
+  Clock::time_point next_stored_check_;
   Clock::time_point next_window_check_;
   StreamStats stats_;
 };

@@ -20,7 +20,9 @@ struct StreamOptions {
   // The stream job: its consumer group, and the key of its saved state. Instances of one
   // group share the partitions; another group counts everything again, separately.
   std::string group = "iotinfer-stream";
-  std::string topic = "inferences";
+  // What sink publishes: each record that became a document, once (sink/sink.h), so the
+  // counts agree with batch's whatever ids devices reuse.
+  std::string topic = "inferences.accepted";
   // While records flow, counts reach the store at least this often. 0: an update starts as
   // soon as the previous one ends and something was counted (what Spark's trigger 0 does
   // with micro-batches): the freshest results, for a store kept busy while records flow.

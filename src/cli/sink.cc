@@ -51,6 +51,9 @@ void AddSinkCommand(CLI::App& app, Action& action) {
       ->envname("IOTINFER_INSTANCE_ID");
   cmd->add_option("--input-topic", o.input_topic, "topic of inference records")->capture_default_str();
   cmd->add_option("--dlq-topic", o.dlq_topic, "dead-letter topic for invalid records")->capture_default_str();
+  cmd->add_option("--accepted-topic", o.accepted_topic,
+                  "topic each record that became a document is published to, what stream counts ('' for none)")
+      ->capture_default_str();
   cmd->add_option("--partitions", o.partitions, "partitions for topics that have to be created")->capture_default_str();
   cmd->add_option("--batch-max", o.batch_max, "most records per bulk write")->capture_default_str()->check(Positive());
   cmd->add_option("--batch-max-bytes", o.batch_max_bytes, "most bytes of records per bulk write")

@@ -123,7 +123,7 @@ void AddStreamCommand(CLI::App& app, Action& action) {
   AddStoreFlags(*cmd, o.store);
   cmd->add_option("--group", o.group, "consumer group, and the name of the saved state; instances share partitions")
       ->capture_default_str();
-  cmd->add_option("--topic", o.topic, "topic of inference records")->capture_default_str();
+  cmd->add_option("--topic", o.topic, "topic of the records sink stored (its --accepted-topic)")->capture_default_str();
   cmd->add_option("--update-ms", flags->update_ms,
                   "longest time between store updates while records flow (0: back to back, freshest)")
       ->capture_default_str()

@@ -104,8 +104,14 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   DemoReport report;
   kafka::KafkaConfig kafka = options.kafka;
   std::unique_ptr<kafka::MockCluster> cluster;
-  const std::vector<std::string> topics = {"images", "inferences", "images.dlq", "inferences.dlq"};
-  if (kafka.brokers.empty()) {
+  // Fresh groups: sink and stream read the topic from its beginning, so stream, store and
+  // batch see the same records even on a cluster that holds earlier runs; and a topic of
+  // accepted records per run, since each run's sink stores (and publishes) them all again.
+  const std::string run_suffix = fmt::format("{:x}", std::chrono::system_clock::now().time_since_epoch().count());
+  const bool embedded = kafka.brokers.empty();
+  const std::string accepted = embedded ? "inferences.accepted" : "inferences.accepted.demo-" + run_suffix;
+  const std::vector<std::string> topics = {"images", "inferences", "images.dlq", "inferences.dlq", accepted};
+  if (embedded) {
     ASSIGN_OR_RETURN(cluster, kafka::MockCluster::Create());
     for (const auto& topic : topics) TRY(cluster->CreateTopic({topic, options.partitions}));
     kafka.brokers = cluster->bootstrap_servers();
@@ -125,9 +131,6 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
     TRY(store->Clear());
     log(fmt::format("store: {} (emptied), database {}", store->Describe(), store_options.database));
   }
-  // Fresh groups: sink and stream read the topic from its beginning, so stream, store and
-  // batch see the same records even on a cluster that holds earlier runs.
-  const std::string run_suffix = fmt::format("{:x}", std::chrono::system_clock::now().time_since_epoch().count());
 
   infer::InferOptions infer_options;
   infer_options.kafka = kafka;
@@ -140,11 +143,13 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   sink_options.store = store_options;
   sink_options.group = "iotinfer-demo-sink-" + run_suffix;
   sink_options.partitions = options.partitions;
+  sink_options.accepted_topic = accepted;
   sink_options.log_every = std::chrono::milliseconds(0);
   analytics::StreamOptions stream_options;
   stream_options.kafka = kafka;
   stream_options.store = store_options;
   stream_options.group = "iotinfer-demo-stream-" + run_suffix;
+  stream_options.topic = accepted;
   stream_options.log_every = std::chrono::milliseconds(0);
   // Topics first, so that the services' consumers and the devices agree on them.
   if (!report.embedded) {
@@ -222,13 +227,13 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
 std::string FormatDemo(const DemoReport& r) {
   std::string out = fmt::format(
       "\nproduced {} images in {:.2f} s; inferred {} and dead-lettered {} in {} transactions ({} aborted)\n"
-      "stored {} documents in {} ({} new, {} rewritten, {} dead-lettered)\n"
+      "stored {} documents in {} ({} replayed, {} duplicates, {} dead-lettered)\n"
       "live count (stream): {} records in {} updates; batch recount ({} engine): {} documents in {:.2f} s: they "
       "agree\n\nincorrect inferences per producer:\n",
       r.produced.acknowledged, r.produced.seconds, r.inferred.inferred, r.inferred.dead_lettered, r.inferred.batches,
-      r.inferred.aborted, r.sunk.inserted + r.sunk.replaced, r.batch.store, r.sunk.inserted, r.sunk.replaced,
-      r.sunk.dead_lettered, r.streamed.consumed, r.streamed.updates, analytics::EngineName(r.batch.engine),
-      r.batch.documents, r.batch.seconds);
+      r.inferred.aborted, r.sunk.inserted, r.batch.store, r.sunk.replayed, r.sunk.duplicates, r.sunk.dead_lettered,
+      r.streamed.consumed, r.streamed.updates, analytics::EngineName(r.batch.engine), r.batch.documents,
+      r.batch.seconds);
   out += analytics::FormatResults(r.batch.results);
   // Accuracy over the labelled records of the producers `keep` accepts.
   auto accuracy = [&](auto keep) {

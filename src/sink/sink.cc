@@ -24,15 +24,17 @@ class Writer {
          std::function<void(const SinkStats&)> on_retry)
       : store_(store), options_(options), stop_(stop), stats_(stats), on_retry_(std::move(on_retry)) {}
 
-  // Upserts `records`, waiting out store outages with backoff. Unavailable when a stop was
-  // requested before the store came back; other errors are the store's, not retried.
-  Result<store::UpsertStats> Write(std::span<const InferenceRecord> records) {
+  // Writes `records` (first write wins), waiting out store outages with backoff. Unavailable
+  // when a stop was requested before the store came back; other errors are the store's, not
+  // retried.
+  Result<std::vector<store::Insertion>> Write(std::span<const InferenceRecord> records,
+                                              std::span<const std::string> sources) {
     std::optional<Clock::time_point> outage_since;
     Clock::time_point started;
-    Result<store::UpsertStats> written = store::WriteWithRetries(
+    Result<std::vector<store::Insertion>> written = store::WriteWithRetries(
         [&] {
           started = Clock::now();
-          return store_.Upsert(records);
+          return store_.InsertFirst(records, sources);
         },
         {.initial = options_.retry_initial, .max = options_.retry_max}, stop_,
         [&](const Error& error, std::chrono::milliseconds wait) {
@@ -69,9 +71,15 @@ const std::vector<ops::TotalCounter<SinkStats>>& Counters() {
   static const std::vector<ops::TotalCounter<SinkStats>> counters{
       {"iotinfer_sink_consumed_total", "inference records read from Kafka",
        [](const SinkStats& s) { return s.consumed; }},
-      {"iotinfer_sink_stored_total", "records written to the store (inserted or replaced)",
-       [](const SinkStats& s) { return s.inserted + s.replaced; }},
-      {"iotinfer_sink_dead_lettered_total", "invalid records sent to the dead-letter topic",
+      {"iotinfer_sink_stored_total", "records that became documents (new ids)",
+       [](const SinkStats& s) { return s.inserted; }},
+      {"iotinfer_sink_replayed_total", "records found stored from their own offset (a batch read again)",
+       [](const SinkStats& s) { return s.replayed; }},
+      {"iotinfer_sink_duplicates_total", "records whose id was stored from elsewhere with the same device fields",
+       [](const SinkStats& s) { return s.duplicates; }},
+      {"iotinfer_sink_conflicts_total", "records whose id was stored with other device fields (dead-lettered)",
+       [](const SinkStats& s) { return s.conflicts; }},
+      {"iotinfer_sink_dead_lettered_total", "records sent to the dead-letter topic",
        [](const SinkStats& s) { return s.dead_lettered; }},
       {"iotinfer_sink_store_retries_total", "store writes that failed because it was unavailable",
        [](const SinkStats& s) { return s.store_retries; }},
@@ -115,10 +123,10 @@ void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
 
 std::string FormatStats(const SinkStats& s) {
   return fmt::format(
-      "consumed {} inserted {} replaced {} dead-lettered {} batches {} (last {}, written in {:.1f} ms) "
-      "store retries {} aborted {} isolated {} lag {} partitions {}",
-      s.consumed, s.inserted, s.replaced, s.dead_lettered, s.batches, s.last_batch, s.last_write_ms, s.store_retries,
-      s.aborted, s.isolated, s.lag, s.partitions);
+      "consumed {} inserted {} replayed {} duplicates {} conflicts {} dead-lettered {} batches {} (last {}, "
+      "written in {:.1f} ms) store retries {} aborted {} isolated {} lag {} partitions {}",
+      s.consumed, s.inserted, s.replayed, s.duplicates, s.conflicts, s.dead_lettered, s.batches, s.last_batch,
+      s.last_write_ms, s.store_retries, s.aborted, s.isolated, s.lag, s.partitions);
 }
 
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
@@ -134,14 +142,17 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     if (on_progress) on_progress(s);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
-  TRY(kafka::EnsureTopics(options.kafka,
-                          {{options.input_topic, options.partitions}, {options.dlq_topic, options.partitions}}));
+  std::vector<std::string> outputs{options.dlq_topic};
+  if (!options.accepted_topic.empty()) outputs.push_back(options.accepted_topic);
+  std::vector<kafka::TopicSpec> topics{{options.input_topic, options.partitions}};
+  for (const std::string& topic : outputs) topics.push_back({topic, options.partitions});
+  TRY(kafka::EnsureTopics(options.kafka, topics));
   const std::string log_name = kafka::ServiceLogName("sink", options.instance_id);
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
                                    .input_topics = {options.input_topic},
-                                   .output_topics = {options.dlq_topic},
+                                   .output_topics = outputs,
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_batch_bytes = options.batch_max_bytes,
@@ -153,69 +164,104 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   Writer writer(*store, options, stop, stats, report);
   std::vector<InferenceRecord> records;
-  std::vector<const kafka::InputMessage*> sources;  // where records[i] came from
-  std::vector<kafka::OutputMessage> dead;
+  std::vector<std::string> offsets;                 // where records[i] came from, as the store keeps it
+  std::vector<const kafka::InputMessage*> sources;  // and the message itself
+  std::vector<kafka::OutputMessage> out;            // dead letters and accepted records
   while (!stop.load()) {
     if (endpoints) endpoints->Beat();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
     records.clear();
+    offsets.clear();
     sources.clear();
-    dead.clear();
+    out.clear();
     for (const kafka::InputMessage& in : batch) {
       Result<InferenceRecord> record = in.unreadable.empty() ? DecodeInferenceRecord(in.message.value)
                                                              : std::unexpected(Error::InvalidInput(in.unreadable));
       if (record) {
         records.push_back(std::move(*record));
+        offsets.push_back(fmt::format("{}/{}/{}", in.topic, in.partition, in.offset));
         sources.push_back(&in);
       } else {
-        dead.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message(), dlq_max_bytes));
+        out.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message(), dlq_max_bytes));
       }
     }
 
-    Result<store::UpsertStats> written = writer.Write(records);
-    if (!written && written.error().code() != Error::Code::kUnavailable) {
+    // Per record: what the store did, or nullopt where it refused the record.
+    std::vector<std::optional<store::Insertion>> outcomes(records.size());
+    Result<std::vector<store::Insertion>> written = writer.Write(records, offsets);
+    Status status = Ok();
+    if (written) {
+      std::ranges::copy(*written, outcomes.begin());
+    } else if (written.error().code() == Error::Code::kUnavailable) {
+      status = std::unexpected(written.error());
+    } else {
       // The store refused something in the batch: write record by record, so that only the
       // refused ones are dead-lettered, with the store's reason. A refusal the store calls
       // invalid is the record's; another one is only when other records of the batch were
       // written, or it would dead-letter every record for a fault of the store.
-      written = store::UpsertStats{};
       std::vector<std::pair<size_t, Error>> refused;
-      for (size_t i = 0; written && i < records.size(); ++i) {
-        Result<store::UpsertStats> one = writer.Write({&records[i], 1});
+      for (size_t i = 0; status && i < records.size(); ++i) {
+        Result<std::vector<store::Insertion>> one = writer.Write({&records[i], 1}, {&offsets[i], 1});
         if (one) {
-          written->inserted += one->inserted;
-          written->replaced += one->replaced;
+          outcomes[i] = one->at(0);
         } else if (one.error().code() == Error::Code::kUnavailable) {
-          written = std::unexpected(one.error());
+          status = std::unexpected(one.error());
         } else {
           refused.emplace_back(i, one.error());
         }
       }
-      const bool some_written = written && written->inserted + written->replaced > 0;
+      const bool some_written = std::ranges::any_of(outcomes, [](const auto& o) { return o.has_value(); });
       for (const auto& [i, error] : refused) {
-        if (!written) break;
+        if (!status) break;
         if (error.code() != Error::Code::kInvalidInput && !some_written) {
-          written = std::unexpected(error);
+          status = std::unexpected(error);
           break;
         }
-        dead.push_back(
+        out.push_back(
             kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + error.message(), dlq_max_bytes));
       }
     }
-    if (!written) {
+    if (!status) {
       // Stopped during an outage: nothing committed, so the batch is read again on restart.
-      if (written.error().code() == Error::Code::kUnavailable && stop.load()) break;
-      return std::unexpected(written.error());
+      if (status.error().code() == Error::Code::kUnavailable && stop.load()) break;
+      return std::unexpected(status.error());
     }
 
-    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, dead));
-    // Aborted and rewound: the batch comes again and its upserts rewrite the same documents.
+    SinkStats counted;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (!outcomes[i]) continue;
+      switch (outcomes[i]->kind) {
+        case store::Insertion::Kind::kInserted:
+        case store::Insertion::Kind::kReplayed:
+          (outcomes[i]->kind == store::Insertion::Kind::kInserted ? counted.inserted : counted.replayed)++;
+          if (!options.accepted_topic.empty()) out.push_back({options.accepted_topic, sources[i]->message});
+          break;
+        case store::Insertion::Kind::kDuplicate:
+          counted.duplicates++;
+          break;
+        case store::Insertion::Kind::kConflict:
+          counted.conflicts++;
+          out.push_back(kafka::DeadLetter(
+              options.dlq_topic, *sources[i],
+              fmt::format("id '{}' is stored already, from {}, with other device fields (producer_id, actual_value, "
+                          "produced_at): the first record of an id wins",
+                          records[i].id,
+                          outcomes[i]->stored_source.empty() ? "an unknown source" : outcomes[i]->stored_source),
+              dlq_max_bytes));
+          break;
+      }
+    }
+
+    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, out));
+    // Aborted and rewound: the batch comes again, and its records find themselves stored.
     if (outcome != kafka::Outcome::kCommitted) continue;
-    stats.inserted += written->inserted;
-    stats.replaced += written->replaced;
-    stats.dead_lettered += static_cast<int64_t>(dead.size());
+    stats.inserted += counted.inserted;
+    stats.replayed += counted.replayed;
+    stats.duplicates += counted.duplicates;
+    stats.conflicts += counted.conflicts;
+    stats.dead_lettered += std::ranges::count_if(out, [&](const auto& m) { return m.topic == options.dlq_topic; });
     loop.Committed(batch.size());
   }
   loop.Finish();

@@ -22,6 +22,9 @@ struct SinkOptions {
   std::string instance_id;
   std::string input_topic = "inferences";
   std::string dlq_topic = "inferences.dlq";
+  // Where each record that became a document is published (what `stream` counts); empty:
+  // nowhere.
+  std::string accepted_topic = "inferences.accepted";
   int partitions = 6;  // for topics that have to be created
   // A batch is written when it holds batch_max records or flush_interval passed since its
   // first one: the first bounds memory and the write size, the second the latency.
@@ -41,8 +44,10 @@ struct SinkOptions {
 struct SinkStats {
   int64_t consumed = 0;
   int64_t inserted = 0;       // new documents
-  int64_t replaced = 0;       // documents that existed (replays after a crash or rewind)
-  int64_t dead_lettered = 0;  // invalid records, sent to dlq_topic with their reason
+  int64_t replayed = 0;       // records found stored from the same offset (a batch read again)
+  int64_t duplicates = 0;     // records whose id was stored from elsewhere with the same device fields
+  int64_t conflicts = 0;      // records whose id was stored with other device fields (dead-lettered)
+  int64_t dead_lettered = 0;  // records sent to dlq_topic with their reason
   int64_t batches = 0;
   int64_t store_retries = 0;  // writes that failed because the store was unavailable
   int64_t aborted = 0;        // Kafka transactions aborted and their batch read again
@@ -61,11 +66,15 @@ struct SinkStats {
 std::string FormatStats(const SinkStats& stats);
 
 /// Runs the sink until `stop` becomes true: consumes `input_topic` (read_committed) as a
-/// member of `group`, validates each record (core/inference_record.h), upserts the valid ones
-/// by id in one bulk write per batch, and only then commits the batch's offsets, together with
-/// its dead letters (invalid records, and records the store refuses, with the reason), in one
-/// Kafka transaction. A crash at any point replays at most the uncommitted batch, whose
-/// upserts rewrite the same documents: the store ends with one document per record.
+/// member of `group`, validates each record (core/inference_record.h), writes the valid ones
+/// in one bulk write per batch, first write wins (Store::InsertFirst), and only then commits
+/// the batch's offsets, together with its dead letters (invalid records, records the store
+/// refuses and ids reused for other device fields, with the reason) and the records that
+/// became documents (to `accepted_topic`), in one Kafka transaction. A crash at any point
+/// replays at most the uncommitted batch, whose records find themselves stored from their own
+/// offsets and are published again: the store ends with one document per id, and
+/// `accepted_topic` holds each document's record once (what makes `stream` agree with
+/// `batch`). A device's retry of an id (same device fields) is counted, not published.
 /// While the store is unavailable the batch is retried with backoff and a log line; a stop
 /// requested meanwhile returns without committing (the batch is read again on restart).
 /// `on_progress` (optional) sees the counters after every committed batch and whenever the

@@ -5,7 +5,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <utility>
 
@@ -16,7 +18,8 @@ namespace {
 
 constexpr const char* kImages = "images";
 constexpr const char* kResults = "incorrect_inference_results";
-constexpr const char* kStreamState = "stream_state";
+constexpr const char* kStreamHeads = "stream_partitions";
+constexpr const char* kStreamChunks = "stream_chunks";
 constexpr const char* kWindows = "incorrect_inference_windows";
 constexpr int kDuplicateKey = 11000;
 
@@ -185,6 +188,8 @@ Result<StoredRecord> ReadRecord(const bson_t* doc) {
       has_producer = true;
     } else if (key == "confidence" && BSON_ITER_HOLDS_NUMBER(&it)) {
       r.confidence = bson_iter_as_double(&it);
+    } else if (key == "source" && BSON_ITER_HOLDS_UTF8(&it)) {
+      stored.source = bson_iter_utf8(&it, nullptr);
     } else if (key == "produced_at" || key == "inferred_at" || key == "stored_at") {
       std::optional<int64_t> ms;
       if (BSON_ITER_HOLDS_DATE_TIME(&it)) ms = bson_iter_date_time(&it);
@@ -231,16 +236,30 @@ class MongoStore final : public Store {
   Status EnsureIndexes() override {
     mongoc_database_t* db = mongoc_client_get_database(client_.get(), database_.c_str());
     Status status = Ok();
-    // Only what uniqueness needs: on FerretDB every index costs each insert dearly, and
-    // analytics scan whole collections anyway.
-    for (auto [collection, name, unique] : {std::tuple{kImages, "id", true}, {kResults, "producer_id", true}}) {
-      std::string index_name = fmt::format("{}_1", name);
-      Bson command(BCON_NEW("createIndexes", BCON_UTF8(collection), "indexes", "[", "{", "key", "{", name,
-                            BCON_INT32(1), "}", "name", BCON_UTF8(index_name.c_str()), "unique", BCON_BOOL(unique), "}",
-                            "]"));
+    // Only what uniqueness needs, and what a stream's reads of its state select by: on
+    // FerretDB every index costs each insert dearly, and analytics scan whole collections.
+    struct Index {
+      const char* collection;
+      const char* name;
+      Bson key;
+      bool unique;
+    };
+    Index indexes[] = {
+        {kImages, "id_1", Bson(BCON_NEW("id", BCON_INT32(1))), true},
+        {kResults, "producer_id_1", Bson(BCON_NEW("producer_id", BCON_INT32(1))), true},
+        {kStreamChunks, "partition_as_of",
+         Bson(BCON_NEW("group", BCON_INT32(1), "topic", BCON_INT32(1), "partition", BCON_INT32(1), "as_of",
+                       BCON_INT32(1))),
+         false},
+    };
+    for (const Index& index : indexes) {
+      Bson command(BCON_NEW("createIndexes", BCON_UTF8(index.collection), "indexes", "[", "{", "key",
+                            BCON_DOCUMENT(index.key.get()), "name", BCON_UTF8(index.name), "unique",
+                            BCON_BOOL(index.unique), "}", "]"));
       bson_error_t error;
       if (!mongoc_database_write_command_with_opts(db, command.get(), nullptr, nullptr, &error)) {
-        status = std::unexpected(FromBson(error, Context(fmt::format("creating index {}.{}", collection, index_name))));
+        status = std::unexpected(
+            FromBson(error, Context(fmt::format("creating index {}.{}", index.collection, index.name))));
         break;
       }
     }
@@ -262,19 +281,11 @@ class MongoStore final : public Store {
     const int64_t stored_at = ToMillis(NowMillisAsMicros());
     std::vector<Bson> docs;
     docs.reserve(records.size());
-    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
-    Bulk insert(mongoc_collection_create_bulk_operation_with_opts(images.get(), unordered.get()));
     for (const InferenceRecord& r : records) {
       docs.push_back(Bson());
       AppendRecord(docs.back().get(), r, stored_at);
-      mongoc_bulk_operation_insert_with_opts(insert.get(), docs.back().get(), nullptr, nullptr);
     }
-    bson_t reply;
-    bson_error_t error;
-    const bool inserted_all = mongoc_bulk_operation_execute(insert.get(), &reply, &error) != 0;
-    Result<std::vector<size_t>> refused = Duplicates(&reply, inserted_all, error);
-    bson_destroy(&reply);
-    ASSIGN_OR_RETURN(std::vector<size_t> duplicates, std::move(refused));
+    ASSIGN_OR_RETURN(std::vector<size_t> duplicates, InsertAll(images.get(), docs, "inserting images"));
     stats.inserted = static_cast<int64_t>(records.size() - duplicates.size());
     if (duplicates.empty()) return stats;
 
@@ -285,6 +296,51 @@ class MongoStore final : public Store {
     TRY(ReplaceAll(images.get(), replacements, "replacing existing images"));
     stats.replaced = static_cast<int64_t>(duplicates.size());
     return stats;
+  }
+
+  Result<std::vector<std::optional<StoredRecord>>> InsertNew(std::span<const InferenceRecord> records,
+                                                             std::span<const std::string> sources) override {
+    std::vector<std::optional<StoredRecord>> stored(records.size());
+    if (records.empty()) return stored;
+    if (!indexed_) TRY(EnsureIndexes());  // without the unique index, every insert would succeed
+    Collection images = Get(kImages);
+    const int64_t stored_at = ToMillis(NowMillisAsMicros());
+    std::vector<Bson> docs;
+    docs.reserve(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      docs.push_back(Bson());
+      AppendRecord(docs.back().get(), records[i], stored_at);
+      BSON_APPEND_UTF8(docs.back().get(), "source", sources[i].c_str());
+    }
+    ASSIGN_OR_RETURN(std::vector<size_t> refused, InsertAll(images.get(), docs, "inserting images"));
+    if (refused.empty()) return stored;
+    std::map<std::string, size_t> index;
+    Bson query;
+    bson_t in, ids;
+    BSON_APPEND_DOCUMENT_BEGIN(query.get(), "id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+    for (size_t i : refused) {
+      BSON_APPEND_UTF8(&ids, std::to_string(index.size()).c_str(), records[i].id.c_str());
+      index[records[i].id] = i;
+    }
+    bson_append_array_end(&in, &ids);
+    bson_append_document_end(query.get(), &in);
+    Status status = Ok();
+    TRY(Find(kImages, query, Bson(), [&](const bson_t* doc) {
+      Result<StoredRecord> existing = ReadRecord(doc);
+      if (!existing) {
+        if (status) status = std::unexpected(existing.error());
+        return;
+      }
+      if (auto it = index.find(existing->record.id); it != index.end()) stored[it->second] = std::move(*existing);
+    }));
+    TRY(status);
+    // Refused as a duplicate, yet gone when looked up (deleted meanwhile): nothing to compare
+    // with, so it is written as the first of its id on the next try.
+    for (size_t i : refused) {
+      if (!stored[i]) return std::unexpected(Error::Unavailable(Context("images." + records[i].id + " vanished")));
+    }
+    return stored;
   }
 
   struct Replacement {
@@ -331,7 +387,8 @@ class MongoStore final : public Store {
   }
 
   // Indexes of the records the unique index refused; any other write error fails the call.
-  Result<std::vector<size_t>> Duplicates(const bson_t* reply, bool ok, const bson_error_t& error) {
+  Result<std::vector<size_t>> Duplicates(const bson_t* reply, bool ok, const bson_error_t& error,
+                                         std::string_view what) {
     std::vector<size_t> duplicates;
     if (ok) return duplicates;
     // The reply lists writeErrors (empty) even when the command never reached the server:
@@ -339,7 +396,7 @@ class MongoStore final : public Store {
     bson_iter_t it, errors;
     if (error.code != kDuplicateKey || !bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
         !bson_iter_recurse(&it, &errors)) {
-      return std::unexpected(FromBson(error, Context("inserting images")));
+      return std::unexpected(FromBson(error, Context(what)));
     }
     while (bson_iter_next(&errors)) {
       bson_iter_t entry;
@@ -357,11 +414,11 @@ class MongoStore final : public Store {
         item.domain = MONGOC_ERROR_SERVER;
         item.code = static_cast<uint32_t>(code);
         bson_strncpy(item.message, message.c_str(), sizeof item.message);
-        return std::unexpected(FromBson(item, Context("inserting images")));
+        return std::unexpected(FromBson(item, Context(what)));
       }
       duplicates.push_back(static_cast<size_t>(index));
     }
-    if (duplicates.empty()) return std::unexpected(FromBson(error, Context("inserting images")));
+    if (duplicates.empty()) return std::unexpected(FromBson(error, Context(what)));
     return duplicates;
   }
 
@@ -420,32 +477,85 @@ class MongoStore final : public Store {
     return cells;
   }
 
-  // Upserts every producer's document, then deletes the producers no longer present: with
-  // no multi-document transactions (FerretDB), readers never see an empty collection.
-  Status ReplaceResults(std::span<const ProducerResult> results) override {
+  // Inserted first, as images are: on FerretDB a fresh collection of a million producers
+  // takes minutes of upserts and seconds of inserts. Producers that have a result already are
+  // then replaced, selected by _id (the producer_id): FerretDB finds a document by _id
+  // through its primary key, and by any other field only by reading every document.
+  Status UpsertResults(std::span<const ProducerResult> results) override {
+    if (results.empty()) return Ok();
+    if (!indexed_) TRY(EnsureIndexes());
     Collection collection = Get(kResults);
     std::vector<Bson> docs;
-    std::vector<Replacement> replacements;
+    docs.reserve(results.size());
     for (const ProducerResult& r : results) {
-      docs.push_back(Bson());
+      docs.push_back(Bson(BCON_NEW("_id", BCON_INT32(r.producer_id))));
       AppendResult(docs.back().get(), r);
-      replacements.push_back({Bson(BCON_NEW("producer_id", BCON_INT32(r.producer_id))), docs.back().get()});
+    }
+    ASSIGN_OR_RETURN(std::vector<size_t> existing,
+                     InsertAll(collection.get(), docs, "writing incorrect_inference_results"));
+    std::vector<Replacement> replacements;
+    for (size_t i : existing) {
+      replacements.push_back({Bson(BCON_NEW("_id", BCON_INT32(results[i].producer_id))), docs[i].get()});
     }
     TRY(ReplaceAll(collection.get(), replacements, "writing incorrect_inference_results"));
-    Bson stale = Bson();
-    bson_t in, ids;
-    BSON_APPEND_DOCUMENT_BEGIN(stale.get(), "producer_id", &in);
-    BSON_APPEND_ARRAY_BEGIN(&in, "$nin", &ids);
-    for (size_t i = 0; i < results.size(); ++i) {
-      BSON_APPEND_INT32(&ids, std::to_string(i).c_str(), results[i].producer_id);
-    }
-    bson_append_array_end(&in, &ids);
-    bson_append_document_end(stale.get(), &in);
+    return Ok();
+  }
+
+  // Results written before their _id was the producer_id (or by another writer) would make
+  // every insert of their producer fail as a duplicate and the replace by _id find nothing:
+  // a whole rewrite removes them first.
+  Status ReplaceResults(std::span<const ProducerResult> results) override {
+    Collection collection = Get(kResults);
+    Bson others(BCON_NEW("_id", "{", "$not", "{", "$type", BCON_UTF8("int"), "}", "}"));
     bson_error_t error;
-    if (!mongoc_collection_delete_many(collection.get(), stale.get(), nullptr, nullptr, &error)) {
-      return std::unexpected(FromBson(error, Context("deleting stale incorrect_inference_results")));
+    if (!mongoc_collection_delete_many(collection.get(), others.get(), nullptr, nullptr, &error)) {
+      return std::unexpected(FromBson(error, Context("deleting incorrect_inference_results of other writers")));
+    }
+    return Store::ReplaceResults(results);
+  }
+
+  Status DeleteResults(std::span<const int> producer_ids) override {
+    return DeleteIn(kResults, "_id", producer_ids,
+                    [](bson_t* array, const char* key, int id) { BSON_APPEND_INT32(array, key, id); });
+  }
+
+  // Deletes the documents whose `field` is one of `values`, in commands of a bounded size
+  // (a million values in one $in would exceed the 16 MiB a command may have).
+  template <typename T, typename AppendValue>
+  Status DeleteIn(const char* name, const char* field, std::span<const T> values, AppendValue append) {
+    constexpr size_t kPerCommand = 10000;
+    Collection collection = Get(name);
+    for (size_t begin = 0; begin < values.size(); begin += kPerCommand) {
+      Bson selector;
+      bson_t in, array;
+      BSON_APPEND_DOCUMENT_BEGIN(selector.get(), field, &in);
+      BSON_APPEND_ARRAY_BEGIN(&in, "$in", &array);
+      for (size_t i = begin; i < std::min(values.size(), begin + kPerCommand); ++i) {
+        append(&array, std::to_string(i - begin).c_str(), values[i]);
+      }
+      bson_append_array_end(&in, &array);
+      bson_append_document_end(selector.get(), &in);
+      bson_error_t error;
+      if (!mongoc_collection_delete_many(collection.get(), selector.get(), nullptr, nullptr, &error)) {
+        return std::unexpected(FromBson(error, Context(fmt::format("deleting from {}", name))));
+      }
     }
     return Ok();
+  }
+
+  // Inserts every document (unordered) and returns the indexes of those a unique index
+  // refused because they exist already; any other error fails the call.
+  Result<std::vector<size_t>> InsertAll(mongoc_collection_t* collection, std::span<const Bson> docs,
+                                        std::string_view what) {
+    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
+    Bulk insert(mongoc_collection_create_bulk_operation_with_opts(collection, unordered.get()));
+    for (const Bson& doc : docs) mongoc_bulk_operation_insert_with_opts(insert.get(), doc.get(), nullptr, nullptr);
+    bson_t reply;
+    bson_error_t error;
+    const bool ok = mongoc_bulk_operation_execute(insert.get(), &reply, &error) != 0;
+    Result<std::vector<size_t>> refused = Duplicates(&reply, ok, error, what);
+    bson_destroy(&reply);
+    return refused;
   }
 
   Result<std::vector<ProducerResult>> ReadResults() override {
@@ -461,114 +571,235 @@ class MongoStore final : public Store {
     return results;
   }
 
-  // First, each state replaced where the stored one is not further on (no upsert), in as
-  // few commands as ReplaceAll allows: the common case, a save of partitions saved before. If
-  // fewer matched, some partition is new or was counted further elsewhere, and the states are
-  // saved one by one, which tells which. (A conditional upsert per state in one command would
-  // tell that at once on MongoDB, but FerretDB 1.24 stops such a command at its first
-  // refused statement and reports that at index 0.)
+  // The chunks are inserted first: a chunk's _id names its key and as_of, which fix its
+  // content, so one that exists already (a save retried, two instances counting the same
+  // records) is the same and its refusal harmless. Then the heads, each replaced where the
+  // stored one is not further on (no upsert), in as few commands as ReplaceAll allows: the
+  // common case, a save of partitions saved before. If fewer matched, some partition is new
+  // or was counted further elsewhere, and the heads are saved one by one, which tells which.
+  // (A conditional upsert per head in one command would tell that at once on MongoDB, but
+  // FerretDB 1.24 stops such a command at its first refused statement and reports that at
+  // index 0.) Last, the chunks the saved heads made obsolete are deleted.
   Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) override {
-    Collection collection = Get(kStreamState);
+    std::vector<Bson> chunks;
+    for (const StreamState& state : states) {
+      for (const StateChunk& chunk : state.chunks) chunks.push_back(ChunkDocument(state, chunk));
+    }
+    if (!chunks.empty()) {
+      Collection collection = Get(kStreamChunks);
+      TRY(InsertAll(collection.get(), chunks, "saving stream_chunks"));
+    }
+    Collection heads = Get(kStreamHeads);
     std::vector<Bson> docs;
     std::vector<Replacement> replacements;
     for (const StreamState& state : states) {
-      const std::string key = StreamStateKey(state);
-      docs.push_back(StreamStateDocument(key, state));  // moving a Bson keeps its bson_t where it is
-      replacements.push_back({StreamStateSelector(key, state), docs.back().get()});
+      const std::string key = HeadKey(state);
+      docs.push_back(HeadDocument(key, state));  // moving a Bson keeps its bson_t where it is
+      replacements.push_back({HeadSelector(key, state), docs.back().get()});
     }
     ASSIGN_OR_RETURN(int64_t matched,
-                     ReplaceAll(collection.get(), replacements, "saving stream_state", /*upsert=*/false));
+                     ReplaceAll(heads.get(), replacements, "saving stream_partitions", /*upsert=*/false));
     std::vector<bool> saved(states.size(), true);
-    if (matched == static_cast<int64_t>(states.size())) return saved;
-    for (size_t i = 0; i < states.size(); ++i) {
-      ASSIGN_OR_RETURN(saved[i], SaveStreamStateAlone(states[i]));
+    if (matched != static_cast<int64_t>(states.size())) {
+      for (size_t i = 0; i < states.size(); ++i) {
+        ASSIGN_OR_RETURN(saved[i], SaveHeadAlone(states[i]));
+      }
     }
+    std::vector<std::string> obsolete;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (!saved[i]) continue;
+      for (const StateChunk& chunk : states[i].obsolete) obsolete.push_back(ChunkId(states[i], chunk.key, chunk.as_of));
+    }
+    TRY(DeleteChunks(obsolete));
     return saved;
   }
 
+  // One delete statement per _id, a few to a command, rather than one `$in`: FerretDB finds
+  // a document by _id equality through its primary key, but reads every document for an
+  // `$in` (ten thousand ids in a collection of a hundred thousand chunks took over 30 s).
+  Status DeleteChunks(std::span<const std::string> ids) {
+    constexpr size_t kStatementsPerCommand = 16;
+    Collection collection = Get(kStreamChunks);
+    Bson unordered(BCON_NEW("ordered", BCON_BOOL(false)));
+    for (size_t begin = 0; begin < ids.size(); begin += kStatementsPerCommand) {
+      Bulk bulk(mongoc_collection_create_bulk_operation_with_opts(collection.get(), unordered.get()));
+      for (size_t i = begin; i < std::min(ids.size(), begin + kStatementsPerCommand); ++i) {
+        Bson selector(BCON_NEW("_id", BCON_UTF8(ids[i].c_str())));
+        mongoc_bulk_operation_remove_one_with_opts(bulk.get(), selector.get(), nullptr, nullptr);
+      }
+      bson_t reply;
+      bson_error_t error;
+      const bool ok = mongoc_bulk_operation_execute(bulk.get(), &reply, &error) != 0;
+      bson_destroy(&reply);
+      if (!ok) return std::unexpected(FromBson(error, Context("deleting from stream_chunks")));
+    }
+    return Ok();
+  }
+
   // A replace whose filter also requires next_offset <= ours, with upsert: when the stored
-  // state is further on, the filter matches nothing and the upsert's insert of the same _id
-  // is refused as a duplicate key, so the newer state stays.
-  Result<bool> SaveStreamStateAlone(const StreamState& state) {
-    const std::string key = StreamStateKey(state);
-    Collection collection = Get(kStreamState);
+  // head is further on, the filter matches nothing and the upsert's insert of the same _id
+  // is refused as a duplicate key, so the newer head stays.
+  Result<bool> SaveHeadAlone(const StreamState& state) {
+    const std::string key = HeadKey(state);
+    Collection collection = Get(kStreamHeads);
     Bson upsert(BCON_NEW("upsert", BCON_BOOL(true)));
     bson_error_t error;
-    if (mongoc_collection_replace_one(collection.get(), StreamStateSelector(key, state).get(),
-                                      StreamStateDocument(key, state).get(), upsert.get(), nullptr, &error)) {
+    if (mongoc_collection_replace_one(collection.get(), HeadSelector(key, state).get(), HeadDocument(key, state).get(),
+                                      upsert.get(), nullptr, &error)) {
       return true;
     }
     if (error.code == kDuplicateKey) return false;
-    return std::unexpected(FromBson(error, Context("saving stream_state " + key)));
+    return std::unexpected(FromBson(error, Context("saving stream_partitions " + key)));
   }
 
-  static std::string StreamStateKey(const StreamState& state) {
+  static std::string HeadKey(const StreamState& state) {
     return fmt::format("{}/{}/{}", state.group, state.topic, state.partition);
   }
 
-  static Bson StreamStateSelector(const std::string& key, const StreamState& state) {
+  static std::string ChunkId(const StreamState& state, const ChunkKey& key, int64_t as_of) {
+    return fmt::format("{}/{}/{}/{}/{}/{}", state.group, state.topic, state.partition, key.bucket,
+                       key.window_start_us ? fmt::format("w{}", ToMillis(*key.window_start_us)) : "t", as_of);
+  }
+
+  static Bson HeadSelector(const std::string& key, const StreamState& state) {
     return Bson(
         BCON_NEW("_id", BCON_UTF8(key.c_str()), "next_offset", "{", "$lte", BCON_INT64(state.next_offset), "}"));
   }
 
-  static Bson StreamStateDocument(const std::string& key, const StreamState& state) {
+  static Bson HeadDocument(const std::string& key, const StreamState& state) {
     Bson doc(BCON_NEW("_id", BCON_UTF8(key.c_str()), "group", BCON_UTF8(state.group.c_str()), "topic",
                       BCON_UTF8(state.topic.c_str()), "partition", BCON_INT32(state.partition), "next_offset",
                       BCON_INT64(state.next_offset)));
-    bson_t array, entry;
-    BSON_APPEND_ARRAY_BEGIN(doc.get(), "counts", &array);
-    for (size_t i = 0; i < state.counts.size(); ++i) {
-      BSON_APPEND_DOCUMENT_BEGIN(&array, std::to_string(i).c_str(), &entry);
-      AppendCounts(&entry, state.counts[i]);
-      bson_append_document_end(&array, &entry);
-    }
-    bson_append_array_end(doc.get(), &array);
-    BSON_APPEND_ARRAY_BEGIN(doc.get(), "windows", &array);
-    for (size_t i = 0; i < state.windows.size(); ++i) {
-      BSON_APPEND_DOCUMENT_BEGIN(&array, std::to_string(i).c_str(), &entry);
-      BSON_APPEND_DATE_TIME(&entry, "start", ToMillis(state.windows[i].start_us));
-      AppendCounts(&entry, state.windows[i].counts);
-      bson_append_document_end(&array, &entry);
-    }
-    bson_append_array_end(doc.get(), &array);
+    if (state.window_floor_us) BSON_APPEND_DATE_TIME(doc.get(), "window_floor", ToMillis(*state.window_floor_us));
     BSON_APPEND_DATE_TIME(doc.get(), "updated_at", ToMillis(state.updated_at_us));
     return doc;
   }
 
-  Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {
-    std::vector<StreamState> states;
-    Bson query(BCON_NEW("group", BCON_UTF8(group.c_str())));
-    Bson opts(BCON_NEW("sort", "{", "topic", BCON_INT32(1), "partition", BCON_INT32(1), "}"));
-    TRY(Find(kStreamState, query, opts, [&](const bson_t* doc) {
+  // Counts as four arrays, by producer (FerretDB stores no nested arrays): a bucket of
+  // 65,536 producers stays under 4 MiB.
+  static constexpr const char* kCountFields[] = {"producers", "incorrect", "total", "unlabelled"};
+
+  static Bson ChunkDocument(const StreamState& state, const StateChunk& chunk) {
+    const std::string id = ChunkId(state, chunk.key, chunk.as_of);
+    Bson doc(BCON_NEW("_id", BCON_UTF8(id.c_str()), "group", BCON_UTF8(state.group.c_str()), "topic",
+                      BCON_UTF8(state.topic.c_str()), "partition", BCON_INT32(state.partition), "as_of",
+                      BCON_INT64(chunk.as_of), "bucket", BCON_INT32(chunk.key.bucket)));
+    if (chunk.key.window_start_us) BSON_APPEND_DATE_TIME(doc.get(), "window", ToMillis(*chunk.key.window_start_us));
+    for (size_t field = 0; field < std::size(kCountFields); ++field) {
+      bson_t array;
+      BSON_APPEND_ARRAY_BEGIN(doc.get(), kCountFields[field], &array);
+      for (size_t i = 0; i < chunk.counts.size(); ++i) {
+        const ProducerCounts& c = chunk.counts[i];
+        const std::string index = std::to_string(i);
+        if (field == 0) {
+          BSON_APPEND_INT32(&array, index.c_str(), c.producer_id);
+        } else {
+          BSON_APPEND_INT64(&array, index.c_str(),
+                            field == 1   ? c.incorrect_count
+                            : field == 2 ? c.total
+                                         : c.unlabelled);
+        }
+      }
+      bson_append_array_end(doc.get(), &array);
+    }
+    return doc;
+  }
+
+  static StateChunk ReadChunk(const bson_t* doc) {
+    StateChunk chunk;
+    std::vector<int64_t> columns[std::size(kCountFields)];
+    bson_iter_t it, array;
+    bson_iter_init(&it, doc);
+    while (bson_iter_next(&it)) {
+      const std::string_view key = bson_iter_key(&it);
+      if (key == "as_of") chunk.as_of = bson_iter_as_int64(&it);
+      if (key == "bucket") chunk.key.bucket = static_cast<int32_t>(bson_iter_as_int64(&it));
+      if (key == "window" && BSON_ITER_HOLDS_DATE_TIME(&it))
+        chunk.key.window_start_us = bson_iter_date_time(&it) * 1000;
+      for (size_t field = 0; field < std::size(kCountFields); ++field) {
+        if (key != kCountFields[field] || !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &array)) continue;
+        while (bson_iter_next(&array)) columns[field].push_back(bson_iter_as_int64(&array));
+      }
+    }
+    for (size_t i = 0; i < columns[0].size(); ++i) {
+      auto at = [&](size_t field) { return i < columns[field].size() ? columns[field][i] : 0; };
+      chunk.counts.push_back({static_cast<int>(at(0)), at(1), at(2), at(3)});
+    }
+    return chunk;
+  }
+
+  Result<std::map<std::pair<std::string, int32_t>, StreamState>> LoadHeads(const std::string& group) {
+    std::map<std::pair<std::string, int32_t>, StreamState> heads;
+    TRY(Find(kStreamHeads, Bson(BCON_NEW("group", BCON_UTF8(group.c_str()))), Bson(), [&](const bson_t* doc) {
       StreamState state{.group = group};
-      bson_iter_t it, array;
+      bson_iter_t it;
       bson_iter_init(&it, doc);
       while (bson_iter_next(&it)) {
         const std::string_view key = bson_iter_key(&it);
         if (key == "topic" && BSON_ITER_HOLDS_UTF8(&it)) state.topic = bson_iter_utf8(&it, nullptr);
         if (key == "partition") state.partition = static_cast<int32_t>(bson_iter_as_int64(&it));
         if (key == "next_offset") state.next_offset = bson_iter_as_int64(&it);
-        if (key == "updated_at" && BSON_ITER_HOLDS_DATE_TIME(&it)) state.updated_at_us = bson_iter_date_time(&it) * 1000;
-        const bool counts = key == "counts", windows = key == "windows";
-        if ((counts || windows) && BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &array)) {
-          while (bson_iter_next(&array)) {
-            bson_iter_t field;
-            if (!bson_iter_recurse(&array, &field)) continue;
-            WindowCounts entry;
-            while (bson_iter_next(&field)) {
-              if (std::string_view(bson_iter_key(&field)) == "start" && BSON_ITER_HOLDS_DATE_TIME(&field)) {
-                entry.start_us = bson_iter_date_time(&field) * 1000;
-              }
-              ReadCountsField(&field, entry.counts);
-            }
-            if (counts) state.counts.push_back(entry.counts);
-            if (windows) state.windows.push_back(entry);
-          }
+        if (key == "window_floor" && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+          state.window_floor_us = bson_iter_date_time(&it) * 1000;
+        }
+        if (key == "updated_at" && BSON_ITER_HOLDS_DATE_TIME(&it))
+          state.updated_at_us = bson_iter_date_time(&it) * 1000;
+      }
+      heads[{state.topic, state.partition}] = std::move(state);
+    }));
+    return heads;
+  }
+
+  // Heads, then each moved partition's chunks, then the heads again: a head that moved
+  // meanwhile may have had its chunks tidied away under the read, so that partition is read
+  // again (or, when the reader knows an earlier state, left at that state for its next load).
+  // A head that did not move selects chunks that no one deletes: only chunks under what a
+  // newer head selects are ever deleted.
+  Result<std::vector<StreamState>> LoadStreamState(const std::string& group, const StateVersions& since) override {
+    constexpr int kAttempts = 10;
+    std::vector<StreamState> loaded;
+    ASSIGN_OR_RETURN(auto heads, LoadHeads(group));
+    for (int attempt = 1; !heads.empty(); ++attempt) {
+      std::map<std::pair<std::string, int32_t>, std::vector<StateChunk>> chunks;
+      std::vector<std::string> garbage;
+      for (auto& [id, head] : heads) {
+        auto known = since.find(id);
+        if (known != since.end() && known->second == head.next_offset) continue;
+        const int64_t after = known == since.end() ? -1 : known->second;
+        Bson query(BCON_NEW("group", BCON_UTF8(group.c_str()), "topic", BCON_UTF8(id.first.c_str()), "partition",
+                            BCON_INT32(id.second), "as_of", "{", "$gt", BCON_INT64(after), "}"));
+        std::vector<StateChunk> found;
+        TRY(Find(kStreamChunks, query, Bson(), [&](const bson_t* doc) { found.push_back(ReadChunk(doc)); }));
+        std::vector<StateChunk> unselectable;
+        chunks[id] = SelectChunks(head, std::move(found), known == since.end() ? &unselectable : nullptr);
+        for (const StateChunk& c : unselectable) garbage.push_back(ChunkId(head, c.key, c.as_of));
+      }
+      ASSIGN_OR_RETURN(auto again, LoadHeads(group));
+      std::vector<std::pair<std::string, int32_t>> moved;
+      for (auto& [id, head] : heads) {
+        auto now = again.find(id);
+        if (now != again.end() && now->second.next_offset == head.next_offset) {
+          head.chunks = std::move(chunks[id]);
+          loaded.push_back(std::move(head));
+        } else if (auto known = since.find(id); known != since.end()) {
+          loaded.push_back({.group = group, .topic = id.first, .partition = id.second, .next_offset = known->second});
+        } else {
+          moved.push_back(id);
         }
       }
-      states.push_back(std::move(state));
-    }));
-    return states;
+      (void)DeleteChunks(garbage);  // tidying: the next full load tries again
+      if (moved.empty()) break;
+      if (attempt == kAttempts) {
+        return std::unexpected(Error::Unavailable(Context("stream_partitions kept moving while they were read")));
+      }
+      std::map<std::pair<std::string, int32_t>, StreamState> retry;
+      for (const auto& id : moved) {
+        if (auto it = again.find(id); it != again.end()) retry[id] = std::move(it->second);
+      }
+      heads = std::move(retry);
+    }
+    std::ranges::sort(loaded, {}, [](const StreamState& s) { return std::pair(s.topic, s.partition); });
+    return loaded;
   }
 
   Status UpsertWindowResults(std::span<const WindowResult> windows) override {
@@ -607,7 +838,7 @@ class MongoStore final : public Store {
   }
 
   Status Clear() override {
-    for (const char* name : {kImages, kResults, kStreamState, kWindows}) {
+    for (const char* name : {kImages, kResults, kStreamHeads, kStreamChunks, kWindows}) {
       Collection collection = Get(name);
       bson_error_t error;
       // 26: the collection does not exist, which is what we wanted.

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS images (
   model TEXT NOT NULL,
   produced_at INTEGER,
   inferred_at INTEGER NOT NULL,
-  stored_at INTEGER NOT NULL
+  stored_at INTEGER NOT NULL,
+  source TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incorrect_inference_results (
   producer_id INTEGER PRIMARY KEY NOT NULL,
@@ -38,16 +39,26 @@ CREATE TABLE IF NOT EXISTS incorrect_inference_results (
   error_rate REAL NOT NULL,
   computed_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS stream_state (
+CREATE TABLE IF NOT EXISTS stream_partitions (
   grp TEXT NOT NULL,
   topic TEXT NOT NULL,
   partition INTEGER NOT NULL,
   next_offset INTEGER NOT NULL,
-  counts TEXT NOT NULL,
-  windows TEXT NOT NULL,
+  window_floor INTEGER,
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (grp, topic, partition)
 );
+CREATE TABLE IF NOT EXISTS stream_chunks (
+  grp TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  partition INTEGER NOT NULL,
+  as_of INTEGER NOT NULL,
+  bucket INTEGER NOT NULL,
+  windowed INTEGER NOT NULL,
+  window_start INTEGER NOT NULL,
+  counts TEXT NOT NULL,
+  PRIMARY KEY (grp, topic, partition, as_of, bucket, windowed, window_start)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incorrect_inference_windows (
   producer_id INTEGER NOT NULL,
   window_start INTEGER NOT NULL,
@@ -60,6 +71,10 @@ CREATE TABLE IF NOT EXISTS incorrect_inference_windows (
   PRIMARY KEY (producer_id, window_start)
 );
 )sql";
+
+constexpr const char* kDeleteChunk =
+    "DELETE FROM stream_chunks WHERE grp=? AND topic=? AND partition=? AND as_of=? AND bucket=? AND windowed=? AND "
+    "window_start=?";
 
 using Json = nlohmann::json;
 
@@ -153,12 +168,24 @@ class SqliteStore final : public Store {
     // (NORMAL in WAL mode may lose the last commits to one). Batches are large, so the fsync is rare.
     TRY(Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
     TRY(EnsureIndexes());
+    TRY(AddSourceColumn());
     ASSIGN_OR_RETURN(insert_,
                      Prepare(fmt::format("INSERT OR IGNORE INTO images ({}) VALUES (?,?,?,?,?,?,?,?,?)", kColumns)));
     ASSIGN_OR_RETURN(update_, Prepare("UPDATE images SET image_prediction=?2, actual_value=?3, producer_id=?4, "
                                       "confidence=?5, model=?6, produced_at=?7, inferred_at=?8, stored_at=?9 "
                                       "WHERE id=?1"));
     return Ok();
+  }
+
+  // Files written before InsertFirst kept sources lack the column.
+  Status AddSourceColumn() {
+    ASSIGN_OR_RETURN(Statement columns, Prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'source'"));
+    bool present = false;
+    TRY(Run(columns.get(), "reading the images table's columns", [&](sqlite3_stmt*) {
+      present = true;
+      return Ok();
+    }));
+    return present ? Ok() : Exec("ALTER TABLE images ADD COLUMN source TEXT");
   }
 
   Status Ping() override { return Exec("SELECT 1"); }
@@ -171,24 +198,7 @@ class SqliteStore final : public Store {
     Status written = InWriteTransaction([&]() -> Status {
       for (const InferenceRecord& r : records) {
         for (sqlite3_stmt* stmt : {insert_.get(), update_.get()}) {
-          sqlite3_bind_text(stmt, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
-          sqlite3_bind_text(stmt, 2, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()),
-                            SQLITE_STATIC);
-          if (r.actual_value) {
-            sqlite3_bind_text(stmt, 3, r.actual_value->data(), static_cast<int>(r.actual_value->size()), SQLITE_STATIC);
-          } else {
-            sqlite3_bind_null(stmt, 3);
-          }
-          sqlite3_bind_int(stmt, 4, r.producer_id);
-          sqlite3_bind_double(stmt, 5, r.confidence);
-          sqlite3_bind_text(stmt, 6, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
-          if (r.produced_at_us) {
-            sqlite3_bind_int64(stmt, 7, ToMillis(*r.produced_at_us));
-          } else {
-            sqlite3_bind_null(stmt, 7);
-          }
-          sqlite3_bind_int64(stmt, 8, ToMillis(r.inferred_at_us));
-          sqlite3_bind_int64(stmt, 9, stored_at);
+          BindRecord(stmt, r, stored_at);
           TRY(Run(stmt, "upserting into images"));
           if (sqlite3_changes(db_.get()) > 0) {
             (stmt == insert_.get() ? stats.inserted : stats.replaced)++;
@@ -200,6 +210,75 @@ class SqliteStore final : public Store {
     });
     if (!written) return std::unexpected(written.error());
     return stats;
+  }
+
+  // The record as parameters 1-9, in kColumns' order.
+  static void BindRecord(sqlite3_stmt* stmt, const InferenceRecord& r, int64_t stored_at) {
+    sqlite3_bind_text(stmt, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, r.image_prediction.data(), static_cast<int>(r.image_prediction.size()), SQLITE_STATIC);
+    if (r.actual_value) {
+      sqlite3_bind_text(stmt, 3, r.actual_value->data(), static_cast<int>(r.actual_value->size()), SQLITE_STATIC);
+    } else {
+      sqlite3_bind_null(stmt, 3);
+    }
+    sqlite3_bind_int(stmt, 4, r.producer_id);
+    sqlite3_bind_double(stmt, 5, r.confidence);
+    sqlite3_bind_text(stmt, 6, r.model.data(), static_cast<int>(r.model.size()), SQLITE_STATIC);
+    if (r.produced_at_us) {
+      sqlite3_bind_int64(stmt, 7, ToMillis(*r.produced_at_us));
+    } else {
+      sqlite3_bind_null(stmt, 7);
+    }
+    sqlite3_bind_int64(stmt, 8, ToMillis(r.inferred_at_us));
+    sqlite3_bind_int64(stmt, 9, stored_at);
+  }
+
+  // In one transaction: a record whose id is stored is left alone, and that document read.
+  Result<std::vector<std::optional<StoredRecord>>> InsertNew(std::span<const InferenceRecord> records,
+                                                             std::span<const std::string> sources) override {
+    std::vector<std::optional<StoredRecord>> stored(records.size());
+    ASSIGN_OR_RETURN(
+        Statement insert,
+        Prepare(fmt::format("INSERT OR IGNORE INTO images ({}, source) VALUES (?,?,?,?,?,?,?,?,?,?)", kColumns)));
+    ASSIGN_OR_RETURN(Statement select, Prepare(fmt::format("SELECT {}, source FROM images WHERE id = ?", kColumns)));
+    const int64_t stored_at = ToMillis(NowMillisAsMicros());
+    Status written = InWriteTransaction([&]() -> Status {
+      for (size_t i = 0; i < records.size(); ++i) {
+        BindRecord(insert.get(), records[i], stored_at);
+        sqlite3_bind_text(insert.get(), 10, sources[i].c_str(), -1, SQLITE_TRANSIENT);
+        TRY(Run(insert.get(), "inserting into images"));
+        if (sqlite3_changes(db_.get()) > 0) continue;
+        sqlite3_bind_text(select.get(), 1, records[i].id.data(), static_cast<int>(records[i].id.size()), SQLITE_STATIC);
+        TRY(Run(select.get(), "reading images", [&](sqlite3_stmt* row) {
+          stored[i] = ReadRow(row);
+          return Ok();
+        }));
+        if (!stored[i]) {
+          return std::unexpected(
+              Error::Internal(fmt::format("{}: images.{} was neither inserted nor found", uri_, records[i].id)));
+        }
+      }
+      return Ok();
+    });
+    if (!written) return std::unexpected(written.error());
+    return stored;
+  }
+
+  // A row of kColumns, then source.
+  static StoredRecord ReadRow(sqlite3_stmt* s) {
+    StoredRecord stored;
+    InferenceRecord& r = stored.record;
+    r.id = *OptionalText(s, 0);
+    r.image_prediction = *OptionalText(s, 1);
+    r.actual_value = OptionalText(s, 2);
+    r.producer_id = sqlite3_column_int(s, 3);
+    r.confidence = sqlite3_column_double(s, 4);
+    r.model = *OptionalText(s, 5);
+    if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.produced_at_us = sqlite3_column_int64(s, 6) * 1000;
+    r.inferred_at_us = sqlite3_column_int64(s, 7) * 1000;
+    stored.stored_at_us = sqlite3_column_int64(s, 8) * 1000;
+    stored.source = OptionalText(s, 9).value_or("");
+    return stored;
   }
 
   // " WHERE ..." for `filter`, whose values bind from parameter 1 on.
@@ -221,20 +300,10 @@ class SqliteStore final : public Store {
   }
 
   Status Scan(const Filter& filter, const std::function<Status(const StoredRecord&)>& visit) override {
-    ASSIGN_OR_RETURN(Statement stmt, Prepare(fmt::format("SELECT {} FROM images{}", kColumns, Where(filter))));
+    ASSIGN_OR_RETURN(Statement stmt, Prepare(fmt::format("SELECT {}, source FROM images{}", kColumns, Where(filter))));
     Bind(stmt.get(), filter);
     return Run(stmt.get(), "scanning images", [&](sqlite3_stmt* s) {
-      StoredRecord stored;
-      InferenceRecord& r = stored.record;
-      r.id = *OptionalText(s, 0);
-      r.image_prediction = *OptionalText(s, 1);
-      r.actual_value = OptionalText(s, 2);
-      r.producer_id = sqlite3_column_int(s, 3);
-      r.confidence = sqlite3_column_double(s, 4);
-      r.model = *OptionalText(s, 5);
-      if (sqlite3_column_type(s, 6) != SQLITE_NULL) r.produced_at_us = sqlite3_column_int64(s, 6) * 1000;
-      r.inferred_at_us = sqlite3_column_int64(s, 7) * 1000;
-      stored.stored_at_us = sqlite3_column_int64(s, 8) * 1000;
+      const StoredRecord stored = ReadRow(s);
       return visit(stored);
     });
   }
@@ -262,21 +331,43 @@ class SqliteStore final : public Store {
   }
 
   Status ReplaceResults(std::span<const ProducerResult> results) override {
-    ASSIGN_OR_RETURN(Statement insert, Prepare("INSERT INTO incorrect_inference_results (producer_id, incorrect_count, "
-                                               "total, unlabelled, error_rate, computed_at) VALUES (?,?,?,?,?,?)"));
     return InWriteTransaction([&]() -> Status {
       TRY(Exec("DELETE FROM incorrect_inference_results"));
-      for (const ProducerResult& r : results) {
-        sqlite3_bind_int(insert.get(), 1, r.producer_id);
-        sqlite3_bind_int64(insert.get(), 2, r.incorrect_count);
-        sqlite3_bind_int64(insert.get(), 3, r.total);
-        sqlite3_bind_int64(insert.get(), 4, r.unlabelled);
-        sqlite3_bind_double(insert.get(), 5, r.error_rate);
-        sqlite3_bind_int64(insert.get(), 6, ToMillis(r.computed_at_us));
-        TRY(Run(insert.get(), "writing incorrect_inference_results"));
+      return WriteResults(results);
+    });
+  }
+
+  Status UpsertResults(std::span<const ProducerResult> results) override {
+    return InWriteTransaction([&] { return WriteResults(results); });
+  }
+
+  Status DeleteResults(std::span<const int> producer_ids) override {
+    ASSIGN_OR_RETURN(Statement remove, Prepare("DELETE FROM incorrect_inference_results WHERE producer_id = ?"));
+    return InWriteTransaction([&]() -> Status {
+      for (int id : producer_ids) {
+        sqlite3_reset(remove.get());
+        sqlite3_bind_int(remove.get(), 1, id);
+        TRY(Run(remove.get(), "deleting incorrect_inference_results"));
       }
       return Ok();
     });
+  }
+
+  Status WriteResults(std::span<const ProducerResult> results) {
+    ASSIGN_OR_RETURN(Statement insert, Prepare("INSERT OR REPLACE INTO incorrect_inference_results (producer_id, "
+                                               "incorrect_count, total, unlabelled, error_rate, computed_at) "
+                                               "VALUES (?,?,?,?,?,?)"));
+    for (const ProducerResult& r : results) {
+      sqlite3_reset(insert.get());
+      sqlite3_bind_int(insert.get(), 1, r.producer_id);
+      sqlite3_bind_int64(insert.get(), 2, r.incorrect_count);
+      sqlite3_bind_int64(insert.get(), 3, r.total);
+      sqlite3_bind_int64(insert.get(), 4, r.unlabelled);
+      sqlite3_bind_double(insert.get(), 5, r.error_rate);
+      sqlite3_bind_int64(insert.get(), 6, ToMillis(r.computed_at_us));
+      TRY(Run(insert.get(), "writing incorrect_inference_results"));
+    }
+    return Ok();
   }
 
   Result<std::vector<ProducerResult>> ReadResults() override {
@@ -291,34 +382,44 @@ class SqliteStore final : public Store {
     return results;
   }
 
+  // One transaction: chunks, head, then (when the head was saved) the obsolete chunks.
   Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) override {
     std::vector<bool> saved;
     Status written = InWriteTransaction([&]() -> Status {
+      ASSIGN_OR_RETURN(Statement chunk, Prepare("INSERT OR IGNORE INTO stream_chunks (grp, topic, partition, as_of, "
+                                                "bucket, windowed, window_start, counts) VALUES (?,?,?,?,?,?,?,?)"));
+      ASSIGN_OR_RETURN(Statement remove, Prepare(kDeleteChunk));
       ASSIGN_OR_RETURN(
-          Statement save,
-          Prepare("INSERT INTO stream_state (grp, topic, partition, next_offset, counts, windows, updated_at) "
-                  "VALUES (?,?,?,?,?,?,?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
-                  "next_offset=excluded.next_offset, counts=excluded.counts, windows=excluded.windows, "
-                  "updated_at=excluded.updated_at WHERE excluded.next_offset >= stream_state.next_offset"));
+          Statement head,
+          Prepare("INSERT INTO stream_partitions (grp, topic, partition, next_offset, window_floor, updated_at) "
+                  "VALUES (?,?,?,?,?,?) ON CONFLICT (grp, topic, partition) DO UPDATE SET "
+                  "next_offset=excluded.next_offset, window_floor=excluded.window_floor, "
+                  "updated_at=excluded.updated_at WHERE excluded.next_offset >= stream_partitions.next_offset"));
       for (const StreamState& state : states) {
-        Json counts = Json::array(), windows = Json::array();
-        for (const ProducerCounts& c : state.counts) counts.push_back(CountsJson(c));
-        for (const WindowCounts& w : state.windows) {
-          Json entry = CountsJson(w.counts);
-          entry.insert(entry.begin(), ToMillis(w.start_us));
-          windows.push_back(std::move(entry));
+        for (const StateChunk& c : state.chunks) {
+          Json counts = Json::array();
+          for (const ProducerCounts& p : c.counts) counts.push_back(CountsJson(p));
+          const std::string text = counts.dump();
+          BindChunk(chunk.get(), state, c);
+          sqlite3_bind_text(chunk.get(), 8, text.c_str(), -1, SQLITE_TRANSIENT);
+          TRY(Run(chunk.get(), "saving stream_chunks"));
         }
-        const std::string counts_text = counts.dump(), windows_text = windows.dump();
-        sqlite3_reset(save.get());
-        sqlite3_bind_text(save.get(), 1, state.group.c_str(), -1, SQLITE_STATIC);
-        sqlite3_bind_text(save.get(), 2, state.topic.c_str(), -1, SQLITE_STATIC);
-        sqlite3_bind_int(save.get(), 3, state.partition);
-        sqlite3_bind_int64(save.get(), 4, state.next_offset);
-        sqlite3_bind_text(save.get(), 5, counts_text.c_str(), -1, SQLITE_STATIC);
-        sqlite3_bind_text(save.get(), 6, windows_text.c_str(), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(save.get(), 7, ToMillis(state.updated_at_us));
-        TRY(Run(save.get(), "saving stream_state"));
+        sqlite3_reset(head.get());
+        BindPartition(head.get(), state);
+        sqlite3_bind_int64(head.get(), 4, state.next_offset);
+        if (state.window_floor_us) {
+          sqlite3_bind_int64(head.get(), 5, ToMillis(*state.window_floor_us));
+        } else {
+          sqlite3_bind_null(head.get(), 5);
+        }
+        sqlite3_bind_int64(head.get(), 6, ToMillis(state.updated_at_us));
+        TRY(Run(head.get(), "saving stream_partitions"));
         saved.push_back(sqlite3_changes(db_.get()) > 0);
+        if (!saved.back()) continue;
+        for (const StateChunk& c : state.obsolete) {
+          BindChunk(remove.get(), state, c);
+          TRY(Run(remove.get(), "deleting stream_chunks"));
+        }
       }
       return Ok();
     });
@@ -326,30 +427,84 @@ class SqliteStore final : public Store {
     return saved;
   }
 
-  Result<std::vector<StreamState>> LoadStreamState(const std::string& group) override {
-    ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT topic, partition, next_offset, counts, windows, updated_at FROM "
-                                             "stream_state WHERE grp = ? ORDER BY topic, partition"));
-    sqlite3_bind_text(stmt.get(), 1, group.c_str(), -1, SQLITE_TRANSIENT);
+  static void BindPartition(sqlite3_stmt* stmt, const StreamState& state) {
+    sqlite3_bind_text(stmt, 1, state.group.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, state.topic.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(stmt, 3, state.partition);
+  }
+
+  // The chunk's primary key as the first seven parameters.
+  static void BindChunk(sqlite3_stmt* stmt, const StreamState& state, const StateChunk& c) {
+    sqlite3_reset(stmt);
+    BindPartition(stmt, state);
+    sqlite3_bind_int64(stmt, 4, c.as_of);
+    sqlite3_bind_int(stmt, 5, c.key.bucket);
+    sqlite3_bind_int(stmt, 6, c.key.window_start_us ? 1 : 0);
+    sqlite3_bind_int64(stmt, 7, c.key.window_start_us ? ToMillis(*c.key.window_start_us) : 0);
+  }
+
+  // In one read transaction, so a head and its chunks are of one moment; the chunks no head
+  // can select again are then deleted.
+  Result<std::vector<StreamState>> LoadStreamState(const std::string& group, const StateVersions& since) override {
     std::vector<StreamState> states;
-    TRY(Run(stmt.get(), "loading stream_state", [&](sqlite3_stmt* s) -> Status {
-      StreamState state{.group = group,
-                        .topic = *OptionalText(s, 0),
-                        .partition = sqlite3_column_int(s, 1),
-                        .next_offset = sqlite3_column_int64(s, 2),
-                        .updated_at_us = sqlite3_column_int64(s, 5) * 1000};
-      try {
-        for (const Json& c : Json::parse(*OptionalText(s, 3))) state.counts.push_back(CountsFromJson(c, 0));
-        for (const Json& w : Json::parse(*OptionalText(s, 4))) {
-          state.windows.push_back({w.at(0).get<int64_t>() * 1000, CountsFromJson(w, 1)});
-        }
-      } catch (const Json::exception& e) {
-        return std::unexpected(Error::Internal(
-            fmt::format("{}: stream_state of {}/{}/{} is corrupt: {}", uri_, group, state.topic, state.partition,
-                        e.what())));
+    std::vector<std::pair<size_t, StateChunk>> garbage;  // (index into states, chunk)
+    TRY(Exec("BEGIN"));
+    Status read = [&]() -> Status {
+      ASSIGN_OR_RETURN(Statement heads, Prepare("SELECT topic, partition, next_offset, window_floor, updated_at FROM "
+                                                "stream_partitions WHERE grp = ? ORDER BY topic, partition"));
+      sqlite3_bind_text(heads.get(), 1, group.c_str(), -1, SQLITE_TRANSIENT);
+      TRY(Run(heads.get(), "loading stream_partitions", [&](sqlite3_stmt* s) -> Status {
+        StreamState state{.group = group,
+                          .topic = *OptionalText(s, 0),
+                          .partition = sqlite3_column_int(s, 1),
+                          .next_offset = sqlite3_column_int64(s, 2),
+                          .updated_at_us = sqlite3_column_int64(s, 4) * 1000};
+        if (sqlite3_column_type(s, 3) != SQLITE_NULL) state.window_floor_us = sqlite3_column_int64(s, 3) * 1000;
+        states.push_back(std::move(state));
+        return Ok();
+      }));
+      ASSIGN_OR_RETURN(Statement chunks,
+                       Prepare("SELECT as_of, bucket, windowed, window_start, counts FROM stream_chunks WHERE grp = ? "
+                               "AND topic = ? AND partition = ? AND as_of > ? AND as_of <= ?"));
+      for (size_t i = 0; i < states.size(); ++i) {
+        StreamState& state = states[i];
+        auto known = since.find({state.topic, state.partition});
+        if (known != since.end() && known->second == state.next_offset) continue;
+        sqlite3_reset(chunks.get());
+        BindPartition(chunks.get(), state);
+        sqlite3_bind_int64(chunks.get(), 4, known == since.end() ? -1 : known->second);
+        sqlite3_bind_int64(chunks.get(), 5, state.next_offset);
+        std::vector<StateChunk> found;
+        TRY(Run(chunks.get(), "loading stream_chunks", [&](sqlite3_stmt* s) -> Status {
+          StateChunk c{.key = {.bucket = sqlite3_column_int(s, 1)}, .as_of = sqlite3_column_int64(s, 0)};
+          if (sqlite3_column_int(s, 2)) c.key.window_start_us = sqlite3_column_int64(s, 3) * 1000;
+          try {
+            for (const Json& j : Json::parse(*OptionalText(s, 4))) c.counts.push_back(CountsFromJson(j, 0));
+          } catch (const Json::exception& e) {
+            return std::unexpected(Error::Internal(fmt::format("{}: stream_chunks of {}/{}/{} are corrupt: {}", uri_,
+                                                               group, state.topic, state.partition, e.what())));
+          }
+          found.push_back(std::move(c));
+          return Ok();
+        }));
+        std::vector<StateChunk> unselectable;
+        state.chunks = SelectChunks(state, std::move(found), known == since.end() ? &unselectable : nullptr);
+        for (StateChunk& c : unselectable) garbage.emplace_back(i, std::move(c));
       }
-      states.push_back(std::move(state));
       return Ok();
-    }));
+    }();
+    (void)Exec(read ? "COMMIT" : "ROLLBACK");
+    if (!read) return std::unexpected(read.error());
+    if (!garbage.empty()) {
+      (void)InWriteTransaction([&]() -> Status {  // tidying: the next full load tries again
+        ASSIGN_OR_RETURN(Statement remove, Prepare(kDeleteChunk));
+        for (const auto& [index, c] : garbage) {
+          BindChunk(remove.get(), states[index], c);
+          TRY(Run(remove.get(), "deleting stream_chunks"));
+        }
+        return Ok();
+      });
+    }
     return states;
   }
 
@@ -393,7 +548,8 @@ class SqliteStore final : public Store {
 
   Status Clear() override {
     return Exec(
-        "DELETE FROM images; DELETE FROM incorrect_inference_results; DELETE FROM stream_state; "
+        "DELETE FROM images; DELETE FROM incorrect_inference_results; DELETE FROM stream_partitions; DELETE FROM "
+        "stream_chunks; "
         "DELETE FROM incorrect_inference_windows;");
   }
 

@@ -3,6 +3,10 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "store/store_internal.h"
 
@@ -44,6 +48,104 @@ ProducerResult ToResult(const ProducerCounts& c, int64_t computed_at_us) {
           .unlabelled = c.unlabelled,
           .error_rate = labelled ? static_cast<double>(c.incorrect_count) / static_cast<double>(labelled) : 0.0,
           .computed_at_us = computed_at_us};
+}
+
+int32_t StateBucket(int producer_id) {
+  // Non-negative for negative ids too.
+  return static_cast<int32_t>(static_cast<uint32_t>(producer_id) % static_cast<uint32_t>(kStateBuckets));
+}
+
+std::vector<StateChunk> SelectChunks(const StreamState& head, std::vector<StateChunk> found,
+                                     std::vector<StateChunk>* unselectable) {
+  std::map<ChunkKey, StateChunk> selected;
+  auto set_aside = [&](StateChunk chunk) {
+    if (unselectable) unselectable->push_back(std::move(chunk));
+  };
+  for (StateChunk& chunk : found) {
+    if (chunk.as_of > head.next_offset) continue;
+    if (chunk.key.window_start_us && head.window_floor_us && *chunk.key.window_start_us < *head.window_floor_us) {
+      set_aside(std::move(chunk));
+      continue;
+    }
+    auto [it, inserted] = selected.try_emplace(chunk.key);
+    if (inserted) {
+      it->second = std::move(chunk);
+    } else if (chunk.as_of > it->second.as_of) {
+      set_aside(std::exchange(it->second, std::move(chunk)));
+    } else if (chunk.as_of < it->second.as_of) {
+      set_aside(std::move(chunk));
+    }
+  }
+  std::vector<StateChunk> chunks;
+  chunks.reserve(selected.size());
+  for (auto& [key, chunk] : selected) chunks.push_back(std::move(chunk));
+  return chunks;
+}
+
+namespace {
+
+// `stored` as read back: its times in whole milliseconds, as every store keeps them.
+bool SameDeviceFields(const InferenceRecord& record, const InferenceRecord& stored) {
+  auto millis = [](const std::optional<int64_t>& us) { return us ? std::optional(ToMillis(*us)) : std::nullopt; };
+  return record.producer_id == stored.producer_id && record.actual_value == stored.actual_value &&
+         millis(record.produced_at_us) == millis(stored.produced_at_us);
+}
+
+Insertion Classify(const InferenceRecord& record, const std::string& source, const StoredRecord& stored) {
+  if (stored.source == source) return {.kind = Insertion::Kind::kReplayed};
+  return {.kind = SameDeviceFields(record, stored.record) ? Insertion::Kind::kDuplicate : Insertion::Kind::kConflict,
+          .stored_source = stored.source};
+}
+
+}  // namespace
+
+Result<std::vector<Insertion>> Store::InsertFirst(std::span<const InferenceRecord> records,
+                                                  std::span<const std::string> sources) {
+  if (records.size() != sources.size()) {
+    return std::unexpected(Error::Internal("InsertFirst: one source per record is needed"));
+  }
+  // The first of each id in the batch goes to the store; the others are judged against it.
+  std::unordered_map<std::string_view, size_t> first;  // id -> index into `unique`
+  std::vector<InferenceRecord> unique;
+  std::vector<std::string> unique_sources;
+  std::vector<std::optional<size_t>> first_of(records.size());  // set for records that are not the first
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto [it, inserted] = first.try_emplace(records[i].id, unique.size());
+    if (!inserted) {
+      first_of[i] = it->second;
+      continue;
+    }
+    unique.push_back(records[i]);
+    unique_sources.push_back(sources[i]);
+  }
+  ASSIGN_OR_RETURN(std::vector<std::optional<StoredRecord>> stored, InsertNew(unique, unique_sources));
+  std::vector<Insertion> insertions;
+  insertions.reserve(records.size());
+  for (size_t i = 0, next = 0; i < records.size(); ++i) {
+    if (first_of[i]) {
+      const size_t j = *first_of[i];
+      // The stored document of that id: the batch's first, or what was there before it.
+      const StoredRecord earlier =
+          stored[j] ? *stored[j] : StoredRecord{.record = unique[j], .source = unique_sources[j]};
+      insertions.push_back(Classify(records[i], sources[i], earlier));
+    } else {
+      const size_t j = next++;
+      insertions.push_back(stored[j] ? Classify(records[i], sources[i], *stored[j]) : Insertion{});
+    }
+  }
+  return insertions;
+}
+
+Status Store::ReplaceResults(std::span<const ProducerResult> results) {
+  TRY(UpsertResults(results));
+  ASSIGN_OR_RETURN(const std::vector<ProducerResult> stored, ReadResults());
+  std::set<int> kept;
+  for (const ProducerResult& r : results) kept.insert(r.producer_id);
+  std::vector<int> stale;
+  for (const ProducerResult& r : stored) {
+    if (!kept.contains(r.producer_id)) stale.push_back(r.producer_id);
+  }
+  return stale.empty() ? Ok() : DeleteResults(stale);
 }
 
 Result<bool> Store::SaveStreamState(const StreamState& state) {

@@ -1,13 +1,16 @@
 #pragma once
 
 #include <chrono>
+#include <compare>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -36,6 +39,20 @@ struct StoreOptions {
 struct StoredRecord {
   InferenceRecord record;
   int64_t stored_at_us = 0;
+  std::string source;  // where InsertFirst read it ("topic/partition/offset"); empty when unknown
+};
+
+/// What InsertFirst did with one record.
+struct Insertion {
+  enum class Kind {
+    kInserted,   // its id was new: stored
+    kReplayed,   // stored before from the same source: a batch read again after a crash
+    kDuplicate,  // its id is stored from another source with the same device fields: a retry
+    kConflict,   // its id is stored from another source with other device fields: an id reused
+  };
+  Kind kind = Kind::kInserted;
+  std::string stored_source;  // for a duplicate or a conflict: where the stored one came from
+  friend bool operator==(const Insertion&, const Insertion&) = default;
 };
 
 /// Which documents a scan or count sees; unset fields match everything.
@@ -85,26 +102,58 @@ ProducerResult ToResult(const ProducerCounts& counts, int64_t computed_at_us);
 /// Per-producer counts from confusion cells, sorted by producer_id.
 std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, int64_t computed_at_us);
 
-/// A producer's counts in one tumbling window [start, start + size).
-struct WindowCounts {
-  int64_t start_us = 0;
-  ProducerCounts counts;
-  friend bool operator==(const WindowCounts&, const WindowCounts&) = default;
+/// Producers are spread over this many buckets (producer_id mod kStateBuckets) in a stream's
+/// saved state. An int producer_id leaves at most 65,536 producers in a bucket, so no saved
+/// document of the state exceeds about 3 MiB however many producers there are (MongoDB's
+/// limit is 16 MiB), and a partition with a million producers saves only the buckets that
+/// changed.
+inline constexpr int32_t kStateBuckets = 65536;
+int32_t StateBucket(int producer_id);
+
+/// Which slice of a partition's counts a chunk holds: one bucket's totals (no window) or one
+/// bucket's counts in the window starting at `window_start_us`.
+struct ChunkKey {
+  std::optional<int64_t> window_start_us;
+  int32_t bucket = 0;
+  friend auto operator<=>(const ChunkKey&, const ChunkKey&) = default;
+};
+
+/// One slice of a partition's live count as it stood at offset `as_of`: the counts of the
+/// records before it that fall in the slice. `as_of` is the offset just after the last record
+/// that changed the slice, so a chunk's content is a function of the topic alone, whichever
+/// instance counted it: the chunks of one partition can be separate documents, written one
+/// by one, and still agree with the partition's offset.
+struct StateChunk {
+  ChunkKey key;
+  int64_t as_of = 0;
+  std::vector<ProducerCounts> counts;  // sorted by producer_id
+  friend bool operator==(const StateChunk&, const StateChunk&) = default;
 };
 
 /// One Kafka partition's share of a live count (`iotinfer stream`): the offset to read next
-/// and the counts of every record before it. Saved as one row or document, in one write, so
-/// the offset and the counts never disagree whatever crashes when.
+/// and, in chunks, the counts of every record before it. The offset is one small document
+/// (the head); each chunk its own. A save writes the changed chunks first, then the head in
+/// one single-document write, so whatever crashes when, the head's offset and the chunks it
+/// selects (per key, the one with the greatest `as_of` not after it) never disagree.
 struct StreamState {
   std::string group;  // the stream job, by its consumer group
   std::string topic;
   int32_t partition = 0;
   int64_t next_offset = 0;
-  std::vector<ProducerCounts> counts;  // sorted by producer_id
-  std::vector<WindowCounts> windows;   // sorted by (start, producer_id)
-  int64_t updated_at_us = 0;           // kept in milliseconds, as every timestamp
+  // Windows starting before this are no longer kept: their chunks are ignored and dropped.
+  std::optional<int64_t> window_floor_us;
+  // Saving: the chunks that changed since the last save. Loading: the chunk of each key
+  // selected by next_offset (or, with `since`, those that changed since), sorted by key.
+  std::vector<StateChunk> chunks;
+  // Saving only: chunks this save makes obsolete (an earlier version of a saved chunk, a
+  // window under the floor), deleted once the head is saved.
+  std::vector<StateChunk> obsolete;
+  int64_t updated_at_us = 0;  // kept in milliseconds, as every timestamp
   friend bool operator==(const StreamState&, const StreamState&) = default;
 };
+
+/// A partition's offset as a reader last loaded it: (topic, partition) -> next_offset.
+using StateVersions = std::map<std::pair<std::string, int32_t>, int64_t>;
 
 /// One document of `incorrect_inference_windows`: a producer's result in one window.
 struct WindowResult {
@@ -144,6 +193,15 @@ class Store {
   /// attempted (unordered) and an error means some may be written: retrying is safe.
   virtual Result<UpsertStats> Upsert(std::span<const InferenceRecord> records) = 0;
 
+  /// First wins: writes each record whose id is not stored yet, keeping `sources[i]` (where it
+  /// was read) in its document; a record whose id is stored, or comes earlier in `records`,
+  /// is not written and is told apart by source and device fields (producer_id, actual_value,
+  /// produced_at), as Insertion says. What `sink` writes with, so that one document per id
+  /// holds what was counted. Errors as Upsert's; retrying is safe (a record written before
+  /// the error finds itself: kReplayed).
+  Result<std::vector<Insertion>> InsertFirst(std::span<const InferenceRecord> records,
+                                             std::span<const std::string> sources);
+
   /// Calls `visit` for every matching document, in no particular order, holding at most a
   /// driver batch in memory. Stops at the first error `visit` returns.
   virtual Status Scan(const Filter& filter, const std::function<Status(const StoredRecord&)>& visit) = 0;
@@ -154,24 +212,38 @@ class Store {
   /// or a GROUP BY): what analytics push down.
   virtual Result<std::vector<ConfusionCell>> Confusion() = 0;
 
-  /// Replaces the whole of `incorrect_inference_results` with `results`.
-  virtual Status ReplaceResults(std::span<const ProducerResult> results) = 0;
+  /// Replaces the whole of `incorrect_inference_results` with `results`: upserts them, then
+  /// deletes the producers not among them, so a reader never sees the collection empty.
+  virtual Status ReplaceResults(std::span<const ProducerResult> results);
+
+  /// Writes each result over the earlier one of its producer.
+  virtual Status UpsertResults(std::span<const ProducerResult> results) = 0;
+
+  /// Deletes the results of these producers.
+  virtual Status DeleteResults(std::span<const int> producer_ids) = 0;
 
   /// `incorrect_inference_results`, sorted by producer_id.
   virtual Result<std::vector<ProducerResult>> ReadResults() = 0;
 
-  /// Saves `state` unless the store holds a state of the same (group, topic, partition) with
-  /// a greater next_offset: then nothing is written and false returned, because another
-  /// instance has counted further (this one lost the partition and is behind). One
-  /// single-document write: FerretDB has no multi-document transactions.
+  /// Saves `state` unless the store holds a head of the same (group, topic, partition) with a
+  /// greater next_offset: then its chunks may be written but the head is not, false is
+  /// returned, and nothing is deleted, because another instance has counted further (this one
+  /// lost the partition and is behind). Its chunks are harmless: a chunk newer than the head
+  /// is never selected, and the same key and as_of always hold the same counts.
   Result<bool> SaveStreamState(const StreamState& state);
 
-  /// SaveStreamState for several partitions in one request, each state still its own
+  /// SaveStreamState for several partitions in one request, each head still its own
   /// single-document write: whether each was saved, in the order of `states`.
   virtual Result<std::vector<bool>> SaveStreamStates(std::span<const StreamState> states) = 0;
 
-  /// Every saved partition state of `group`, sorted by (topic, partition).
-  virtual Result<std::vector<StreamState>> LoadStreamState(const std::string& group) = 0;
+  /// Every saved partition state of `group`, sorted by (topic, partition), each with its
+  /// chunks as its head selects them. A partition in `since` comes only with the chunks that
+  /// changed after the offset given there (none when its head has not moved): the reader
+  /// applies them to what it loaded then. A consistent view even while instances save and
+  /// tidy: a head and the chunks it selects. A full load also deletes chunks that no head can
+  /// select again (left by a crash between the chunks and the head of a save).
+  virtual Result<std::vector<StreamState>> LoadStreamState(const std::string& group,
+                                                           const StateVersions& since = {}) = 0;
 
   /// Writes each window result over any earlier one of the same (producer, window start).
   virtual Status UpsertWindowResults(std::span<const WindowResult> windows) = 0;
@@ -184,6 +256,12 @@ class Store {
 
   /// The URI with any password replaced by "***": safe to log.
   virtual std::string Describe() const = 0;
+
+ protected:
+  /// Inserts each record (their ids distinct) whose id is not stored, with its source: per
+  /// record, nullopt when inserted, else the document stored under its id.
+  virtual Result<std::vector<std::optional<StoredRecord>>> InsertNew(std::span<const InferenceRecord> records,
+                                                                     std::span<const std::string> sources) = 0;
 };
 
 /// Now, in microseconds since the epoch, cut to whole milliseconds as every store keeps

@@ -11,6 +11,9 @@
 #include <map>
 #include <thread>
 
+#include "analytics/batch.h"
+#include "analytics/stream.h"
+#include "analytics_test_util.h"
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
 #include "private_mongo.h"
@@ -34,6 +37,7 @@ constexpr const char* kMongo = "mongodb://127.0.0.1:27017";
 struct Names {
   std::string inferences = UniqueTopic("sink-inferences");
   std::string dlq = UniqueTopic("sink-dlq");
+  std::string accepted = UniqueTopic("sink-accepted");
   std::string group = UniqueTopic("sink-group");
   std::string database = "sink_test_" + std::to_string(getpid()) + "_" + std::to_string(++counter);
   static inline int counter = 0;
@@ -42,6 +46,7 @@ struct Names {
     SinkOptions o;
     o.input_topic = inferences;
     o.dlq_topic = dlq;
+    o.accepted_topic = accepted;
     o.group = group;
     o.store = {.uri = uri, .database = database, .timeout = milliseconds(1000)};
     o.flush_interval = milliseconds(50);
@@ -159,7 +164,8 @@ TEST(SinkIntegrationTest, PipelineStoresEachInferenceOnceAndAReplayChangesNothin
   EXPECT_EQ(store->Count({}).value(), kImages);
   EXPECT_EQ(StoredById(*store), published);
 
-  // A second sink group reads `inferences` from offset 0 into the same collection.
+  // A second sink group reads `inferences` from offset 0 into the same collection: each
+  // record finds itself, stored from its own offset.
   SinkOptions replay_options = names.Options();
   replay_options.group = UniqueTopic("sink-replay");
   auto replay = RunSinkUntil(
@@ -167,7 +173,7 @@ TEST(SinkIntegrationTest, PipelineStoresEachInferenceOnceAndAReplayChangesNothin
   ASSERT_OK(replay);
   EXPECT_EQ(replay->consumed, kImages);
   EXPECT_EQ(replay->inserted, 0);
-  EXPECT_EQ(replay->replaced, kImages);
+  EXPECT_EQ(replay->replayed, kImages);
   EXPECT_EQ(store->Count({}).value(), kImages);
   EXPECT_EQ(StoredById(*store), published);
 }
@@ -270,10 +276,27 @@ TEST(SinkIntegrationTest, AValueNearTheSizeLimitThatIsNotJsonIsDeadLetteredWitho
 
 // `iotinfer sink` as a process, to be killed with SIGKILL mid-run, restarted, then stopped with SIGTERM.
 std::unique_ptr<iotinfer::testing::IotinferProcess> StartSink(const Names& names) {
-  return std::make_unique<iotinfer::testing::IotinferProcess>(
-      std::vector<std::string>{"sink", "--store", kMongo, "--db", names.database, "--group", names.group,
-                               "--instance-id", "only", "--input-topic", names.inferences, "--dlq-topic", names.dlq,
-                               "--batch-max", "40", "--flush-ms", "5", "--log-every-ms", "0"});
+  return std::make_unique<iotinfer::testing::IotinferProcess>(std::vector<std::string>{"sink",
+                                                                                       "--store",
+                                                                                       kMongo,
+                                                                                       "--db",
+                                                                                       names.database,
+                                                                                       "--group",
+                                                                                       names.group,
+                                                                                       "--instance-id",
+                                                                                       "only",
+                                                                                       "--input-topic",
+                                                                                       names.inferences,
+                                                                                       "--dlq-topic",
+                                                                                       names.dlq,
+                                                                                       "--accepted-topic",
+                                                                                       names.accepted,
+                                                                                       "--batch-max",
+                                                                                       "40",
+                                                                                       "--flush-ms",
+                                                                                       "5",
+                                                                                       "--log-every-ms",
+                                                                                       "0"});
 }
 
 // Polls the document count until `done` holds for it or `timeout` passes; the last count.
@@ -317,6 +340,87 @@ TEST(SinkIntegrationTest, KillNineAndRestartStillStoresEachRecordOnce) {
   for (int i = 0; i < kRecords; ++i) want.emplace(Record(i).id, AsStored(Record(i)));
   EXPECT_EQ(StoredById(*store), want);
   EXPECT_TRUE(ReadAll(names.dlq, 0, seconds(1)).empty());
+  // What stream counts: each stored record once, although the killed sink had written some
+  // of them without committing.
+  std::map<std::string, int> published;
+  for (const WireMessage& m : ReadAll(names.accepted, kRecords, seconds(1))) {
+    published[DecodeInferenceRecord(m.value).value().id]++;
+  }
+  EXPECT_EQ(published.size(), static_cast<size_t>(kRecords));
+  EXPECT_TRUE(std::ranges::all_of(published, [](const auto& p) { return p.second == 1; }));
+}
+
+// Devices reuse ids: a retry sends an id again with the same device fields (a duplicate:
+// counted, not stored), a reused id comes with other ones (a conflict: dead-lettered with
+// the reason). The first record of an id wins in the store and is the only one published to
+// the accepted topic, so stream's counts of that topic equal batch's of the store.
+TEST(SinkIntegrationTest, ReusedIdsFirstRecordWinsAndStreamCountsWhatBatchCounts) {
+  Names names;
+  constexpr int kRecords = 600, kRetried = 100, kReused = 50;
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
+  std::vector<std::string> values = Encoded(0, kRecords);
+  // Send keys value i by i % 8: each later record of an id lands behind the first.
+  for (int i = 0; i < kRetried; ++i) {
+    InferenceRecord retry = Record(i);
+    retry.image_prediction = "Shirt";  // inferred again, by another model perhaps
+    retry.inferred_at_us += 5000;
+    values.push_back(EncodeInferenceRecord(retry));
+  }
+  for (int i = kRetried; i < kRetried + kReused; ++i) {
+    InferenceRecord reused = Record(i);
+    reused.producer_id = 42;
+    reused.actual_value = "Coat";
+    values.push_back(EncodeInferenceRecord(reused));
+  }
+  Send(names.inferences, values);
+  auto sunk = RunSinkUntil(
+      names.Options(), [&](const SinkStats& s) { return s.consumed >= static_cast<int64_t>(values.size()); },
+      seconds(120));
+  ASSERT_OK(sunk);
+  EXPECT_EQ(sunk->inserted, kRecords);
+  EXPECT_EQ(sunk->duplicates, kRetried);
+  EXPECT_EQ(sunk->conflicts, kReused);
+  EXPECT_EQ(sunk->dead_lettered, kReused);
+  auto store = OpenStore(kMongo, names.database);
+  ASSERT_NE(store, nullptr);
+  std::map<std::string, InferenceRecord> want;
+  for (int i = 0; i < kRecords; ++i) want.emplace(Record(i).id, AsStored(Record(i)));
+  EXPECT_EQ(StoredById(*store), want);
+  const std::vector<WireMessage> dead = ReadAll(names.dlq, kReused, seconds(1));
+  ASSERT_EQ(dead.size(), static_cast<size_t>(kReused));
+  for (const WireMessage& m : dead) {
+    ASSERT_NE(m.FindHeader("error"), nullptr);
+    EXPECT_THAT(*m.FindHeader("error"), ::testing::HasSubstr("the first record of an id wins"));
+  }
+  EXPECT_EQ(ReadAll(names.accepted, kRecords, seconds(1)).size(), static_cast<size_t>(kRecords));
+
+  analytics::StreamOptions stream_options;
+  stream_options.topic = names.accepted;
+  stream_options.group = UniqueTopic("sink-stream");
+  stream_options.store = {.uri = kMongo, .database = names.database};
+  stream_options.update_interval = milliseconds(100);
+  stream_options.log_every = milliseconds(0);
+  std::atomic<bool> stop{false};
+  Result<analytics::StreamStats> streamed = std::unexpected(Error::Internal("did not run"));
+  std::atomic<bool> counted{false};
+  std::thread stream([&] {
+    streamed = analytics::RunStream(stream_options, stop, [&](const analytics::StreamStats& s) {
+      if (s.consumed >= kRecords && s.updates > 0) counted = true;
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + seconds(120);
+  while (!counted && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  stop = true;
+  stream.join();
+  EXPECT_TRUE(counted) << "stream did not count the accepted records within 120 s";
+  ASSERT_OK(streamed);
+  auto live = store->ReadResults();
+  ASSERT_OK(live);
+  auto batch = analytics::RunBatch(
+      {.store = {.uri = kMongo, .database = names.database}, .engine = analytics::BatchEngine::kNative, .out_dir = ""});
+  ASSERT_OK(batch);
+  EXPECT_EQ(iotinfer::testing::CountsOf(*live), iotinfer::testing::CountsOf(batch->results));
+  EXPECT_EQ(batch->documents, kRecords);
 }
 
 // The sink's /readyz status and body (0 when it does not answer).
@@ -398,9 +502,10 @@ TEST(SinkIntegrationTest, SinkAndStreamHoldTheirMemoryThroughAMinuteLongStoreOut
   constexpr int kRecords = 5000;
   ASSERT_OK(kafka::EnsureTopics({}, {{names.inferences}, {names.dlq}}));
   const int sink_port = iotinfer::testing::FreePort(), stream_port = iotinfer::testing::FreePort();
-  auto sink = std::make_unique<iotinfer::testing::IotinferProcess>(std::vector<std::string>{
-      "sink", "--store", mongo.uri(), "--db", names.database, "--group", names.group, "--input-topic", names.inferences,
-      "--dlq-topic", names.dlq, "--log-every-ms", "0", "--http-port", std::to_string(sink_port)});
+  auto sink = std::make_unique<iotinfer::testing::IotinferProcess>(
+      std::vector<std::string>{"sink", "--store", mongo.uri(), "--db", names.database, "--group", names.group,
+                               "--input-topic", names.inferences, "--dlq-topic", names.dlq, "--accepted-topic",
+                               names.accepted, "--log-every-ms", "0", "--http-port", std::to_string(sink_port)});
   auto stream = std::make_unique<iotinfer::testing::IotinferProcess>(std::vector<std::string>{
       "stream", "--store", mongo.uri(), "--db", names.database, "--group", names.group + "-stream", "--topic",
       names.inferences, "--log-every-ms", "0", "--http-port", std::to_string(stream_port)});
@@ -487,7 +592,7 @@ TEST(SinkIntegrationTest, SinkStartedBeforeItsStoreStillUpsertsByUniqueId) {
   ASSERT_OK(result);
   EXPECT_EQ(result->consumed, 2 * kRecords);
   EXPECT_EQ(result->inserted, kRecords);
-  EXPECT_EQ(result->replaced, kRecords);
+  EXPECT_EQ(result->duplicates, kRecords) << FormatStats(*result);  // the same ids and device fields from other offsets
   auto store = OpenStore(mongo.uri(), names.database);
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->Count({}).value(), kRecords);

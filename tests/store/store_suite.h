@@ -206,16 +206,71 @@ TEST_P(StoreSuite, ClearEmptiesBothAndKeepsTheStoreUsable) {
   EXPECT_TRUE(store_->LoadStreamState("g").value().empty());
 }
 
+// First wins, and what came second is told apart: the same source is a replay, the same
+// device fields from elsewhere a retry, other device fields a reused id. Within one call too.
+TEST_P(StoreSuite, InsertFirstKeepsTheFirstRecordOfAnIdAndTellsWhatCameAfter) {
+  const std::vector<InferenceRecord> first{Record(1, 0, "Bag", "Bag"), Record(2, 1, "Coat", "Bag")};
+  const std::vector<std::string> sources{"inferences/0/10", "inferences/1/20"};
+  auto inserted = store_->InsertFirst(first, sources);
+  ASSERT_TRUE(inserted) << inserted.error().message();
+  EXPECT_EQ(*inserted, std::vector<Insertion>(2));
+
+  InferenceRecord retry = Record(1, 0, "Shirt", "Bag");  // inferred again: another prediction
+  retry.inferred_at_us += 1'000'000;
+  InferenceRecord reused = Record(2, 7, "Coat", "Coat");  // the id of another device's image
+  InferenceRecord fresh = Record(3, 2, "Bag", std::nullopt);
+  InferenceRecord fresh_again = fresh;
+  fresh_again.actual_value = "Bag";
+  const std::vector<InferenceRecord> second{first[0], retry, reused, fresh, fresh_again};
+  const std::vector<std::string> second_sources{"inferences/0/10", "inferences/0/11", "inferences/2/5",
+                                                "inferences/3/1", "inferences/3/2"};
+  auto judged = store_->InsertFirst(second, second_sources);
+  ASSERT_TRUE(judged) << judged.error().message();
+  using Kind = Insertion::Kind;
+  EXPECT_EQ(*judged, (std::vector<Insertion>{{Kind::kReplayed, ""},
+                                             {Kind::kDuplicate, "inferences/0/10"},
+                                             {Kind::kConflict, "inferences/1/20"},
+                                             {Kind::kInserted, ""},
+                                             {Kind::kConflict, "inferences/3/1"}}));
+  std::vector<StoredRecord> stored = ScanAll();
+  ASSERT_EQ(stored.size(), 3u);
+  EXPECT_EQ(stored[0].record.image_prediction, "Bag");
+  EXPECT_EQ(stored[0].source, "inferences/0/10");
+  EXPECT_EQ(stored[1].record.producer_id, 1);
+  EXPECT_EQ(stored[2].record.actual_value, std::nullopt);
+  EXPECT_EQ(stored[2].source, "inferences/3/1");
+}
+
+TEST_P(StoreSuite, UpsertAndDeleteResultsTouchOnlyTheProducersNamed) {
+  std::vector<ProducerResult> first{{0, 5, 10, 0, 0.5, 1'700'000'000'000'000},
+                                    {1, 1, 4, 2, 0.5, 1'700'000'000'000'000}};
+  ASSERT_TRUE(store_->UpsertResults(first));
+  std::vector<ProducerResult> update{{1, 2, 6, 2, 0.5, 1'700'000'001'000'000},
+                                     {9, 0, 1, 0, 0.0, 1'700'000'001'000'000}};
+  ASSERT_TRUE(store_->UpsertResults(update));
+  EXPECT_EQ(store_->ReadResults().value(), (std::vector<ProducerResult>{first[0], update[0], update[1]}));
+  const std::vector<int> gone{0, 9, 12345};
+  ASSERT_TRUE(store_->DeleteResults(gone));
+  EXPECT_EQ(store_->ReadResults().value(), std::vector<ProducerResult>{update[0]});
+}
+
+// A partition's chunks as one instance would save them: its totals chunk per producer
+// bucket, and a window chunk.
+inline StreamState PartitionState(std::string group, int32_t partition, int64_t next_offset) {
+  return {.group = std::move(group), .topic = "inferences", .partition = partition, .next_offset = next_offset};
+}
+
 TEST_P(StoreSuite, StreamStateRoundTripsPerGroupAndPartition) {
-  StreamState a{.group = "live",
-                .topic = "inferences",
-                .partition = 3,
-                .next_offset = 120,
-                .counts = {{0, 4, 50, 1}, {7, 0, 70, 0}},
-                .windows = {{1'700'000'000'000'000, {0, 1, 10, 0}}, {1'700'000'010'000'000, {7, 0, 5, 5}}},
-                .updated_at_us = 1'700'000'000'123'000};
-  StreamState b{.group = "live", .topic = "inferences", .partition = 0, .next_offset = 9, .counts = {{2, 1, 9, 0}}};
-  StreamState other{.group = "other", .topic = "inferences", .partition = 0, .next_offset = 1};
+  StreamState a = PartitionState("live", 3, 120);
+  a.window_floor_us = 1'699'999'000'000'000;
+  a.chunks = {{.key = {std::nullopt, 0}, .as_of = 110, .counts = {{0, 4, 50, 1}}},
+              {.key = {std::nullopt, 7}, .as_of = 120, .counts = {{7, 0, 70, 0}, {65543, 1, 2, 0}}},
+              {.key = {1'700'000'000'000'000, 0}, .as_of = 90, .counts = {{0, 1, 10, 0}}},
+              {.key = {1'700'000'010'000'000, 7}, .as_of = 120, .counts = {{7, 0, 5, 5}}}};
+  a.updated_at_us = 1'700'000'000'123'000;
+  StreamState b = PartitionState("live", 0, 9);
+  b.chunks = {{.key = {std::nullopt, 2}, .as_of = 9, .counts = {{2, 1, 9, 0}}}};
+  StreamState other = PartitionState("other", 0, 1);
   for (const StreamState* s : {&a, &b, &other}) {
     auto saved = store_->SaveStreamState(*s);
     ASSERT_TRUE(saved) << saved.error().message();
@@ -227,32 +282,110 @@ TEST_P(StoreSuite, StreamStateRoundTripsPerGroupAndPartition) {
   EXPECT_TRUE(store_->LoadStreamState("nobody").value().empty());
 }
 
-TEST_P(StoreSuite, StreamStateNeverGoesBackToAnEarlierOffset) {
-  StreamState state{.group = "live", .topic = "inferences", .partition = 1, .next_offset = 100, .counts = {{1, 2, 3, 0}}};
-  ASSERT_TRUE(store_->SaveStreamState(state).value());
-  StreamState behind = state;
-  behind.next_offset = 40;
-  behind.counts = {{1, 1, 1, 0}};
+// The head selects, per chunk key, the newest chunk not after its offset: chunks of a save
+// whose head never landed (a crash, or an instance that lost the partition) are not counted.
+TEST_P(StoreSuite, StreamStateHeadSelectsItsChunksWhateverElseWasWritten) {
+  StreamState first = PartitionState("live", 1, 100);
+  first.chunks = {{.key = {std::nullopt, 1}, .as_of = 90, .counts = {{1, 2, 3, 0}}}};
+  ASSERT_TRUE(store_->SaveStreamState(first).value());
+  // Chunks written without their head, as a crash between the two leaves them: here through
+  // a head the store refuses.
+  StreamState behind = PartitionState("live", 1, 40);
+  behind.chunks = {{.key = {std::nullopt, 1}, .as_of = 150, .counts = {{1, 9, 9, 0}}}};
+  behind.obsolete = first.chunks;
   auto refused = store_->SaveStreamState(behind);
   ASSERT_TRUE(refused) << refused.error().message();
   EXPECT_FALSE(*refused);
-  EXPECT_EQ(store_->LoadStreamState("live").value(), std::vector<StreamState>{state});
-  StreamState same = state;  // the same offset again (a replay of the same flush) is fine
-  ASSERT_TRUE(store_->SaveStreamState(same).value());
-  StreamState ahead = state;
-  ahead.next_offset = 150;
-  ahead.counts = {{1, 3, 5, 0}};
+  auto loaded = store_->LoadStreamState("live");
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->at(0).next_offset, 100);
+  EXPECT_EQ(loaded->at(0).chunks, first.chunks);  // not deleted: that head was refused
+
+  StreamState ahead = PartitionState("live", 1, 160);
+  ahead.chunks = {{.key = {std::nullopt, 1}, .as_of = 150, .counts = {{1, 9, 9, 0}}}};
+  ahead.obsolete = first.chunks;
   ASSERT_TRUE(store_->SaveStreamState(ahead).value());
-  EXPECT_EQ(store_->LoadStreamState("live").value(), std::vector<StreamState>{ahead});
+  loaded = store_->LoadStreamState("live");
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->at(0).next_offset, 160);
+  EXPECT_EQ(loaded->at(0).chunks, ahead.chunks);
+  StreamState same = ahead;  // the same offset again (a replay of the same save) is fine
+  ASSERT_TRUE(store_->SaveStreamState(same).value());
 }
 
-// Saved together, the states are still judged one by one: one behind its stored state is
+// A reader that loaded the states before gets only what changed since: the heads, and the
+// chunks saved after the offsets it knew.
+TEST_P(StoreSuite, StreamStateLoadsOnlyTheChunksSavedSinceAnEarlierLoad) {
+  StreamState p0 = PartitionState("live", 0, 50);
+  p0.chunks = {{.key = {std::nullopt, 1}, .as_of = 10, .counts = {{1, 1, 1, 0}}},
+               {.key = {std::nullopt, 2}, .as_of = 50, .counts = {{2, 0, 4, 0}}}};
+  StreamState p1 = PartitionState("live", 1, 70);
+  p1.chunks = {{.key = {std::nullopt, 3}, .as_of = 70, .counts = {{3, 3, 3, 0}}}};
+  ASSERT_TRUE(store_->SaveStreamStates(std::vector<StreamState>{p0, p1}));
+  const StateVersions since{{{"inferences", 0}, 50}, {{"inferences", 1}, 70}};
+  auto unchanged = store_->LoadStreamState("live", since);
+  ASSERT_TRUE(unchanged) << unchanged.error().message();
+  ASSERT_EQ(unchanged->size(), 2u);
+  EXPECT_TRUE(unchanged->at(0).chunks.empty());
+  EXPECT_TRUE(unchanged->at(1).chunks.empty());
+
+  StreamState next = PartitionState("live", 0, 80);
+  next.chunks = {{.key = {std::nullopt, 2}, .as_of = 75, .counts = {{2, 1, 6, 0}}}};
+  next.obsolete = {{.key = {std::nullopt, 2}, .as_of = 50}};
+  ASSERT_TRUE(store_->SaveStreamState(next).value());
+  auto changed = store_->LoadStreamState("live", since);
+  ASSERT_TRUE(changed) << changed.error().message();
+  ASSERT_EQ(changed->size(), 2u);
+  EXPECT_EQ(changed->at(0).next_offset, 80);
+  EXPECT_EQ(changed->at(0).chunks, next.chunks);
+  EXPECT_TRUE(changed->at(1).chunks.empty());
+  auto full = store_->LoadStreamState("live");
+  ASSERT_TRUE(full) << full.error().message();
+  EXPECT_EQ(full->at(0).chunks, (std::vector<StateChunk>{p0.chunks[0], next.chunks[0]}));
+}
+
+// Windows under the head's floor are no longer part of the state, whether or not a save
+// deleted their chunks.
+TEST_P(StoreSuite, StreamStateLeavesOutWindowsUnderTheFloor) {
+  const int64_t t0 = 1'700'000'000'000'000, t1 = t0 + 10'000'000;
+  StreamState state = PartitionState("live", 0, 20);
+  state.chunks = {{.key = {t0, 5}, .as_of = 10, .counts = {{5, 1, 1, 0}}},
+                  {.key = {t1, 5}, .as_of = 20, .counts = {{5, 0, 2, 0}}}};
+  ASSERT_TRUE(store_->SaveStreamState(state).value());
+  StreamState later = PartitionState("live", 0, 30);
+  later.window_floor_us = t1;
+  ASSERT_TRUE(store_->SaveStreamState(later).value());
+  auto loaded = store_->LoadStreamState("live");
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->at(0).chunks, std::vector<StateChunk>{state.chunks[1]});
+}
+
+// The largest chunk an int producer_id allows: every one of 65,536 producers in one bucket.
+TEST_P(StoreSuite, StreamStateHoldsAFullBucket) {
+  StreamState state = PartitionState("live", 0, 1'000'000);
+  StateChunk& chunk = state.chunks.emplace_back(StateChunk{.key = {std::nullopt, 7}, .as_of = 999'999});
+  for (int64_t i = 0; i < kStateBuckets; ++i) {
+    const int producer = static_cast<int>(i * kStateBuckets + 7 - (int64_t{1} << 31));
+    chunk.counts.push_back({producer, 1'000'000'000'000 + i, 2'000'000'000'000 + i, i});
+  }
+  std::ranges::sort(chunk.counts, {}, &ProducerCounts::producer_id);
+  ASSERT_EQ(StateBucket(chunk.counts.front().producer_id), 7);
+  auto saved = store_->SaveStreamState(state);
+  ASSERT_TRUE(saved) << saved.error().message();
+  auto loaded = store_->LoadStreamState("live");
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ(loaded->at(0).chunks, state.chunks);
+}
+
+// Saved together, the heads are still judged one by one: one behind its stored head is
 // refused and reported, the others are saved. More than one command's worth of states.
 TEST_P(StoreSuite, StreamStatesSavedTogetherAreRefusedOneByOne) {
   std::vector<StreamState> first;
-  for (int partition = 0; partition < 40; ++partition) {
-    first.push_back({.group = "live", .topic = "inferences", .partition = partition, .next_offset = 100});
-  }
+  for (int partition = 0; partition < 40; ++partition) first.push_back(PartitionState("live", partition, 100));
   auto saved = store_->SaveStreamStates(first);
   ASSERT_TRUE(saved) << saved.error().message();
   EXPECT_EQ(*saved, std::vector<bool>(40, true));
@@ -261,7 +394,9 @@ TEST_P(StoreSuite, StreamStatesSavedTogetherAreRefusedOneByOne) {
   for (int partition = 0; partition < 40; ++partition) {
     const bool behind = partition % 17 == 3;  // 3, 20 and 37: in every command of 16
     next[partition].next_offset = behind ? 50 : 200;
-    next[partition].counts = {{partition, 1, 2, 0}};
+    // An instance that is behind has counted nothing the stored head has not.
+    if (!behind)
+      next[partition].chunks = {{.key = {std::nullopt, partition}, .as_of = 200, .counts = {{partition, 1, 2, 0}}}};
     expected[partition] = !behind;
   }
   saved = store_->SaveStreamStates(next);
