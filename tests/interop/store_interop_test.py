@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 ARGS = None
 SCHEMA = ["_id", "id", "image_prediction", "actual_value", "producer_id",
-          "confidence", "model", "produced_at", "inferred_at", "stored_at"]
+          "confidence", "model", "produced_at", "inferred_at", "stored_at", "source"]
 
 
 def record(i):
@@ -54,6 +54,7 @@ class StoreInteropTest(unittest.TestCase):
 
         sink = subprocess.Popen([ARGS.iotinfer, "sink", "--brokers", ARGS.brokers, "--store", ARGS.mongo,
                                  "--db", database, "--input-topic", topic, "--dlq-topic", dlq,
+                                 "--accepted-topic", f"interop-accepted-{run}",
                                  "--group", f"interop-sink-{run}", "--flush-ms", "20", "--log-every-ms", "0"])
         client = pymongo.MongoClient(ARGS.mongo, serverSelectionTimeoutMS=5000)
         images = client[database]["images"]
@@ -73,6 +74,7 @@ class StoreInteropTest(unittest.TestCase):
             self.assertEqual(list(decoded.keys()), SCHEMA)
             want = record(int(decoded["id"].split("-")[1]))
             self.assertIsInstance(decoded["_id"], bson.ObjectId)
+            self.assertRegex(decoded["source"], rf"^{topic}/[0-2]/[0-9]+$")
             for field in ("id", "image_prediction", "model"):
                 self.assertIs(type(decoded[field]), str)
                 self.assertEqual(decoded[field], want[field])
