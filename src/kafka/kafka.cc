@@ -310,11 +310,12 @@ Result<std::map<std::string, int>> TopicPartitions(Admin& admin, std::chrono::mi
     const rd_kafka_resp_err_t err =
         rd_kafka_metadata(admin.rk.get(), 1, nullptr, &metadata, static_cast<int>(slice.count()));
     if (!err) break;
-    rd_kafka_poll(admin.rk.get(), 0);  // serves the error callback
+    // Serves the error callback, and paces the retries of an error that came at once.
+    rd_kafka_poll(admin.rk.get(), err == RD_KAFKA_RESP_ERR__TIMED_OUT ? 0 : 100);
     if (admin.errors.stop) return std::unexpected(*admin.errors.stop);
-    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || left <= slice) {
-      return std::unexpected(FromKafka(err, "reading topic metadata"));
-    }
+    // Anything else is asked again until the deadline: a broker of the bootstrap list that is
+    // down fails the request at once (__TRANSPORT) while the others could answer it.
+    if (left <= slice) return std::unexpected(FromKafka(err, "reading topic metadata"));
   }
   std::map<std::string, int> partitions;
   for (int i = 0; i < metadata->topic_cnt; ++i) {

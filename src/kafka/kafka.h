@@ -60,7 +60,10 @@ struct InputMessage {
 struct TopicSpec {
   std::string name;
   int partitions = 6;
-  int replication_factor = 1;
+  // kBrokerDefault: the cluster's default.replication.factor, so that a topic a service
+  // creates on a production cluster is replicated as the operator set it (3, typically), not 1.
+  static constexpr int kBrokerDefault = -1;
+  int replication_factor = kBrokerDefault;
   // Topic configs for a topic that is created (max.message.bytes, min.insync.replicas, ...).
   std::map<std::string, std::string> configs;
 };

@@ -37,8 +37,9 @@ MockCluster::MockCluster(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MockCluster::~MockCluster() = default;
 
 Status MockCluster::CreateTopic(const TopicSpec& topic) {
+  const int replicas = topic.replication_factor == TopicSpec::kBrokerDefault ? 1 : topic.replication_factor;
   const rd_kafka_resp_err_t err =
-      rd_kafka_mock_topic_create(impl_->cluster, topic.name.c_str(), topic.partitions, topic.replication_factor);
+      rd_kafka_mock_topic_create(impl_->cluster, topic.name.c_str(), topic.partitions, replicas);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::unexpected(FromKafka(err, "creating topic " + topic.name));
   return Ok();
 }
