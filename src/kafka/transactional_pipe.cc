@@ -47,6 +47,21 @@ bool IsRefusedContent(rd_kafka_resp_err_t err) {
   }
 }
 
+// Fatal errors that say another instance has taken this one's transactional id (a restarted
+// replica of the same instance id, or a zombie's successor): this one must stop, since a new
+// producer under that id would fence the live instance in turn.
+bool IsFencing(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
+      return true;
+    default:
+      return IsRefusal(err);
+  }
+}
+
 // What fits in a message under the size limit `limit_bytes`.
 size_t RoomUnder(int64_t limit_bytes) {
   return static_cast<size_t>(std::max<int64_t>(limit_bytes - static_cast<int64_t>(kRecordOverheadBytes), 0));
@@ -103,6 +118,46 @@ struct TransactionalPipe::Impl {
   // The first output of the open transaction that the cluster refused, and why.
   rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::string delivery_failure;
+
+  // Creates the transactional producer and initialises its transactions: this aborts
+  // whatever transaction an earlier producer of the same transactional id left open.
+  Status StartProducer(std::chrono::milliseconds init_timeout) {
+    KafkaConfig producer_config = options.kafka;
+    producer_config.properties["transactional.id"] = options.transactional_id;
+    // A batch's records are all queued before commit_transaction flushes them, so lingering
+    // only delays the commit (by ~3 ms of ~14 ms on a local broker).
+    producer_config.properties.try_emplace("linger.ms", "0");
+    // A crashed instance's open transaction holds back read_committed readers until it times
+    // out; Kafka's 60 s default is long for batches that take milliseconds.
+    producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
+    producer_config.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
+    ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
+    rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
+    rd_kafka_conf_set_opaque(producer_conf.get(), this);
+    ASSIGN_OR_RETURN(Handle created, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
+    if (TxnError e{rd_kafka_init_transactions(created.get(), static_cast<int>(init_timeout.count()))}) {
+      return std::unexpected(
+          Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
+    }
+    producer = std::move(created);
+    return Ok();
+  }
+
+  // A producer in a fatal state can never be used again (librdkafka's rule). When the fatal
+  // error is not a fencing, one under the same transactional id takes its place, so that the
+  // loss of the transaction coordinator in the middle of a commit (a broker killed) costs a
+  // retry and not the process. Till one is made, commits fail as Unavailable.
+  Status Renew(const std::string& what) {
+    if (options.log) options.log(fmt::format("{}; starting a new transactional producer", what));
+    limits.reset();
+    producer.reset();
+    TRY(StartProducer(kRenewTimeout));
+    AskTopicLimits();
+    if (options.log) options.log("the new transactional producer is ready");
+    return Ok();
+  }
+  // Short, so that the main loop turns (and /healthz beats) while the cluster is away.
+  static constexpr std::chrono::milliseconds kRenewTimeout{10000};
 
   static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
@@ -264,23 +319,7 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   auto impl = std::make_unique<Impl>();
   impl->options = options;
 
-  KafkaConfig producer_config = options.kafka;
-  producer_config.properties["transactional.id"] = options.transactional_id;
-  // A batch's records are all queued before commit_transaction flushes them, so lingering
-  // only delays the commit (by ~3 ms of ~14 ms on a local broker).
-  producer_config.properties.try_emplace("linger.ms", "0");
-  // A crashed instance's open transaction holds back read_committed readers until it times
-  // out; Kafka's 60 s default is long for batches that take milliseconds.
-  producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
-  producer_config.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
-  ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
-  rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
-  rd_kafka_conf_set_opaque(producer_conf.get(), impl.get());
-  ASSIGN_OR_RETURN(impl->producer, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
-  if (TxnError e{rd_kafka_init_transactions(impl->producer.get(), 30000)}) {
-    return std::unexpected(
-        Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
-  }
+  TRY(impl->StartProducer(std::chrono::seconds(30)));
 
   LookUpTopics(impl->producer.get(), options.output_topics);
   std::array<char, 32> value{};
@@ -348,14 +387,31 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
 
 Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
   Impl& impl = *impl_;
+  // After a fatal error, or with no producer since one: a new producer, and the batch read again.
+  auto renew = [&](const std::string& what, const rd_kafka_error_t* fatal) -> Status {
+    if (fatal) {
+      // The error that made the producer fatal, which a later call may only echo as a state error.
+      std::array<char, 256> reason{};
+      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(impl.producer.get(), reason.data(), reason.size());
+      if (IsFencing(rd_kafka_error_code(fatal)) || IsFencing(cause)) {
+        return std::unexpected(Error::FailedPrecondition(what));
+      }
+    }
+    Status renewed = impl.Renew(what);
+    TRY(impl.Rewind(consumed));
+    if (!renewed) return std::unexpected(Error::Unavailable(fmt::format("{}; {}", what, renewed.error().message())));
+    return std::unexpected(Error::Unavailable(what + " (a new producer will commit the batch, read again)"));
+  };
+  if (!impl.producer) return renew("no transactional producer since a fatal error", nullptr);
   for (int attempt = 0;; ++attempt) {
     std::optional<Impl::Failure> failed = impl.TryTransaction(consumed, outputs);
     if (!failed) return Ok();
     std::string what = fmt::format("{}: {}", failed->step, rd_kafka_error_string(failed->error.get()));
-    if (rd_kafka_error_is_fatal(failed->error.get())) return std::unexpected(Error::FailedPrecondition(what));
+    if (rd_kafka_error_is_fatal(failed->error.get())) return renew(what, failed->error.get());
     if (TxnError abort{rd_kafka_abort_transaction(impl.producer.get(), 30000)}) {
-      return std::unexpected(
-          Error::FailedPrecondition(fmt::format("{}; abort failed: {}", what, rd_kafka_error_string(abort.get()))));
+      what += fmt::format("; abort failed: {}", rd_kafka_error_string(abort.get()));
+      if (rd_kafka_error_is_fatal(abort.get())) return renew(what, abort.get());
+      return std::unexpected(Error::FailedPrecondition(what));
     }
     // Purged by the client itself, or refused for its state, while it finished the epoch bump
     // of the previous abort: that says nothing of these outputs, so they are tried again at once.

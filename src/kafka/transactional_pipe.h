@@ -80,8 +80,10 @@ class TransactionalPipe {
   /// consumer rewound to where `consumed` began, so the same input is processed again:
   /// Unavailable is returned, or InvalidInput when the cluster or the client refused the
   /// outputs themselves (a message too large for the topic, an invalid record), which then
-  /// fail again. Fatal producer states (fenced by a newer instance) and a rewind that fails
-  /// return FailedPrecondition: the process must stop.
+  /// fail again. A producer in a fatal state is replaced by a new one under the same
+  /// transactional id (Unavailable, the batch read again), unless another instance fenced it
+  /// or the cluster refuses this client: that, and a rewind that fails, return
+  /// FailedPrecondition: the process must stop.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
 
   /// Commits `outputs` in place of `consumed`'s own (e.g. a dead letter for a message that no
