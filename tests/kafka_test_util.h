@@ -66,4 +66,27 @@ inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expecte
   return out;
 }
 
+/// "partition: committed/end" for each partition of `topic`, from `group`'s committed offsets
+/// and the broker's high watermarks: what a test prints when a consumer group fell short.
+inline std::string GroupProgress(const std::string& group, const std::string& topic, int partitions,
+                                 const std::string& brokers = kTestBrokers) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char error[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  std::string progress;
+  if (rd_kafka_committed(rk, list, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) progress = "(committed offsets unknown) ";
+  for (int p = 0; p < partitions; ++p) {
+    int64_t low = -1, high = -1;
+    rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000);
+    progress += fmt::format("[{}] {}/{} ", p, list->elems[p].offset, high);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  return progress;
+}
+
 }  // namespace iotinfer::testing
