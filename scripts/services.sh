@@ -10,6 +10,10 @@ KAFKA_VERSION=3.9.1
 KAFKA_PORT=9092
 KAFKA_HOME="$ARTIFACTS/kafka-$KAFKA_VERSION"
 KAFKA_DATA="${IOTINFER_KAFKA_DATA:-$ROOT/.cache/kafka}"
+# IOTINFER_KAFKA_BROKERS=N (N > 1) makes `up` start a cluster of N brokers instead, as
+# production runs: replication factor N, min.insync.replicas 2. A test that kills brokers runs
+# its own (tests/chaos). `up` then starts whichever of them is not running.
+KAFKA_BROKERS="${IOTINFER_KAFKA_BROKERS:-1}"
 SERVICE_START_TIMEOUT=60
 SERVICE_STOP_TIMEOUT=30
 
@@ -87,37 +91,112 @@ kafka_java() {
   java -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
-kafka_ready() { grep -q "Transition from STARTING to STARTED" "$KAFKA_DATA/kafka.log" 2>/dev/null && port_open "$KAFKA_PORT"; }
+# Broker $1 (from 1): its directory (the data directory itself when there is one broker, as
+# always), and the port clients reach it on.
+kafka_dir() { if ((KAFKA_BROKERS == 1)); then echo "$KAFKA_DATA"; else echo "$KAFKA_DATA/broker-$1"; fi; }
+kafka_port() { echo $((KAFKA_PORT + $1 - 1)); }
+
+# The server.properties of broker $1.
+kafka_properties() {
+  local id=$1 n=$KAFKA_BROKERS
+  if ((n == 1)); then
+    cat "$ROOT/scripts/kafka/server.properties"
+  else
+    # Every broker is also a KRaft controller, so a quorum of N survives a broker's loss.
+    # Clients, replication and the quorum each have a listener of their own (ports 9092+,
+    # 9192+, 9292+), so that a test can cut the clients off a broker while it still replicates.
+    local voters="" j
+    for ((j = 1; j <= n; j++)); do voters+="${voters:+,}$j@127.0.0.1:$((KAFKA_PORT + 199 + j))"; done
+    local isr=$((n >= 3 ? 2 : 1))
+    cat <<EOF
+process.roles=broker,controller
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$id"),REPLICATION://127.0.0.1:$((KAFKA_PORT + 99 + id)),CONTROLLER://127.0.0.1:$((KAFKA_PORT + 199 + id))
+advertised.listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$id"),REPLICATION://127.0.0.1:$((KAFKA_PORT + 99 + id))
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=REPLICATION
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT,CONTROLLER:PLAINTEXT
+num.partitions=6
+default.replication.factor=$n
+min.insync.replicas=$isr
+auto.create.topics.enable=false
+offsets.topic.replication.factor=$n
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=$n
+transaction.state.log.min.isr=$isr
+transaction.state.log.num.partitions=6
+group.initial.rebalance.delay.ms=0
+EOF
+  fi
+  echo "log.dirs=$(kafka_dir "$id")/data"
+}
+
+kafka_ready() { grep -q "Transition from STARTING to STARTED" "$1/kafka.log" 2>/dev/null && port_open "$2"; }
+
+# Starts broker $1 unless it runs, and adds it to KAFKA_STARTED; formats its storage with
+# cluster id $2 the first time.
+kafka_start_broker() {
+  local id=$1 cluster_id=$2 dir port
+  dir=$(kafka_dir "$id")
+  port=$(kafka_port "$id")
+  already_up "$port" "$dir/pid" Kafka && return 0
+  mkdir -p "$dir"
+  kafka_properties "$id" >"$dir/server.properties"
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log"
+  fi
+  log "starting Kafka broker $id on 127.0.0.1:$port (log: $dir/kafka.log)"
+  # A small heap and SerialGC keep the broker light next to the tests on a 2-core machine.
+  setsid java -Xms128m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseSerialGC \
+    -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
+    kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+  KAFKA_STARTED+=("$id")
+}
 
 kafka_up() {
-  already_up "$KAFKA_PORT" "$KAFKA_DATA/pid" Kafka && return 0
   kafka_install
   mkdir -p "$KAFKA_DATA"
-  { cat "$ROOT/scripts/kafka/server.properties"; echo "log.dirs=$KAFKA_DATA/data"; } >"$KAFKA_DATA/server.properties"
-  if [[ ! -f "$KAFKA_DATA/data/meta.properties" ]]; then
-    # A URL-safe base64 UUID, as `kafka-storage random-uuid` prints without a JVM start. One
-    # starting with '-' would read as an option (1 run in 64 failed so); Kafka's own never does.
-    local cluster_id=-
+  # One id for the whole cluster, kept for the brokers formatted later. A URL-safe base64 UUID,
+  # as `kafka-storage random-uuid` prints without a JVM start. One starting with '-' would read
+  # as an option (1 run in 64 failed so); Kafka's own never does.
+  local cluster_id=- id dir
+  if [[ -f "$KAFKA_DATA/cluster-id" ]]; then
+    cluster_id=$(<"$KAFKA_DATA/cluster-id")
+  else
     while [[ $cluster_id == -* ]]; do
       cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22)
     done
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DATA/server.properties" >"$KAFKA_DATA/format.log"
   fi
-  log "starting Kafka on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_DATA/kafka.log)"
-  # A small heap and SerialGC keep the broker light next to the tests on a 2-core machine.
-  KAFKA_HEAP=${KAFKA_HEAP:-512m}
-  setsid java -Xms128m -Xmx"$KAFKA_HEAP" -XX:+UseSerialGC \
-    -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
-    kafka.Kafka "$KAFKA_DATA/server.properties" >"$KAFKA_DATA/kafka.log" 2>&1 </dev/null &
-  echo $! >"$KAFKA_DATA/pid"
-  wait_until_up "$KAFKA_DATA/pid" "$KAFKA_DATA/kafka.log" Kafka kafka_ready
+  KAFKA_STARTED=()
+  for ((id = 1; id <= KAFKA_BROKERS; id++)); do kafka_start_broker "$id" "$cluster_id"; done
+  echo "$cluster_id" >"$KAFKA_DATA/cluster-id"
+  # All are started before any is waited for: a quorum's members are up only together.
+  for id in "${KAFKA_STARTED[@]}"; do
+    dir=$(kafka_dir "$id")
+    wait_until_up "$dir/pid" "$dir/kafka.log" "Kafka broker $id" kafka_ready "$dir" "$(kafka_port "$id")"
+  done
 }
 
-kafka_down() { stop_pidfile "$KAFKA_DATA/pid" Kafka; }
+kafka_down() {
+  local id pid
+  # All at once: the last broker of a quorum stopped one by one would wait for the others.
+  for ((id = 1; id <= KAFKA_BROKERS; id++)); do
+    if pid=$(live_pid "$(kafka_dir "$id")/pid"); then kill -TERM "$pid"; fi
+  done
+  for ((id = 1; id <= KAFKA_BROKERS; id++)); do stop_pidfile "$(kafka_dir "$id")/pid" "Kafka broker $id"; done
+}
 
-kafka_status() { service_status kafka "$KAFKA_DATA/pid" "$KAFKA_PORT" "$KAFKA_DATA"; }
+kafka_status() {
+  local id rc=0
+  for ((id = 1; id <= KAFKA_BROKERS; id++)); do
+    service_status "kafka broker $id" "$(kafka_dir "$id")/pid" "$(kafka_port "$id")" "$(kafka_dir "$id")" || rc=$?
+  done
+  return "$rc"
+}
 
-# Deletes the broker's data (topics, offsets); the next `up` formats a new cluster.
+# Deletes the brokers' data (topics, offsets); the next `up` formats a new cluster.
 kafka_reset() {
   kafka_down
   rm -rf "$KAFKA_DATA"
