@@ -47,10 +47,11 @@ bool IsRefusedContent(rd_kafka_resp_err_t err) {
   }
 }
 
-// Fatal errors that say another instance has taken this one's transactional id (a restarted
-// replica of the same instance id, or a zombie's successor): this one must stop, since a new
-// producer under that id would fence the live instance in turn.
-bool IsFencing(rd_kafka_resp_err_t err) {
+// Fatal errors after which a new producer must not be made: another instance has taken this
+// one's transactional id (a restarted replica of the same instance id, or a zombie's
+// successor), and a new producer would fence the live instance in turn; or the cluster
+// refuses this client, and would refuse the new one too.
+bool MustStop(rd_kafka_resp_err_t err) {
   switch (err) {
     case RD_KAFKA_RESP_ERR__FENCED:
     case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
@@ -143,10 +144,10 @@ struct TransactionalPipe::Impl {
     return Ok();
   }
 
-  // A producer in a fatal state can never be used again (librdkafka's rule). When the fatal
-  // error is not a fencing, one under the same transactional id takes its place, so that the
-  // loss of the transaction coordinator in the middle of a commit (a broker killed) costs a
-  // retry and not the process. Till one is made, commits fail as Unavailable.
+  // A producer in a fatal state can never be used again (librdkafka's rule). Unless the
+  // error says to stop (MustStop), one under the same transactional id takes its place, so
+  // that the loss of the transaction coordinator in the middle of a commit (a broker killed)
+  // costs a retry and not the process. Till one is made, commits fail as Unavailable.
   Status Renew(const std::string& what) {
     if (options.log) options.log(fmt::format("{}; starting a new transactional producer", what));
     limits.reset();
@@ -393,7 +394,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
       // The error that made the producer fatal, which a later call may only echo as a state error.
       std::array<char, 256> reason{};
       rd_kafka_resp_err_t cause = rd_kafka_fatal_error(impl.producer.get(), reason.data(), reason.size());
-      if (IsFencing(rd_kafka_error_code(fatal)) || IsFencing(cause)) {
+      if (MustStop(rd_kafka_error_code(fatal)) || MustStop(cause)) {
         return std::unexpected(Error::FailedPrecondition(what));
       }
     }
