@@ -22,9 +22,9 @@ there, and nothing outlives the run. Needs root, iptables, and the servers insta
 
 import argparse
 import fcntl
+import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -92,12 +92,6 @@ def http_get(port, path):
         return e.code, ""
     except OSError:
         return None, ""
-
-
-def metric(port, name):
-    status, text = http_get(port, "/metrics")
-    m = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.M) if status == 200 else None
-    return float(m.group(1)) if m else None
 
 
 def wait_for(what, check, timeout):
@@ -216,8 +210,6 @@ def read_topic(topic, settle=3.0):
 
 class ChaosTest(unittest.TestCase):
     def test_nothing_is_lost_or_doubled_through_kills_outages_and_a_blackhole(self):
-        import json
-
         seed, images, rate = ARGS.seed, ARGS.images, ARGS.rate
         state = tempfile.mkdtemp(prefix="iotinfer-chaos-")
         say(f"seed {seed}, {images} images at {rate}/s from {PRODUCERS} devices; state in {state}")
