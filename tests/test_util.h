@@ -45,6 +45,18 @@ inline constexpr bool kSanitized =
     false;
 #endif
 
+/// How many times longer a test may wait for a service's progress in a sanitized build: a
+/// limit on waiting, never a measurement. ThreadSanitizer runs the services several times
+/// slower, AddressSanitizer about twice.
+inline constexpr int kWaitScale =
+#if defined(__SANITIZE_THREAD__)
+    3;
+#elif defined(__SANITIZE_ADDRESS__)
+    2;
+#else
+        1;
+#endif
+
 /// The peak resident memory of this process so far, in MiB: tests that bound what a decoder
 /// or service may allocate compare it before and after.
 inline long MaxRssMiB() {

@@ -568,11 +568,12 @@ void CountProducers(const std::string& uri, const std::string& database, const i
   options.store.database = database;
   options.update_interval = milliseconds(500);
   BackgroundStream stream(options);
-  auto live = WaitForTotal(*store, producers, seconds(300));
+  // A million producers take minutes to count under ThreadSanitizer.
+  auto live = WaitForTotal(*store, producers, seconds(300) * iotinfer::testing::kWaitScale);
   ASSERT_EQ(Total(live), producers);
   send(kAgain, 1);
   expect(kAgain, 1);
-  WaitForTotal(*store, producers + kAgain, seconds(120));
+  WaitForTotal(*store, producers + kAgain, seconds(120) * iotinfer::testing::kWaitScale);
   ASSERT_OK(stream.Stop());  // whose last update writes what it counted until then
   live = store->ReadResults().value_or(std::vector<store::ProducerResult>{});
   EXPECT_EQ(live.size(), static_cast<size_t>(producers));
