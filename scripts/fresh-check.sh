@@ -63,11 +63,8 @@ fi
 
 # The host's Debian sources, so that the root sees the same archive (and security updates) as
 # a new machine here would.
-sources=()
-for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [[ -f $file ]] && grep -qs "debian-archive-keyring\|^deb .*debian" "$file" && sources+=("$file")
-done
-((${#sources[@]})) || die "no Debian sources in /etc/apt on this host"
+sources_list=$("$ROOT/scripts/debian-sources.sh") || die "no Debian sources in /etc/apt on this host"
+mapfile -t sources <<<"$sources_list"
 
 mkdir -p "$FRESH_CACHE"/{apt,go,m2,pip} "$WORK_PARENT"
 # Maven records a failed download as *.lastUpdated and does not try again for a day: a failure

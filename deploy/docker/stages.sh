@@ -15,6 +15,8 @@
 set -euo pipefail
 
 PREFIX=/opt/iotinfer
+# As ./dev does: pip trusts the system's store, which holds the CAs an administrator added.
+export PIP_CERT="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
 SERVICE_UID=10001
 SERVICE_HOME=/var/lib/iotinfer
 
@@ -63,9 +65,22 @@ cmd_build_packages() {
   done
 }
 
+# The PEM bundle of the Dockerfile's optional secret, one file per certificate where
+# ca-certificates (installed next) adds local CAs to the system's store, which pip (PIP_CERT),
+# Maven and Go then trust.
+trust_extra_cas() {
+  local bundle=/run/secrets/extra-ca-certificates
+  [[ -s $bundle ]] || return 0
+  install -d /usr/local/share/ca-certificates
+  awk '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > sprintf("/usr/local/share/ca-certificates/extra-%d.crt", n) }' \
+    "$bundle"
+  log "trusting $(grep -c 'BEGIN CERTIFICATE' "$bundle") extra CA certificate(s) in the build stage"
+}
+
 cmd_build_deps() {
   local -a packages
   mapfile -t packages < <(cmd_build_packages "$1")
+  trust_extra_cas
   apt_install "${packages[@]}"
 }
 
