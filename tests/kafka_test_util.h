@@ -66,6 +66,27 @@ inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expecte
   return out;
 }
 
+/// How many messages `topic`'s partitions 0..partitions-1 hold (high minus low watermark,
+/// summed; aborted transactions' records and markers count too), or -1 when a watermark cannot
+/// be read.
+inline int64_t TopicMessageCount(const std::string& topic, int partitions, const std::string& brokers = kTestBrokers) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char error[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+  int64_t count = 0;
+  for (int p = 0; p < partitions && count >= 0; ++p) {
+    int64_t low = -1, high = -1;
+    if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      count = -1;
+    } else {
+      count += high - low;
+    }
+  }
+  rd_kafka_destroy(rk);
+  return count;
+}
+
 /// "partition: committed/end" for each partition of `topic`, from `group`'s committed offsets
 /// and the broker's high watermarks: what a test prints when a consumer group fell short.
 inline std::string GroupProgress(const std::string& group, const std::string& topic, int partitions,
