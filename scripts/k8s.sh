@@ -1,8 +1,17 @@
 # ./dev k8s: a single-node Kubernetes on this machine, from upstream components only. Sourced by
 # ./dev (log, die, ROOT, ARTIFACTS, go_install come from there).
 #
-#   ./dev k8s build   build the Kubernetes programs and etcd into $K8S_BIN once, and print
-#                     their versions (up, down and status come next; see issue 21)
+#   ./dev k8s build          build the Kubernetes programs and etcd into $K8S_BIN once, and print
+#                            their versions
+#   ./dev k8s up|down|status the control plane (etcd, kube-apiserver, kube-controller-manager,
+#                            kube-scheduler); the node (containerd, kubelet, kube-proxy, DNS)
+#                            comes next
+#   ./dev k8s kubectl ARGS   kubectl as the cluster's administrator
+#
+# The cluster lives in a network namespace of its own, $K8S_NETNS: its servers bind the node's
+# address on a bridge there (and 127.0.0.1 there), never the host's interfaces, and `down`
+# deletes the namespace with everything in it. State (certificates, kubeconfigs, etcd's data,
+# logs, pids) is in .cache/k8s/; `down` keeps the certificates and drops the data.
 #
 # kind, minikube and k3s cannot be had here; the Kubernetes release's own programs can: they are
 # built from its Go modules on the Go module proxy (scripts/k8s/build/go.mod pins
@@ -15,6 +24,18 @@ K8S_HOME="$ARTIFACTS/k8s-$K8S_VERSION"
 K8S_BIN="$K8S_HOME/bin"
 K8S_BUILD_MODULE="$ROOT/scripts/k8s/build"
 K8S_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+K8S_NETNS=iotinfer-k8s
+K8S_STATE="$ROOT/.cache/k8s"
+K8S_PKI="$K8S_STATE/pki"
+# The node's address, on the bridge k8s-node0 inside the namespace; the API server's too.
+K8S_NODE_IP=10.200.0.2
+K8S_NODE_PREFIX=24
+K8S_API_PORT=6443
+K8S_SERVICE_CIDR=10.96.0.0/24
+K8S_SERVICE_IP=10.96.0.1 # the `kubernetes` Service, first of the range
+K8S_POD_CIDR=10.244.0.0/16
+# Started in this order, stopped in the reverse one.
+K8S_CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 
 # The version stamps of Kubernetes' release build (hack/lib/version.sh): without them the
 # servers report v0.0.0, and clients and charts that check the server's version refuse it.
@@ -31,11 +52,11 @@ k8s_ldflags() {
   echo "$flags"
 }
 
-# Builds the programs into $K8S_BIN once (about 15 minutes on 2 cores); silent when they are there.
+# Builds the programs into $K8S_BIN once (about 20 minutes on 2 cores); silent when they are there.
 k8s_install() {
   [[ -f "$K8S_HOME/.complete" ]] && return 0
   go_install || die "no Go toolchain for the Kubernetes build"
-  log "building Kubernetes $K8S_VERSION and etcd from the Go module proxy into $K8S_BIN (about 15 minutes)"
+  log "building Kubernetes $K8S_VERSION and etcd from the Go module proxy into $K8S_BIN (about 20 minutes)"
   rm -rf "$K8S_HOME"
   mkdir -p "$K8S_BIN"
   local -a packages=()
@@ -50,8 +71,180 @@ k8s_install() {
   touch "$K8S_HOME/.complete"
 }
 
+# Runs "$@" inside the cluster's network namespace.
+k8s_in() { ip netns exec "$K8S_NETNS" "$@"; }
+
+k8s_netns_up() {
+  ip netns list | grep -qx "$K8S_NETNS\( .*\)\{0,1\}" && return 0
+  ip netns add "$K8S_NETNS"
+  ip -n "$K8S_NETNS" link set lo up
+  # A bridge rather than a dummy link, which this machine's kernel lacks; its address is local
+  # whether or not anything is attached.
+  ip -n "$K8S_NETNS" link add k8s-node0 type bridge
+  ip -n "$K8S_NETNS" addr add "$K8S_NODE_IP/$K8S_NODE_PREFIX" dev k8s-node0
+  ip -n "$K8S_NETNS" link set k8s-node0 up
+}
+
+# A key and a certificate signed by the cluster's CA: NAME, subject, and subjectAltName (or "").
+k8s_cert() {
+  local name=$1 subject=$2 san=${3:-}
+  [[ -f "$K8S_PKI/$name.crt" ]] && return 0
+  local -a ext=()
+  if [[ -n $san ]]; then
+    printf 'subjectAltName=%s\n' "$san" >"$K8S_PKI/$name.ext"
+    ext=(-extfile "$K8S_PKI/$name.ext")
+  fi
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$K8S_PKI/$name.key" -subj "$subject" \
+    -out "$K8S_PKI/$name.csr" 2>/dev/null || die "openssl could not make the key of $name"
+  openssl x509 -req -in "$K8S_PKI/$name.csr" -CA "$K8S_PKI/ca.crt" -CAkey "$K8S_PKI/ca.key" -CAcreateserial \
+    -days 365 -out "$K8S_PKI/$name.crt" "${ext[@]}" 2>/dev/null || die "openssl could not sign the certificate of $name"
+  rm -f "$K8S_PKI/$name.csr" "$K8S_PKI/$name.ext"
+}
+
+# A kubeconfig at $K8S_STATE/NAME.conf for the client certificate NAME.
+k8s_kubeconfig() {
+  local name=$1 file="$K8S_STATE/$1.conf"
+  [[ -f $file ]] && return 0
+  local kubectl=("$K8S_BIN/kubectl" --kubeconfig "$file")
+  "${kubectl[@]}" config set-cluster iotinfer --server="https://$K8S_NODE_IP:$K8S_API_PORT" \
+    --certificate-authority="$K8S_PKI/ca.crt" --embed-certs >/dev/null
+  "${kubectl[@]}" config set-credentials "$name" --client-certificate="$K8S_PKI/$name.crt" \
+    --client-key="$K8S_PKI/$name.key" --embed-certs >/dev/null
+  "${kubectl[@]}" config set-context iotinfer --cluster=iotinfer --user="$name" >/dev/null
+  "${kubectl[@]}" config use-context iotinfer >/dev/null
+}
+
+# The cluster's CA, the API server's serving certificate, the service-account signing key, and
+# a client certificate and kubeconfig for each client; made once, kept across `down`.
+k8s_pki() {
+  mkdir -p "$K8S_PKI"
+  chmod 700 "$K8S_PKI"
+  if [[ ! -f "$K8S_PKI/ca.crt" ]]; then
+    log "making the cluster's CA and certificates in $K8S_PKI (openssl)"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$K8S_PKI/ca.key" -out "$K8S_PKI/ca.crt" -days 3650 \
+      -subj /CN=iotinfer-k8s-ca 2>/dev/null
+  fi
+  k8s_cert kube-apiserver /CN=kube-apiserver \
+    "IP:$K8S_NODE_IP,IP:$K8S_SERVICE_IP,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost"
+  [[ -f "$K8S_PKI/sa.key" ]] || openssl genrsa -out "$K8S_PKI/sa.key" 2048 2>/dev/null
+  [[ -f "$K8S_PKI/sa.pub" ]] || openssl rsa -in "$K8S_PKI/sa.key" -pubout -out "$K8S_PKI/sa.pub" 2>/dev/null
+  k8s_cert admin "/O=system:masters/CN=iotinfer-admin"
+  k8s_cert kube-controller-manager /CN=system:kube-controller-manager
+  k8s_cert kube-scheduler /CN=system:kube-scheduler
+  local client
+  for client in admin kube-controller-manager kube-scheduler; do k8s_kubeconfig "$client"; done
+}
+
+# The command line of control-plane component $1, into the array K8S_COMMAND.
+k8s_command() {
+  local pki=$K8S_PKI state=$K8S_STATE
+  case "$1" in
+    etcd)
+      K8S_COMMAND=("$K8S_BIN/etcd" --name iotinfer --data-dir "$state/etcd" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster iotinfer=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381)
+      ;;
+    kube-apiserver)
+      # shellcheck disable=SC2054 # Node,RBAC is one flag's value
+      K8S_COMMAND=("$K8S_BIN/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
+        --bind-address="$K8S_NODE_IP" --advertise-address="$K8S_NODE_IP" --secure-port="$K8S_API_PORT" \
+        --tls-cert-file="$pki/kube-apiserver.crt" --tls-private-key-file="$pki/kube-apiserver.key" \
+        --client-ca-file="$pki/ca.crt" --service-account-key-file="$pki/sa.pub" \
+        --service-account-signing-key-file="$pki/sa.key" \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-cluster-ip-range="$K8S_SERVICE_CIDR" --authorization-mode=Node,RBAC \
+        --enable-admission-plugins=NodeRestriction --allow-privileged=true)
+      ;;
+    kube-controller-manager)
+      K8S_COMMAND=("$K8S_BIN/kube-controller-manager" --kubeconfig="$state/kube-controller-manager.conf" \
+        --authentication-kubeconfig="$state/kube-controller-manager.conf" \
+        --authorization-kubeconfig="$state/kube-controller-manager.conf" \
+        --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials \
+        --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+        --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+        --allocate-node-cidrs --cluster-cidr="$K8S_POD_CIDR" --service-cluster-ip-range="$K8S_SERVICE_CIDR")
+      ;;
+    kube-scheduler)
+      K8S_COMMAND=("$K8S_BIN/kube-scheduler" --kubeconfig="$state/kube-scheduler.conf" \
+        --authentication-kubeconfig="$state/kube-scheduler.conf" \
+        --authorization-kubeconfig="$state/kube-scheduler.conf" --bind-address=127.0.0.1 --leader-elect=false)
+      ;;
+  esac
+}
+
+# True when control-plane component $1 answers its health check.
+k8s_healthy() {
+  case "$1" in
+    etcd) k8s_in curl -sf http://127.0.0.1:2381/health >/dev/null 2>&1 ;;
+    kube-apiserver) k8s_kubectl get --raw /readyz >/dev/null 2>&1 ;;
+    kube-controller-manager) k8s_in curl -skf https://127.0.0.1:10257/healthz >/dev/null 2>&1 ;;
+    kube-scheduler) k8s_in curl -skf https://127.0.0.1:10259/healthz >/dev/null 2>&1 ;;
+  esac
+}
+
+k8s_kubectl() { k8s_in "$K8S_BIN/kubectl" --kubeconfig "$K8S_STATE/admin.conf" "$@"; }
+
+k8s_up() {
+  k8s_install
+  apt_install_missing openssl curl
+  mkdir -p "$K8S_STATE/logs"
+  k8s_netns_up
+  k8s_pki
+  local component pidfile logfile
+  for component in "${K8S_CONTROL_PLANE[@]}"; do
+    pidfile="$K8S_STATE/$component.pid"
+    logfile="$K8S_STATE/logs/$component.log"
+    if ! live_pid "$pidfile" >/dev/null; then
+      log "starting $component (log: $logfile)"
+      k8s_command "$component"
+      setsid ip netns exec "$K8S_NETNS" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
+      echo $! >"$pidfile"
+    fi
+    wait_until_up "$pidfile" "$logfile" "$component" k8s_healthy "$component"
+  done
+  log "control plane up: ./dev k8s kubectl get --raw /readyz"
+}
+
+k8s_down() {
+  local -a reversed=()
+  local component
+  for component in "${K8S_CONTROL_PLANE[@]}"; do reversed=("$component" "${reversed[@]}"); done
+  for component in "${reversed[@]}"; do
+    stop_pidfile "$K8S_STATE/$component.pid" "$component"
+  done
+  rm -rf "$K8S_STATE/etcd"
+  if ip netns list | grep -q "^$K8S_NETNS\b"; then
+    ip netns delete "$K8S_NETNS"
+    log "network namespace $K8S_NETNS deleted"
+  fi
+}
+
+k8s_status() {
+  local component pid rc=0
+  for component in "${K8S_CONTROL_PLANE[@]}"; do
+    if pid=$(live_pid "$K8S_STATE/$component.pid"); then
+      if k8s_healthy "$component"; then echo "$component: healthy (pid $pid)"; else echo "$component: running (pid $pid), not healthy"; rc=3; fi
+    else
+      echo "$component: stopped"
+      rc=3
+    fi
+  done
+  return "$rc"
+}
+
 cmd_k8s() {
   case "${1:-}" in
+    up | down | status | kubectl) [[ $(id -u) -eq 0 ]] || die "./dev k8s $1 needs root (network namespaces, and the node's mounts)" ;;
+  esac
+  case "${1:-}" in
+    up) k8s_up ;;
+    down) k8s_down ;;
+    status) k8s_status ;;
+    kubectl)
+      shift
+      k8s_kubectl "$@"
+      ;;
     build)
       k8s_install
       local program
@@ -62,6 +255,6 @@ cmd_k8s() {
       printf '%-24s %s\n' kubectl "$("$K8S_BIN/kubectl" version --client | head -n 1)"
       printf '%-24s %s\n' etcd "$("$K8S_BIN/etcd" --version | head -n 1)"
       ;;
-    *) die "usage: ./dev k8s build" ;;
+    *) die "usage: ./dev k8s build|up|down|status|kubectl ARGS" ;;
   esac
 }
