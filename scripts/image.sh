@@ -14,10 +14,6 @@
 APT_IMAGE_PACKAGES=(buildah mmdebstrap)
 IMAGE_DIR="$ARTIFACTS/images"
 IOTINFER_IMAGE=localhost/iotinfer:dev
-# Debian's crun cannot create a container on a host whose cgroups are v1 or hybrid ("cgroups in
-# hybrid mode not supported"); buildah's chroot isolation runs the RUN steps without an OCI
-# runtime, in the host's network, which the steps need for apt, pip and Maven anyway.
-export BUILDAH_ISOLATION=chroot
 
 # Docker's slim variant: no manual pages, documentation (copyright files excepted) or
 # translations; dpkg skips them for every package installed later too.
@@ -112,6 +108,10 @@ cmd_image() {
     *) die "usage: ./dev image [base|iotinfer|all]" ;;
   esac
   apt_install_missing "${APT_IMAGE_PACKAGES[@]}"
+  # Debian's crun cannot create a container on a host whose cgroups are v1 or hybrid ("cgroups
+  # in hybrid mode not supported"); buildah's chroot isolation runs the RUN steps without an OCI
+  # runtime, in the host's network, which the steps need for apt, pip and Maven anyway.
+  export BUILDAH_ISOLATION=chroot
   image_base 0
   image_base 1
   [[ $what == base ]] || image_iotinfer
