@@ -71,8 +71,10 @@ k8s_install() {
   touch "$K8S_HOME/.complete"
 }
 
-# Runs "$@" inside the cluster's network namespace.
-k8s_in() { ip netns exec "$K8S_NETNS" "$@"; }
+# Runs "$@" inside the cluster's network namespace, and only that: `ip netns exec` would also
+# give it a mount namespace of its own, and the kubelet's volume mounts must be the ones
+# containerd sees.
+k8s_in() { nsenter --net="/run/netns/$K8S_NETNS" "$@"; }
 
 k8s_netns_up() {
   ip netns list | grep -qx "$K8S_NETNS\( .*\)\{0,1\}" && return 0
@@ -198,7 +200,7 @@ k8s_up() {
     if ! live_pid "$pidfile" >/dev/null; then
       log "starting $component (log: $logfile)"
       k8s_command "$component"
-      setsid ip netns exec "$K8S_NETNS" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
+      setsid nsenter --net="/run/netns/$K8S_NETNS" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
       echo $! >"$pidfile"
     fi
     wait_until_up "$pidfile" "$logfile" "$component" k8s_healthy "$component"
