@@ -25,6 +25,7 @@ K8S_BIN="$K8S_HOME/bin"
 K8S_BUILD_MODULE="$ROOT/scripts/k8s/build"
 K8S_PROGRAMS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 K8S_NETNS=iotinfer-k8s
+K8S_NETNS_PATH=/run/netns/$K8S_NETNS # where `ip netns add` puts it
 K8S_STATE="$ROOT/.cache/k8s"
 K8S_PKI="$K8S_STATE/pki"
 # The node's address, on the bridge k8s-node0 inside the namespace; the API server's too.
@@ -74,10 +75,10 @@ k8s_install() {
 # Runs "$@" inside the cluster's network namespace, and only that: `ip netns exec` would also
 # give it a mount namespace of its own, and the kubelet's volume mounts must be the ones
 # containerd sees.
-k8s_in() { nsenter --net="/run/netns/$K8S_NETNS" "$@"; }
+k8s_in() { nsenter --net="$K8S_NETNS_PATH" "$@"; }
 
 k8s_netns_up() {
-  ip netns list | grep -qx "$K8S_NETNS\( .*\)\{0,1\}" && return 0
+  [[ -e $K8S_NETNS_PATH ]] && return 0
   ip netns add "$K8S_NETNS"
   ip -n "$K8S_NETNS" link set lo up
   # A bridge rather than a dummy link, which this machine's kernel lacks; its address is local
@@ -200,7 +201,7 @@ k8s_up() {
     if ! live_pid "$pidfile" >/dev/null; then
       log "starting $component (log: $logfile)"
       k8s_command "$component"
-      setsid nsenter --net="/run/netns/$K8S_NETNS" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
+      setsid nsenter --net="$K8S_NETNS_PATH" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
       echo $! >"$pidfile"
     fi
     wait_until_up "$pidfile" "$logfile" "$component" k8s_healthy "$component"
@@ -209,14 +210,12 @@ k8s_up() {
 }
 
 k8s_down() {
-  local -a reversed=()
-  local component
-  for component in "${K8S_CONTROL_PLANE[@]}"; do reversed=("$component" "${reversed[@]}"); done
-  for component in "${reversed[@]}"; do
-    stop_pidfile "$K8S_STATE/$component.pid" "$component"
+  local n
+  for ((n = ${#K8S_CONTROL_PLANE[@]} - 1; n >= 0; n--)); do
+    stop_pidfile "$K8S_STATE/${K8S_CONTROL_PLANE[n]}.pid" "${K8S_CONTROL_PLANE[n]}"
   done
   rm -rf "$K8S_STATE/etcd"
-  if ip netns list | grep -q "^$K8S_NETNS\b"; then
+  if [[ -e $K8S_NETNS_PATH ]]; then
     ip netns delete "$K8S_NETNS"
     log "network namespace $K8S_NETNS deleted"
   fi

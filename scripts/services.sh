@@ -28,7 +28,7 @@ live_pid() {
 
 # Stops the process in pidfile $1: TERM, then KILL after SERVICE_STOP_TIMEOUT seconds.
 stop_pidfile() {
-  local pid name="$2"
+  local pid name="$2" i
   pid=$(live_pid "$1") || { rm -f "$1"; return 0; }
   kill -TERM "$pid"
   for ((i = 0; i < SERVICE_STOP_TIMEOUT * 10; i++)); do
