@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -87,6 +89,54 @@ inline int64_t TopicMessageCount(const std::string& topic, int partitions, const
   return count;
 }
 
+/// Where each image of `topic` sits, id -> "partition@offset", read from its "id" header to
+/// the partitions' ends; payloads are dropped as they arrive, so a topic of gigabytes can be
+/// read. For the message of a test that finds images missing from a topic.
+inline std::map<std::string, std::string> ImagePositions(const std::string& topic,
+                                                         const std::string& brokers = kTestBrokers) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char error[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", UniqueTopic("positions").c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", error, sizeof error);
+  rd_kafka_conf_set(conf, "enable.partition.eof", "true", error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::map<std::string, std::string> positions;
+  std::map<int32_t, bool> at_end;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 500);
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      at_end[m->partition] = true;
+    } else if (!m->err) {
+      at_end[m->partition] = false;
+      rd_kafka_headers_t* headers = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+          rd_kafka_header_get_last(headers, "id", &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        positions[std::string(static_cast<const char*>(value), size)] = fmt::format("{}@{}", m->partition, m->offset);
+      }
+    }
+    rd_kafka_message_destroy(m);
+    rd_kafka_topic_partition_list_t* assigned = nullptr;
+    const bool done = rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR && assigned->cnt > 0 &&
+                      static_cast<size_t>(assigned->cnt) == at_end.size() &&
+                      std::all_of(at_end.begin(), at_end.end(), [](const auto& e) { return e.second; });
+    if (assigned) rd_kafka_topic_partition_list_destroy(assigned);
+    if (done) break;
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return positions;
+}
+
 /// "partition: committed/end" for each partition of `topic`, from `group`'s committed offsets
 /// and the broker's high watermarks: what a test prints when a consumer group fell short.
 inline std::string GroupProgress(const std::string& group, const std::string& topic, int partitions,
@@ -103,7 +153,9 @@ inline std::string GroupProgress(const std::string& group, const std::string& to
   for (int p = 0; p < partitions; ++p) {
     int64_t low = -1, high = -1;
     rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 10000);
-    progress += fmt::format("[{}] {}/{} ", p, list->elems[p].offset, high);
+    // A log start above 0 means records were deleted (retention) rather than never written.
+    const std::string start = low > 0 ? fmt::format(" (from {})", low) : "";
+    progress += fmt::format("[{}] {}/{}{} ", p, list->elems[p].offset, high, start);
   }
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_destroy(rk);
