@@ -3,9 +3,9 @@
 #
 #   ./dev k8s build          build the Kubernetes programs and etcd into $K8S_BIN once, and print
 #                            their versions
-#   ./dev k8s up|down|status the control plane (etcd, kube-apiserver, kube-controller-manager,
-#                            kube-scheduler); the node (containerd, kubelet, kube-proxy, DNS)
-#                            comes next
+#   ./dev k8s up|down|status a single-node cluster: the control plane (etcd, kube-apiserver,
+#                            kube-controller-manager, kube-scheduler) and the node (containerd,
+#                            the kubelet, kube-proxy, CoreDNS; see scripts/k8s/node.sh)
 #   ./dev k8s kubectl ARGS   kubectl as the cluster's administrator
 #
 # The cluster lives in a network namespace of its own, $K8S_NETNS: its servers bind the node's
@@ -35,8 +35,12 @@ K8S_API_PORT=6443
 K8S_SERVICE_CIDR=10.96.0.0/24
 K8S_SERVICE_IP=10.96.0.1 # the `kubernetes` Service, first of the range
 K8S_POD_CIDR=10.244.0.0/16
-# Started in this order, stopped in the reverse one.
+# Started in this order, stopped in the reverse one (the node's pods first).
 K8S_CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+K8S_NODE=(containerd kubelet kube-proxy)
+
+# shellcheck source=scripts/k8s/node.sh
+source "$ROOT/scripts/k8s/node.sh"
 
 # The version stamps of Kubernetes' release build (hack/lib/version.sh): without them the
 # servers report v0.0.0, and clients and charts that check the server's version refuse it.
@@ -86,6 +90,9 @@ k8s_netns_up() {
   ip -n "$K8S_NETNS" link add k8s-node0 type bridge
   ip -n "$K8S_NETNS" addr add "$K8S_NODE_IP/$K8S_NODE_PREFIX" dev k8s-node0
   ip -n "$K8S_NETNS" link set k8s-node0 up
+  # The namespace has no default route: without one to the Service range, the node itself (and
+  # pods on its network) could not even send to a Service before kube-proxy's rules rewrite it.
+  ip -n "$K8S_NETNS" route add "$K8S_SERVICE_CIDR" dev k8s-node0
 }
 
 # A key and a certificate signed by the cluster's CA: NAME, subject, and subjectAltName (or "").
@@ -157,7 +164,10 @@ k8s_command() {
         --service-account-signing-key-file="$pki/sa.key" \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-cluster-ip-range="$K8S_SERVICE_CIDR" --authorization-mode=Node,RBAC \
-        --enable-admission-plugins=NodeRestriction --allow-privileged=true)
+        --enable-admission-plugins=NodeRestriction --allow-privileged=true \
+        --kubelet-client-certificate="$pki/kube-apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/kube-apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority="$pki/ca.crt" --kubelet-preferred-address-types=InternalIP)
       ;;
     kube-controller-manager)
       K8S_COMMAND=("$K8S_BIN/kube-controller-manager" --kubeconfig="$state/kube-controller-manager.conf" \
@@ -173,6 +183,16 @@ k8s_command() {
         --authentication-kubeconfig="$state/kube-scheduler.conf" \
         --authorization-kubeconfig="$state/kube-scheduler.conf" --bind-address=127.0.0.1 --leader-elect=false)
       ;;
+    containerd)
+      K8S_COMMAND=(containerd --config "$state/containerd.toml")
+      ;;
+    kubelet)
+      K8S_COMMAND=("$K8S_BIN/kubelet" --config="$state/kubelet.yaml" --kubeconfig="$state/kubelet.conf" \
+        --root-dir="$state/kubelet" --hostname-override="$K8S_NODE_NAME" --node-ip="$K8S_NODE_IP")
+      ;;
+    kube-proxy)
+      K8S_COMMAND=("$K8S_BIN/kube-proxy" --config="$state/kube-proxy.yaml")
+      ;;
   esac
 }
 
@@ -183,38 +203,72 @@ k8s_healthy() {
     kube-apiserver) k8s_kubectl get --raw /readyz >/dev/null 2>&1 ;;
     kube-controller-manager) k8s_in curl -skf https://127.0.0.1:10257/healthz >/dev/null 2>&1 ;;
     kube-scheduler) k8s_in curl -skf https://127.0.0.1:10259/healthz >/dev/null 2>&1 ;;
+    containerd) k8s_ctr version >/dev/null 2>&1 ;;
+    kubelet) k8s_in curl -sf http://127.0.0.1:10248/healthz >/dev/null 2>&1 ;;
+    kube-proxy) k8s_in curl -sf http://127.0.0.1:10256/healthz >/dev/null 2>&1 ;;
   esac
 }
 
 k8s_kubectl() { k8s_in "$K8S_BIN/kubectl" --kubeconfig "$K8S_STATE/admin.conf" "$@"; }
 
+# Starts component $1 inside the cluster's namespace unless it runs, and waits until it is healthy.
+k8s_start() {
+  local component=$1 pidfile="$K8S_STATE/$1.pid" logfile="$K8S_STATE/logs/$1.log"
+  if ! live_pid "$pidfile" >/dev/null; then
+    log "starting $component (log: $logfile)"
+    k8s_command "$component"
+    setsid nsenter --net="$K8S_NETNS_PATH" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  fi
+  wait_until_up "$pidfile" "$logfile" "$component" k8s_healthy "$component"
+}
+
 k8s_up() {
   k8s_install
-  apt_install_missing openssl curl
+  apt_install_missing openssl curl "${APT_K8S_NODE_PACKAGES[@]}"
+  k8s_node_images
   mkdir -p "$K8S_STATE/logs"
   k8s_netns_up
   k8s_pki
-  local component pidfile logfile
-  for component in "${K8S_CONTROL_PLANE[@]}"; do
-    pidfile="$K8S_STATE/$component.pid"
-    logfile="$K8S_STATE/logs/$component.log"
-    if ! live_pid "$pidfile" >/dev/null; then
-      log "starting $component (log: $logfile)"
-      k8s_command "$component"
-      setsid nsenter --net="$K8S_NETNS_PATH" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
-      echo $! >"$pidfile"
-    fi
-    wait_until_up "$pidfile" "$logfile" "$component" k8s_healthy "$component"
+  k8s_node_pki
+  k8s_node_files
+  k8s_save_kernel_tunables
+  local component
+  for component in "${K8S_CONTROL_PLANE[@]}"; do k8s_start "$component"; done
+  k8s_node_rbac
+  k8s_start containerd
+  k8s_import_images
+  k8s_start kubelet
+  k8s_start kube-proxy
+  local start=$SECONDS
+  until k8s_node_ready; do
+    ((SECONDS - start < SERVICE_START_TIMEOUT)) || die "node $K8S_NODE_NAME did not become Ready: ./dev k8s kubectl describe node"
+    sleep 1
   done
-  log "control plane up: ./dev k8s kubectl get --raw /readyz"
+  log "node $K8S_NODE_NAME is Ready ($((SECONDS - start))s)"
+  k8s_dns_up
+  log "cluster up: ./dev k8s kubectl get pods -A"
 }
 
 k8s_down() {
+  # The controllers first, so that no pod is made again while the kubelet removes them.
+  stop_pidfile "$K8S_STATE/kube-controller-manager.pid" kube-controller-manager
+  stop_pidfile "$K8S_STATE/kube-scheduler.pid" kube-scheduler
+  k8s_drain_pods
+  stop_pidfile "$K8S_STATE/kube-proxy.pid" kube-proxy
+  stop_pidfile "$K8S_STATE/kubelet.pid" kubelet
+  k8s_node_leftovers
   local n
   for ((n = ${#K8S_CONTROL_PLANE[@]} - 1; n >= 0; n--)); do
     stop_pidfile "$K8S_STATE/${K8S_CONTROL_PLANE[n]}.pid" "${K8S_CONTROL_PLANE[n]}"
   done
-  rm -rf "$K8S_STATE/etcd"
+  stop_pidfile "$K8S_STATE/containerd.pid" containerd
+  k8s_node_leftovers
+  k8s_node_cgroups
+  k8s_restore_kernel_tunables
+  rm -rf "$K8S_STATE/etcd" "$K8S_STATE/kubelet" "$K8S_STATE/pod-logs" "$K8S_RUN"
+  # The kubelet links each container's log into /var/log/containers, whatever its pod log directory.
+  find /var/log/containers -maxdepth 1 -type l -lname "$K8S_STATE/*" -delete 2>/dev/null
   if [[ -e $K8S_NETNS_PATH ]]; then
     ip netns delete "$K8S_NETNS"
     log "network namespace $K8S_NETNS deleted"
@@ -223,7 +277,7 @@ k8s_down() {
 
 k8s_status() {
   local component pid rc=0
-  for component in "${K8S_CONTROL_PLANE[@]}"; do
+  for component in "${K8S_CONTROL_PLANE[@]}" "${K8S_NODE[@]}"; do
     if pid=$(live_pid "$K8S_STATE/$component.pid"); then
       if k8s_healthy "$component"; then echo "$component: healthy (pid $pid)"; else echo "$component: running (pid $pid), not healthy"; rc=3; fi
     else
@@ -231,6 +285,12 @@ k8s_status() {
       rc=3
     fi
   done
+  if live_pid "$K8S_STATE/kube-apiserver.pid" >/dev/null; then
+    if k8s_node_ready; then echo "node $K8S_NODE_NAME: Ready"; else echo "node $K8S_NODE_NAME: not Ready"; rc=3; fi
+    local dns
+    dns=$(k8s_kubectl -n kube-system get deployment coredns -o 'jsonpath={.status.readyReplicas}' 2>/dev/null)
+    if [[ ${dns:-0} -ge 1 ]]; then echo "CoreDNS: ready at $K8S_DNS_IP"; else echo "CoreDNS: not ready"; rc=3; fi
+  fi
   return "$rc"
 }
 
