@@ -7,6 +7,7 @@
 #                            kube-controller-manager, kube-scheduler) and the node (containerd,
 #                            the kubelet, kube-proxy, CoreDNS; see scripts/k8s/node.sh)
 #   ./dev k8s kubectl ARGS   kubectl as the cluster's administrator
+#   ./dev k8s helm ARGS      helm, likewise
 #
 # The cluster lives in a network namespace of its own, $K8S_NETNS: its servers bind the node's
 # address on a bridge there (and 127.0.0.1 there), never the host's interfaces, and `down`
@@ -38,6 +39,10 @@ K8S_POD_CIDR=10.244.0.0/16
 # Started in this order, stopped in the reverse one (the node's pods first).
 K8S_CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
 K8S_NODE=(containerd kubelet kube-proxy)
+# The pipeline's servers for the pods: ./dev services' own Kafka and Mongo-wire server, run in the
+# cluster's namespace at the node's address, as a managed Kafka and database outside the cluster
+# would be. Their data goes with `down`, as etcd's does.
+K8S_SERVICES=(kafka mongo)
 
 # shellcheck source=scripts/k8s/node.sh
 source "$ROOT/scripts/k8s/node.sh"
@@ -209,12 +214,26 @@ k8s_healthy() {
   esac
 }
 
+# ./dev services "$1" for K8S_SERVICES, inside the cluster's namespace at the node's address.
+k8s_services() {
+  IOTINFER_SERVICES_HOST=$K8S_NODE_IP IOTINFER_KAFKA_BROKERS=1 IOTINFER_MONGO_PORT=27017 \
+    IOTINFER_KAFKA_DATA="$K8S_STATE/kafka" IOTINFER_MONGO_DATA="$K8S_STATE/mongo" \
+    k8s_in "$ROOT/dev" services "$1" "${K8S_SERVICES[@]}"
+}
+
 k8s_kubectl() { k8s_in "$K8S_BIN/kubectl" --kubeconfig "$K8S_STATE/admin.conf" "$@"; }
+
+k8s_helm() {
+  helm_install >/dev/null || die "no helm"
+  k8s_in "$HELM" --kubeconfig "$K8S_STATE/admin.conf" "$@"
+}
 
 # Starts component $1 inside the cluster's namespace unless it runs, and waits until it is healthy.
 k8s_start() {
   local component=$1 pidfile="$K8S_STATE/$1.pid" logfile="$K8S_STATE/logs/$1.log"
   if ! live_pid "$pidfile" >/dev/null; then
+    # The last run's log, for when a component died: why it did is at the end of that one.
+    [[ -f $logfile ]] && mv "$logfile" "$logfile.1"
     log "starting $component (log: $logfile)"
     k8s_command "$component"
     setsid nsenter --net="$K8S_NETNS_PATH" "${K8S_COMMAND[@]}" >"$logfile" 2>&1 </dev/null &
@@ -235,6 +254,7 @@ k8s_up() {
   k8s_save_kernel_tunables
   local component
   for component in "${K8S_CONTROL_PLANE[@]}"; do k8s_start "$component"; done
+  k8s_services up
   k8s_node_rbac
   k8s_start containerd
   k8s_import_images
@@ -247,7 +267,7 @@ k8s_up() {
   done
   log "node $K8S_NODE_NAME is Ready ($((SECONDS - start))s)"
   k8s_dns_up
-  log "cluster up: ./dev k8s kubectl get pods -A"
+  log "cluster up: ./dev k8s kubectl get pods -A; Kafka at $K8S_NODE_IP:9092, the Mongo-wire server at $K8S_NODE_IP:27017"
 }
 
 k8s_down() {
@@ -263,10 +283,11 @@ k8s_down() {
     stop_pidfile "$K8S_STATE/${K8S_CONTROL_PLANE[n]}.pid" "${K8S_CONTROL_PLANE[n]}"
   done
   stop_pidfile "$K8S_STATE/containerd.pid" containerd
+  [[ -e $K8S_NETNS_PATH ]] && k8s_services down
   k8s_node_leftovers
   k8s_node_cgroups
   k8s_restore_kernel_tunables
-  rm -rf "$K8S_STATE/etcd" "$K8S_STATE/kubelet" "$K8S_STATE/pod-logs" "$K8S_RUN"
+  rm -rf "$K8S_STATE/etcd" "$K8S_STATE/kafka" "$K8S_STATE/mongo" "$K8S_STATE/kubelet" "$K8S_STATE/pod-logs" "$K8S_RUN"
   # The kubelet links each container's log into /var/log/containers, whatever its pod log directory.
   find /var/log/containers -maxdepth 1 -type l -lname "$K8S_STATE/*" -delete 2>/dev/null
   if [[ -e $K8S_NETNS_PATH ]]; then
@@ -285,6 +306,7 @@ k8s_status() {
       rc=3
     fi
   done
+  [[ -e $K8S_NETNS_PATH ]] && { k8s_services status || rc=3; }
   if live_pid "$K8S_STATE/kube-apiserver.pid" >/dev/null; then
     if k8s_node_ready; then echo "node $K8S_NODE_NAME: Ready"; else echo "node $K8S_NODE_NAME: not Ready"; rc=3; fi
     local dns
@@ -296,7 +318,7 @@ k8s_status() {
 
 cmd_k8s() {
   case "${1:-}" in
-    up | down | status | kubectl) [[ $(id -u) -eq 0 ]] || die "./dev k8s $1 needs root (network namespaces, and the node's mounts)" ;;
+    up | down | status | kubectl | helm) [[ $(id -u) -eq 0 ]] || die "./dev k8s $1 needs root (network namespaces, and the node's mounts)" ;;
   esac
   case "${1:-}" in
     up) k8s_up ;;
@@ -305,6 +327,10 @@ cmd_k8s() {
     kubectl)
       shift
       k8s_kubectl "$@"
+      ;;
+    helm)
+      shift
+      k8s_helm "$@"
       ;;
     build)
       k8s_install
@@ -316,6 +342,6 @@ cmd_k8s() {
       printf '%-24s %s\n' kubectl "$("$K8S_BIN/kubectl" version --client | head -n 1)"
       printf '%-24s %s\n' etcd "$("$K8S_BIN/etcd" --version | head -n 1)"
       ;;
-    *) die "usage: ./dev k8s build|up|down|status|kubectl ARGS" ;;
+    *) die "usage: ./dev k8s build|up|down|status|kubectl ARGS|helm ARGS" ;;
   esac
 }

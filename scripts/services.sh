@@ -16,9 +16,12 @@ KAFKA_DATA="${IOTINFER_KAFKA_DATA:-$ROOT/.cache/kafka}"
 KAFKA_BROKERS="${IOTINFER_KAFKA_BROKERS:-1}"
 SERVICE_START_TIMEOUT=60
 SERVICE_STOP_TIMEOUT=30
+# The address Kafka and the Mongo-wire server listen on (and Kafka advertises). Another one only
+# inside a network namespace of our own: ./dev k8s runs them at its node's address for the pods.
+SERVICES_HOST="${IOTINFER_SERVICES_HOST:-127.0.0.1}"
 
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# True when something accepts TCP connections on $SERVICES_HOST (or $2):$1.
+port_open() { (exec 3<>"/dev/tcp/${2:-$SERVICES_HOST}/$1") 2>/dev/null; }
 
 # The pid in $1 if that process is alive, else nothing.
 live_pid() {
@@ -68,7 +71,7 @@ wait_until_up() {
 service_status() {
   local pid
   if pid=$(live_pid "$2"); then
-    echo "$1: running (pid $pid) on 127.0.0.1:$3, data $4"
+    echo "$1: running (pid $pid) on $SERVICES_HOST:$3, data $4"
   elif port_open "$3"; then
     echo "$1: port $3 answers, but not a server this checkout started"
   else
@@ -100,8 +103,9 @@ kafka_port() { echo $((KAFKA_PORT + $1 - 1)); }
 kafka_properties() {
   local id=$1 n=$KAFKA_BROKERS
   if ((n == 1)); then
-    cat "$ROOT/scripts/kafka/server.properties"
+    sed "s/127\.0\.0\.1/$SERVICES_HOST/g" "$ROOT/scripts/kafka/server.properties"
   else
+    [[ $SERVICES_HOST == 127.0.0.1 ]] || die "IOTINFER_SERVICES_HOST is for a single broker"
     # Every broker is also a KRaft controller, so a quorum of N survives a broker's loss.
     # Clients, replication and the quorum each have a listener of their own (ports 9092+,
     # 9192+, 9292+), so that a test can cut the clients off a broker while it still replicates.
@@ -146,7 +150,7 @@ kafka_start_broker() {
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log"
   fi
-  log "starting Kafka broker $id on 127.0.0.1:$port (log: $dir/kafka.log)"
+  log "starting Kafka broker $id on $SERVICES_HOST:$port (log: $dir/kafka.log)"
   # A small heap and SerialGC keep the broker light next to the tests on a 2-core machine.
   setsid java -Xms128m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseSerialGC \
     -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
@@ -240,7 +244,7 @@ mongo_up() {
   if command -v mongod >/dev/null; then
     [[ -z "${IOTINFER_MONGO_AUTH:-}" ]] || die "IOTINFER_MONGO_AUTH needs FerretDB, and mongod is on PATH"
     what=mongod
-    setsid mongod --bind_ip 127.0.0.1 --port "$MONGO_PORT" --dbpath "$MONGO_DATA/data" \
+    setsid mongod --bind_ip "$SERVICES_HOST" --port "$MONGO_PORT" --dbpath "$MONGO_DATA/data" \
       >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   else
     what="FerretDB $FERRETDB_VERSION (SQLite)"
@@ -250,12 +254,12 @@ mongo_up() {
       auth=(--test-enable-new-auth --setup-database=admin --setup-username="${IOTINFER_MONGO_AUTH%%:*}"
         --setup-password="${IOTINFER_MONGO_AUTH#*:}")
     fi
-    setsid "$FERRETDB_HOME/ferretdb" --listen-addr="127.0.0.1:$MONGO_PORT" --handler=sqlite \
+    setsid "$FERRETDB_HOME/ferretdb" --listen-addr="$SERVICES_HOST:$MONGO_PORT" --handler=sqlite \
       --sqlite-url="file:$MONGO_DATA/data/" --state-dir="$MONGO_DATA" --debug-addr=- \
       --telemetry=disable --log-level=warn "${auth[@]}" >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   fi
   echo $! >"$MONGO_DATA/pid"
-  log "starting $what on 127.0.0.1:$MONGO_PORT (log: $MONGO_DATA/server.log)"
+  log "starting $what on $SERVICES_HOST:$MONGO_PORT (log: $MONGO_DATA/server.log)"
   wait_until_up "$MONGO_DATA/pid" "$MONGO_DATA/server.log" "$what" port_open "$MONGO_PORT"
 }
 
@@ -299,7 +303,7 @@ spark_install() {
   touch "$SPARK_DIST/.complete"
 }
 
-spark_ready() { grep -q "Spark Connect server started" "$SPARK_DATA/server.log" 2>/dev/null && port_open "$SPARK_PORT"; }
+spark_ready() { grep -q "Spark Connect server started" "$SPARK_DATA/server.log" 2>/dev/null && port_open "$SPARK_PORT" 127.0.0.1; }
 
 spark_up() {
   already_up "$SPARK_PORT" "$SPARK_DATA/pid" "Spark Connect server" && return 0

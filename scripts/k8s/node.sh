@@ -126,6 +126,8 @@ clientConnection: {kubeconfig: $K8S_STATE/kube-proxy.conf}
 mode: iptables
 clusterCIDR: $K8S_POD_CIDR
 hostnameOverride: $K8S_NODE_NAME
+# NodePorts on the node's address only, not on every address of the namespace (cni0's too).
+nodePortAddresses: [primary]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # The conntrack table's size is the host's, not the namespace's: leave it alone.
@@ -144,13 +146,28 @@ k8s_node_pki() {
   for client in kubelet kube-proxy; do k8s_kubeconfig "$client"; done
 }
 
+# Stdin into file $1 when it differs from what is there, stopping component $2 (if it runs) so
+# that `up` starts it again with the change. Never rewritten unchanged: kube-proxy exits when its
+# file is written at all.
+k8s_config_file() {
+  local file=$1 component=$2 new
+  new=$(cat)
+  [[ -f $file && $(<"$file") == "$new" ]] && return 0
+  if [[ -n $component ]] && live_pid "$K8S_STATE/$component.pid" >/dev/null; then
+    log "the configuration of $component changed; restarting it"
+    stop_pidfile "$K8S_STATE/$component.pid" "$component"
+  fi
+  printf '%s\n' "$new" >"$file"
+}
+
 # Writes the node's configuration files; run at every `up`, so that a change here applies.
 k8s_node_files() {
   mkdir -p "$K8S_STATE/cni" "$K8S_STATE/pod-logs" "$K8S_STATE/kubelet" "$K8S_RUN"
-  k8s_containerd_config >"$K8S_STATE/containerd.toml"
-  k8s_cni_config >"$K8S_STATE/cni/10-iotinfer.conflist"
-  k8s_kubelet_config >"$K8S_STATE/kubelet.yaml"
-  k8s_proxy_config >"$K8S_STATE/kube-proxy.yaml"
+  k8s_containerd_config | k8s_config_file "$K8S_STATE/containerd.toml" containerd
+  # containerd's CRI reads its CNI directory when it changes.
+  k8s_cni_config | k8s_config_file "$K8S_STATE/cni/10-iotinfer.conflist" ""
+  k8s_kubelet_config | k8s_config_file "$K8S_STATE/kubelet.yaml" kubelet
+  k8s_proxy_config | k8s_config_file "$K8S_STATE/kube-proxy.yaml" kube-proxy
 }
 
 k8s_save_kernel_tunables() {
