@@ -1,10 +1,11 @@
 # ./dev image: the container images, built on this machine with no engine and no registry.
 # Sourced by ./dev (log, die, ROOT, ARTIFACTS, apt_install_missing come from there).
 #
-#   ./dev image [base|iotinfer|all]   (all by default)
+#   ./dev image [base|iotinfer|spark|all]   (all by default)
 #     base      debian:bookworm and debian:bookworm-slim, made from Debian's packages with
 #               mmdebstrap, as the base images the Dockerfiles name (nothing can be pulled here)
 #     iotinfer  deploy/docker/Dockerfile, built with buildah from the repository root
+#     spark     deploy/docker/Dockerfile.spark: Spark Connect with its connectors baked in
 #   Each image is also written as an OCI archive under $ARTIFACTS/images/, which
 #   `ctr -n k8s.io images import` takes, and the sizes are printed.
 #
@@ -14,6 +15,7 @@
 APT_IMAGE_PACKAGES=(buildah mmdebstrap)
 IMAGE_DIR="$ARTIFACTS/images"
 IOTINFER_IMAGE=localhost/iotinfer:dev
+SPARK_IMAGE=localhost/iotinfer-spark:$SPARK_VERSION
 
 # Docker's slim variant: no manual pages, documentation (copyright files excepted) or
 # translations; dpkg skips them for every package installed later too.
@@ -72,20 +74,20 @@ extra_ca_bundle() {
   cat /usr/local/share/ca-certificates/*.crt >"$out"
 }
 
-image_iotinfer() {
-  local bundle
+# Builds Dockerfile $1 (from the repository root) into image $2, and exports it as $3.tar.
+image_build() {
+  local dockerfile=$1 image=$2 bundle
   bundle=$(mktemp)
   extra_ca_bundle "$bundle"
   local -a secret=()
   [[ -s $bundle ]] && secret=(--secret "id=extra-ca-certificates,src=$bundle")
-  log "building $IOTINFER_IMAGE from deploy/docker/Dockerfile (buildah)"
+  log "building $image from ${dockerfile#"$ROOT"/} (buildah)"
   local rc=0
-  buildah bud --layers --file "$ROOT/deploy/docker/Dockerfile" \
-    --ignorefile "$ROOT/deploy/docker/Dockerfile.dockerignore" \
-    --tag "$IOTINFER_IMAGE" "${secret[@]}" "$ROOT" || rc=$?
+  buildah bud --layers --file "$dockerfile" --ignorefile "$dockerfile.dockerignore" \
+    --tag "$image" "${secret[@]}" "$ROOT" || rc=$?
   rm -f "$bundle"
-  ((rc == 0)) || die "building $IOTINFER_IMAGE failed"
-  image_export "$IOTINFER_IMAGE" iotinfer
+  ((rc == 0)) || die "building $image failed"
+  image_export "$image" "$3"
 }
 
 # NAME as an OCI archive under $IMAGE_DIR, for `ctr -n k8s.io images import`.
@@ -98,14 +100,15 @@ image_export() {
 }
 
 image_sizes() {
-  buildah images --format '{{.Name}}:{{.Tag}}  {{.Size}}' | grep -E "^(docker.io/library/debian|${IOTINFER_IMAGE%%:*}):"
+  buildah images --format '{{.Name}}:{{.Tag}}  {{.Size}}' |
+    grep -E "^(docker.io/library/debian|${IOTINFER_IMAGE%%:*}|${SPARK_IMAGE%%:*}):"
 }
 
 cmd_image() {
   local what=${1:-all}
   case "$what" in
-    base | iotinfer | all) ;;
-    *) die "usage: ./dev image [base|iotinfer|all]" ;;
+    base | iotinfer | spark | all) ;;
+    *) die "usage: ./dev image [base|iotinfer|spark|all]" ;;
   esac
   apt_install_missing "${APT_IMAGE_PACKAGES[@]}"
   # Debian's crun cannot create a container on a host whose cgroups are v1 or hybrid ("cgroups
@@ -114,6 +117,11 @@ cmd_image() {
   export BUILDAH_ISOLATION=chroot
   image_base 0
   image_base 1
-  [[ $what == base ]] || image_iotinfer
+  if [[ $what == iotinfer || $what == all ]]; then
+    image_build "$ROOT/deploy/docker/Dockerfile" "$IOTINFER_IMAGE" iotinfer
+  fi
+  if [[ $what == spark || $what == all ]]; then
+    image_build "$ROOT/deploy/docker/Dockerfile.spark" "$SPARK_IMAGE" spark
+  fi
   image_sizes
 }

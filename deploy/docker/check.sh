@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The container image's CI proof on a host without a Docker engine (ctest deploy.docker):
-#   1. hadolint passes the Dockerfile (and shellcheck the scripts, where it is installed);
+#   1. hadolint passes the Dockerfiles (and shellcheck the scripts, where it is installed);
 #   2. stages.sh assemble, the image's own step, lays the built binary out into a temp dir;
 #   3. runtime-packages.txt is exact: it lists every Debian package that ships a library the
 #      binary (or a library bundled with it) names as DT_NEEDED, nothing else but the lines
@@ -90,13 +90,20 @@ main() {
     exit 1
   fi
   # Style is the lowest level: every finding fails, and a local hadolint.yaml cannot relax that.
-  if "$hadolint" --no-color --failure-threshold style "$HERE/Dockerfile"; then
-    note "hadolint $("$hadolint" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): Dockerfile clean"
-  else
-    fail "hadolint reports findings in deploy/docker/Dockerfile (above)"
-  fi
+  local dockerfile
+  for dockerfile in Dockerfile Dockerfile.spark; do
+    if "$hadolint" --no-color --failure-threshold style "$HERE/$dockerfile"; then
+      note "hadolint $("$hadolint" --version | grep -oE '[0-9]+\.[0-9]+\.[0-9]+'): $dockerfile clean"
+    else
+      fail "hadolint reports findings in deploy/docker/$dockerfile (above)"
+    fi
+  done
   if shellcheck=$(find_tool shellcheck); then
-    if "$shellcheck" -x "$HERE/stages.sh" "$HERE/check.sh"; then note "shellcheck: stages.sh and check.sh clean"; else fail "shellcheck reports findings (above)"; fi
+    if "$shellcheck" -x "$HERE/stages.sh" "$HERE/check.sh" "$HERE/spark/entrypoint.sh"; then
+      note "shellcheck: stages.sh, check.sh and spark/entrypoint.sh clean"
+    else
+      fail "shellcheck reports findings (above)"
+    fi
   else
     note "shellcheck is not installed: scripts not linted"
   fi

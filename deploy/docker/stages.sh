@@ -11,6 +11,11 @@
 #                                      it links that no Debian package provides, the model
 #   stages.sh runtime-packages FILE    print the packages FILE lists
 #   stages.sh runtime-base FILE        install them (as root) and create the service user
+#   stages.sh spark-build-deps         what spark-dist needs (as root): a JDK, Maven, a venv
+#   stages.sh spark-dist ROOT OUT      Spark as ./dev services runs it (the pyspark wheel's
+#                                      distribution and the connectors of scripts/spark/pom.xml)
+#                                      laid out as a Spark home at OUT
+#   stages.sh spark-runtime-base       a JRE and the user spark (185), as apache/spark has them
 # ROOT is a checkout of this repository.
 set -euo pipefail
 
@@ -173,6 +178,45 @@ cmd_runtime_base() {
   install -d -o "$SERVICE_UID" -g "$SERVICE_UID" -m 0750 "$SERVICE_HOME"
 }
 
+# The Spark image (deploy/docker/Dockerfile.spark). Its user and paths are apache/spark's, so
+# that the chart runs either image unchanged.
+SPARK_UID=185
+SPARK_PREFIX=/opt/spark
+
+cmd_spark_build_deps() {
+  trust_extra_cas
+  apt_install ca-certificates openjdk-17-jdk-headless maven python3-venv
+}
+
+cmd_spark_dist() {
+  local root=$1 out=$2
+  ARTIFACTS=$(artifacts)
+  # shellcheck disable=SC2034 # read by spark_install, defined below
+  ROOT=$root
+  # scripts/services.sh's own install, so that the image runs exactly the jars the tests run.
+  eval "$(grep -E '^SPARK_(VERSION|DIST)=' "$root/scripts/services.sh")"
+  eval "$(sed -n '/^spark_home() {/,/^}/p; /^spark_install() {/,/^}/p' "$root/scripts/services.sh")"
+  declare -F spark_install >/dev/null || die "no spark_install in $root/scripts/services.sh"
+  spark_install
+  local home
+  home=$(spark_home)
+  install -d "$out/jars"
+  cp -a "$home/bin" "$home/sbin" "$home/licenses" "$out/"
+  cp -a "$home/jars/." "$SPARK_DIST/connectors/." "$out/jars/"
+  # The Windows scripts and the Python shells have no use in a JVM-only image.
+  rm -f "$out"/bin/*.cmd "$out/bin/pyspark" "$out/bin/docker-image-tool.sh"
+}
+
+cmd_spark_runtime_base() {
+  # Slim images leave out /usr/share/man, where the JRE's postinst registers its manual pages.
+  install -d /usr/share/man/man1
+  apt_install openjdk-17-jre-headless procps
+  groupadd --gid "$SPARK_UID" spark
+  useradd --uid "$SPARK_UID" --gid "$SPARK_UID" --no-log-init --no-create-home \
+    --home-dir "$SPARK_PREFIX/work-dir" --shell /usr/sbin/nologin spark
+  install -d -o "$SPARK_UID" -g "$SPARK_UID" "$SPARK_PREFIX/work-dir"
+}
+
 main() {
   local cmd=${1:-}
   shift || true
@@ -184,7 +228,10 @@ main() {
     assemble) (($# == 2)) || die "usage: stages.sh assemble BINARY ROOTFS"; cmd_assemble "$@" ;;
     runtime-packages) (($# == 1)) || die "usage: stages.sh runtime-packages FILE"; cmd_runtime_packages "$@" ;;
     runtime-base) (($# == 1)) || die "usage: stages.sh runtime-base FILE"; cmd_runtime_base "$@" ;;
-    *) sed -n '5,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    spark-build-deps) cmd_spark_build_deps ;;
+    spark-dist) (($# == 2)) || die "usage: stages.sh spark-dist ROOT OUT"; cmd_spark_dist "$@" ;;
+    spark-runtime-base) cmd_spark_runtime_base ;;
+    *) sed -n '5,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 
