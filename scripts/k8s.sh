@@ -8,6 +8,9 @@
 #                            the kubelet, kube-proxy, CoreDNS; see scripts/k8s/node.sh)
 #   ./dev k8s kubectl ARGS   kubectl as the cluster's administrator
 #   ./dev k8s helm ARGS      helm, likewise
+#   ./dev k8s demo           the pipeline in pods: the images, the cluster, the chart with
+#                            deploy/helm/examples/local-k8s.yaml, 20,000 images, then the
+#                            per-device table and the charts (into ./iotinfer-k8s-demo)
 #
 # The cluster lives in a network namespace of its own, $K8S_NETNS: its servers bind the node's
 # address on a bridge there (and 127.0.0.1 there), never the host's interfaces, and `down`
@@ -316,9 +319,57 @@ k8s_status() {
   return "$rc"
 }
 
+K8S_DEMO_NAMESPACE=iotinfer
+K8S_DEMO_OUT=iotinfer-k8s-demo
+
+# The number of documents in the demo's `images` collection.
+k8s_demo_stored() {
+  k8s_in "$VENV/bin/python" -c 'import pymongo, sys
+print(pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)["iotinfer"].images.count_documents({}))' \
+    "mongodb://$K8S_NODE_IP:27017"
+}
+
+# A one-off pod of the iotinfer image running `iotinfer ARGS`; its output on ours.
+k8s_demo_run() {
+  k8s_kubectl -n "$K8S_DEMO_NAMESPACE" run "iotinfer-demo-$RANDOM" --rm -i --quiet --restart=Never \
+    --image="$IOTINFER_IMAGE" --image-pull-policy=Never --command -- "$@"
+}
+
+k8s_demo() {
+  setup_python
+  cmd_image all
+  k8s_up
+  local chart="$ROOT/deploy/helm/iotinfer" values="$ROOT/deploy/helm/examples/local-k8s.yaml"
+  local store="mongodb://$K8S_NODE_IP:27017" before start=$SECONDS
+  before=$(k8s_demo_stored)
+  log "installing the chart: release iotinfer in namespace $K8S_DEMO_NAMESPACE, with ${values#"$ROOT"/}"
+  # Each run's images have ids of their own, so a second demo adds to the first.
+  k8s_helm upgrade --install iotinfer "$chart" -n "$K8S_DEMO_NAMESPACE" --create-namespace -f "$values" \
+    --set producer.runId="demo$(date +%s)" --wait --timeout 10m >/dev/null
+  log "every pod is Ready; the producer Job sends 20,000 images from 8 devices (2 and 5 faulty)"
+  until (($(k8s_demo_stored) >= before + 20000)); do
+    ((SECONDS - start < 900)) || die "the images were not all stored in 15 minutes: ./dev k8s kubectl -n $K8S_DEMO_NAMESPACE get pods"
+    sleep 2
+  done
+  log "20,000 images inferred and stored in $((SECONDS - start)) s; batch runs on all of them (helm upgrade)"
+  k8s_helm upgrade iotinfer "$chart" -n "$K8S_DEMO_NAMESPACE" --reuse-values --set producer.enabled=false \
+    --wait --wait-for-jobs --timeout 10m >/dev/null
+  k8s_kubectl -n "$K8S_DEMO_NAMESPACE" get pods
+  echo
+  k8s_demo_run iotinfer report results --store "$store"
+  # The charts, made in a pod and carried out as a tar stream.
+  rm -rf "$K8S_DEMO_OUT"
+  mkdir -p "$K8S_DEMO_OUT"
+  k8s_demo_run sh -c "iotinfer batch --store $store --out /tmp/out >&2 && tar -C /tmp/out -cf - ." 2>/dev/null |
+    tar -C "$K8S_DEMO_OUT" -xf - || die "the charts could not be made"
+  log "the charts and CSV files are in $K8S_DEMO_OUT/:"
+  ls "$K8S_DEMO_OUT"
+  log "the cluster stays up: ./dev k8s kubectl -n $K8S_DEMO_NAMESPACE get pods; ./dev k8s down ends it"
+}
+
 cmd_k8s() {
   case "${1:-}" in
-    up | down | status | kubectl | helm) [[ $(id -u) -eq 0 ]] || die "./dev k8s $1 needs root (network namespaces, and the node's mounts)" ;;
+    up | down | status | kubectl | helm | demo) [[ $(id -u) -eq 0 ]] || die "./dev k8s $1 needs root (network namespaces, and the node's mounts)" ;;
   esac
   case "${1:-}" in
     up) k8s_up ;;
@@ -332,6 +383,7 @@ cmd_k8s() {
       shift
       k8s_helm "$@"
       ;;
+    demo) k8s_demo ;;
     build)
       k8s_install
       local program
@@ -342,6 +394,6 @@ cmd_k8s() {
       printf '%-24s %s\n' kubectl "$("$K8S_BIN/kubectl" version --client | head -n 1)"
       printf '%-24s %s\n' etcd "$("$K8S_BIN/etcd" --version | head -n 1)"
       ;;
-    *) die "usage: ./dev k8s build|up|down|status|kubectl ARGS|helm ARGS" ;;
+    *) die "usage: ./dev k8s build|up|down|status|demo|kubectl ARGS|helm ARGS" ;;
   esac
 }
