@@ -231,6 +231,16 @@ main() {
   closure_count=$(wc -l <<<"$closure")
   closure_mib=$(awk -F'\t' '{ kib += $2 } END { printf "%d", kib / 1024 }' <<<"$closure")
   note "${#lib_path[@]} libraries loaded: ${#bundled[@]} bundled (${bundled[*]}), the rest from ${#loaded_from[@]} Debian packages"
+  # What is bundled brings its licence and notice (Apache-2.0 requires the NOTICE to travel).
+  if ((${#bundled[@]})); then
+    local notices
+    notices=$(find "$rootfs${bin_dir%/bin}/share/licenses" -name 'NOTICE*' 2>/dev/null | wc -l)
+    if ((notices > 0)); then
+      note "licence files of the bundled libraries: $(cd "$rootfs${bin_dir%/bin}/share/licenses" && echo */*)"
+    else
+      fail "the image bundles ${bundled[*]} without a NOTICE under ${bin_dir%/bin}/share/licenses"
+    fi
+  fi
   note "${#linked_from[@]} packages linked directly = runtime-packages.txt less ${#non_library[@]} non-library (${!non_library[*]})"
   note "apt installs ${closure_count} packages for that list (~${closure_mib} MiB installed, bookworm-slim's own included)"
 

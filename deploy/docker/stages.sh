@@ -149,6 +149,13 @@ cmd_assemble() {
     for dir in "${runpath_dirs[@]}"; do
       if [[ -d "$dir" && "$(dirname "$lib")" -ef "$dir" ]]; then
         install -m 0644 "$lib" "$prefix/lib/$(basename "$lib")"
+        # A bundled library travels with its licence files (licenses/ beside its lib/), which
+        # its licence requires; no Debian package brings them.
+        local licenses
+        licenses="$(dirname "$dir")/licenses"
+        [[ -d $licenses ]] || die "$lib is bundled, but $licenses holds no licence files for it"
+        install -d "$prefix/share/licenses/$(basename "$(dirname "$dir")")"
+        install -m 0644 "$licenses"/* "$prefix/share/licenses/$(basename "$(dirname "$dir")")/"
       fi
     done
   done < <(resolved_libraries "$binary")
