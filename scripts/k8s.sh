@@ -329,7 +329,7 @@ print(pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)["iotinfer"
     "mongodb://$K8S_NODE_IP:27017"
 }
 
-# A one-off pod of the iotinfer image running `iotinfer ARGS`; its output on ours.
+# A one-off pod of the iotinfer image running the command ARGS; its output on ours.
 k8s_demo_run() {
   k8s_kubectl -n "$K8S_DEMO_NAMESPACE" run "iotinfer-demo-$RANDOM" --rm -i --quiet --restart=Never \
     --image="$IOTINFER_IMAGE" --image-pull-policy=Never --command -- "$@"
