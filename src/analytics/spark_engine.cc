@@ -145,6 +145,30 @@ std::string FormatStats(const SparkStreamStats& s) {
                      s.last_batch_ms);
 }
 
+namespace {
+
+// Connects to the stream's server, waiting up to server_wait (not ready, the main loop said to
+// turn) while it does not answer; any other failure, a stop, or the end of the wait returns.
+Result<spark::Session> ConnectWhenUp(const SparkStreamOptions& options, const std::atomic<bool>& stop,
+                                     ops::Endpoints* endpoints) {
+  const auto deadline = std::chrono::steady_clock::now() + options.server_wait;
+  for (;;) {
+    Result<spark::Session> session = Connect(options.spark);
+    if (session || session.error().code() != Error::Code::kUnavailable || stop ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return session;
+    }
+    if (endpoints) {
+      endpoints->SetReady(false, fmt::format("waiting for the Spark Connect server: {}", session.error().message()));
+      endpoints->Beat();
+    }
+    // A refusal can come back at once (no route, no name yet): never a busy loop.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+}  // namespace
+
 Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const std::atomic<bool>& stop,
                                         const std::function<void(const SparkStreamStats&)>& on_progress) {
   if (options.checkpoint.empty()) {
@@ -152,7 +176,9 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
   }
   if (options.brokers.empty()) return std::unexpected(Error::InvalidInput("a Spark stream needs --brokers"));
   ASSIGN_OR_RETURN(const std::string uri, SparkMongoUri(options.spark, options.store));
-  ASSIGN_OR_RETURN(spark::Session session, Connect(options.spark));
+  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
+                   ops::StartIfAsked("stream", options.endpoints, SparkStreamMetrics()));
+  ASSIGN_OR_RETURN(spark::Session session, ConnectWhenUp(options, stop, endpoints.get()));
   SparkStreamStats stats{.spark_version = session.server_version()};
 
   spark::Options source{{"kafka.bootstrap.servers", options.brokers},
@@ -172,15 +198,14 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
   sink["operationType"] = "replace";
   sink["idFieldList"] = "producer_id";
   sink["upsertDocument"] = "true";
-  const spark::Plan plan = PerProducer(ValidRecords(records), Lit(int64_t{1}))
-                               .WriteStream({.format = "mongodb",
-                                             .options = sink,
-                                             .output_mode = "complete",
-                                             .checkpoint = options.checkpoint,
-                                             .query_name = options.query_name,
-                                             .processing_time = fmt::format("{} milliseconds", options.trigger.count())});
-  ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
-                   ops::StartIfAsked("stream", options.endpoints, SparkStreamMetrics()));
+  const spark::Plan plan =
+      PerProducer(ValidRecords(records), Lit(int64_t{1}))
+          .WriteStream({.format = "mongodb",
+                        .options = sink,
+                        .output_mode = "complete",
+                        .checkpoint = options.checkpoint,
+                        .query_name = options.query_name,
+                        .processing_time = fmt::format("{} milliseconds", options.trigger.count())});
   if (endpoints) endpoints->SetReady(false, "the Spark query is starting");
   ASSIGN_OR_RETURN(const spark::StreamingQuery query, session.StartStream(plan));
   stats.query_id = query.id;

@@ -59,6 +59,10 @@ struct SparkStreamOptions {
   std::chrono::milliseconds progress_every{5000};
   // On stop, how long a micro-batch that is running may take to end before the query is stopped.
   std::chrono::milliseconds stop_grace{20000};
+  // How long a Spark Connect server that does not answer yet is waited for, not ready, before
+  // the stream gives up: a chart's install starts the server and the stream together, and the
+  // server takes tens of seconds. 0: one try of spark.connect_timeout.
+  std::chrono::milliseconds server_wait{std::chrono::minutes(5)};
   // /healthz, /readyz (ready while the query runs) and /metrics; none when unset.
   std::optional<ops::EndpointOptions> endpoints;
 };

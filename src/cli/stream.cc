@@ -19,6 +19,7 @@ struct StreamFlags {
   analytics::SparkStreamOptions spark;
   std::vector<std::string> spark_kafka_properties;
   std::string trigger = "1s";
+  std::string spark_wait = "5m";
   int http_port = 0;
   std::string http_host = "127.0.0.1";
   KafkaFlags kafka;
@@ -54,6 +55,7 @@ Status RunSparkStreamCommand(StreamFlags& flags) {
   o.topic = flags.options.topic;
   o.progress_every = std::chrono::milliseconds(flags.log_every_ms > 0 ? flags.log_every_ms : 5000);
   ASSIGN_OR_RETURN(o.trigger, ParseDuration(flags.trigger));
+  ASSIGN_OR_RETURN(o.server_wait, ParseDuration(flags.spark_wait));
   for (const std::string& property : flags.spark_kafka_properties) {
     const size_t eq = property.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -151,6 +153,10 @@ void AddStreamCommand(CLI::App& app, Action& action) {
                   "goes on where the last run stopped (default with a local server: ./iotinfer-spark-checkpoint/NAME)");
   cmd->add_option("--query-name", flags->spark.query_name, "spark: the streaming query's name")->capture_default_str();
   cmd->add_option("--trigger", flags->trigger, "spark: micro-batch interval, e.g. 1s or 500ms (0: back to back)")
+      ->capture_default_str();
+  cmd->add_option("--spark-wait", flags->spark_wait,
+                  "spark: how long to wait, not ready, for a Spark Connect server that does not answer yet, e.g. "
+                  "5m (0: give up after one try)")
       ->capture_default_str();
   cmd->add_option("--spark-kafka", flags->spark_kafka_properties,
                   "spark: a Kafka (Java client) property for Spark's Kafka source, KEY=VALUE (repeatable)");

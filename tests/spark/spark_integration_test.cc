@@ -2,10 +2,15 @@
 // server of the `spark`, `kafka` and `mongo` ctest fixtures: the batch job and the streaming
 // query count exactly what the native engine counts, also across a restart from the
 // checkpoint; the client decodes Arrow results, maps Spark's errors and cancels jobs.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <list>
 #include <thread>
 
 #include "analytics/batch.h"
@@ -264,6 +269,146 @@ TEST(SparkIntegrationTest, StreamCountsEqualTheNativeEngineAcrossARestartFromThe
   auto all = first;
   all.insert(all.end(), second.begin(), second.end());
   EXPECT_EQ(CountsOf(*results), NativeCounts(all));
+}
+
+// Forwards 127.0.0.1:`port` to 127.0.0.1:`to` once Open() is called: until then nothing listens
+// there, as for a Spark Connect server that has not started yet.
+class LateServer {
+ public:
+  LateServer(int port, int to) : port_(port), to_(to) {}
+  ~LateServer() {
+    stop_ = true;
+    if (listener_ >= 0) ::shutdown(listener_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();  // after it, nothing adds to open_ or pumps_
+    for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+    pumps_.clear();  // joins
+    for (int fd : open_) ::close(fd);
+    if (listener_ >= 0) ::close(listener_);
+  }
+
+  bool Open() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in address = Loopback(port_);
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 8) != 0) {
+      return false;
+    }
+    acceptor_ = std::jthread([this] {
+      while (!stop_) {
+        const int client = ::accept(listener_, nullptr, nullptr);
+        if (client < 0) return;
+        const int server = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in target = Loopback(to_);
+        if (::connect(server, reinterpret_cast<sockaddr*>(&target), sizeof target) != 0) {
+          ::close(client);
+          ::close(server);
+          continue;
+        }
+        open_.push_back(client);
+        open_.push_back(server);
+        pumps_.emplace_back([client, server] { Pump(client, server); });
+        pumps_.emplace_back([client, server] { Pump(server, client); });
+      }
+    });
+    return true;
+  }
+
+ private:
+  static sockaddr_in Loopback(int port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+  }
+  static void Pump(int from, int to) {
+    char buffer[16384];
+    for (ssize_t n; (n = ::read(from, buffer, sizeof buffer)) > 0;) {
+      if (::write(to, buffer, static_cast<size_t>(n)) != n) break;
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+
+  const int port_, to_;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::vector<int> open_;
+  std::list<std::jthread> pumps_;
+  std::jthread acceptor_;
+};
+
+// A chart's install starts the Spark Connect server and the stream together, and the server
+// answers tens of seconds later: the stream waits for it, alive and not ready, then runs.
+TEST(SparkIntegrationTest, AStreamWaitsNotReadyForAServerThatStartsLate) {
+  const std::string topic = UniqueTopic("spark-late");
+  const std::string database = UniqueDatabase("spark_late");
+  ASSERT_OK(kafka::EnsureTopics({}, {{topic, 1}}));
+  auto store = OpenCleared(kMongo, database);
+  ASSERT_TRUE(store);
+  SendRecords(topic, Records(0, 100));
+  const int spark_port = iotinfer::testing::FreePort();
+  LateServer server(spark_port, 15002);
+  TempDir checkpoint;
+  const SparkStreamOptions options{
+      .spark = {.url = fmt::format("sc://127.0.0.1:{}", spark_port), .connect_timeout = milliseconds(500)},
+      .store = {.uri = kMongo, .database = database},
+      .brokers = iotinfer::testing::kTestBrokers,
+      .topic = topic,
+      .checkpoint = checkpoint.file("query"),
+      .query_name = "spark_late_test_" + std::to_string(getpid()),
+      .trigger = milliseconds(500),
+      .server_wait = seconds(120),
+      .endpoints = ops::EndpointOptions{.port = iotinfer::testing::FreePort()}};
+  std::atomic<bool> stop{false};
+  Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
+  std::jthread runner([&] { ran = RunSparkStream(options, stop); });
+  httplib::Client client("127.0.0.1", options.endpoints->port);
+  // Not ready ("starting"), then, once the first try has failed, saying what it waits for.
+  std::string waiting;
+  for (int i = 0; i < 100 && waiting.find("waiting for the Spark Connect server") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(100));
+    if (auto ready = client.Get("/readyz"); ready && ready->status == 503) waiting = ready->body;
+  }
+  EXPECT_NE(waiting.find("waiting for the Spark Connect server"), std::string::npos) << waiting;
+  std::this_thread::sleep_for(seconds(2));  // a few tries on nothing
+  auto health = client.Get("/healthz");
+  EXPECT_TRUE(health && health->status == 200) << "alive while it waits";
+
+  ASSERT_TRUE(server.Open());
+  int64_t total = 0;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(150);
+  while (std::chrono::steady_clock::now() < deadline && total < 100) {
+    std::this_thread::sleep_for(milliseconds(200));
+    if (auto results = store->ReadResults()) {
+      total = 0;
+      for (const auto& r : *results) total += r.total;
+    }
+  }
+  auto ready = client.Get("/readyz");
+  EXPECT_TRUE(ready && ready->status == 200) << "ready once the query runs";
+  stop = true;
+  runner.join();
+  EXPECT_TRUE(ran) << ran.error().message();
+  EXPECT_EQ(total, 100);
+}
+
+// With no server at all, the wait ends: a clear error, not a service that waits for ever.
+TEST(SparkIntegrationTest, AStreamGivesUpOnAServerThatNeverAnswers) {
+  const SparkStreamOptions options{.spark = {.url = fmt::format("sc://127.0.0.1:{}", iotinfer::testing::FreePort()),
+                                             .connect_timeout = milliseconds(300)},
+                                   .store = {.uri = kMongo, .database = UniqueDatabase("spark_none")},
+                                   .brokers = iotinfer::testing::kTestBrokers,
+                                   .checkpoint = "/tmp/unused",
+                                   .server_wait = seconds(2)};
+  std::atomic<bool> stop{false};
+  const auto start = std::chrono::steady_clock::now();
+  auto ran = RunSparkStream(options, stop);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(ran);
+  EXPECT_EQ(ran.error().code(), Error::Code::kUnavailable) << ran.error().message();
+  EXPECT_GE(took, seconds(2));
+  EXPECT_LT(took, seconds(10));
 }
 
 }  // namespace
