@@ -236,6 +236,8 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
   };
   auto next_report = std::chrono::steady_clock::now();
   while (!stop.load()) {
+    // A status request that hangs stops the beats, and /healthz then says so.
+    if (endpoints) endpoints->Beat();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (std::chrono::steady_clock::now() < next_report) continue;
     next_report = std::chrono::steady_clock::now() + options.progress_every;

@@ -3,18 +3,19 @@
 From the images ./dev image built (imported into the node's containerd), with Kafka and the
 Mongo-wire server of ./dev k8s at the node's address (deploy/helm/examples/local-k8s.yaml):
   1. helm install: the producer Job sends 20,000 images from 8 devices (two with fault profiles)
-     at 500/s to 2 `infer` replicas (a StatefulSet), `sink` and a native `stream`; in the
+     at 500/s to 2 `infer` replicas (a StatefulSet), `sink` and a `stream` on Spark; in the
      middle of it an `infer` pod is deleted;
   2. helm upgrade, changing a value of infer (its pods roll) while the revision's own producer
      Job sends 20,000 more;
   3. helm upgrade once more with no producer: the post-upgrade `batch` Job runs on everything,
      natively, then once more on Spark, whose executors are pods that Spark's Kubernetes
      scheduler starts; the live counts come from a Spark Structured Streaming query.
-Passes when every service pod became Ready through its own probes, a pod runs as uid 10001 and
-cannot write to its root, `inferences` (read committed) holds exactly one record per image, the
-`images` collection exactly those 40,000 ids, `incorrect_inference_results` equals a recount
-from `images` after either batch, and `helm uninstall` leaves nothing of the release. Each run has a namespace, topics, groups
-and a database of its own, all removed on every way out.
+Passes when every service pod became Ready through its own probes and none restarted, a pod
+runs as uid 10001 and cannot write to its root, `inferences` (read committed) holds exactly one
+record per image, the `images` collection exactly those 40,000 ids, `incorrect_inference_results`
+equals a recount from `images` after either batch, and `helm uninstall` leaves nothing of the
+release. Each run has a namespace, topics, groups and a database of its own, all removed on
+every way out.
 
 Needs root and ./dev k8s up (./dev test k8s does that, and builds the images first):
   pipeline_test.py
@@ -200,6 +201,13 @@ class ChartOnKubernetes(unittest.TestCase):
         results = {d["producer_id"]: (d["total"], d["incorrect_count"]) for d in self.db.incorrect_inference_results.find()}
         self.assertEqual(results, recount, "Spark's counts differ from the native ones")
         say("Spark's counts equal the native ones")
+
+        # No service crashed and came back meanwhile (the Spark stream once did, at every install,
+        # while the Spark Connect server started).
+        for component in ("infer", "sink", "stream", "spark-connect"):
+            for pod in self.pods(component):
+                restarts = sum(c["restartCount"] for c in pod["status"].get("containerStatuses", []))
+                self.assertEqual(restarts, 0, f"{pod['metadata']['name']} restarted")
 
         helm("uninstall", RELEASE, "--wait", "--timeout", "120s")
         # Their pods end in their own time (terminationGracePeriodSeconds) after the workloads go;

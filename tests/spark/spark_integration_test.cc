@@ -359,7 +359,8 @@ TEST(SparkIntegrationTest, AStreamWaitsNotReadyForAServerThatStartsLate) {
       .query_name = "spark_late_test_" + std::to_string(getpid()),
       .trigger = milliseconds(500),
       .server_wait = seconds(120),
-      .endpoints = ops::EndpointOptions{.port = iotinfer::testing::FreePort()}};
+      // Short, so that a main loop that stopped beating after the wait shows within the test.
+      .endpoints = ops::EndpointOptions{.port = iotinfer::testing::FreePort(), .stall_after = seconds(2)}};
   std::atomic<bool> stop{false};
   Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
   std::jthread runner([&] { ran = RunSparkStream(options, stop); });
@@ -387,6 +388,9 @@ TEST(SparkIntegrationTest, AStreamWaitsNotReadyForAServerThatStartsLate) {
   }
   auto ready = client.Get("/readyz");
   EXPECT_TRUE(ready && ready->status == 200) << "ready once the query runs";
+  std::this_thread::sleep_for(seconds(3));  // longer than stall_after
+  health = client.Get("/healthz");
+  EXPECT_TRUE(health && health->status == 200) << "alive while the query runs";
   stop = true;
   runner.join();
   EXPECT_TRUE(ran) << ran.error().message();
