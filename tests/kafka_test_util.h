@@ -21,23 +21,32 @@ inline std::string UniqueTopic(const char* prefix) {
   return fmt::format("{}-{}", prefix, std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
-/// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed,
-/// then goes on reading for `settle`, so that anything beyond `expected` (a duplicate) shows.
-/// librdkafka's default isolation.level, read_committed, applies.
-inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
-                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0),
-                                        const std::string& brokers = kTestBrokers) {
+/// A consumer of a group of its own (named after `group_prefix`) subscribed to `topic` from
+/// its beginning, with `extra` properties; the caller closes and destroys it.
+inline rd_kafka_t* SubscribeFromStart(const std::string& topic, const char* group_prefix, const std::string& brokers,
+                                      const std::map<std::string, std::string>& extra = {}) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char error[512];
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
-  rd_kafka_conf_set(conf, "group.id", UniqueTopic("reader").c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "group.id", UniqueTopic(group_prefix).c_str(), error, sizeof error);
   rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", error, sizeof error);
+  for (const auto& [key, value] : extra) rd_kafka_conf_set(conf, key.c_str(), value.c_str(), error, sizeof error);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
   rd_kafka_poll_set_consumer(rk);
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_subscribe(rk, list);
   rd_kafka_topic_partition_list_destroy(list);
+  return rk;
+}
+
+/// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed,
+/// then goes on reading for `settle`, so that anything beyond `expected` (a duplicate) shows.
+/// librdkafka's default isolation.level, read_committed, applies.
+inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
+                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0),
+                                        const std::string& brokers = kTestBrokers) {
+  rd_kafka_t* rk = SubscribeFromStart(topic, "reader", brokers);
   std::vector<WireMessage> out;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto settle_until = std::chrono::steady_clock::time_point::max();
@@ -94,18 +103,7 @@ inline int64_t TopicMessageCount(const std::string& topic, int partitions, const
 /// read. For the message of a test that finds images missing from a topic.
 inline std::map<std::string, std::string> ImagePositions(const std::string& topic,
                                                          const std::string& brokers = kTestBrokers) {
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  char error[512];
-  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
-  rd_kafka_conf_set(conf, "group.id", UniqueTopic("positions").c_str(), error, sizeof error);
-  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", error, sizeof error);
-  rd_kafka_conf_set(conf, "enable.partition.eof", "true", error, sizeof error);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, error, sizeof error);
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, topic.c_str(), RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(rk, list);
-  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_t* rk = SubscribeFromStart(topic, "positions", brokers, {{"enable.partition.eof", "true"}});
   std::map<std::string, std::string> positions;
   std::map<int32_t, bool> at_end;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);

@@ -191,13 +191,8 @@ TEST(SparkIntegrationTest, CancelInterruptsTheJobOnTheServer) {
   EXPECT_EQ(after->rows.size(), 10u);
 }
 
-// Runs the Spark stream until `store` counts `expected` records (or a timeout), then stops it.
-// With endpoints, also waits (briefly) for /metrics to count `input_rows` rows read.
-SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& store, int64_t expected,
-                             int64_t input_rows = -1) {
-  std::atomic<bool> stop{false};
-  Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
-  std::jthread runner([&] { ran = RunSparkStream(options, stop); });
+// The records incorrect_inference_results counts, once they reach `expected` or 150 s passed.
+int64_t WaitForTotal(store::Store& store, int64_t expected) {
   const auto deadline = std::chrono::steady_clock::now() + seconds(150);
   int64_t total = 0;
   while (std::chrono::steady_clock::now() < deadline && total < expected) {
@@ -207,6 +202,17 @@ SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& st
       for (const auto& r : *results) total += r.total;
     }
   }
+  return total;
+}
+
+// Runs the Spark stream until `store` counts `expected` records (or a timeout), then stops it.
+// With endpoints, also waits (briefly) for /metrics to count `input_rows` rows read.
+SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& store, int64_t expected,
+                             int64_t input_rows = -1) {
+  std::atomic<bool> stop{false};
+  Result<SparkStreamStats> ran = std::unexpected(Error::Internal("not run"));
+  std::jthread runner([&] { ran = RunSparkStream(options, stop); });
+  const int64_t total = WaitForTotal(store, expected);
   if (options.endpoints) {
     httplib::Client client("127.0.0.1", options.endpoints->port);
     auto ready = client.Get("/readyz");
@@ -377,15 +383,7 @@ TEST(SparkIntegrationTest, AStreamWaitsNotReadyForAServerThatStartsLate) {
   EXPECT_TRUE(health && health->status == 200) << "alive while it waits";
 
   ASSERT_TRUE(server.Open());
-  int64_t total = 0;
-  const auto deadline = std::chrono::steady_clock::now() + seconds(150);
-  while (std::chrono::steady_clock::now() < deadline && total < 100) {
-    std::this_thread::sleep_for(milliseconds(200));
-    if (auto results = store->ReadResults()) {
-      total = 0;
-      for (const auto& r : *results) total += r.total;
-    }
-  }
+  const int64_t total = WaitForTotal(*store, 100);
   auto ready = client.Get("/readyz");
   EXPECT_TRUE(ready && ready->status == 200) << "ready once the query runs";
   std::this_thread::sleep_for(seconds(3));  // longer than stall_after
