@@ -36,7 +36,7 @@ inline void SendRecords(const std::string& topic, const std::vector<InferenceRec
 /// comparing what two computations counted.
 using ResultCounts = std::vector<std::tuple<int, int64_t, int64_t, int64_t>>;
 
-inline ResultCounts CountsOf(const std::vector<store::ProducerResult>& results) {
+inline ResultCounts CountsOf(const std::vector<ProducerResult>& results) {
   ResultCounts counts;
   for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
   std::sort(counts.begin(), counts.end());

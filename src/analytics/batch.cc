@@ -12,15 +12,12 @@
 #include <set>
 #include <tuple>
 
-#include "analytics/chart.h"
+#include "chart/chart.h"
 #include "core/labels.h"
 #include "spark/client.h"
 
 namespace iotinfer::analytics {
 namespace {
-
-using store::ConfusionCell;
-using store::ProducerResult;
 
 // The dataset's own class order when every name is one of its classes (a confusion matrix
 // reads best that way), else the names sorted.
@@ -70,11 +67,11 @@ std::string CsvField(std::string_view field) {
 
 // Every producer's counts added up, as one result (its producer_id means nothing).
 ProducerResult Sum(std::span<const ProducerResult> results) {
-  store::ProducerCounts sum;
+  ProducerCounts sum;
   for (const ProducerResult& r : results) {
     sum += {.producer_id = 0, .incorrect_count = r.incorrect_count, .total = r.total, .unlabelled = r.unlabelled};
   }
-  return store::ToResult(sum, 0);
+  return ToResult(sum, 0);
 }
 
 std::string ResultsCsv(std::span<const ProducerResult> results) {
@@ -85,25 +82,25 @@ std::string ResultsCsv(std::span<const ProducerResult> results) {
   return csv;
 }
 
-BarChart ResultsChart(std::span<const ProducerResult> results, const std::string& note) {
+chart::BarChart ResultsChart(std::span<const ProducerResult> results, const std::string& note) {
   const ProducerResult all = Sum(results);
-  BarChart chart{
+  chart::BarChart bars{
       .title = fmt::format("Incorrect inferences per producer: {} of {} labelled ({:.1f}%){}{}", all.incorrect_count,
                            all.total - all.unlabelled, 100 * all.error_rate, note.empty() ? "" : ", ", note),
       .x_label = "producer_id",
       .y_label = "incorrect inferences",
       .categories = {},
-      .bars = {Series{.name = "incorrect_count", .x = {}, .y = {}}},
-      .line = Series{.name = "error rate", .x = {}, .y = {}},
+      .bars = {chart::Series{.name = "incorrect_count", .x = {}, .y = {}}},
+      .line = chart::Series{.name = "error rate", .x = {}, .y = {}},
       .line_axis_label = "error rate",
       .line_axis_percent = true,
   };
   for (const ProducerResult& r : results) {
-    chart.categories.push_back(std::to_string(r.producer_id));
-    chart.bars[0].y.push_back(static_cast<double>(r.incorrect_count));
-    chart.line->y.push_back(r.error_rate);
+    bars.categories.push_back(std::to_string(r.producer_id));
+    bars.bars[0].y.push_back(static_cast<double>(r.incorrect_count));
+    bars.line->y.push_back(r.error_rate);
   }
-  return chart;
+  return bars;
 }
 
 // [actual][predicted] over all producers, labelled records only.
@@ -208,10 +205,10 @@ Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult
   for (const char* extension : {".png", ".svg"}) {
     if (!results.empty()) {
       files.push_back((dir / (std::string("results") + extension)).string());
-      TRY(WriteChart(ResultsChart(results, title_note), files.back()));
+      TRY(chart::WriteChart(ResultsChart(results, title_note), files.back()));
     }
     if (labelled > 0) {
-      Heatmap heatmap{
+      chart::Heatmap heatmap{
           .title = fmt::format("Confusion matrix: {} labelled images, {:.1f}% correct", labelled,
                                100 * (1 - all.error_rate)),
           .x_label = "predicted (image_prediction)",
@@ -223,7 +220,7 @@ Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult
           .size = {.width = 900, .height = 760},
       };
       files.push_back((dir / (std::string("confusion") + extension)).string());
-      TRY(WriteChart(heatmap, files.back()));
+      TRY(chart::WriteChart(heatmap, files.back()));
     }
   }
   return files;
@@ -256,7 +253,7 @@ Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on
     } else {
       ASSIGN_OR_RETURN(report.cells, store->Confusion());
     }
-    report.results = store::PerProducer(report.cells, store::NowMillisAsMicros());
+    report.results = PerProducer(report.cells, store::NowMillisAsMicros());
     TRY(store->ReplaceResults(report.results));
   }
   SortCells(report.cells);
@@ -283,11 +280,11 @@ std::string FormatResults(std::span<const ProducerResult> results) {
   return out;
 }
 
-std::string FormatWindows(std::span<const store::WindowResult> windows) {
+std::string FormatWindows(std::span<const WindowResult> windows) {
   if (windows.empty()) return "no window results: run `iotinfer stream --window 10s` to keep them\n";
   std::string out = fmt::format("{:<24} {:>8} {:>11} {:>15} {:>10} {:>10}\n", "window_start (UTC)", "seconds",
                                 "producer_id", "incorrect_count", "total", "error_rate");
-  for (const store::WindowResult& w : windows) {
+  for (const WindowResult& w : windows) {
     const auto start = std::chrono::sys_time<std::chrono::milliseconds>(
         std::chrono::milliseconds(w.window_start_us / 1000));
     out += fmt::format("{:<24} {:>8} {:>11} {:>15} {:>10} {:>9.2f}%\n", fmt::format("{:%F %T}", start),

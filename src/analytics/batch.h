@@ -37,8 +37,8 @@ struct BatchReport {
   BatchEngine engine = BatchEngine::kNative;
   std::string store;                           // Describe()d: safe to print
   std::string spark_version;                   // kSpark: the server's
-  std::vector<store::ConfusionCell> cells;     // sorted by (producer, actual, predicted)
-  std::vector<store::ProducerResult> results;  // what replaced incorrect_inference_results
+  std::vector<ConfusionCell> cells;            // sorted by (producer, actual, predicted)
+  std::vector<ProducerResult> results;         // what replaced incorrect_inference_results
   int64_t documents = 0;                       // documents aggregated
   double seconds = 0;                          // aggregation and the results write
   std::vector<std::string> files;              // CSV files and charts written
@@ -56,18 +56,18 @@ using ScanProgress = std::function<void(int64_t done, int64_t total)>;
 Result<BatchReport> RunBatch(const BatchOptions& options, const ScanProgress& on_progress = {});
 
 /// Confusion cells of every document, computed here from a scan: the native engine.
-Result<std::vector<store::ConfusionCell>> ScanConfusion(store::Store& store, const ScanProgress& on_progress = {});
+Result<std::vector<ConfusionCell>> ScanConfusion(store::Store& store, const ScanProgress& on_progress = {});
 
 /// The CSV files and charts of `results` and `cells` in `out_dir` (created when missing);
 /// returns the paths written. `title_note` ends the charts' titles (e.g. the engine).
-Result<std::vector<std::string>> WriteResultFiles(std::span<const store::ProducerResult> results,
-                                                  std::span<const store::ConfusionCell> cells,
-                                                  const std::string& out_dir, const std::string& title_note);
+Result<std::vector<std::string>> WriteResultFiles(std::span<const ProducerResult> results,
+                                                  std::span<const ConfusionCell> cells, const std::string& out_dir,
+                                                  const std::string& title_note);
 
 /// The per-producer table as people read it, with a totals line.
-std::string FormatResults(std::span<const store::ProducerResult> results);
+std::string FormatResults(std::span<const ProducerResult> results);
 
 /// Window results as a table, one row per (window, producer), oldest window first.
-std::string FormatWindows(std::span<const store::WindowResult> windows);
+std::string FormatWindows(std::span<const WindowResult> windows);
 
 }  // namespace iotinfer::analytics

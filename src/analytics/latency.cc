@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <numeric>
 
-#include "analytics/chart.h"
+#include "chart/chart.h"
 #include "core/inference_record.h"
 
 namespace iotinfer::analytics {
@@ -22,10 +22,10 @@ std::string Millis(double ms) { return ms < 10 ? fmt::format("{:.2f} ms", ms) : 
 
 // A log axis cannot show 0; a clock that stepped backwards between two hosts can even give
 // negative latencies. Those samples count, and are drawn at the smallest positive value.
-Series CdfSeries(const LatencySummary& s) {
+chart::Series CdfSeries(const LatencySummary& s) {
   constexpr size_t kMaxPoints = 2000;  // enough for a smooth line, small enough for the SVG
   const double floor_ms = 1e-3;
-  Series series{.name = fmt::format("{} records", s.count), .x = {}, .y = {}};
+  chart::Series series{.name = fmt::format("{} records", s.count), .x = {}, .y = {}};
   const size_t n = s.sorted_ms.size();
   const size_t step = std::max<size_t>(1, n / kMaxPoints);
   for (size_t i = 0; i < n; i += step) {
@@ -38,7 +38,7 @@ Series CdfSeries(const LatencySummary& s) {
 }
 
 Result<std::vector<std::string>> WriteCdf(const LatencySummary& s, const LatencyOptions& options) {
-  LineChart chart{
+  chart::LineChart cdf{
       .title = fmt::format("Produce-to-infer latency, {} images{}", s.count,
                            options.run_id.empty() ? "" : fmt::format(" (run {})", options.run_id)),
       .x_label = "latency (ms, log scale)",
@@ -57,7 +57,7 @@ Result<std::vector<std::string>> WriteCdf(const LatencySummary& s, const Latency
   std::vector<std::string> paths;
   for (const char* extension : {".png", ".svg"}) {
     paths.push_back((std::filesystem::path(options.out_dir) / (options.chart_name + extension)).string());
-    TRY(WriteChart(chart, paths.back()));
+    TRY(chart::WriteChart(cdf, paths.back()));
   }
   return paths;
 }

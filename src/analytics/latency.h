@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/topics.h"
 #include "kafka/kafka.h"
 
 namespace iotinfer::analytics {
@@ -21,7 +22,7 @@ LatencySummary SummarizeLatency(std::vector<double> latencies_ms);
 
 struct LatencyOptions {
   kafka::KafkaConfig kafka;
-  std::string topic = "inferences";
+  std::string topic = topics::kInferences;
   std::string run_id;  // only records whose id starts with "<run_id>-"; empty: all
   std::string out_dir = ".";
   std::string chart_name = "latency-cdf";  // writes <out_dir>/<chart_name>.png and .svg

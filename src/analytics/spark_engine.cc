@@ -41,7 +41,7 @@ DataFrame ValidRecords(const DataFrame& records) {
 }
 
 // Per producer, from rows that each stand for `weight` records: the same arithmetic as
-// store::ToResult, so that every engine agrees.
+// ToResult, so that every engine agrees.
 DataFrame PerProducer(const DataFrame& rows, const Column& weight) {
   const Column labelled = Col("actual_value").IsNotNull();
   const Column incorrect = labelled && Col("image_prediction") != Col("actual_value");
@@ -64,19 +64,19 @@ Result<spark::Session> Connect(const SparkOptions& options) {
   return spark::Session::Connect({.url = options.url, .connect_timeout = options.connect_timeout});
 }
 
-Result<std::vector<store::ConfusionCell>> ToCells(const spark::Table& table) {
+Result<std::vector<ConfusionCell>> ToCells(const spark::Table& table) {
   const auto producer = table.Index("producer_id"), prediction = table.Index("image_prediction"),
              actual = table.Index("actual_value"), count = table.Index("count");
   if (!producer || !prediction || !actual || !count) {
     return std::unexpected(Error::Internal("Spark returned confusion cells without the expected columns"));
   }
-  std::vector<store::ConfusionCell> cells;
+  std::vector<ConfusionCell> cells;
   for (const auto& row : table.rows) {
     const auto* p = std::get_if<int64_t>(&row[*producer]);
     const auto* pred = std::get_if<std::string>(&row[*prediction]);
     const auto* n = std::get_if<int64_t>(&row[*count]);
     if (!p || !pred || !n) return std::unexpected(Error::Internal("Spark returned a confusion cell with nulls"));
-    store::ConfusionCell cell{.producer_id = static_cast<int>(*p), .image_prediction = *pred, .count = *n};
+    ConfusionCell cell{.producer_id = static_cast<int>(*p), .image_prediction = *pred, .count = *n};
     if (const auto* a = std::get_if<std::string>(&row[*actual])) cell.actual_value = *a;
     cells.push_back(std::move(cell));
   }

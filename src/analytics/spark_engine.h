@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/topics.h"
 #include "ops/endpoints.h"
 #include "store/store.h"
 
@@ -34,7 +35,7 @@ Result<std::string> SparkMongoUri(const SparkOptions& options, const store::Stor
 /// What the Spark batch job computed.
 struct SparkBatchResult {
   std::string spark_version;
-  std::vector<store::ConfusionCell> cells;  // collected from Spark (Arrow), unsorted
+  std::vector<ConfusionCell> cells;  // collected from Spark (Arrow), unsorted
 };
 
 /// The batch job on Spark: reads `images` through the MongoDB connector, counts documents
@@ -50,7 +51,7 @@ struct SparkStreamOptions {
   store::StoreOptions store;  // where incorrect_inference_results is (a MongoDB)
   std::string brokers;        // Kafka bootstrap servers, as the Spark cluster reaches them
   std::map<std::string, std::string> kafka;  // more consumer properties (SASL, TLS, ...)
-  std::string topic = "inferences.accepted";  // what sink publishes, as for the native stream
+  std::string topic = topics::kInferencesAccepted;  // what sink publishes, as for the native stream
   // The query's state and Kafka offsets, on the Spark server's file system (or HDFS, S3, ...):
   // a restart with the same directory goes on where the last run stopped.
   std::string checkpoint;

@@ -45,6 +45,9 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options);
 /// (port 0: not served).
 void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host);
 
+/// Prints the account a command returned to stdout; an error goes on to main.
+Status PrintResult(const Result<std::string>& text);
+
 /// Installs SIGINT/SIGTERM handlers that set the returned flag, for services that finish and
 /// commit their current batch before they exit.
 const std::atomic<bool>& StopOnSignals();

@@ -129,6 +129,12 @@ void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags)
                  "consumer.KEY or producer.KEY reaches only that kind of client");
 }
 
+Status PrintResult(const Result<std::string>& text) {
+  if (!text) return std::unexpected(text.error());
+  std::fputs(text->c_str(), stdout);
+  return Ok();
+}
+
 Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config) {
   if (!flags.config_file.empty()) TRY(config.AddPropertiesFile(flags.config_file));
   for (const auto& property : flags.properties) TRY(config.AddProperty(property));

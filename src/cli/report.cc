@@ -40,11 +40,11 @@ struct ResultsFlags {
 Status RunResults(const ResultsFlags& flags) {
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(flags.store));
   if (!flags.windows) {
-    ASSIGN_OR_RETURN(std::vector<store::ProducerResult> results, store->ReadResults());
+    ASSIGN_OR_RETURN(std::vector<ProducerResult> results, store->ReadResults());
     std::fputs(analytics::FormatResults(results).c_str(), stdout);
     return Ok();
   }
-  ASSIGN_OR_RETURN(std::vector<store::WindowResult> windows, store->ReadWindowResults());
+  ASSIGN_OR_RETURN(std::vector<WindowResult> windows, store->ReadWindowResults());
   std::fputs(analytics::FormatWindows(windows).c_str(), stdout);
   return Ok();
 }

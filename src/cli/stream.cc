@@ -1,4 +1,4 @@
-#include "analytics/stream.h"
+#include "stream/stream.h"
 
 #include <fmt/format.h>
 
@@ -6,15 +6,14 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "spark/client.h"
-
 #include "cli/commands.h"
+#include "spark/client.h"
 
 namespace iotinfer::cli {
 namespace {
 
 struct StreamFlags {
-  analytics::StreamOptions options;
+  stream::StreamOptions options;
   std::string engine = "native";
   analytics::SparkStreamOptions spark;
   std::vector<std::string> spark_kafka_properties;
@@ -93,7 +92,7 @@ Status RunStreamCommand(StreamFlags& flags) {
     return std::unexpected(
         Error::InvalidInput(fmt::format("unknown engine '{}': expected native or spark", flags.engine)));
   }
-  analytics::StreamOptions& o = flags.options;
+  stream::StreamOptions& o = flags.options;
   TRY(ApplyKafkaProperties(flags.kafka, o.kafka));
   ASSIGN_OR_RETURN(o.window, ParseDuration(flags.window));
   if (o.window.count() > 0 && o.window < std::chrono::seconds(1)) {
@@ -109,8 +108,8 @@ Status RunStreamCommand(StreamFlags& flags) {
   std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates %s%s\n", o.kafka.Describe().c_str(),
                o.group.c_str(), o.topic.c_str(), store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(),
                updates.c_str(), o.window.count() ? fmt::format(", windows of {}", flags.window).c_str() : "");
-  ASSIGN_OR_RETURN(analytics::StreamStats stats, analytics::RunStream(o, stop));
-  std::fprintf(stderr, "stream: stopped; %s\n", analytics::FormatStats(stats).c_str());
+  ASSIGN_OR_RETURN(stream::StreamStats stats, stream::RunStream(o, stop));
+  std::fprintf(stderr, "stream: stopped; %s\n", stream::FormatStats(stats).c_str());
   return Ok();
 }
 
@@ -120,7 +119,7 @@ void AddStreamCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
       "stream", "Keep incorrect_inference_results live from Kafka: inferences -> per-producer counts, exact after crashes");
   auto flags = std::make_shared<StreamFlags>();
-  analytics::StreamOptions& o = flags->options;
+  stream::StreamOptions& o = flags->options;
   AddKafkaFlags(*cmd, o.kafka, flags->kafka);
   AddStoreFlags(*cmd, o.store);
   cmd->add_option("--group", o.group, "consumer group, and the name of the saved state; instances share partitions")

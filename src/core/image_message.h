@@ -26,7 +26,7 @@ struct WireMessage {
   const std::string* FindHeader(std::string_view name) const;
 };
 
-/// Header names and content types of the `images` topic (shared/DESIGN.md).
+/// Header names and content types of the `images` topic (docs/design.md).
 namespace image_headers {
 inline constexpr std::string_view kId = "id";
 inline constexpr std::string_view kProducerId = "producer_id";
@@ -57,7 +57,7 @@ struct EncodeOptions {
 };
 
 /// Encodes `record` as an `images` message: key = producer_id, value = encoded pixels,
-/// headers as in shared/DESIGN.md. Fails only for an image with no pixels, a channel count
+/// headers as in docs/design.md. Fails only for an image with no pixels, a channel count
 /// other than 1, 3 or 4, or an encoder failure.
 Result<WireMessage> EncodeImageMessage(const ImageRecord& record, const EncodeOptions& options = {});
 

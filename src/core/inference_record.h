@@ -9,7 +9,7 @@
 
 namespace iotinfer {
 
-/// One record of the `inferences` topic (shared/DESIGN.md): what `infer` writes and what
+/// One record of the `inferences` topic (docs/design.md): what `infer` writes and what
 /// `sink`, `stream` and `report` read.
 struct InferenceRecord {
   std::string id;

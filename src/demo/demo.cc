@@ -8,6 +8,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/topics.h"
 #include "dataset/faults.h"
 #include "kafka/mock_cluster.h"
 
@@ -88,7 +89,7 @@ class ServiceThread {
   std::thread thread_;  // last: starts after the members it uses exist
 };
 
-std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(std::span<const store::ProducerResult> results) {
+std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(std::span<const ProducerResult> results) {
   std::vector<std::tuple<int, int64_t, int64_t, int64_t>> counts;
   for (const auto& r : results) counts.emplace_back(r.producer_id, r.incorrect_count, r.total, r.unlabelled);
   return counts;
@@ -109,11 +110,13 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   // accepted records per run, since each run's sink stores (and publishes) them all again.
   const std::string run_suffix = fmt::format("{:x}", std::chrono::system_clock::now().time_since_epoch().count());
   const bool embedded = kafka.brokers.empty();
-  const std::string accepted = embedded ? "inferences.accepted" : "inferences.accepted.demo-" + run_suffix;
-  const std::vector<std::string> topics = {"images", "inferences", "images.dlq", "inferences.dlq", accepted};
+  const std::string accepted = embedded ? std::string(topics::kInferencesAccepted)
+                                        : fmt::format("{}.demo-{}", topics::kInferencesAccepted, run_suffix);
+  const std::vector<std::string> run_topics = {topics::kImages, topics::kInferences, topics::kImagesDeadLetters,
+                                               topics::kInferencesDeadLetters, accepted};
   if (embedded) {
     ASSIGN_OR_RETURN(cluster, kafka::MockCluster::Create());
-    for (const auto& topic : topics) TRY(cluster->CreateTopic({topic, options.partitions}));
+    for (const auto& topic : run_topics) TRY(cluster->CreateTopic({topic, options.partitions}));
     kafka.brokers = cluster->bootstrap_servers();
     report.embedded = true;
   }
@@ -145,7 +148,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   sink_options.partitions = options.partitions;
   sink_options.accepted_topic = accepted;
   sink_options.log_every = std::chrono::milliseconds(0);
-  analytics::StreamOptions stream_options;
+  stream::StreamOptions stream_options;
   stream_options.kafka = kafka;
   stream_options.store = store_options;
   stream_options.group = "iotinfer-demo-stream-" + run_suffix;
@@ -154,7 +157,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   // Topics first, so that the services' consumers and the devices agree on them.
   if (!report.embedded) {
     std::vector<kafka::TopicSpec> specs;
-    for (const auto& topic : topics) specs.push_back({topic, options.partitions});
+    for (const auto& topic : run_topics) specs.push_back({topic, options.partitions});
     TRY(kafka::EnsureTopics(kafka, specs));
   }
   ServiceThread<infer::InferStats> infer_service(
@@ -165,10 +168,9 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
       "sink", [&](const std::atomic<bool>& stop, const std::function<void(const sink::SinkStats&)>& progress) {
         return sink::RunSink(sink_options, stop, progress);
       });
-  ServiceThread<analytics::StreamStats> stream_service(
-      "stream",
-      [&](const std::atomic<bool>& stop, const std::function<void(const analytics::StreamStats&)>& progress) {
-        return analytics::RunStream(stream_options, stop, progress);
+  ServiceThread<stream::StreamStats> stream_service(
+      "stream", [&](const std::atomic<bool>& stop, const std::function<void(const stream::StreamStats&)>& progress) {
+        return stream::RunStream(stream_options, stop, progress);
       });
   // Devices start once the services are ready, so that latency measures the pipeline rather
   // than the group joins.

@@ -7,7 +7,6 @@
 
 #include "analytics/batch.h"
 #include "analytics/latency.h"
-#include "analytics/stream.h"
 #include "core/error.h"
 #include "infer/infer.h"
 #include "kafka/kafka.h"
@@ -15,6 +14,7 @@
 #include "produce/produce.h"
 #include "sink/sink.h"
 #include "store/store.h"
+#include "stream/stream.h"
 
 namespace iotinfer::demo {
 
@@ -47,8 +47,8 @@ struct DemoReport {
   produce::ProduceProgress produced;
   infer::InferStats inferred;
   sink::SinkStats sunk;
-  analytics::StreamStats streamed;
-  std::vector<store::ProducerResult> stream_results;  // what the live count held at the end
+  stream::StreamStats streamed;
+  std::vector<ProducerResult> stream_results;  // what the live count held at the end
   analytics::BatchReport batch;
   analytics::LatencyReport latency;
   std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's

@@ -9,9 +9,10 @@
 
 #include "core/error.h"
 #include "core/image_message.h"
+#include "core/topics.h"
 #include "kafka/kafka.h"
-#include "ops/endpoints.h"
 #include "model/classifier.h"
+#include "ops/endpoints.h"
 
 namespace iotinfer::infer {
 
@@ -22,9 +23,9 @@ struct InferOptions {
   // name, say): a restarted instance then fences its crashed predecessor at once instead of
   // readers waiting for the old transaction to time out. Empty: host name and process id.
   std::string instance_id;
-  std::string input_topic = "images";
-  std::string output_topic = "inferences";
-  std::string dlq_topic = "images.dlq";
+  std::string input_topic = topics::kImages;
+  std::string output_topic = topics::kInferences;
+  std::string dlq_topic = topics::kImagesDeadLetters;
   int partitions = 6;  // for topics that have to be created
   // An upper bound: batches are what arrived within batch_wait, so a large bound costs no
   // latency at moderate rates, and under a backlog it spreads each transaction's fixed cost
@@ -64,7 +65,7 @@ std::string FormatStats(const InferStats& stats);
 
 /// Runs the inference service until `stop` becomes true: consumes `input_topic` as a member
 /// of `group`, classifies valid images in batches and writes one JSON record per image to
-/// `output_topic` (shared/DESIGN.md), and sends every message that fails decoding to
+/// `output_topic` (docs/design.md), and sends every message that fails decoding to
 /// `dlq_topic` with an `error` header. Outputs and input offsets commit in one transaction
 /// per batch, so each image yields exactly one record even across crashes and rebalances.
 /// `on_progress` (optional) sees the counters after every committed batch and whenever the

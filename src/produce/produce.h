@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/image_message.h"
+#include "core/topics.h"
 #include "dataset/dataset.h"
 #include "kafka/kafka.h"
 
@@ -14,7 +15,7 @@ namespace iotinfer::produce {
 
 struct ProduceOptions {
   kafka::KafkaConfig kafka;
-  std::string topic = "images";
+  std::string topic = topics::kImages;
   int partitions = 6;                     // used only when the topic has to be created
   int producers = 8;                      // simulated devices, producer_id 0..N-1; image i comes from device i % N
   int64_t images = 0;                     // total over all devices; 0: until `duration`
@@ -45,7 +46,7 @@ struct ProduceProgress {
 };
 
 /// Sends labelled images from `producers` simulated devices to `topic` (created if missing)
-/// with an idempotent producer, keys and headers as in shared/DESIGN.md. Calls `on_progress`
+/// with an idempotent producer, keys and headers as in docs/design.md. Calls `on_progress`
 /// about every 200 ms. Returns the final counts once every message is acknowledged or failed;
 /// an error only when nothing could start (bad options, dataset, faults or cluster).
 /// Failed deliveries are counted in the result, not hidden: callers must check `failed`.

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/topics.h"
 #include "kafka/kafka.h"
 #include "ops/endpoints.h"
 #include "store/store.h"
@@ -20,11 +21,11 @@ struct SinkOptions {
   std::string group = "iotinfer-sink";
   // Names this instance for its Kafka transactions; see kafka::TransactionalId.
   std::string instance_id;
-  std::string input_topic = "inferences";
-  std::string dlq_topic = "inferences.dlq";
+  std::string input_topic = topics::kInferences;
+  std::string dlq_topic = topics::kInferencesDeadLetters;
   // Where each record that became a document is published (what `stream` counts); empty:
   // nowhere.
-  std::string accepted_topic = "inferences.accepted";
+  std::string accepted_topic = topics::kInferencesAccepted;
   int partitions = 6;  // for topics that have to be created
   // A batch is written when it holds batch_max records or flush_interval passed since its
   // first one: the first bounds memory and the write size, the second the latency.

@@ -24,32 +24,6 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
       fmt::format("store URI '{}' is neither sqlite:PATH nor mongodb://...", RedactUri(options.uri))));
 }
 
-void ProducerCounts::Add(std::string_view prediction, const std::optional<std::string>& actual, int64_t count) {
-  total += count;
-  if (!actual) {
-    unlabelled += count;
-  } else if (*actual != prediction) {
-    incorrect_count += count;
-  }
-}
-
-ProducerCounts& ProducerCounts::operator+=(const ProducerCounts& other) {
-  incorrect_count += other.incorrect_count;
-  total += other.total;
-  unlabelled += other.unlabelled;
-  return *this;
-}
-
-ProducerResult ToResult(const ProducerCounts& c, int64_t computed_at_us) {
-  const int64_t labelled = c.total - c.unlabelled;
-  return {.producer_id = c.producer_id,
-          .incorrect_count = c.incorrect_count,
-          .total = c.total,
-          .unlabelled = c.unlabelled,
-          .error_rate = labelled ? static_cast<double>(c.incorrect_count) / static_cast<double>(labelled) : 0.0,
-          .computed_at_us = computed_at_us};
-}
-
 int32_t StateBucket(int producer_id) {
   // Non-negative for negative ids too.
   return static_cast<int32_t>(static_cast<uint32_t>(producer_id) % static_cast<uint32_t>(kStateBuckets));
@@ -151,18 +125,6 @@ Status Store::ReplaceResults(std::span<const ProducerResult> results) {
 Result<bool> Store::SaveStreamState(const StreamState& state) {
   ASSIGN_OR_RETURN(std::vector<bool> saved, SaveStreamStates({&state, 1}));
   return saved.at(0);
-}
-
-std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, int64_t computed_at_us) {
-  std::map<int, ProducerCounts> by_producer;
-  for (const ConfusionCell& cell : cells) {
-    ProducerCounts& c = by_producer[cell.producer_id];
-    c.producer_id = cell.producer_id;
-    c.Add(cell.image_prediction, cell.actual_value, cell.count);
-  }
-  std::vector<ProducerResult> results;
-  for (const auto& [id, c] : by_producer) results.push_back(ToResult(c, computed_at_us));
-  return results;
 }
 
 std::string RedactUri(std::string_view uri) {

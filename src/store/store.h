@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/inference_record.h"
+#include "core/results.h"
 
 namespace iotinfer::store {
 
@@ -60,47 +61,6 @@ struct Filter {
   std::optional<int> producer_id;
   std::optional<std::string> id;
 };
-
-/// Documents per (producer, predicted class, true class): the confusion matrix of each
-/// producer, from which every per-producer count follows. `actual_value` is empty for
-/// unlabelled records.
-struct ConfusionCell {
-  int producer_id = 0;
-  std::string image_prediction;
-  std::optional<std::string> actual_value;
-  int64_t count = 0;
-  friend bool operator==(const ConfusionCell&, const ConfusionCell&) = default;
-};
-
-/// One document of `incorrect_inference_results`.
-struct ProducerResult {
-  int producer_id = 0;
-  int64_t incorrect_count = 0;
-  int64_t total = 0;       // every record of the producer, labelled or not
-  int64_t unlabelled = 0;  // records without actual_value: never incorrect
-  double error_rate = 0;   // incorrect_count / labelled records (0 when none)
-  int64_t computed_at_us = 0;
-  friend bool operator==(const ProducerResult&, const ProducerResult&) = default;
-};
-
-/// The additive part of a producer's result: counts over partitions and windows sum up.
-struct ProducerCounts {
-  int producer_id = 0;
-  int64_t incorrect_count = 0;
-  int64_t total = 0;
-  int64_t unlabelled = 0;
-
-  /// Counts `count` records predicted `prediction` whose true class is `actual`.
-  void Add(std::string_view prediction, const std::optional<std::string>& actual, int64_t count = 1);
-  ProducerCounts& operator+=(const ProducerCounts& other);
-  friend bool operator==(const ProducerCounts&, const ProducerCounts&) = default;
-};
-
-/// `counts` with its error rate: incorrect over labelled records (0 when none is labelled).
-ProducerResult ToResult(const ProducerCounts& counts, int64_t computed_at_us);
-
-/// Per-producer counts from confusion cells, sorted by producer_id.
-std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, int64_t computed_at_us);
 
 /// Producers are spread over this many buckets (producer_id mod kStateBuckets) in a stream's
 /// saved state. An int producer_id leaves at most 65,536 producers in a bucket, so no saved
@@ -154,14 +114,6 @@ struct StreamState {
 
 /// A partition's offset as a reader last loaded it: (topic, partition) -> next_offset.
 using StateVersions = std::map<std::pair<std::string, int32_t>, int64_t>;
-
-/// One document of `incorrect_inference_windows`: a producer's result in one window.
-struct WindowResult {
-  int64_t window_start_us = 0;
-  int64_t window_end_us = 0;
-  ProducerResult result;
-  friend bool operator==(const WindowResult&, const WindowResult&) = default;
-};
 
 /// What an upsert did, by the store's own account.
 struct UpsertStats {

@@ -37,10 +37,10 @@ class BatchSuite : public ::testing::TestWithParam<BatchStore> {
 
   // Random records over `producers` devices, every tenth unlabelled, with the expected
   // per-producer counts computed here from the records themselves.
-  std::map<int, store::ProducerResult> Seed(int n, int producers) {
+  std::map<int, ProducerResult> Seed(int n, int producers) {
     std::mt19937 rng(42);
     std::vector<InferenceRecord> records;
-    std::map<int, store::ProducerResult> expected;
+    std::map<int, ProducerResult> expected;
     for (int i = 0; i < n; ++i) {
       InferenceRecord r{.id = "b-" + std::to_string(i),
                         .image_prediction = std::string(kFashionMnistClasses[rng() % 10]),
@@ -52,7 +52,7 @@ class BatchSuite : public ::testing::TestWithParam<BatchStore> {
                         .inferred_at_us = 1'700'000'000'000'000};
       // Mostly right, as a model is: a third of the labels differ from the prediction.
       if (i % 10 != 0) r.actual_value = rng() % 3 ? r.image_prediction : std::string(kFashionMnistClasses[rng() % 10]);
-      store::ProducerResult& e = expected[r.producer_id];
+      ProducerResult& e = expected[r.producer_id];
       e.producer_id = r.producer_id;
       e.total++;
       if (!r.actual_value) e.unlabelled++;
@@ -68,11 +68,10 @@ class BatchSuite : public ::testing::TestWithParam<BatchStore> {
     return expected;
   }
 
-  static void ExpectCounts(const std::vector<store::ProducerResult>& got,
-                           const std::map<int, store::ProducerResult>& expected) {
+  static void ExpectCounts(const std::vector<ProducerResult>& got, const std::map<int, ProducerResult>& expected) {
     ASSERT_EQ(got.size(), expected.size());
-    for (const store::ProducerResult& r : got) {
-      const store::ProducerResult& e = expected.at(r.producer_id);
+    for (const ProducerResult& r : got) {
+      const ProducerResult& e = expected.at(r.producer_id);
       EXPECT_EQ(r.incorrect_count, e.incorrect_count) << r.producer_id;
       EXPECT_EQ(r.total, e.total) << r.producer_id;
       EXPECT_EQ(r.unlabelled, e.unlabelled) << r.producer_id;
@@ -94,7 +93,7 @@ class BatchSuite : public ::testing::TestWithParam<BatchStore> {
 
 TEST_P(BatchSuite, BothEnginesCountLikeTheRecordsSay) {
   const auto expected = Seed(5000, 7);
-  std::vector<store::ConfusionCell> first_cells;
+  std::vector<ConfusionCell> first_cells;
   for (BatchEngine engine : {BatchEngine::kNative, BatchEngine::kPushdown}) {
     BatchOptions options{.store = options_, .engine = engine, .out_dir = ""};
     int64_t last_done = -1, last_total = -1;
@@ -168,7 +167,7 @@ TEST_P(BatchSuite, WritesCsvFilesAndCharts) {
 }
 
 TEST_P(BatchSuite, AnEmptyStoreGivesNoResultsAndNoCharts) {
-  std::vector<store::ProducerResult> stale{{9, 1, 1, 0, 1.0, 0}};
+  std::vector<ProducerResult> stale{{9, 1, 1, 0, 1.0, 0}};
   ASSERT_TRUE(store_->ReplaceResults(stale));
   BatchOptions options{.store = options_, .engine = BatchEngine::kNative, .out_dir = dir_.file("empty")};
   auto report = RunBatch(options);

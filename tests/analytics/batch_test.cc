@@ -36,7 +36,7 @@ TEST(BatchTest, UnreachableStoreIsAnErrorNotEmptyResults) {
 }
 
 TEST(BatchTest, ResultsTableHasATotalsLine) {
-  std::vector<store::ProducerResult> results{{1, 3, 10, 0, 0.3, 0}, {2, 1, 12, 2, 0.1, 0}};
+  std::vector<ProducerResult> results{{1, 3, 10, 0, 0.3, 0}, {2, 1, 12, 2, 0.1, 0}};
   const std::string table = FormatResults(results);
   EXPECT_NE(table.find("producer_id"), std::string::npos);
   EXPECT_NE(table.find("30.00%"), std::string::npos);

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "analytics/batch.h"
-#include "analytics/stream.h"
+#include "stream/stream.h"
 #include "analytics_test_util.h"
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
@@ -394,17 +394,17 @@ TEST(SinkIntegrationTest, ReusedIdsFirstRecordWinsAndStreamCountsWhatBatchCounts
   }
   EXPECT_EQ(ReadAll(names.accepted, kRecords, seconds(1)).size(), static_cast<size_t>(kRecords));
 
-  analytics::StreamOptions stream_options;
+  stream::StreamOptions stream_options;
   stream_options.topic = names.accepted;
   stream_options.group = UniqueTopic("sink-stream");
   stream_options.store = {.uri = kMongo, .database = names.database};
   stream_options.update_interval = milliseconds(100);
   stream_options.log_every = milliseconds(0);
   std::atomic<bool> stop{false};
-  Result<analytics::StreamStats> streamed = std::unexpected(Error::Internal("did not run"));
+  Result<stream::StreamStats> streamed = std::unexpected(Error::Internal("did not run"));
   std::atomic<bool> counted{false};
   std::thread stream([&] {
-    streamed = analytics::RunStream(stream_options, stop, [&](const analytics::StreamStats& s) {
+    streamed = stream::RunStream(stream_options, stop, [&](const stream::StreamStats& s) {
       if (s.consumed >= kRecords && s.updates > 0) counted = true;
     });
   });

@@ -8,11 +8,12 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/topics.h"
 #include "kafka/kafka.h"
 #include "ops/endpoints.h"
 #include "store/store.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::stream {
 
 struct StreamOptions {
   kafka::KafkaConfig kafka;
@@ -22,7 +23,7 @@ struct StreamOptions {
   std::string group = "iotinfer-stream";
   // What sink publishes: each record that became a document, once (sink/sink.h), so the
   // counts agree with batch's whatever ids devices reuse.
-  std::string topic = "inferences.accepted";
+  std::string topic = topics::kInferencesAccepted;
   // While records flow, counts reach the store at least this often. 0: an update starts as
   // soon as the previous one ends and something was counted (what Spark's trigger 0 does
   // with micro-batches): the freshest results, for a store kept busy while records flow.
@@ -51,7 +52,7 @@ struct StreamStats {
   int64_t store_retries = 0;  // writes that failed because the store was unavailable
   int64_t lag = 0;
   int partitions = 0;
-  double last_update_ms = 0;  // how long the last save and results write took
+  double last_update_ms = 0;    // how long the last save and results write took
   bool store_available = true;  // false from a write that found the store down until one succeeds
 };
 
@@ -78,4 +79,4 @@ std::string FormatStats(const StreamStats& stats);
 Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,
                               const std::function<void(const StreamStats&)>& on_progress = {});
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::stream

@@ -1,4 +1,4 @@
-#include "analytics/evaluation.h"
+#include "evaluate/evaluation.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 
 #include "test_util.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::evaluate {
 namespace {
 
 using ::testing::HasSubstr;
@@ -63,4 +63,4 @@ TEST(EvaluationTest, RejectsADatasetWhoseClassesTheModelDoesNotKnow) {
 }
 
 }  // namespace
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::evaluate

@@ -14,16 +14,16 @@
 #include <thread>
 
 #include "analytics/batch.h"
-#include "analytics/stream.h"
 #include "analytics_test_util.h"
 #include "core/inference_record.h"
 #include "core/labels.h"
 #include "kafka/kafka.h"
 #include "kafka_test_util.h"
 #include "process_util.h"
+#include "stream/stream.h"
 #include "test_util.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::stream {
 namespace {
 
 using iotinfer::testing::CountsOf;
@@ -57,27 +57,28 @@ struct Names {
   static inline int counter = 0;
 };
 
-int64_t Total(const std::vector<store::ProducerResult>& results) {
+int64_t Total(const std::vector<ProducerResult>& results) {
   int64_t total = 0;
   for (const auto& r : results) total += r.total;
   return total;
 }
 
 // What `iotinfer batch` says about `records`: the stream must end equal to it.
-std::vector<store::ProducerResult> BatchResult(const std::string& uri, const std::string& database,
-                                               const std::vector<InferenceRecord>& records) {
+std::vector<ProducerResult> BatchResult(const std::string& uri, const std::string& database,
+                                        const std::vector<InferenceRecord>& records) {
   const std::string batch_db = database + "_batch";
   auto store = OpenCleared(uri, batch_db);
   EXPECT_TRUE(store->Upsert(records));
-  auto report = RunBatch({.store = {.uri = uri, .database = batch_db}, .engine = BatchEngine::kNative, .out_dir = ""});
+  auto report = analytics::RunBatch(
+      {.store = {.uri = uri, .database = batch_db}, .engine = analytics::BatchEngine::kNative, .out_dir = ""});
   EXPECT_TRUE(report) << report.error().message();
-  return report ? report->results : std::vector<store::ProducerResult>{};
+  return report ? report->results : std::vector<ProducerResult>{};
 }
 
 // Polls the store until its results count `expected` records or `timeout` passes.
-std::vector<store::ProducerResult> WaitForTotal(store::Store& store, int64_t expected, seconds timeout) {
+std::vector<ProducerResult> WaitForTotal(store::Store& store, int64_t expected, seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::vector<store::ProducerResult> results;
+  std::vector<ProducerResult> results;
   while (std::chrono::steady_clock::now() < deadline) {
     auto read = store.ReadResults();
     if (read) results = *read;
@@ -178,12 +179,23 @@ TEST(StreamIntegrationTest, KilledWithSigkillAtRandomPointsTheCountsEndExact) {
   for (int i = 0; i < kRecords; ++i) records.push_back(Record(i));
   // A static member id: each restart takes its dead predecessor's partitions at once
   // instead of after the session timeout.
-  const std::vector<std::string> args{"stream",      "--topic",        names.topic,
-                                      "--group",     names.group,      "--store",
-                                      kMongo,        "--db",           names.database,
-                                      "--update-ms", "50",             "--batch-max",
-                                      "100",         "--log-every-ms", "0",
-                                      "--kafka",     "group.instance.id=" + names.group};
+  const std::vector<std::string> args{"stream",
+                                      "--topic",
+                                      names.topic,
+                                      "--group",
+                                      names.group,
+                                      "--store",
+                                      kMongo,
+                                      "--db",
+                                      names.database,
+                                      "--update-ms",
+                                      "50",
+                                      "--batch-max",
+                                      "100",
+                                      "--log-every-ms",
+                                      "0",
+                                      "--kafka",
+                                      "group.instance.id=" + names.group};
   auto saved_offsets = [&] {
     int64_t sum = 0;
     if (auto states = store->LoadStreamState(names.group)) {
@@ -277,9 +289,9 @@ TEST(StreamIntegrationTest, TwoInstancesShareThePartitionsAndCountEachRecordOnce
 
 // The results `records` should give, on top of `counts`.
 iotinfer::testing::ResultCounts Tally(std::span<const InferenceRecord> records,
-                                      std::map<int, store::ProducerCounts> counts = {}) {
+                                      std::map<int, ProducerCounts> counts = {}) {
   for (const InferenceRecord& r : records) {
-    store::ProducerCounts& c = counts[r.producer_id];
+    ProducerCounts& c = counts[r.producer_id];
     c.producer_id = r.producer_id;
     c.Add(r.image_prediction, r.actual_value);
   }
@@ -358,7 +370,7 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
   // save of this instance is refused until it has read past offset 300.
   // Its chunks replace those of producers 0-7 that this instance saved, as a real state at
   // that offset would.
-  const store::ProducerCounts counted{.producer_id = 42, .incorrect_count = 7, .total = 300};
+  const ProducerCounts counted{.producer_id = 42, .incorrect_count = 7, .total = 300};
   store::StreamState further{.group = names.group, .topic = names.topic, .partition = 0, .next_offset = 300};
   further.chunks.push_back({.key = {std::nullopt, store::StateBucket(42)}, .as_of = 300, .counts = {counted}});
   for (int producer = 0; producer < 8; ++producer) {
@@ -372,7 +384,7 @@ TEST(StreamIntegrationTest, AnInstanceContinuesFromAStateSavedFurtherOnElsewhere
   SendRecords(names.topic, records, 200, 400);
   auto live = WaitForTotal(*store, 400, seconds(60));
   ASSERT_OK(stream.Stop());
-  std::map<int, store::ProducerCounts> expected{{42, counted}};
+  std::map<int, ProducerCounts> expected{{42, counted}};
   EXPECT_EQ(CountsOf(live), Tally(std::span(records).subspan(300), std::move(expected)));
 }
 
@@ -388,18 +400,17 @@ TEST(StreamIntegrationTest, ALateStaleResultsWriteIsPutBackButOtherWritersResult
   const auto current = WaitForTotal(*store, 200, seconds(60));
   ASSERT_EQ(Total(current), 200);
 
-  std::vector<store::ProducerResult> stale = current;
+  std::vector<ProducerResult> stale = current;
   stale.pop_back();
-  for (store::ProducerResult& r : stale) {
-    r = store::ToResult({.producer_id = r.producer_id, .incorrect_count = r.incorrect_count / 2, .total = r.total / 2},
-                        0);
+  for (ProducerResult& r : stale) {
+    r = ToResult({.producer_id = r.producer_id, .incorrect_count = r.incorrect_count / 2, .total = r.total / 2}, 0);
   }
   ASSERT_OK(store->ReplaceResults(stale));
   auto put_back = WaitForTotal(*store, 200, seconds(10));
   EXPECT_EQ(CountsOf(put_back), CountsOf(current));
 
-  std::vector<store::ProducerResult> other = current;
-  other.push_back(store::ToResult({.producer_id = 99, .incorrect_count = 1, .total = 5}, 0));
+  std::vector<ProducerResult> other = current;
+  other.push_back(ToResult({.producer_id = 99, .incorrect_count = 1, .total = 5}, 0));
   ASSERT_OK(store->ReplaceResults(other));
   std::this_thread::sleep_for(seconds(1));  // four looks at the store
   auto kept = store->ReadResults();
@@ -439,9 +450,9 @@ TEST(StreamIntegrationTest, ALateStaleWindowWriteIsPutBackButOtherWindowsStay) {
 
   auto windows = store->ReadWindowResults();
   ASSERT_OK(windows);
-  store::WindowResult stale = windows->front();
-  stale.result = store::ToResult({.producer_id = stale.result.producer_id, .total = stale.result.total / 2}, 0);
-  store::WindowResult other = windows->front();
+  WindowResult stale = windows->front();
+  stale.result = ToResult({.producer_id = stale.result.producer_id, .total = stale.result.total / 2}, 0);
+  WindowResult other = windows->front();
   other.window_start_us -= 3'600'000'000;  // an hour earlier: a window this instance never wrote
   other.window_end_us -= 3'600'000'000;
   ASSERT_OK(store->UpsertWindowResults(std::vector{stale, other}));
@@ -553,11 +564,11 @@ void CountProducers(const std::string& uri, const std::string& database, const i
     }
     ASSERT_OK((*producer)->Flush());
   };
-  std::map<int, store::ProducerCounts> expected;
+  std::map<int, ProducerCounts> expected;
   auto expect = [&](int count, int round) {
     for (int p = 0; p < count; ++p) {
       const InferenceRecord r = record(p, round);
-      store::ProducerCounts& c = expected[p];
+      ProducerCounts& c = expected[p];
       c.producer_id = p;
       c.Add(r.image_prediction, r.actual_value);
     }
@@ -575,7 +586,7 @@ void CountProducers(const std::string& uri, const std::string& database, const i
   expect(kAgain, 1);
   WaitForTotal(*store, producers + kAgain, seconds(120) * iotinfer::testing::kWaitScale);
   ASSERT_OK(stream.Stop());  // whose last update writes what it counted until then
-  live = store->ReadResults().value_or(std::vector<store::ProducerResult>{});
+  live = store->ReadResults().value_or(std::vector<ProducerResult>{});
   EXPECT_EQ(live.size(), static_cast<size_t>(producers));
   const iotinfer::testing::ResultCounts got = CountsOf(live), want = Tally({}, std::move(expected));
   std::vector<std::tuple<int, int64_t, int64_t, int64_t>> differ;
@@ -589,7 +600,7 @@ void CountProducers(const std::string& uri, const std::string& database, const i
   for (const store::StreamState& state : *states) {
     for (const store::StateChunk& chunk : state.chunks) {
       largest = std::max(largest, chunk.counts.size());
-      for (const store::ProducerCounts& c : chunk.counts) counted += c.total;
+      for (const ProducerCounts& c : chunk.counts) counted += c.total;
     }
   }
   EXPECT_EQ(counted, producers + kAgain);
@@ -607,4 +618,4 @@ TEST(StreamIntegrationTest, AMillionProducersKeepEveryStateDocumentSmall) {
 TEST(StreamIntegrationTest, ManyProducersOnTheMongoWireServer) { CountProducers(kMongo, Names().database, 2'000); }
 
 }  // namespace
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::stream

@@ -1,4 +1,4 @@
-#include "analytics/chart.h"
+#include "chart/chart.h"
 
 #include <fmt/format.h>
 #include <gmock/gmock.h>
@@ -17,7 +17,7 @@
 
 #include "test_util.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::chart {
 namespace {
 
 using iotinfer::testing::TempDir;
@@ -330,4 +330,4 @@ TEST(ChartTest, UnwritablePathsAreIoErrorsNamingThePath) {
 }
 
 }  // namespace
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::chart

@@ -1,4 +1,4 @@
-#include "analytics/stream.h"
+#include "stream/stream.h"
 
 #include <fmt/format.h>
 
@@ -15,13 +15,12 @@
 #include "kafka/service_loop.h"
 #include "store/retry.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::stream {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using kafka::PartitionId;
 using store::ChunkKey;
-using store::ProducerCounts;
 using store::StateChunk;
 using WindowKey = std::pair<int64_t, int>;  // (window start in µs, producer_id)
 
@@ -84,9 +83,10 @@ class Stream {
                                                           .topics = {options_.topic},
                                                           .max_batch = options_.max_batch,
                                                           .log = kafka::StderrLog("stream")};
-    ASSIGN_OR_RETURN(consumer_, kafka::ExternalOffsetConsumer::Create(
-                                    consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
-                                    [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));
+    ASSIGN_OR_RETURN(consumer_,
+                     kafka::ExternalOffsetConsumer::Create(
+                         consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
+                         [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
     while (!stop_) {
@@ -367,10 +367,10 @@ class Stream {
       }
     }
     const int64_t now = store::NowMillisAsMicros();
-    std::vector<store::ProducerResult> results;
+    std::vector<ProducerResult> results;
     std::vector<int> gone;
     if (rewrite_all_) {
-      for (const auto& [producer, c] : totals_) results.push_back(store::ToResult(c, now));
+      for (const auto& [producer, c] : totals_) results.push_back(ToResult(c, now));
       TRY(store_->ReplaceResults(results));
     } else {
       for (int producer : changed_producers_) {
@@ -378,7 +378,7 @@ class Stream {
         if (it == totals_.end()) {
           gone.push_back(producer);
         } else {
-          results.push_back(store::ToResult(it->second, now));
+          results.push_back(ToResult(it->second, now));
         }
       }
       TRY(store_->UpsertResults(results));
@@ -397,17 +397,17 @@ class Stream {
     for (const auto& [id, loaded] : loaded_) {
       if (loaded.window_floor) floor = std::max(floor.value_or(*loaded.window_floor), *loaded.window_floor);
     }
-    std::vector<store::WindowResult> changed;
+    std::vector<WindowResult> changed;
     const int64_t size = WindowMicros();
     for (const WindowKey& key : changed_windows_) {
       auto it = window_totals_.find(key);
       if (it == window_totals_.end() || (floor && key.first < *floor)) continue;
       auto written = written_windows_.find(key);
       if (written != written_windows_.end() && written->second == it->second) continue;
-      changed.push_back({key.first, key.first + size, store::ToResult(it->second, now)});
+      changed.push_back({key.first, key.first + size, ToResult(it->second, now)});
     }
     if (!changed.empty()) TRY(store_->UpsertWindowResults(changed));
-    for (const store::WindowResult& w : changed) {
+    for (const WindowResult& w : changed) {
       const WindowKey key{w.window_start_us, w.result.producer_id};
       written_windows_[key] = window_totals_.at(key);
     }
@@ -485,7 +485,7 @@ class Stream {
     written_windows_.clear();
   }
 
-  static bool SameCounts(const store::ProducerResult& stored, const ProducerCounts& written) {
+  static bool SameCounts(const ProducerResult& stored, const ProducerCounts& written) {
     return stored.total == written.total && stored.incorrect_count == written.incorrect_count &&
            stored.unlabelled == written.unlabelled;
   }
@@ -496,9 +496,9 @@ class Stream {
   // (another group or a batch run writing the same collection) are not this instance's to
   // overwrite while nothing changed.
   Result<bool> StoredResultsBehind() {
-    ASSIGN_OR_RETURN(const std::vector<store::ProducerResult> stored, store_->ReadResults());
+    ASSIGN_OR_RETURN(const std::vector<ProducerResult> stored, store_->ReadResults());
     bool differs = stored.size() != totals_.size();
-    for (const store::ProducerResult& r : stored) {
+    for (const ProducerResult& r : stored) {
       auto it = totals_.find(r.producer_id);
       if (it == totals_.end() || r.total > it->second.total) return false;
       differs |= !SameCounts(r, it->second);
@@ -511,10 +511,10 @@ class Stream {
   // so that the next write puts them back. Windows that are ahead, or that it never wrote,
   // are another writer's. Returns how many.
   Result<size_t> ForgetWindowsStoredBehind() {
-    ASSIGN_OR_RETURN(const std::vector<store::WindowResult> stored, store_->ReadWindowResults());
+    ASSIGN_OR_RETURN(const std::vector<WindowResult> stored, store_->ReadWindowResults());
     std::set<WindowKey> present;
     std::vector<WindowKey> behind;
-    for (const store::WindowResult& w : stored) {
+    for (const WindowResult& w : stored) {
       const WindowKey key{w.window_start_us, w.result.producer_id};
       present.insert(key);
       auto it = written_windows_.find(key);
@@ -631,4 +631,4 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
   return stream.stats();
 }
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::stream

@@ -8,7 +8,7 @@
 #include "dataset/dataset.h"
 #include "model/classifier.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::evaluate {
 
 struct EvaluationOptions {
   dataset::DatasetOptions dataset;
@@ -62,4 +62,4 @@ Result<EvaluationReport> Evaluate(const EvaluationOptions& options);
 /// with more than one producer, a per-producer table.
 std::string FormatReport(const EvaluationReport& report);
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::evaluate

@@ -1,4 +1,4 @@
-#include "analytics/evaluation.h"
+#include "evaluate/evaluation.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 
 #include "dataset/faults.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::evaluate {
 namespace {
 
 std::string DescribeFaults(const std::vector<dataset::Fault>& faults) {
@@ -113,4 +113,4 @@ std::string FormatReport(const EvaluationReport& r) {
   return out;
 }
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::evaluate

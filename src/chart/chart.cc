@@ -1,4 +1,4 @@
-#include "analytics/chart.h"
+#include "chart/chart.h"
 
 #include <cairo-svg.h>
 #include <cairo.h>
@@ -21,7 +21,7 @@
 #include <system_error>
 #include <utility>
 
-namespace iotinfer::analytics {
+namespace iotinfer::chart {
 namespace {
 
 // ---------------------------------------------------------------------------------------------
@@ -598,6 +598,68 @@ std::optional<Box> FreeCorner(const Box& frame, const Box& size, const std::func
   return std::nullopt;
 }
 
+// Margins depend on the tick labels, which depend on the plot's size, which depends on the
+// margins: `fit` lays a chart out in a box and returns the box that layout leaves, and a few
+// passes settle it. Returns the box of the last pass, so that what `fit` computed in it
+// describes the box returned.
+Box Settle(Box box, const std::function<Box(const Box&)>& fit) {
+  Box laid = box;
+  for (int pass = 0; pass < 4; ++pass) {
+    laid = box;
+    box = fit(laid);
+  }
+  return laid;
+}
+
+/// Where a plot with axes and its legend go.
+struct PlotLayout {
+  Box frame;
+  std::optional<Box> legend_box;  // a free corner of the frame; unset with a legend: a band above
+  double legend_band = 0;         // the height of that band
+};
+
+/// The layout step of the line and bar charts: the frame settles (`start(band)` is the first
+/// guess below a legend band of that height, `fit(frame, band)` lays the axes out in a frame),
+/// then the legend goes into a corner of the frame where it hides no data (`hits(frame, box)`)
+/// or, when no corner is free, into a band above the plot, and the frame settles again.
+PlotLayout LayOutPlot(Painter& p, const std::vector<LegendEntry>& legend, double width,
+                      const std::function<Box(double band)>& start,
+                      const std::function<Box(const Box& frame, double band)>& fit,
+                      const std::function<bool(const Box& frame, const Box& box)>& hits) {
+  PlotLayout out;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    out.frame = Settle(start(out.legend_band), [&](const Box& frame) { return fit(frame, out.legend_band); });
+    if (legend.empty() || out.legend_band > 0) break;
+    out.legend_box =
+        FreeCorner(out.frame, LegendBoxSize(p, legend), [&](const Box& box) { return hits(out.frame, box); });
+    if (out.legend_box) break;
+    out.legend_band = LegendBandHeight(p, legend, kPad, width - kPad);
+  }
+  return out;
+}
+
+void DrawLegend(Painter& p, const std::vector<LegendEntry>& legend, const PlotLayout& layout, double width,
+                double top) {
+  if (layout.legend_box) {
+    DrawLegendBox(p, legend, *layout.legend_box);
+  } else if (!legend.empty()) {
+    DrawLegendBand(p, legend, kPad, width - kPad, top);
+  }
+}
+
+/// One legend entry per series, named "series N" when unnamed, in the palette's colours;
+/// none for a single unnamed series.
+std::vector<LegendEntry> SeriesLegend(const std::vector<Series>& series, Swatch swatch, bool force) {
+  std::vector<LegendEntry> legend;
+  const bool any_named = std::any_of(series.begin(), series.end(), [](const Series& s) { return !s.name.empty(); });
+  if (series.size() <= 1 && !any_named && !force) return legend;
+  for (size_t i = 0; i < series.size(); ++i) {
+    const std::string& name = series[i].name;
+    legend.push_back({name.empty() ? fmt::format("series {}", i + 1) : name, kPalette[i % kPalette.size()], swatch});
+  }
+  return legend;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation.
 
@@ -766,70 +828,54 @@ void DrawLineChart(Painter& p, const LineChart& c) {
     x_hi *= 2;
   }
 
-  std::vector<LegendEntry> legend;
-  bool any_named = std::any_of(c.series.begin(), c.series.end(), [](const Series& s) { return !s.name.empty(); });
-  if (c.series.size() > 1 || any_named) {
-    for (size_t i = 0; i < c.series.size(); ++i) {
-      const std::string& name = c.series[i].name;
-      legend.push_back(
-          {name.empty() ? fmt::format("series {}", i + 1) : name, kPalette[i % kPalette.size()], Swatch::kLine});
-    }
-  }
-
+  std::vector<LegendEntry> legend = SeriesLegend(c.series, Swatch::kLine, false);
   FitLegendNames(p, legend, width);
 
-  // Margins depend on the tick labels, which depend on the plot size: settle in a few passes.
-  Box frame;
   Axis x, y;
   std::vector<MarkerLabel> marker_labels;
-  std::optional<Box> legend_box;
-  double legend_band = 0;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    Box next{kPad + 50, top, width - kPad - 20, height - kPad - 40};
-    for (int pass = 0; pass < 4; ++pass) {
-      frame = next;
-      y = LinearAxis(y_lo, y_hi, frame.height() / 55, c.y_min.has_value(), c.y_max.has_value());
-      p.SetFont(kTickSize);
-      x = FittedXAxis(p, x_lo, x_hi, c.log_x, frame.width());
-      marker_labels = PlaceMarkerLabels(p, c, x, frame);
+  const PlotLayout layout = LayOutPlot(
+      p, legend, width,
+      [&](double) {
+        return Box{kPad + 50, top, width - kPad - 20, height - kPad - 40};
+      },
+      [&](const Box& frame, double band) {
+        y = LinearAxis(y_lo, y_hi, frame.height() / 55, c.y_min.has_value(), c.y_max.has_value());
+        p.SetFont(kTickSize);
+        x = FittedXAxis(p, x_lo, x_hi, c.log_x, frame.width());
+        marker_labels = PlaceMarkerLabels(p, c, x, frame);
 
-      p.SetFont(kTickSize);
-      double x_tick_height = kTickLength + kTickGap + p.TextHeight();
-      double y_ticks_width = MaxLabelWidth(p, y) + kTickLength + kTickGap;
-      double right_overhang = 0;
-      for (const Tick& t : x.ticks) {
-        if (!t.label.empty() && x.Fraction(t.value) > 0.999) right_overhang = p.TextWidth(t.label) / 2;
-      }
-      int rows = 0;
-      for (const MarkerLabel& l : marker_labels) rows = std::max(rows, l.row + 1);
-      next.x0 = kPad + AxisLabelHeight(p, c.y_label) + y_ticks_width;
-      next.x1 = width - kPad - std::max(12.0, right_overhang);
-      next.y0 = top + legend_band + (rows ? rows * MarkerRowHeight(p) + 4 : 0);
-      next.y1 = height - kPad - AxisLabelHeight(p, c.x_label) - x_tick_height;
-    }
-    if (legend.empty() || legend_band > 0) break;
-
-    Box size = LegendBoxSize(p, legend);
-    legend_box = FreeCorner(frame, size, [&](const Box& box) {
-      for (const Series& s : c.series) {
-        double ax = MapX(x, frame, s.x[0]), ay = MapY(y, frame, s.y[0]);
-        if (s.x.size() == 1 && SegmentHitsBox(ax, ay, ax, ay, box)) return true;
-        for (size_t i = 1; i < s.x.size(); ++i) {
-          double bx = MapX(x, frame, s.x[i]), by = MapY(y, frame, s.y[i]);
-          if (SegmentHitsBox(ax, ay, bx, by, box)) return true;
-          ax = bx;
-          ay = by;
+        p.SetFont(kTickSize);
+        double x_tick_height = kTickLength + kTickGap + p.TextHeight();
+        double y_ticks_width = MaxLabelWidth(p, y) + kTickLength + kTickGap;
+        double right_overhang = 0;
+        for (const Tick& t : x.ticks) {
+          if (!t.label.empty() && x.Fraction(t.value) > 0.999) right_overhang = p.TextWidth(t.label) / 2;
         }
-      }
-      for (const Marker& m : c.markers) {
-        double mx = MapX(x, frame, m.x);
-        if (SegmentHitsBox(mx, frame.y0, mx, frame.y1, box)) return true;
-      }
-      return false;
-    });
-    if (legend_box) break;
-    legend_band = LegendBandHeight(p, legend, kPad, width - kPad);
-  }
+        int rows = 0;
+        for (const MarkerLabel& l : marker_labels) rows = std::max(rows, l.row + 1);
+        return Box{kPad + AxisLabelHeight(p, c.y_label) + y_ticks_width,
+                   top + band + (rows ? rows * MarkerRowHeight(p) + 4 : 0),
+                   width - kPad - std::max(12.0, right_overhang),
+                   height - kPad - AxisLabelHeight(p, c.x_label) - x_tick_height};
+      },
+      [&](const Box& frame, const Box& box) {
+        for (const Series& s : c.series) {
+          double ax = MapX(x, frame, s.x[0]), ay = MapY(y, frame, s.y[0]);
+          if (s.x.size() == 1 && SegmentHitsBox(ax, ay, ax, ay, box)) return true;
+          for (size_t i = 1; i < s.x.size(); ++i) {
+            double bx = MapX(x, frame, s.x[i]), by = MapY(y, frame, s.y[i]);
+            if (SegmentHitsBox(ax, ay, bx, by, box)) return true;
+            ax = bx;
+            ay = by;
+          }
+        }
+        for (const Marker& m : c.markers) {
+          double mx = MapX(x, frame, m.x);
+          if (SegmentHitsBox(mx, frame.y0, mx, frame.y1, box)) return true;
+        }
+        return false;
+      });
+  const Box& frame = layout.frame;
 
   DrawHorizontalGrid(p, y, frame);
   DrawVerticalGrid(p, x, frame);
@@ -892,11 +938,7 @@ void DrawLineChart(Painter& p, const LineChart& c) {
     p.Text(c.markers[l.marker].label, (box.x0 + box.x1) / 2, box.y1 - 2, HAlign::kCenter, VAlign::kBottom);
   }
 
-  if (legend_box) {
-    DrawLegendBox(p, legend, *legend_box);
-  } else if (!legend.empty()) {
-    DrawLegendBand(p, legend, kPad, width - kPad, top);
-  }
+  DrawLegend(p, legend, layout, width, top);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -986,71 +1028,57 @@ void DrawBarChart(Painter& p, const BarChart& c) {
   }
   Rgb line_color = kPalette[m % kPalette.size()];
 
-  std::vector<LegendEntry> legend;
-  bool any_named = std::any_of(c.bars.begin(), c.bars.end(), [](const Series& s) { return !s.name.empty(); }) ||
-                   (c.line && !c.line->name.empty());
-  if (m > 1 || any_named) {
-    for (size_t i = 0; i < m; ++i) {
-      const std::string& name = c.bars[i].name;
-      legend.push_back(
-          {name.empty() ? fmt::format("series {}", i + 1) : name, kPalette[i % kPalette.size()], Swatch::kBar});
-    }
-    if (c.line) {
-      std::string name = !c.line->name.empty() ? c.line->name : !c.line_axis_label.empty() ? c.line_axis_label : "line";
-      legend.push_back({name, line_color, Swatch::kLineWithDot});
-    }
+  std::vector<LegendEntry> legend = SeriesLegend(c.bars, Swatch::kBar, c.line && !c.line->name.empty());
+  if (!legend.empty() && c.line) {
+    std::string name = !c.line->name.empty() ? c.line->name : !c.line_axis_label.empty() ? c.line_axis_label : "line";
+    legend.push_back({name, line_color, Swatch::kLineWithDot});
   }
   FitLegendNames(p, legend, width);
 
-  Box frame;
   Axis y, right;
   CategoryLabels labels;
-  std::optional<Box> legend_box;
-  double legend_band = 0;
-  auto group_x = [&](size_t i) { return frame.x0 + (i + 0.5) * frame.width() / n; };
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    Box next{kPad + 50, top + legend_band, width - kPad - (c.line ? 60 : 12), height - kPad - 40};
-    for (int pass = 0; pass < 4; ++pass) {
-      frame = next;
-      double group_width = frame.width() / n;
-      labels = LayoutCategories(p, c.categories, group_width, 0.3 * height);
-      y = LinearAxis(lo, hi, frame.height() / 55, false, false);
-      if (c.line) right = AlignedAxis(y, line_lo, line_hi, frame.height() / 55, c.line_axis_percent);
+  const PlotLayout layout = LayOutPlot(
+      p, legend, width,
+      [&](double band) {
+        return Box{kPad + 50, top + band, width - kPad - (c.line ? 60 : 12), height - kPad - 40};
+      },
+      [&](const Box& frame, double) {
+        double group_width = frame.width() / n;
+        labels = LayoutCategories(p, c.categories, group_width, 0.3 * height);
+        y = LinearAxis(lo, hi, frame.height() / 55, false, false);
+        if (c.line) right = AlignedAxis(y, line_lo, line_hi, frame.height() / 55, c.line_axis_percent);
 
-      p.SetFont(kTickSize);
-      double left_margin = kPad + AxisLabelHeight(p, c.y_label) + MaxLabelWidth(p, y) + kTickLength + kTickGap;
-      next.x0 = std::max(left_margin, kPad + labels.overhang - group_width / 2);
-      double right_margin = kPad + std::max(12.0, labels.right_out - group_width / 2);
-      if (c.line) {
-        right_margin = std::max(right_margin, kPad + AxisLabelHeight(p, c.line_axis_label) + MaxLabelWidth(p, right) +
-                                                  kTickLength + kTickGap);
-      }
-      next.x1 = width - right_margin;
-      next.y1 = height - kPad - AxisLabelHeight(p, c.x_label) - labels.height - kTickLength - kTickGap;
-    }
-    if (legend.empty() || legend_band > 0) break;
-
-    double group_width = frame.width() / n;
-    legend_box = FreeCorner(frame, LegendBoxSize(p, legend), [&](const Box& box) {
-      for (size_t i = 0; i < n; ++i) {
-        double gx = frame.x0 + i * group_width;
-        for (const Series& s : c.bars) {
-          double a = MapY(y, frame, 0), b = MapY(y, frame, s.y[i]);
-          if (Box{gx, std::min(a, b), gx + group_width, std::max(a, b)}.Overlaps(box)) return true;
-        }
+        p.SetFont(kTickSize);
+        double left_margin = kPad + AxisLabelHeight(p, c.y_label) + MaxLabelWidth(p, y) + kTickLength + kTickGap;
+        double right_margin = kPad + std::max(12.0, labels.right_out - group_width / 2);
         if (c.line) {
-          size_t j = std::min(i + 1, n - 1);
-          if (SegmentHitsBox(group_x(i), MapY(right, frame, c.line->y[i]), group_x(j), MapY(right, frame, c.line->y[j]),
-                             box)) {
-            return true;
+          right_margin = std::max(right_margin, kPad + AxisLabelHeight(p, c.line_axis_label) + MaxLabelWidth(p, right) +
+                                                    kTickLength + kTickGap);
+        }
+        return Box{std::max(left_margin, kPad + labels.overhang - group_width / 2), frame.y0, width - right_margin,
+                   height - kPad - AxisLabelHeight(p, c.x_label) - labels.height - kTickLength - kTickGap};
+      },
+      [&](const Box& frame, const Box& box) {
+        double group_width = frame.width() / n;
+        auto group_x = [&](size_t i) { return frame.x0 + (i + 0.5) * group_width; };
+        for (size_t i = 0; i < n; ++i) {
+          double gx = frame.x0 + i * group_width;
+          for (const Series& s : c.bars) {
+            double a = MapY(y, frame, 0), b = MapY(y, frame, s.y[i]);
+            if (Box{gx, std::min(a, b), gx + group_width, std::max(a, b)}.Overlaps(box)) return true;
+          }
+          if (c.line) {
+            size_t j = std::min(i + 1, n - 1);
+            if (SegmentHitsBox(group_x(i), MapY(right, frame, c.line->y[i]), group_x(j),
+                               MapY(right, frame, c.line->y[j]), box)) {
+              return true;
+            }
           }
         }
-      }
-      return false;
-    });
-    if (legend_box) break;
-    legend_band = LegendBandHeight(p, legend, kPad, width - kPad);
-  }
+        return false;
+      });
+  const Box& frame = layout.frame;
+  auto group_x = [&](size_t i) { return frame.x0 + (i + 0.5) * frame.width() / n; };
 
   DrawHorizontalGrid(p, y, frame);
 
@@ -1110,11 +1138,7 @@ void DrawBarChart(Painter& p, const BarChart& c) {
     DrawYLabel(p, c.line_axis_label, frame, width - kPad - p.TextHeight(), line_color);
   }
 
-  if (legend_box) {
-    DrawLegendBox(p, legend, *legend_box);
-  } else if (!legend.empty()) {
-    DrawLegendBand(p, legend, kPad, width - kPad, top);
-  }
+  DrawLegend(p, legend, layout, width, top);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1171,7 +1195,8 @@ void DrawHeatmap(Painter& p, const Heatmap& c) {
     cell_w = std::min(area.width() / cols, 1.5 * area.height() / rows);
     cell_h = std::min(area.height() / rows, 1.2 * cell_w);
   };
-  for (int pass = 0; pass < 4; ++pass) {
+  area = Settle(area, [&](const Box& laid) {
+    area = laid;
     size_cells();
     labels = LayoutCategories(p, col_names, cell_w, 0.25 * height);
     scale = LinearAxis(v_lo, v_hi, rows * cell_h / 40, true, true);
@@ -1180,8 +1205,8 @@ void DrawHeatmap(Painter& p, const Heatmap& c) {
     double right_block = kBarGap + kBarWidth + kTickLength + kTickGap + MaxLabelWidth(p, scale) + kPad;
     double left = std::max(left_block, kPad + labels.overhang - cell_w / 2);
     double bottom = kPad + AxisLabelHeight(p, c.x_label) + labels.height + kNameGap;
-    area = {left, top, width - right_block, height - bottom};
-  }
+    return Box{left, top, width - right_block, height - bottom};
+  });
   size_cells();
   // Centre the whole block (names, grid, colour bar) in the space the cells do not need.
   double spare_w = area.width() - cell_w * cols, spare_h = area.height() - cell_h * rows;
@@ -1372,4 +1397,4 @@ Status WriteChart(const LineChart& chart, const std::string& path) { return Writ
 Status WriteChart(const BarChart& chart, const std::string& path) { return Write(chart, path, DrawBarChart); }
 Status WriteChart(const Heatmap& chart, const std::string& path) { return Write(chart, path, DrawHeatmap); }
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::chart

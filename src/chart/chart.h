@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 
-namespace iotinfer::analytics {
+namespace iotinfer::chart {
 
 /// Image size in pixels (SVG: CSS pixels). Both must lie in [100, 10000].
 struct ChartSize {
@@ -69,4 +69,4 @@ Status WriteChart(const LineChart& chart, const std::string& path);
 Status WriteChart(const BarChart& chart, const std::string& path);
 Status WriteChart(const Heatmap& chart, const std::string& path);
 
-}  // namespace iotinfer::analytics
+}  // namespace iotinfer::chart
