@@ -80,7 +80,7 @@ float LargestShift(std::span<const float> exact, std::span<const float> int8, in
 // Recheck margins are this many times the largest shift seen in calibration: images unlike
 // the calibration's shift more. Fashion-MNIST test images blurred with sigma 2 (not in the
 // training set) reached 1.19 times the training set's largest, and no prediction changed on
-// any fault profile with this factor (BENCHMARKS.md, inference section).
+// any fault profile with this factor (docs/bench-log.md).
 constexpr float kRecheckSafety = 2.f;
 
 }  // namespace

@@ -17,7 +17,7 @@ namespace iotinfer::model {
 /// about twice as fast per core (BENCHMARKS.md), for the layer types it supports here. oneDNN
 /// in int8 is over twice as fast again. It needs a calibration (calibration.h), and it
 /// classifies the close calls again in float32, so that its predictions are float32's
-/// (README.md, "int8"). kAuto is int8 when the model has a calibration, else float32 oneDNN.
+/// (model/MODEL.md, "int8"). kAuto is int8 when the model has a calibration, else float32 oneDNN.
 enum class Engine { kAuto, kOpenCv, kOneDnn, kOneDnnInt8 };
 
 /// "auto", "opencv", "onednn" or "onednn-int8"; InvalidInput naming the choices otherwise.
@@ -52,7 +52,7 @@ struct Prediction {
 ///
 /// Parallelism is data-parallel: `threads` single-threaded replicas of the network each run a
 /// slice of the batch. For these small networks that beats OpenCV's intra-layer threading
-/// (measured in BENCHMARKS.md). Create() therefore sets OpenCV's process-wide thread count
+/// (measured in docs/bench-log.md). Create() therefore sets OpenCV's process-wide thread count
 /// to 1. Not thread-safe: one Classify() call at a time per Classifier.
 class Classifier {
  public:

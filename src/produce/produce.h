@@ -27,7 +27,7 @@ struct ProduceOptions {
   // zlib level of the PNGs. 0 (stored) encodes a 28x28 image in about 2 us against 27 us at
   // level 1, for 885 bytes against 529: simulated devices share the pipeline's cores, real
   // ones compress on their own CPUs. With level 0 the produce -> infer pipeline on 2 cores runs
-  // 25-45% faster than with level 1 (five runs, BENCHMARKS.md, pipeline).
+  // 25-45% faster than with level 1 (five runs, docs/bench-log.md).
   int png_compression = 0;
   uint64_t seed = 1;   // picks the images and drives the faults
   std::string run_id;  // image ids are "<run_id>-<producer>-<n>"; empty: random

@@ -1,4 +1,4 @@
-"""Python clients speak iotinfer's Kafka wire formats (shared/DESIGN.md).
+"""Python clients speak iotinfer's Kafka wire formats (docs/design.md).
 
 A device written in Python (confluent-kafka + Pillow) sends PNG images with the documented
 headers; `iotinfer infer` classifies them; a Python consumer reads `inferences` with
