@@ -228,7 +228,8 @@ def main():
     reference = min(args.reference_docs, args.docs)
     print(f"bench: pymongo client-side count of {reference:,} documents", flush=True)
     rows.append((f"pymongo client-side count (reference)", reference,
-                 {"seconds": pymongo_count(args.mongo, db, reference), "rss": None, "server": None, "killed": False}))
+                 {"seconds": pymongo_count(args.mongo, db, reference), "rss": None, "server": None, "killed": False,
+                  "engine": "reference"}))
     print("bench: stream freshness", flush=True)
     p50, p99, streamed = freshness(args, args.mongo, "bench_stream")
     client.drop_database("bench_stream")
@@ -241,6 +242,7 @@ def main():
                             "--out", out], args.server_pid, limit_gib)
         if not run["killed"] and stored_counts(args.mongo, database) != tally(document(i, None) for i in range(docs)):
             raise SystemExit(f"bench: the {engine} engine's counts are wrong")
+        run["engine"] = engine
         rows.append((f"`iotinfer batch --engine {engine}`", docs, run))
         print(f"bench: {engine}: {run}", flush=True)
 
@@ -258,12 +260,23 @@ def main():
             client.drop_database(small)
         batch("mongo", db, args.docs, out)
 
+    facts = {"docs": args.docs, "machine": machine_line(), "server": server, "load_seconds": load_seconds,
+             "index_seconds": index_seconds, "limit_gib": limit_gib, "rate": args.rate, "seconds": args.seconds,
+             "streamed": streamed, "p50": p50, "p99": p99}
+    print(write_section(args.report, "analytics", report_lines(rows, facts)))
+
+
+def report_lines(rows, facts):
+    """The section's lines: `rows` (label, documents, run) as main measures them, the pymongo
+    reference first; `facts` the run's facts."""
+    limit_gib = facts["limit_gib"]
     lines = [
-        f"### Analytics over {args.docs:,} documents ({time.strftime('%Y-%m-%d')})",
+        f"### Analytics over {facts['docs']:,} documents ({time.strftime('%Y-%m-%d')})",
         "",
-        f"{machine_line()} Store: {server}, a private instance on 127.0.0.1 started for the run. "
-        f"Loaded with pymongo `insert_many` from 2 processes in {load_seconds:.0f} s "
-        f"({args.docs / load_seconds:,.0f} documents/s), unique index on `id` built in {index_seconds:.0f} s. "
+        f"{facts['machine']} Store: {facts['server']}, a private instance on 127.0.0.1 started for the run. "
+        f"Loaded with pymongo `insert_many` from 2 processes in {facts['load_seconds']:.0f} s "
+        f"({facts['docs'] / facts['load_seconds']:,.0f} documents/s), unique index on `id` built in "
+        f"{facts['index_seconds']:.0f} s. "
         "Every engine's counts checked against the loader's. Times are whole commands (start, scan or "
         "aggregation, results write, CSV and charts). The pymongo reference counts the first documents "
         "client-side in Python: the rate at which the server hands documents to any reader.",
@@ -280,13 +293,26 @@ def main():
         server_rss = f"{run['server']:.1f} GiB" if run["server"] else "-"
         lines.append(f"| {name} | {docs:,} | {run['seconds']:.1f} | {docs / run['seconds']:,.0f} | {client_rss} | "
                      f"{server_rss} |")
+    finished = [(docs, run) for _, docs, run in rows if not run["killed"]]
+    reference = next((docs / run["seconds"] for docs, run in finished if run.get("engine") == "reference"), None)
+    native = [f"{docs / run['seconds'] / reference:.2f}x over {docs:,} documents"
+              for docs, run in finished if reference and run.get("engine") == "native"]
+    pushdown = [f"{run['server'] * 2**20 / docs:.1f} KiB per document over {docs:,} documents"
+                for docs, run in finished if run.get("engine") == "mongo" and run["server"]]
+    summary = []
+    if native:
+        summary.append("The native engine's documents/s against the reference's: " + ", ".join(native) + ".")
+    if pushdown:
+        summary.append("The push-down engine's server peak RSS: " + ", ".join(pushdown) + ".")
+    if summary:
+        lines += ["", " ".join(summary)]
     lines += [
         "",
         f"Stream freshness (record delivered to Kafka until the stored total counts it; `iotinfer stream` "
-        f"with 500 ms updates, {args.rate:,} records/s for {args.seconds} s = {streamed:,} records, "
-        f"6 partitions, same server): p50 {p50:.0f} ms, p99 {p99:.0f} ms.",
+        f"with 500 ms updates, {facts['rate']:,} records/s for {facts['seconds']} s = {facts['streamed']:,} records, "
+        f"6 partitions, same server): p50 {facts['p50']:.0f} ms, p99 {facts['p99']:.0f} ms.",
     ]
-    print(write_section(args.report, "analytics", lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -11,15 +11,17 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import torch
 
-from benchmarks import cpu_facts, load_trained_model, write_section
+from benchmarks import cpu_facts, load_trained_model, machine_line, write_section
 
+# The foundation issue's targets: iotinfer's images/s over PyTorch eager's at the same thread
+# count, by batch size.
+TARGETS = {1: 9.0, 64: 3.5}
 
 
 def time_torch(fn, batch, x_all, seconds):
@@ -85,31 +87,41 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    cpu, mhz, fma_per_cycle = cpu_facts()
-    nominal_peak = cores * mhz / 1000 * fma_per_cycle
-    macs = metrics["macs_per_image"]
+    _, mhz, fma_per_cycle = cpu_facts()
+    first = ours[batches[0]]
+    facts = {"machine": machine_line(), "arch": metrics["arch"], "macs": metrics["macs_per_image"],
+             "replicas": first["threads"], "engine": first["inference_engine"], "opencv": first["opencv"],
+             "torch": torch.__version__, "default_threads": default_threads, "seconds": args.seconds,
+             "cores": cores, "peak": measured_peak, "mhz": mhz, "fma_per_cycle": fma_per_cycle}
+    print(write_section(args.report, "infer", report_lines(rows, facts)))
+
+
+def report_lines(rows, facts):
+    """The section's lines: `rows` as main measures them (one per batch size), `facts` the run's facts."""
+    cores, macs, peak = facts["cores"], facts["macs"], facts["peak"]
+    nominal_peak = cores * facts["mhz"] / 1000 * facts["fma_per_cycle"]
     lines = [
         f"### Inference: iotinfer vs PyTorch, same model ({datetime.date.today()})",
         "",
-        f"Machine: {cpu}, {cores} cores at {mhz:.0f} MHz, {platform.system()} {platform.release()}. "
-        f"Model `{metrics['arch']}` ({macs / 1e6:.2f} M multiply-adds per image), all 10,000 "
+        f"{facts['machine']} "
+        f"Model `{facts['arch']}` ({macs / 1e6:.2f} M multiply-adds per image), all 10,000 "
         f"Fashion-MNIST test images cycled, uint8 pixels in, class out. iotinfer, each engine as "
-        f"{ours[batches[0]]['threads']} single-threaded replicas: its default, `{ours[batches[0]]['inference_engine']}` "
+        f"{facts['replicas']} single-threaded replicas: its default, `{facts['engine']}` "
         f"(oneDNN, Debian's libdnnl 2.6: every layer but the first convolution in int8, and the close calls "
-        f"classified again in FP32, so that its predictions are FP32's; README, int8); its `--engine onednn`, "
-        f"all FP32; and its `--engine opencv` (OpenCV {ours[batches[0]]['opencv']} DNN). "
-        f"PyTorch {torch.__version__} (Debian build, oneDNN), eval mode, inference_mode; its default "
-        f"on this machine is {default_threads} thread(s). {args.seconds:.0f} s per cell.",
+        f"classified again in FP32, so that its predictions are FP32's; model/MODEL.md, int8); its `--engine onednn`, "
+        f"all FP32; and its `--engine opencv` (OpenCV {facts['opencv']} DNN). "
+        f"PyTorch {facts['torch']} (Debian build, oneDNN), eval mode, inference_mode; its default "
+        f"on this machine is {facts['default_threads']} thread(s). {facts['seconds']:.0f} s per cell.",
         "",
         f"| batch | iotinfer img/s | of which rechecked in FP32 | iotinfer `--engine onednn` (FP32) img/s "
         f"| iotinfer `--engine opencv` img/s | PyTorch eager, {cores} threads "
-        f"| PyTorch eager, default ({default_threads}) | PyTorch TorchScript frozen, {cores} threads "
+        f"| PyTorch eager, default ({facts['default_threads']}) | PyTorch TorchScript frozen, {cores} threads "
         f"| iotinfer / eager {cores}t | FP32 / eager {cores}t | iotinfer / eager default | iotinfer / TorchScript "
         f"| FP32 % of FMA peak | TorchScript % of FMA peak |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     def share(images_per_second):
-        return f"{100 * images_per_second * macs / 1e9 / measured_peak:.0f}%"
+        return f"{100 * images_per_second * macs / 1e9 / peak:.0f}%"
 
     for r in rows:
         lines.append(f"| {r['batch']} | {r['iotinfer']:,.0f} | {100 * r['rechecked']:.1f}% | {r['fp32']:,.0f} | "
@@ -119,13 +131,28 @@ def main():
                      f"{share(r['fp32'])} | {share(r['script'])} |")
     lines += [
         "",
-        f"FMA peak: {measured_peak:.0f} G FP32 multiply-adds/s, measured in the same run by 12 independent "
-        f"AVX2 FMA chains per core on all {cores} cores (the nominal {mhz / 1000:.2f} GHz x {fma_per_cycle} "
-        f"FMA/cycle x {cores} cores would say {nominal_peak:.0f} G; the difference is turbo). "
+        f"FMA peak: {peak:.0f} G FP32 multiply-adds/s, measured in the same run by 12 independent "
+        f"AVX2 FMA chains per core on all {cores} cores (the nominal {facts['mhz'] / 1000:.2f} GHz x "
+        f"{facts['fma_per_cycle']} FMA/cycle x {cores} cores would say {nominal_peak:.0f} G; the difference is turbo). "
         "Share of peak = images/s x multiply-adds per image / peak (oneDNN skips the taps in the zero "
         "padding, about a fifth of them, so its real share is lower). int8 is not counted against an FP32 peak.",
     ]
-    print(write_section(args.report, "infer", lines))
+    by_batch = {r["batch"]: r for r in rows}
+    verdicts, fp32_short = [], []
+    for batch, target in TARGETS.items():
+        r = by_batch.get(batch)
+        if r is None:
+            continue
+        ratio = r["iotinfer"] / r["eager"]
+        verdicts.append(f"batch {batch}, >= {target:g}x: {ratio:.1f}x, {'met' if ratio >= target else 'not met'}")
+        if r["fp32"] / r["eager"] < target:
+            needed = target * r["eager"]
+            fp32_short.append(f"FP32 alone would need {needed:,.0f} img/s at batch {batch} for {target:g}x, "
+                              f"{share(needed)} of the FMA peak as counted here (it ran at {share(r['fp32'])})")
+    if verdicts:
+        lines += ["", f"Against the targets (iotinfer / PyTorch eager, {cores} threads each): "
+                  + "; ".join(verdicts) + "." + "".join(f" {s}." for s in fp32_short)]
+    return lines
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 //   g++ -O2 -std=c++17 bench/onednn_probe.cc -o /tmp/onednn_probe -ldnnl
 //   OMP_NUM_THREADS=1 /tmp/onednn_probe int8 nhwc     # or: f32 nhwc, f32 any
 //
-// Results on the machine of BENCHMARKS.md are in its inference section.
+// Its results are in docs/bench-log.md.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

@@ -12,7 +12,6 @@
 #include <thread>
 
 #include "analytics/batch.h"
-#include "stream/stream.h"
 #include "analytics_test_util.h"
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
@@ -20,6 +19,7 @@
 #include "process_util.h"
 #include "produce/produce.h"
 #include "sink/sink.h"
+#include "stream/stream.h"
 #include "test_util.h"
 
 namespace iotinfer::sink {
