@@ -39,9 +39,8 @@ struct ExternalOffsetConsumer::Impl {
       // Taking the partitions without knowing where to start would count records twice or
       // not at all; the member keeps none and Poll reports why.
       impl->failed = starts.error();
-      rd_kafka_topic_partition_list_t* none = rd_kafka_topic_partition_list_new(0);
-      ApplyRebalance(rk, err, none, impl->assigned, impl->options.log);
-      rd_kafka_topic_partition_list_destroy(none);
+      const PartitionList none(rd_kafka_topic_partition_list_new(0));
+      ApplyRebalance(rk, err, none.get(), impl->assigned, impl->options.log);
       return;
     }
     for (int i = 0; i < partitions->cnt; ++i) {
@@ -80,20 +79,13 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
     const auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (remaining.count() < 0) break;
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
-    if (impl.failed) {
-      if (m) rd_kafka_message_destroy(m);
-      return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
-    }
-    if (impl.errors.stop) {
-      if (m) rd_kafka_message_destroy(m);
-      return std::unexpected(*impl.errors.stop);
-    }
+    const Message m(rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count())));
+    if (impl.failed) return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
+    if (impl.errors.stop) return std::unexpected(*impl.errors.stop);
     if (!m) continue;
     if (m->err) {
-      std::optional<Error> stop = StopError(impl.consumer.get(), m);
-      std::optional<InputMessage> unreadable = Unreadable(m);
-      rd_kafka_message_destroy(m);
+      std::optional<Error> stop = StopError(impl.consumer.get(), m.get());
+      std::optional<InputMessage> unreadable = Unreadable(m.get());
       if (stop) return std::unexpected(std::move(*stop));
       // Handed on, so that the caller counts it: librdkafka has moved past it.
       if (unreadable && impl.assigned.contains({unreadable->topic, unreadable->partition})) {
@@ -106,10 +98,9 @@ Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::mill
     if (batch.empty()) deadline = std::min(deadline, std::chrono::steady_clock::now() + impl.options.max_wait);
     // A rebalance inside this poll may have taken the partition away since it was fetched.
     if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) {
-      batch.push_back(Convert(m));
+      batch.push_back(Convert(m.get()));
       bytes += WireSize(batch.back().message);
     }
-    rd_kafka_message_destroy(m);
   }
   return batch;
 }

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <thread>
 
@@ -164,12 +165,11 @@ std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m) {
 
 void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics) {
   for (const auto& topic : topics) {
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* metadata = nullptr;
-    if (rd_kafka_metadata(rk, 0, rkt, &metadata, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_metadata_destroy(metadata);
-    }
-    rd_kafka_topic_destroy(rkt);
+    const Topic rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+    const rd_kafka_metadata_t* answer = nullptr;
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt.get(), &answer, 10000);
+    // Asked only so that librdkafka learns where the topic lives; the answer is not needed.
+    const Metadata metadata(err == RD_KAFKA_RESP_ERR_NO_ERROR ? answer : nullptr);
   }
 }
 
@@ -183,18 +183,20 @@ Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf) {
 
 rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const WireMessage& message, void* opaque) {
   for (;;) {
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+    Headers headers(rd_kafka_headers_new(message.headers.size()));
     for (const auto& h : message.headers) {
-      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+      rd_kafka_header_add(headers.get(), h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
                           static_cast<ssize_t>(h.value.size()));
     }
     rd_kafka_resp_err_t err =
         rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
                           RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers.get()),
                           RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return err;  // the headers now belong to the message
-    rd_kafka_headers_destroy(headers);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      headers.release();  // they now belong to the message
+      return err;
+    }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
     // Backpressure: let deliveries drain the local queue, then try again.
     rd_kafka_poll(rk, 50);
@@ -214,9 +216,8 @@ void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_part
     }
   }
   if (cooperative) {
-    rd_kafka_error_t* e = assigning ? rd_kafka_incremental_assign(rk, partitions)
-                                    : rd_kafka_incremental_unassign(rk, partitions);
-    if (e) rd_kafka_error_destroy(e);
+    const KafkaError ignored(assigning ? rd_kafka_incremental_assign(rk, partitions)
+                                       : rd_kafka_incremental_unassign(rk, partitions));
   } else {
     rd_kafka_assign(rk, assigning ? partitions : nullptr);
   }
@@ -230,11 +231,9 @@ void ApplyRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_part
 }
 
 rd_kafka_resp_err_t SeekAndWait(rd_kafka_t* consumer, const std::string& topic, int32_t partition, int64_t offset) {
-  rd_kafka_topic_t* handle = rd_kafka_topic_new(consumer, topic.c_str(), nullptr);
+  const Topic handle(rd_kafka_topic_new(consumer, topic.c_str(), nullptr));
   if (!handle) return rd_kafka_last_error();
-  const rd_kafka_resp_err_t err = rd_kafka_seek(handle, partition, offset, 10000);
-  rd_kafka_topic_destroy(handle);
-  return err;
+  return rd_kafka_seek(handle.get(), partition, offset, 10000);
 }
 
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
@@ -302,13 +301,13 @@ Result<std::unique_ptr<Admin>> MakeAdmin(const KafkaConfig& config) {
 // than as a timeout.
 Result<std::map<std::string, int>> TopicPartitions(Admin& admin, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const rd_kafka_metadata_t* metadata = nullptr;
+  const rd_kafka_metadata_t* answer = nullptr;
   for (;;) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     const auto slice = std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(500));
     const rd_kafka_resp_err_t err =
-        rd_kafka_metadata(admin.rk.get(), 1, nullptr, &metadata, static_cast<int>(slice.count()));
+        rd_kafka_metadata(admin.rk.get(), 1, nullptr, &answer, static_cast<int>(slice.count()));
     if (!err) break;
     // Serves the error callback, and paces the retries of an error that came at once.
     rd_kafka_poll(admin.rk.get(), err == RD_KAFKA_RESP_ERR__TIMED_OUT ? 0 : 100);
@@ -317,12 +316,51 @@ Result<std::map<std::string, int>> TopicPartitions(Admin& admin, std::chrono::mi
     // down fails the request at once (__TRANSPORT) while the others could answer it.
     if (left <= slice) return std::unexpected(FromKafka(err, "reading topic metadata"));
   }
+  const Metadata metadata(answer);
   std::map<std::string, int> partitions;
   for (int i = 0; i < metadata->topic_cnt; ++i) {
     if (!metadata->topics[i].err) partitions[metadata->topics[i].topic] = metadata->topics[i].partition_cnt;
   }
-  rd_kafka_metadata_destroy(metadata);
   return partitions;
+}
+
+// Asks the cluster to create `topics` and waits for its answer.
+Status CreateTopics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics, std::chrono::milliseconds timeout) {
+  std::vector<NewTopic> requests;
+  std::array<char, 512> error{};
+  for (const auto& spec : topics) {
+    NewTopic topic(
+        rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, error.data(), error.size()));
+    if (!topic) return std::unexpected(Error::InvalidInput(fmt::format("topic {}: {}", spec.name, error.data())));
+    for (const auto& [name, value] : spec.configs) {
+      if (rd_kafka_NewTopic_set_config(topic.get(), name.c_str(), value.c_str())) {
+        return std::unexpected(Error::InvalidInput(fmt::format("topic {}: config {}={}", spec.name, name, value)));
+      }
+    }
+    requests.push_back(std::move(topic));
+  }
+  const Queue queue(rd_kafka_queue_new(rk));
+  const AdminOptions options(rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  rd_kafka_AdminOptions_set_operation_timeout(options.get(), static_cast<int>(timeout.count()), error.data(),
+                                              error.size());
+  std::vector<rd_kafka_NewTopic_t*> pointers = Pointers(requests);
+  rd_kafka_CreateTopics(rk, pointers.data(), pointers.size(), options.get(), queue.get());
+  const Event event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()) + 1000));
+  if (!event) return std::unexpected(Error::Unavailable("creating topics: no answer from the cluster"));
+  if (auto request_err = rd_kafka_event_error(event.get()); request_err) {
+    return std::unexpected(FromKafka(request_err, "creating topics"));
+  }
+  size_t count = 0;
+  const rd_kafka_topic_result_t** results =
+      rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event.get()), &count);
+  for (size_t i = 0; i < count; ++i) {
+    auto err = rd_kafka_topic_result_error(results[i]);
+    // Another process may have created it between our look and our request: that is fine.
+    if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      return std::unexpected(FromKafka(err, fmt::format("creating topic {}", rd_kafka_topic_result_name(results[i]))));
+    }
+  }
+  return Ok();
 }
 
 }  // namespace
@@ -376,60 +414,13 @@ std::string KafkaConfig::Describe() const {
 Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
                     std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(std::unique_ptr<Admin> admin, MakeAdmin(config));
-  rd_kafka_t* rk = admin->rk.get();
   // A topic that exists but errs here is asked for again; TOPIC_ALREADY_EXISTS is fine below.
   ASSIGN_OR_RETURN(auto existing, TopicPartitions(*admin, timeout));
-  std::vector<rd_kafka_NewTopic_t*> wanted;
-  auto cleanup = [&] {
-    for (auto* topic : wanted) rd_kafka_NewTopic_destroy(topic);
-  };
-  std::array<char, 512> error{};
-  for (const auto& spec : topics) {
-    if (existing.contains(spec.name)) continue;
-    rd_kafka_NewTopic_t* topic =
-        rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, error.data(), error.size());
-    if (!topic) {
-      cleanup();
-      return std::unexpected(Error::InvalidInput(fmt::format("topic {}: {}", spec.name, error.data())));
-    }
-    wanted.push_back(topic);
-    for (const auto& [name, value] : spec.configs) {
-      if (rd_kafka_NewTopic_set_config(topic, name.c_str(), value.c_str())) {
-        cleanup();
-        return std::unexpected(Error::InvalidInput(fmt::format("topic {}: config {}={}", spec.name, name, value)));
-      }
-    }
-  }
-  if (wanted.empty()) return Ok();
-
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-  rd_kafka_AdminOptions_set_operation_timeout(options, static_cast<int>(timeout.count()), error.data(), error.size());
-  rd_kafka_CreateTopics(rk, wanted.data(), wanted.size(), options, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()) + 1000);
-  Status status = Ok();
-  if (!event) {
-    status = std::unexpected(Error::Unavailable("creating topics: no answer from the cluster"));
-  } else if (auto request_err = rd_kafka_event_error(event); request_err) {
-    status = std::unexpected(FromKafka(request_err, "creating topics"));
-  } else {
-    size_t count = 0;
-    const rd_kafka_topic_result_t** results =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
-    for (size_t i = 0; i < count && status; ++i) {
-      auto err = rd_kafka_topic_result_error(results[i]);
-      // Another process may have created it between our look and our request: that is fine.
-      if (err && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        status =
-            std::unexpected(FromKafka(err, fmt::format("creating topic {}", rd_kafka_topic_result_name(results[i]))));
-      }
-    }
-  }
-  if (event) rd_kafka_event_destroy(event);
-  rd_kafka_AdminOptions_destroy(options);
-  rd_kafka_queue_destroy(queue);
-  cleanup();
-  TRY(status);
+  std::vector<TopicSpec> missing;
+  std::copy_if(topics.begin(), topics.end(), std::back_inserter(missing),
+               [&](const TopicSpec& t) { return !existing.contains(t.name); });
+  if (missing.empty()) return Ok();
+  TRY(CreateTopics(admin->rk.get(), missing, timeout));
   // The controller has the topics now, but the broker that answers metadata may not yet: a
   // caller's next PartitionCount or subscribe would miss them.
   const auto deadline = std::chrono::steady_clock::now() + timeout;

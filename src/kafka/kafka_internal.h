@@ -17,20 +17,40 @@
 
 namespace iotinfer::kafka {
 
-struct HandleDeleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+// Owners of librdkafka objects, each freed by its own destroy function, so that no path
+// (an early return, a TRY) frees one by hand or forgets to.
+template <auto Destroy>
+struct Deleter {
+  template <typename T>
+  void operator()(T* object) const {
+    Destroy(object);
+  }
 };
-using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using Handle = std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_destroy>>;
+using Conf = std::unique_ptr<rd_kafka_conf_t, Deleter<rd_kafka_conf_destroy>>;
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, Deleter<rd_kafka_topic_partition_list_destroy>>;
+using Message = std::unique_ptr<rd_kafka_message_t, Deleter<rd_kafka_message_destroy>>;
+using Headers = std::unique_ptr<rd_kafka_headers_t, Deleter<rd_kafka_headers_destroy>>;
+using Topic = std::unique_ptr<rd_kafka_topic_t, Deleter<rd_kafka_topic_destroy>>;
+using Metadata = std::unique_ptr<const rd_kafka_metadata_t, Deleter<rd_kafka_metadata_destroy>>;
+using KafkaError = std::unique_ptr<rd_kafka_error_t, Deleter<rd_kafka_error_destroy>>;
+using GroupMetadata =
+    std::unique_ptr<rd_kafka_consumer_group_metadata_t, Deleter<rd_kafka_consumer_group_metadata_destroy>>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, Deleter<rd_kafka_queue_destroy>>;
+using Event = std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_destroy>>;
+using AdminOptions = std::unique_ptr<rd_kafka_AdminOptions_t, Deleter<rd_kafka_AdminOptions_destroy>>;
+using NewTopic = std::unique_ptr<rd_kafka_NewTopic_t, Deleter<rd_kafka_NewTopic_destroy>>;
+using ConfigResource = std::unique_ptr<rd_kafka_ConfigResource_t, Deleter<rd_kafka_ConfigResource_destroy>>;
 
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
-};
-using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
+/// The raw pointers of `owners`, for librdkafka's calls that take an array (CreateTopics,
+/// DescribeConfigs); the owners keep them.
+template <typename T, typename D>
+std::vector<T*> Pointers(const std::vector<std::unique_ptr<T, D>>& owners) {
+  std::vector<T*> pointers;
+  pointers.reserve(owners.size());
+  for (const auto& owner : owners) pointers.push_back(owner.get());
+  return pointers;
+}
 
 /// The `partitioner` every producer here uses unless told otherwise: the key -> partition
 /// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
