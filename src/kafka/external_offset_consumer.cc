@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 
-#include <algorithm>
 #include <optional>
 
 #include "kafka/kafka_internal.h"
@@ -73,35 +72,21 @@ Result<std::unique_ptr<ExternalOffsetConsumer>> ExternalOffsetConsumer::Create(
 Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::milliseconds idle) {
   Impl& impl = *impl_;
   std::vector<InputMessage> batch;
-  auto deadline = std::chrono::steady_clock::now() + idle;
-  size_t bytes = 0;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
-    const auto remaining =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (remaining.count() < 0) break;
-    const Message m(rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count())));
-    if (impl.failed) return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
-    if (impl.errors.stop) return std::unexpected(*impl.errors.stop);
-    if (!m) continue;
-    if (m->err) {
-      std::optional<Error> stop = StopError(impl.consumer.get(), m.get());
-      std::optional<InputMessage> unreadable = Unreadable(m.get());
-      if (stop) return std::unexpected(std::move(*stop));
-      // Handed on, so that the caller counts it: librdkafka has moved past it.
-      if (unreadable && impl.assigned.contains({unreadable->topic, unreadable->partition})) {
-        batch.push_back(std::move(*unreadable));
-      }
-      continue;  // end of partition or transient: librdkafka retries on its own
-    }
-    // The batch may wait for more only within `idle`: the caller's next deadline (the
-    // stream's update) must not slip.
-    if (batch.empty()) deadline = std::min(deadline, std::chrono::steady_clock::now() + impl.options.max_wait);
-    // A rebalance inside this poll may have taken the partition away since it was fetched.
-    if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) {
-      batch.push_back(Convert(m.get()));
-      bytes += WireSize(batch.back().message);
-    }
-  }
+  const FillBatchOptions fill{
+      .max_batch = impl.options.max_batch,
+      .max_batch_bytes = impl.options.max_batch_bytes,
+      .max_wait = impl.options.max_wait,
+      // The batch may wait for more only within `idle`: the caller's next deadline (the
+      // stream's update) must not slip.
+      .fill_wait = FillWait::kWithinIdle,
+      .failed = [&]() -> std::optional<Error> {
+        if (!impl.failed) return std::nullopt;
+        return impl.failed->WithContext("finding where assigned partitions start");
+      },
+      // A rebalance inside this poll may have taken the partition away since it was fetched.
+      .keep = [&](const TopicPartition& tp) { return impl.assigned.contains(tp); },
+  };
+  TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
 

@@ -3,6 +3,7 @@
 // Shared by the kafka module's sources; not part of its public interface.
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -151,6 +152,45 @@ using ErrorCallback = void (*)(rd_kafka_t*, int, const char*, void*);
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
                                     const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
                                     ErrorCallback on_error, void* opaque);
+
+/// How FillBatch waits for more once a batch has begun.
+enum class FillWait {
+  /// The batch's first message or unreadable record leaves `max_wait` for the rest, even
+  /// past `idle` (TransactionalPipe).
+  kFromFirst,
+  /// The batch's first message cuts what is left of `idle` to `max_wait`, never lengthening
+  /// it; an unreadable record leaves it as it is (ExternalOffsetConsumer: its caller's next
+  /// deadline, the stream's update, must not slip).
+  kWithinIdle,
+};
+
+/// How FillBatch fills a batch: the two batch consumers (TransactionalPipe,
+/// ExternalOffsetConsumer) share the loop and differ only in these.
+struct FillBatchOptions {
+  int max_batch = 1;
+  size_t max_batch_bytes = 0;
+  std::chrono::milliseconds max_wait{0};
+  FillWait fill_wait = FillWait::kFromFirst;
+  /// Optional: checked after every poll, before the consumer's own errors; an error it
+  /// returns (one the caller's rebalance callback left, say) ends the batch.
+  std::function<std::optional<Error>()> failed;
+  /// Optional: whether a record of this partition joins the batch (a rebalance inside the
+  /// poll may have taken the partition away since it was fetched). Unset: every one does.
+  std::function<bool(const TopicPartition&)> keep;
+  /// Optional: told about each unreadable record and each consumer error librdkafka retries
+  /// by itself ("consumer: ..."). Unset: they pass silently.
+  std::function<void(const std::string&)> log;
+};
+
+/// Polls `consumer` into `batch` until it holds `max_batch` messages or `max_batch_bytes`, or
+/// the wait ends: `idle` for the first message, then as `fill_wait` says. A record the client
+/// could not read joins the batch too, as Unreadable makes it: librdkafka has moved past it,
+/// so the caller must dead-letter or count it. Partition EOF and errors librdkafka retries by
+/// itself are skipped. Stops with the error of `failed`, of `errors` (the consumer's error
+/// callback) or of StopError, the batch left as filled so far. `batch` is the caller's so
+/// that its rebalance callback can drop revoked partitions' messages from it mid-poll.
+Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono::milliseconds idle,
+                 const FillBatchOptions& options, std::vector<InputMessage>& batch);
 
 /// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
 /// without a position yet are left out rather than guessed.

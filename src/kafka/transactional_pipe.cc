@@ -17,8 +17,6 @@
 namespace iotinfer::kafka {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr size_t kMaxReasonBytes = 1024;
 
 // Failures caused by what was written, not by the cluster's state: the same outputs fail
@@ -335,38 +333,12 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     Impl& impl;
     ~Done() { impl.filling = nullptr; }
   } done{impl};
-  Clock::time_point deadline = Clock::now() + idle;
-  size_t bytes = 0;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
-    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (remaining.count() < 0) break;
-    const Message m(rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count())));
-    if (impl.errors.stop) return std::unexpected(*impl.errors.stop);
-    if (!m) continue;
-    if (m->err) {
-      const rd_kafka_resp_err_t err = m->err;
-      const std::string where =
-          m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt), m->partition, m->offset) : "";
-      std::optional<InputMessage> unreadable = Unreadable(m.get());
-      std::optional<Error> stop = StopError(impl.consumer.get(), m.get());
-      if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-      if (stop) return std::unexpected(std::move(*stop));
-      // The consumer moves past a record it could not read: the caller dead-letters where it
-      // was, so that committing past it loses nothing unseen.
-      if (unreadable) {
-        if (impl.options.log) impl.options.log(fmt::format("consumer: {}", unreadable->unreadable));
-        if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
-        batch.push_back(std::move(*unreadable));
-        continue;
-      }
-      // Anything else is transient (connection, coordinator, leadership): librdkafka retries.
-      if (impl.options.log) impl.options.log(fmt::format("consumer: {}{}", where, rd_kafka_err2str(err)));
-      continue;
-    }
-    if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
-    batch.push_back(Convert(m.get()));
-    bytes += WireSize(batch.back().message);
-  }
+  const FillBatchOptions fill{.max_batch = impl.options.max_batch,
+                              .max_batch_bytes = impl.options.max_batch_bytes,
+                              .max_wait = impl.options.max_wait,
+                              .fill_wait = FillWait::kFromFirst,
+                              .log = impl.options.log};
+  TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
 
