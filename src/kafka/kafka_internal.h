@@ -53,28 +53,7 @@ std::vector<T*> Pointers(const std::vector<std::unique_ptr<T, D>>& owners) {
   return pointers;
 }
 
-/// The `partitioner` every producer here uses unless told otherwise: the key -> partition
-/// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
-/// so a device's records land on the same partition whichever client sent them. librdkafka's
-/// own default (CRC32) differs, and with devices 0-7 it also leaves partitions 2 and 3 of 6
-/// empty, where this one uses all six.
-inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
-
-/// Copies a consumed message (key, value, headers) and where it came from.
-InputMessage Convert(const rd_kafka_message_t* m);
-
-/// What `message` takes against a size limit, as librdkafka and the broker count it, near
-/// enough (kRecordOverheadBytes covers the rest).
-inline size_t WireSize(const WireMessage& message) {
-  size_t size = message.key.size() + message.value.size();
-  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
-  return size;
-}
-
-/// For a consumer error saying a record could not be read (a corrupt batch, unknown
-/// compression): a message that stands for it, with `unreadable` saying why and where.
-/// librdkafka moves past such a record; the caller must account for it.
-std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m);
+// Errors (errors.cc).
 
 /// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
@@ -90,6 +69,11 @@ Error Refused(std::string_view reason);
 /// The error a consumer stops on for the error event `m` of `rk`: a fatal error (with its
 /// cause) or a refusal. Nullopt for the rest, which librdkafka retries by itself.
 std::optional<Error> StopError(rd_kafka_t* rk, const rd_kafka_message_t* m);
+
+/// Writes one of librdkafka's own lines ("%3|1764118800.123|FAIL|rdkafka#producer-1|
+/// [thrd:...]: ...") in the "who: what" form of the services' other lines, with a level word
+/// for syslog's number: the log callback of every client MakeConf configures.
+void LogLine(const rd_kafka_t* rk, int level, const char* facility, const char* line);
 
 /// What a client's error callback heard (rd_kafka_poll and rd_kafka_consumer_poll serve
 /// it): the first error it must stop on, a refusal or a fatal error, which its caller
@@ -109,6 +93,8 @@ void RecordErrorsOf(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   ErrorListener::Record(static_cast<T*>(opaque)->errors, rk, err, reason);
 }
 
+// Configurations and clients (config.cc).
+
 /// Which kind of client a configuration is for: properties prefixed "consumer." or
 /// "producer." go to that kind only, without the prefix (see KafkaConfig).
 enum class ClientRole { kConsumer, kProducer };
@@ -116,6 +102,26 @@ enum class ClientRole { kConsumer, kProducer };
 /// bootstrap.servers plus the properties of `config` for `role`; InvalidInput naming a bad
 /// property.
 Result<Conf> MakeConf(const KafkaConfig& config, ClientRole role);
+
+/// A client of `type`; takes ownership of `conf`.
+Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+
+// Producing (producer.cc).
+
+/// The `partitioner` every producer here uses unless told otherwise: the key -> partition
+/// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
+/// so a device's records land on the same partition whichever client sent them. librdkafka's
+/// own default (CRC32) differs, and with devices 0-7 it also leaves partitions 2 and 3 of 6
+/// empty, where this one uses all six.
+inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
+
+/// What `message` takes against a size limit, as librdkafka and the broker count it, near
+/// enough (kRecordOverheadBytes covers the rest).
+inline size_t WireSize(const WireMessage& message) {
+  size_t size = message.key.size() + message.value.size();
+  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
+  return size;
+}
 
 /// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
 /// and retrying while the local queue is full. Returns producev's final error code.
@@ -126,8 +132,15 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
 /// second for librdkafka 2.0's lazy metadata refresh. Best effort: failures only cost time.
 void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics);
 
-/// A client of `type`; takes ownership of `conf`.
-Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+// Consuming (consumer.cc).
+
+/// Copies a consumed message (key, value, headers) and where it came from.
+InputMessage Convert(const rd_kafka_message_t* m);
+
+/// For a consumer error saying a record could not be read (a corrupt batch, unknown
+/// compression): a message that stands for it, with `unreadable` saying why and where.
+/// librdkafka moves past such a record; the caller must account for it.
+std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m);
 
 using TopicPartition = std::pair<std::string, int32_t>;
 
@@ -152,6 +165,10 @@ using ErrorCallback = void (*)(rd_kafka_t*, int, const char*, void*);
 Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string& group,
                                     const std::vector<std::string>& topics, RebalanceCallback on_rebalance,
                                     ErrorCallback on_error, void* opaque);
+
+/// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
+/// without a position yet are left out rather than guessed.
+int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned);
 
 /// How FillBatch waits for more once a batch has begun.
 enum class FillWait {
@@ -191,9 +208,5 @@ struct FillBatchOptions {
 /// that its rebalance callback can drop revoked partitions' messages from it mid-poll.
 Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono::milliseconds idle,
                  const FillBatchOptions& options, std::vector<InputMessage>& batch);
-
-/// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
-/// without a position yet are left out rather than guessed.
-int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned);
 
 }  // namespace iotinfer::kafka
