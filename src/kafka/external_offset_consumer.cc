@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 
-#include <algorithm>
 #include <optional>
 
 #include "kafka/kafka_internal.h"
@@ -39,9 +38,8 @@ struct ExternalOffsetConsumer::Impl {
       // Taking the partitions without knowing where to start would count records twice or
       // not at all; the member keeps none and Poll reports why.
       impl->failed = starts.error();
-      rd_kafka_topic_partition_list_t* none = rd_kafka_topic_partition_list_new(0);
-      ApplyRebalance(rk, err, none, impl->assigned, impl->options.log);
-      rd_kafka_topic_partition_list_destroy(none);
+      const PartitionList none(rd_kafka_topic_partition_list_new(0));
+      ApplyRebalance(rk, err, none.get(), impl->assigned, impl->options.log);
       return;
     }
     for (int i = 0; i < partitions->cnt; ++i) {
@@ -74,43 +72,21 @@ Result<std::unique_ptr<ExternalOffsetConsumer>> ExternalOffsetConsumer::Create(
 Result<std::vector<InputMessage>> ExternalOffsetConsumer::Poll(std::chrono::milliseconds idle) {
   Impl& impl = *impl_;
   std::vector<InputMessage> batch;
-  auto deadline = std::chrono::steady_clock::now() + idle;
-  size_t bytes = 0;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
-    const auto remaining =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (remaining.count() < 0) break;
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
-    if (impl.failed) {
-      if (m) rd_kafka_message_destroy(m);
-      return std::unexpected(impl.failed->WithContext("finding where assigned partitions start"));
-    }
-    if (impl.errors.stop) {
-      if (m) rd_kafka_message_destroy(m);
-      return std::unexpected(*impl.errors.stop);
-    }
-    if (!m) continue;
-    if (m->err) {
-      std::optional<Error> stop = StopError(impl.consumer.get(), m);
-      std::optional<InputMessage> unreadable = Unreadable(m);
-      rd_kafka_message_destroy(m);
-      if (stop) return std::unexpected(std::move(*stop));
-      // Handed on, so that the caller counts it: librdkafka has moved past it.
-      if (unreadable && impl.assigned.contains({unreadable->topic, unreadable->partition})) {
-        batch.push_back(std::move(*unreadable));
-      }
-      continue;  // end of partition or transient: librdkafka retries on its own
-    }
-    // The batch may wait for more only within `idle`: the caller's next deadline (the
-    // stream's update) must not slip.
-    if (batch.empty()) deadline = std::min(deadline, std::chrono::steady_clock::now() + impl.options.max_wait);
-    // A rebalance inside this poll may have taken the partition away since it was fetched.
-    if (impl.assigned.contains({rd_kafka_topic_name(m->rkt), m->partition})) {
-      batch.push_back(Convert(m));
-      bytes += WireSize(batch.back().message);
-    }
-    rd_kafka_message_destroy(m);
-  }
+  const FillBatchOptions fill{
+      .max_batch = impl.options.max_batch,
+      .max_batch_bytes = impl.options.max_batch_bytes,
+      .max_wait = impl.options.max_wait,
+      // The batch may wait for more only within `idle`: the caller's next deadline (the
+      // stream's update) must not slip.
+      .fill_wait = FillWait::kWithinIdle,
+      .failed = [&]() -> std::optional<Error> {
+        if (!impl.failed) return std::nullopt;
+        return impl.failed->WithContext("finding where assigned partitions start");
+      },
+      // A rebalance inside this poll may have taken the partition away since it was fetched.
+      .keep = [&](const TopicPartition& tp) { return impl.assigned.contains(tp); },
+  };
+  TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
 

@@ -3,6 +3,7 @@
 // Shared by the kafka module's sources; not part of its public interface.
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -17,43 +18,42 @@
 
 namespace iotinfer::kafka {
 
-struct HandleDeleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
+// Owners of librdkafka objects, each freed by its own destroy function, so that no path
+// (an early return, a TRY) frees one by hand or forgets to.
+template <auto Destroy>
+struct Deleter {
+  template <typename T>
+  void operator()(T* object) const {
+    Destroy(object);
+  }
 };
-using Handle = std::unique_ptr<rd_kafka_t, HandleDeleter>;
+using Handle = std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_destroy>>;
+using Conf = std::unique_ptr<rd_kafka_conf_t, Deleter<rd_kafka_conf_destroy>>;
+using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, Deleter<rd_kafka_topic_partition_list_destroy>>;
+using Message = std::unique_ptr<rd_kafka_message_t, Deleter<rd_kafka_message_destroy>>;
+using Headers = std::unique_ptr<rd_kafka_headers_t, Deleter<rd_kafka_headers_destroy>>;
+using Topic = std::unique_ptr<rd_kafka_topic_t, Deleter<rd_kafka_topic_destroy>>;
+using Metadata = std::unique_ptr<const rd_kafka_metadata_t, Deleter<rd_kafka_metadata_destroy>>;
+using KafkaError = std::unique_ptr<rd_kafka_error_t, Deleter<rd_kafka_error_destroy>>;
+using GroupMetadata =
+    std::unique_ptr<rd_kafka_consumer_group_metadata_t, Deleter<rd_kafka_consumer_group_metadata_destroy>>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, Deleter<rd_kafka_queue_destroy>>;
+using Event = std::unique_ptr<rd_kafka_event_t, Deleter<rd_kafka_event_destroy>>;
+using AdminOptions = std::unique_ptr<rd_kafka_AdminOptions_t, Deleter<rd_kafka_AdminOptions_destroy>>;
+using NewTopic = std::unique_ptr<rd_kafka_NewTopic_t, Deleter<rd_kafka_NewTopic_destroy>>;
+using ConfigResource = std::unique_ptr<rd_kafka_ConfigResource_t, Deleter<rd_kafka_ConfigResource_destroy>>;
 
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* conf) const { rd_kafka_conf_destroy(conf); }
-};
-using Conf = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-
-struct ListDeleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const { rd_kafka_topic_partition_list_destroy(l); }
-};
-using PartitionList = std::unique_ptr<rd_kafka_topic_partition_list_t, ListDeleter>;
-
-/// The `partitioner` every producer here uses unless told otherwise: the key -> partition
-/// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
-/// so a device's records land on the same partition whichever client sent them. librdkafka's
-/// own default (CRC32) differs, and with devices 0-7 it also leaves partitions 2 and 3 of 6
-/// empty, where this one uses all six.
-inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
-
-/// Copies a consumed message (key, value, headers) and where it came from.
-InputMessage Convert(const rd_kafka_message_t* m);
-
-/// What `message` takes against a size limit, as librdkafka and the broker count it, near
-/// enough (kRecordOverheadBytes covers the rest).
-inline size_t WireSize(const WireMessage& message) {
-  size_t size = message.key.size() + message.value.size();
-  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
-  return size;
+/// The raw pointers of `owners`, for librdkafka's calls that take an array (CreateTopics,
+/// DescribeConfigs); the owners keep them.
+template <typename T, typename D>
+std::vector<T*> Pointers(const std::vector<std::unique_ptr<T, D>>& owners) {
+  std::vector<T*> pointers;
+  pointers.reserve(owners.size());
+  for (const auto& owner : owners) pointers.push_back(owner.get());
+  return pointers;
 }
 
-/// For a consumer error saying a record could not be read (a corrupt batch, unknown
-/// compression): a message that stands for it, with `unreadable` saying why and where.
-/// librdkafka moves past such a record; the caller must account for it.
-std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m);
+// Errors (errors.cc).
 
 /// The one place librdkafka errors become ours: what a caller may retry is decided here.
 Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
@@ -69,6 +69,11 @@ Error Refused(std::string_view reason);
 /// The error a consumer stops on for the error event `m` of `rk`: a fatal error (with its
 /// cause) or a refusal. Nullopt for the rest, which librdkafka retries by itself.
 std::optional<Error> StopError(rd_kafka_t* rk, const rd_kafka_message_t* m);
+
+/// Writes one of librdkafka's own lines ("%3|1764118800.123|FAIL|rdkafka#producer-1|
+/// [thrd:...]: ...") in the "who: what" form of the services' other lines, with a level word
+/// for syslog's number: the log callback of every client MakeConf configures.
+void LogLine(const rd_kafka_t* rk, int level, const char* facility, const char* line);
 
 /// What a client's error callback heard (rd_kafka_poll and rd_kafka_consumer_poll serve
 /// it): the first error it must stop on, a refusal or a fatal error, which its caller
@@ -88,6 +93,8 @@ void RecordErrorsOf(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   ErrorListener::Record(static_cast<T*>(opaque)->errors, rk, err, reason);
 }
 
+// Configurations and clients (config.cc).
+
 /// Which kind of client a configuration is for: properties prefixed "consumer." or
 /// "producer." go to that kind only, without the prefix (see KafkaConfig).
 enum class ClientRole { kConsumer, kProducer };
@@ -95,6 +102,26 @@ enum class ClientRole { kConsumer, kProducer };
 /// bootstrap.servers plus the properties of `config` for `role`; InvalidInput naming a bad
 /// property.
 Result<Conf> MakeConf(const KafkaConfig& config, ClientRole role);
+
+/// A client of `type`; takes ownership of `conf`.
+Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+
+// Producing (producer.cc).
+
+/// The `partitioner` every producer here uses unless told otherwise: the key -> partition
+/// mapping of Kafka's Java clients (and so of Kafka Streams, Spark and most other clients),
+/// so a device's records land on the same partition whichever client sent them. librdkafka's
+/// own default (CRC32) differs, and with devices 0-7 it also leaves partitions 2 and 3 of 6
+/// empty, where this one uses all six.
+inline constexpr const char* kJavaCompatiblePartitioner = "murmur2_random";
+
+/// What `message` takes against a size limit, as librdkafka and the broker count it, near
+/// enough (kRecordOverheadBytes covers the rest).
+inline size_t WireSize(const WireMessage& message) {
+  size_t size = message.key.size() + message.value.size();
+  for (const auto& h : message.headers) size += h.name.size() + h.value.size() + 8;
+  return size;
+}
 
 /// Queues `message` on `topic` (key, value and headers copied), serving delivery reports
 /// and retrying while the local queue is full. Returns producev's final error code.
@@ -105,8 +132,15 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
 /// second for librdkafka 2.0's lazy metadata refresh. Best effort: failures only cost time.
 void LookUpTopics(rd_kafka_t* rk, const std::vector<std::string>& topics);
 
-/// A client of `type`; takes ownership of `conf`.
-Result<Handle> MakeHandle(rd_kafka_type_t type, Conf conf);
+// Consuming (consumer.cc).
+
+/// Copies a consumed message (key, value, headers) and where it came from.
+InputMessage Convert(const rd_kafka_message_t* m);
+
+/// For a consumer error saying a record could not be read (a corrupt batch, unknown
+/// compression): a message that stands for it, with `unreadable` saying why and where.
+/// librdkafka moves past such a record; the caller must account for it.
+std::optional<InputMessage> Unreadable(const rd_kafka_message_t* m);
 
 using TopicPartition = std::pair<std::string, int32_t>;
 
@@ -135,5 +169,44 @@ Result<Handle> SubscribeGroupMember(const KafkaConfig& config, const std::string
 /// Messages behind the high watermark over `assigned`, from cached watermarks; partitions
 /// without a position yet are left out rather than guessed.
 int64_t Lag(rd_kafka_t* consumer, const std::set<TopicPartition>& assigned);
+
+/// How FillBatch waits for more once a batch has begun.
+enum class FillWait {
+  /// The batch's first message or unreadable record leaves `max_wait` for the rest, even
+  /// past `idle` (TransactionalPipe).
+  kFromFirst,
+  /// The batch's first message cuts what is left of `idle` to `max_wait`, never lengthening
+  /// it; an unreadable record leaves it as it is (ExternalOffsetConsumer: its caller's next
+  /// deadline, the stream's update, must not slip).
+  kWithinIdle,
+};
+
+/// How FillBatch fills a batch: the two batch consumers (TransactionalPipe,
+/// ExternalOffsetConsumer) share the loop and differ only in these.
+struct FillBatchOptions {
+  int max_batch = 1;
+  size_t max_batch_bytes = 0;
+  std::chrono::milliseconds max_wait{0};
+  FillWait fill_wait = FillWait::kFromFirst;
+  /// Optional: checked after every poll, before the consumer's own errors; an error it
+  /// returns (one the caller's rebalance callback left, say) ends the batch.
+  std::function<std::optional<Error>()> failed;
+  /// Optional: whether a record of this partition joins the batch (a rebalance inside the
+  /// poll may have taken the partition away since it was fetched). Unset: every one does.
+  std::function<bool(const TopicPartition&)> keep;
+  /// Optional: told about each unreadable record and each consumer error librdkafka retries
+  /// by itself ("consumer: ..."). Unset: they pass silently.
+  std::function<void(const std::string&)> log;
+};
+
+/// Polls `consumer` into `batch` until it holds `max_batch` messages or `max_batch_bytes`, or
+/// the wait ends: `idle` for the first message, then as `fill_wait` says. A record the client
+/// could not read joins the batch too, as Unreadable makes it: librdkafka has moved past it,
+/// so the caller must dead-letter or count it. Partition EOF and errors librdkafka retries by
+/// itself are skipped. Stops with the error of `failed`, of `errors` (the consumer's error
+/// callback) or of StopError, the batch left as filled so far. `batch` is the caller's so
+/// that its rebalance callback can drop revoked partitions' messages from it mid-poll.
+Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono::milliseconds idle,
+                 const FillBatchOptions& options, std::vector<InputMessage>& batch);
 
 }  // namespace iotinfer::kafka

@@ -9,12 +9,9 @@
 namespace iotinfer::kafka {
 
 struct MockCluster::Impl {
-  // The cluster runs on the handle's threads, so the handle must outlive it.
+  // The cluster runs on the handle's threads, so the handle must outlive it: declared first.
   Handle owner;
-  rd_kafka_mock_cluster_t* cluster = nullptr;
-  ~Impl() {
-    if (cluster != nullptr) rd_kafka_mock_cluster_destroy(cluster);
-  }
+  std::unique_ptr<rd_kafka_mock_cluster_t, Deleter<rd_kafka_mock_cluster_destroy>> cluster;
 };
 
 Result<std::unique_ptr<MockCluster>> MockCluster::Create(int brokers) {
@@ -27,7 +24,7 @@ Result<std::unique_ptr<MockCluster>> MockCluster::Create(int brokers) {
   }
   ASSIGN_OR_RETURN(Handle owner, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   auto impl = std::make_unique<Impl>();
-  impl->cluster = rd_kafka_mock_cluster_new(owner.get(), brokers);
+  impl->cluster.reset(rd_kafka_mock_cluster_new(owner.get(), brokers));
   if (impl->cluster == nullptr) return std::unexpected(Error::Internal("librdkafka could not start a mock cluster"));
   impl->owner = std::move(owner);
   return std::unique_ptr<MockCluster>(new MockCluster(std::move(impl)));
@@ -39,11 +36,11 @@ MockCluster::~MockCluster() = default;
 Status MockCluster::CreateTopic(const TopicSpec& topic) {
   const int replicas = topic.replication_factor == TopicSpec::kBrokerDefault ? 1 : topic.replication_factor;
   const rd_kafka_resp_err_t err =
-      rd_kafka_mock_topic_create(impl_->cluster, topic.name.c_str(), topic.partitions, replicas);
+      rd_kafka_mock_topic_create(impl_->cluster.get(), topic.name.c_str(), topic.partitions, replicas);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::unexpected(FromKafka(err, "creating topic " + topic.name));
   return Ok();
 }
 
-std::string MockCluster::bootstrap_servers() const { return rd_kafka_mock_cluster_bootstraps(impl_->cluster); }
+std::string MockCluster::bootstrap_servers() const { return rd_kafka_mock_cluster_bootstraps(impl_->cluster.get()); }
 
 }  // namespace iotinfer::kafka

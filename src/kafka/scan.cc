@@ -8,10 +8,6 @@
 
 namespace iotinfer::kafka {
 
-struct MessageDeleter {
-  void operator()(rd_kafka_message_t* m) const { rd_kafka_message_destroy(m); }
-};
-
 Status ScanTopic(const KafkaConfig& config, const std::string& topic,
                  const std::function<Status(const InputMessage&)>& on_message, std::chrono::milliseconds timeout) {
   ASSIGN_OR_RETURN(int partitions, PartitionCount(config, topic));
@@ -74,7 +70,7 @@ Status ScanTopic(const KafkaConfig& config, const std::string& topic,
                                          end.size(), partitions, timeout.count())));
       break;
     }
-    std::unique_ptr<rd_kafka_message_t, MessageDeleter> m(rd_kafka_consumer_poll(consumer.get(), 200));
+    const Message m(rd_kafka_consumer_poll(consumer.get(), 200));
     if (errors.stop) {
       status = std::unexpected(*errors.stop);
       break;

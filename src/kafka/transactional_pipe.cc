@@ -17,18 +17,6 @@
 namespace iotinfer::kafka {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-struct ErrorDeleter {
-  void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
-};
-using TxnError = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
-
-struct QueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
-};
-using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
-
 constexpr size_t kMaxReasonBytes = 1024;
 
 // Failures caused by what was written, not by the cluster's state: the same outputs fail
@@ -136,7 +124,7 @@ struct TransactionalPipe::Impl {
     rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
     rd_kafka_conf_set_opaque(producer_conf.get(), this);
     ASSIGN_OR_RETURN(Handle created, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
-    if (TxnError e{rd_kafka_init_transactions(created.get(), static_cast<int>(init_timeout.count()))}) {
+    if (KafkaError e{rd_kafka_init_transactions(created.get(), static_cast<int>(init_timeout.count()))}) {
       return std::unexpected(
           Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
     }
@@ -179,27 +167,27 @@ struct TransactionalPipe::Impl {
   // Asks the cluster for the output topics' max.message.bytes without waiting for the answer:
   // a cluster that never answers (librdkafka's mock) must not hold up the start.
   void AskTopicLimits() {
-    std::vector<rd_kafka_ConfigResource_t*> resources;
+    std::vector<ConfigResource> resources;  // the request holds copies
     for (const auto& topic : options.output_topics) {
-      resources.push_back(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+      resources.emplace_back(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
     }
+    std::vector<rd_kafka_ConfigResource_t*> pointers = Pointers(resources);
     limits.reset(rd_kafka_queue_new(producer.get()));
-    rd_kafka_DescribeConfigs(producer.get(), resources.data(), resources.size(), nullptr, limits.get());
-    for (auto* resource : resources) rd_kafka_ConfigResource_destroy(resource);  // the request holds copies
+    rd_kafka_DescribeConfigs(producer.get(), pointers.data(), pointers.size(), nullptr, limits.get());
   }
 
   // Takes the answer to AskTopicLimits if it has come.
   void TakeTopicLimits() const {
     if (!limits) return;
-    rd_kafka_event_t* event = rd_kafka_queue_poll(limits.get(), 0);
+    Event event(rd_kafka_queue_poll(limits.get(), 0));
     if (!event) return;
     std::vector<std::string> problems;
-    if (auto err = rd_kafka_event_error(event); err) {
+    if (auto err = rd_kafka_event_error(event.get()); err) {
       problems.push_back(fmt::format("describing the output topics: {}", rd_kafka_err2str(err)));
     } else {
       size_t count = 0;
       const rd_kafka_ConfigResource_t** described =
-          rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
+          rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event.get()), &count);
       for (size_t i = 0; i < count; ++i) {
         const std::string topic = rd_kafka_ConfigResource_name(described[i]);
         if (auto topic_err = rd_kafka_ConfigResource_error(described[i]); topic_err) {
@@ -217,7 +205,7 @@ struct TransactionalPipe::Impl {
         }
       }
     }
-    rd_kafka_event_destroy(event);
+    event.reset();  // before the queue it came from
     limits.reset();
     // Describing needs a permission of its own (DescribeConfigs), which a service may lack.
     for (const auto& problem : problems) {
@@ -226,7 +214,7 @@ struct TransactionalPipe::Impl {
   }
 
   struct Failure {
-    TxnError error;
+    KafkaError error;
     std::string step;
   };
 
@@ -237,10 +225,10 @@ struct TransactionalPipe::Impl {
     rd_kafka_t* rk = producer.get();
     delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
     transaction++;
-    if (TxnError e{rd_kafka_begin_transaction(rk)}) return Failure{std::move(e), "begin transaction"};
+    if (KafkaError e{rd_kafka_begin_transaction(rk)}) return Failure{std::move(e), "begin transaction"};
     for (const OutputMessage& out : outputs) {
       if (auto err = Produce(rk, out.topic, out.message, reinterpret_cast<void*>(transaction))) {
-        return Failure{TxnError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic};
+        return Failure{KafkaError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic};
       }
     }
     std::map<TopicPartition, int64_t> next;
@@ -252,17 +240,16 @@ struct TransactionalPipe::Impl {
     for (const auto& [tp, offset] : next) {
       rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = offset;
     }
-    rd_kafka_consumer_group_metadata_t* group = rd_kafka_consumer_group_metadata(consumer.get());
-    TxnError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, -1)};
-    rd_kafka_consumer_group_metadata_destroy(group);
+    const GroupMetadata group(rd_kafka_consumer_group_metadata(consumer.get()));
+    KafkaError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(), -1)};
     if (sent) return Failure{std::move(sent), "sending offsets to the transaction"};
     if (auto err = AwaitDeliveries()) {
       // Those not sent yet would only wait out their timeout before the abort could finish.
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
-      return Failure{TxnError(rd_kafka_error_new(err, "%s", delivery_failure.c_str())), "committing the transaction"};
+      return Failure{KafkaError(rd_kafka_error_new(err, "%s", delivery_failure.c_str())), "committing the transaction"};
     }
     for (int attempt = 0;; ++attempt) {
-      TxnError e{rd_kafka_commit_transaction(rk, -1)};
+      KafkaError e{rd_kafka_commit_transaction(rk, -1)};
       if (!e) return std::nullopt;
       if (!rd_kafka_error_is_retriable(e.get()) || attempt == 5) {
         return Failure{std::move(e), "committing the transaction"};
@@ -346,43 +333,12 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     Impl& impl;
     ~Done() { impl.filling = nullptr; }
   } done{impl};
-  Clock::time_point deadline = Clock::now() + idle;
-  size_t bytes = 0;
-  while (static_cast<int>(batch.size()) < impl.options.max_batch && bytes < impl.options.max_batch_bytes) {
-    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (remaining.count() < 0) break;
-    rd_kafka_message_t* m = rd_kafka_consumer_poll(impl.consumer.get(), static_cast<int>(remaining.count()));
-    if (impl.errors.stop) {
-      if (m) rd_kafka_message_destroy(m);
-      return std::unexpected(*impl.errors.stop);
-    }
-    if (!m) continue;
-    if (m->err) {
-      const rd_kafka_resp_err_t err = m->err;
-      const std::string where =
-          m->rkt ? fmt::format("{}[{}] at offset {}: ", rd_kafka_topic_name(m->rkt), m->partition, m->offset) : "";
-      std::optional<InputMessage> unreadable = Unreadable(m);
-      std::optional<Error> stop = StopError(impl.consumer.get(), m);
-      rd_kafka_message_destroy(m);
-      if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-      if (stop) return std::unexpected(std::move(*stop));
-      // The consumer moves past a record it could not read: the caller dead-letters where it
-      // was, so that committing past it loses nothing unseen.
-      if (unreadable) {
-        if (impl.options.log) impl.options.log(fmt::format("consumer: {}", unreadable->unreadable));
-        if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
-        batch.push_back(std::move(*unreadable));
-        continue;
-      }
-      // Anything else is transient (connection, coordinator, leadership): librdkafka retries.
-      if (impl.options.log) impl.options.log(fmt::format("consumer: {}{}", where, rd_kafka_err2str(err)));
-      continue;
-    }
-    if (batch.empty()) deadline = Clock::now() + impl.options.max_wait;
-    batch.push_back(Convert(m));
-    rd_kafka_message_destroy(m);
-    bytes += WireSize(batch.back().message);
-  }
+  const FillBatchOptions fill{.max_batch = impl.options.max_batch,
+                              .max_batch_bytes = impl.options.max_batch_bytes,
+                              .max_wait = impl.options.max_wait,
+                              .fill_wait = FillWait::kFromFirst,
+                              .log = impl.options.log};
+  TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
 
@@ -409,7 +365,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
     if (!failed) return Ok();
     std::string what = fmt::format("{}: {}", failed->step, rd_kafka_error_string(failed->error.get()));
     if (rd_kafka_error_is_fatal(failed->error.get())) return renew(what, failed->error.get());
-    if (TxnError abort{rd_kafka_abort_transaction(impl.producer.get(), 30000)}) {
+    if (KafkaError abort{rd_kafka_abort_transaction(impl.producer.get(), 30000)}) {
       what += fmt::format("; abort failed: {}", rd_kafka_error_string(abort.get()));
       if (rd_kafka_error_is_fatal(abort.get())) return renew(what, abort.get());
       return std::unexpected(Error::FailedPrecondition(what));
