@@ -2,12 +2,17 @@
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <functional>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "analytics/spark_engine.h"
 #include "core/error.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
+#include "ops/endpoints.h"
 #include "store/store.h"
 
 namespace iotinfer::cli {
@@ -16,10 +21,22 @@ namespace iotinfer::cli {
 /// main runs it after parsing, so that errors reach one place that maps them to exit codes.
 using Action = std::function<Status()>;
 
-/// The librdkafka properties a command line gave, kept as given until ApplyKafkaProperties.
+/// The librdkafka properties a command line gave, kept as given: KafkaConfig::AddProperties
+/// applies them when the command runs, so that an unreadable file is the command's error
+/// (exit code 2) rather than the parser's.
 struct KafkaFlags {
   std::string config_file;              // --kafka-config: a properties file, applied first
   std::vector<std::string> properties;  // --kafka KEY=VALUE, each overriding the file
+};
+
+/// What every long-running service (infer, sink, stream) takes besides its own flags.
+struct ServiceFlags {
+  KafkaFlags kafka;
+  int http_port = 0;  // 0: no endpoints
+  std::string http_host = "127.0.0.1";
+
+  /// Puts the flags into a service's options.
+  Status ApplyTo(kafka::KafkaConfig& config, std::optional<ops::EndpointOptions>& endpoints) const;
 };
 
 /// Checks for numeric flags with messages that say what is wrong ("--limit: must not be
@@ -28,9 +45,17 @@ const CLI::Validator& Positive();
 const CLI::Validator& NonNegative();
 
 /// --brokers, --kafka-config FILE and --kafka KEY=VALUE (repeatable), for every command that
-/// talks to Kafka. ApplyKafkaProperties applies them to `config`, and can fail.
+/// talks to Kafka.
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags);
-Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config);
+
+/// The flags every service shares, declared once: the Kafka flags, --http-port and
+/// --http-host (where /healthz, /readyz and /metrics are served), and --log-every-ms.
+void AddServiceFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::chrono::milliseconds& log_every,
+                     ServiceFlags& flags);
+
+/// A flag in milliseconds, bound straight to a duration, its default shown in --help.
+CLI::Option* AddMillisOption(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& value,
+                             const std::string& help);
 
 /// --engine auto|onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options);
@@ -40,10 +65,6 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
 
 /// --spark and --spark-mongo, for the commands with a Spark engine.
 void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options);
-
-/// --http-port and --http-host: where a service serves /healthz, /readyz and /metrics
-/// (port 0: not served).
-void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host);
 
 /// Prints the account a command returned to stdout; an error goes on to main.
 Status PrintResult(const Result<std::string>& text);

@@ -107,16 +107,6 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
       ->check(Positive());
 }
 
-void AddEndpointFlags(CLI::App& cmd, int& port, std::string& host) {
-  cmd.add_option("--http-port", port, "serve /healthz, /readyz and /metrics on this port (0: not served)")
-      ->envname("IOTINFER_HTTP_PORT")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
-  cmd.add_option("--http-host", host, "address for --http-port (0.0.0.0 in a container)")
-      ->envname("IOTINFER_HTTP_HOST")
-      ->capture_default_str();
-}
-
 void AddKafkaFlags(CLI::App& cmd, kafka::KafkaConfig& config, KafkaFlags& flags) {
   cmd.add_option("--brokers", config.brokers, "Kafka bootstrap servers")
       ->envname("IOTINFER_BROKERS")
@@ -135,10 +125,31 @@ Status PrintResult(const Result<std::string>& text) {
   return Ok();
 }
 
-Status ApplyKafkaProperties(const KafkaFlags& flags, kafka::KafkaConfig& config) {
-  if (!flags.config_file.empty()) TRY(config.AddPropertiesFile(flags.config_file));
-  for (const auto& property : flags.properties) TRY(config.AddProperty(property));
+void AddServiceFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::chrono::milliseconds& log_every,
+                     ServiceFlags& flags) {
+  AddKafkaFlags(cmd, config, flags.kafka);
+  cmd.add_option("--http-port", flags.http_port, "serve /healthz, /readyz and /metrics on this port (0: not served)")
+      ->envname("IOTINFER_HTTP_PORT")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd.add_option("--http-host", flags.http_host, "address for --http-port (0.0.0.0 in a container)")
+      ->envname("IOTINFER_HTTP_HOST")
+      ->capture_default_str();
+  AddMillisOption(cmd, "--log-every-ms", log_every, "period of the counters log line (0: never)")->check(NonNegative());
+}
+
+Status ServiceFlags::ApplyTo(kafka::KafkaConfig& config, std::optional<ops::EndpointOptions>& endpoints) const {
+  TRY(config.AddProperties(kafka.config_file, kafka.properties));
+  if (http_port > 0) endpoints = ops::EndpointOptions{.host = http_host, .port = http_port};
   return Ok();
+}
+
+CLI::Option* AddMillisOption(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& value,
+                             const std::string& help) {
+  return cmd
+      .add_option_function<int64_t>(
+          name, [&value](int64_t ms) { value = std::chrono::milliseconds(ms); }, help)
+      ->default_str(std::to_string(value.count()));
 }
 
 }  // namespace iotinfer::cli

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 #include <tuple>
@@ -260,6 +261,13 @@ std::string FormatDemo(const DemoReport& r) {
   out += analytics::FormatLatency(r.latency);
   out += fmt::format("demo finished in {:.1f} s\n", r.seconds);
   return out;
+}
+
+Status RunCommand(const DemoOptions& options) {
+  ASSIGN_OR_RETURN(const DemoReport report,
+                   RunDemo(options, [](const std::string& line) { std::fprintf(stderr, "demo: %s\n", line.c_str()); }));
+  std::fputs(FormatDemo(report).c_str(), stdout);
+  return Ok();
 }
 
 }  // namespace iotinfer::demo

@@ -66,4 +66,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
 
 std::string FormatDemo(const DemoReport& report);
 
+/// RunDemo as `iotinfer demo` runs it: its log lines on stderr, the report on stdout.
+Status RunCommand(const DemoOptions& options);
+
 }  // namespace iotinfer::demo

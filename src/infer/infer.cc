@@ -213,4 +213,14 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   return stats;
 }
 
+Status RunCommand(const InferOptions& options, const std::atomic<bool>& stop) {
+  const std::string name = kafka::ServiceLogName("infer", options.instance_id);
+  std::fprintf(stderr, "%s: %s, group %s, %s -> %s (dead letters: %s)\n", name.c_str(),
+               options.kafka.Describe().c_str(), options.group.c_str(), options.input_topic.c_str(),
+               options.output_topic.c_str(), options.dlq_topic.c_str());
+  ASSIGN_OR_RETURN(const InferStats stats, RunInfer(options, stop));
+  std::fprintf(stderr, "%s: stopped; %s\n", name.c_str(), FormatStats(stats).c_str());
+  return Ok();
+}
+
 }  // namespace iotinfer::infer

@@ -77,4 +77,8 @@ std::string FormatStats(const InferStats& stats);
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
                             const std::function<void(const InferStats&)>& on_progress = {});
 
+/// RunInfer as `iotinfer infer` runs it: a line on stderr saying where it reads and writes
+/// (secrets masked), and one with its final counters when it stops.
+Status RunCommand(const InferOptions& options, const std::atomic<bool>& stop);
+
 }  // namespace iotinfer::infer

@@ -43,6 +43,12 @@ Status KafkaConfig::AddPropertiesFile(const std::string& path) {
   return Ok();
 }
 
+Status KafkaConfig::AddProperties(const std::string& file, std::span<const std::string> overrides) {
+  if (!file.empty()) TRY(AddPropertiesFile(file));
+  for (const std::string& property : overrides) TRY(AddProperty(property));
+  return Ok();
+}
+
 bool IsSecretProperty(std::string_view key) {
   static constexpr std::string_view kMarkers[] = {"password", "secret",  "token",     "jaas",
                                                   ".key.pem", "private", "credential"};

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,10 @@ struct KafkaConfig {
   /// are skipped; spaces around keys and values are trimmed. NotFound when the file cannot
   /// be read; InvalidInput naming the file and line (never its value) for a malformed line.
   Status AddPropertiesFile(const std::string& path);
+
+  /// What every command does with --kafka-config and --kafka: the file (none when empty),
+  /// then each KEY=VALUE, which wins over it. Errors as AddPropertiesFile's and AddProperty's.
+  Status AddProperties(const std::string& file, std::span<const std::string> overrides);
 
   /// "bootstrap.servers=... k=v ..." with the values of secret-bearing properties
   /// (passwords, keys, tokens, secrets, JAAS configs) replaced by "***": safe to log.

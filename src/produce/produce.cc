@@ -1,8 +1,10 @@
 #include "produce/produce.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -101,6 +103,44 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
   if (!flushed && progress.last_error.empty()) progress.last_error = flushed.error().message();
   if (on_progress) on_progress(progress);
   return progress;
+}
+
+namespace {
+
+Result<ImageEncoding> ParseFormat(const std::string& format) {
+  if (format == "png") return ImageEncoding::kPng;
+  if (format == "raw") return ImageEncoding::kRaw;
+  if (format == "jpeg") return ImageEncoding::kJpeg;
+  return std::unexpected(Error::InvalidInput(fmt::format("unknown --format '{}' (known: png, raw, jpeg)", format)));
+}
+
+}  // namespace
+
+Status RunCommand(ProduceCommand command) {
+  ProduceOptions& o = command.options;
+  ASSIGN_OR_RETURN(o.dataset.split, dataset::ParseSplit(command.split));
+  ASSIGN_OR_RETURN(o.format, ParseFormat(command.format));
+  o.duration = std::chrono::milliseconds(static_cast<int64_t>(command.duration_seconds * 1000));
+
+  const bool live = isatty(STDERR_FILENO);
+  auto on_progress = [&](const ProduceProgress& p) {
+    if (!live) return;
+    std::string target = p.target ? fmt::format("/{}", p.target) : "";
+    std::fprintf(stderr, "\r\033[Ksent %lld%s  acknowledged %lld  failed %lld  %.0f images/s",
+                 static_cast<long long>(p.sent), target.c_str(), static_cast<long long>(p.acknowledged),
+                 static_cast<long long>(p.failed), p.images_per_second());
+  };
+  ASSIGN_OR_RETURN(const ProduceProgress result, Produce(o, on_progress));
+  if (live) std::fputs("\n", stderr);
+  std::printf("run %s: sent %lld, acknowledged %lld, failed %lld to topic %s in %.2f s (%.0f images/s)\n",
+              result.run_id.c_str(), static_cast<long long>(result.sent), static_cast<long long>(result.acknowledged),
+              static_cast<long long>(result.failed), o.topic.c_str(), result.seconds, result.images_per_second());
+  if (result.failed > 0 || result.acknowledged < result.sent) {
+    return std::unexpected(
+        Error::Unavailable(fmt::format("{} of {} images were not delivered (last error: {})",
+                                       result.sent - result.acknowledged, result.sent, result.last_error)));
+  }
+  return Ok();
 }
 
 }  // namespace iotinfer::produce

@@ -53,4 +53,17 @@ struct ProduceProgress {
 Result<ProduceProgress> Produce(const ProduceOptions& options,
                                 const std::function<void(const ProduceProgress&)>& on_progress = {});
 
+/// `iotinfer produce` as its command line gives it.
+struct ProduceCommand {
+  ProduceOptions options;
+  std::string split = "test";   // train or test
+  std::string format = "png";   // png, raw or jpeg
+  double duration_seconds = 0;  // 0: until options.images
+};
+
+/// Produce as the command runs it: a live progress line while stderr is a terminal (logs and
+/// pipes get only the summary), then a summary on stdout. InvalidInput for an unknown split or
+/// format; Unavailable when any image was not delivered, with the last delivery error.
+Status RunCommand(ProduceCommand command);
+
 }  // namespace iotinfer::produce

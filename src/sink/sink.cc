@@ -268,4 +268,14 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
   return stats;
 }
 
+Status RunCommand(const SinkOptions& options, const std::atomic<bool>& stop) {
+  const std::string name = kafka::ServiceLogName("sink", options.instance_id);
+  std::fprintf(stderr, "%s: %s, group %s, %s -> %s database %s (dead letters: %s)\n", name.c_str(),
+               options.kafka.Describe().c_str(), options.group.c_str(), options.input_topic.c_str(),
+               store::RedactUri(options.store.uri).c_str(), options.store.database.c_str(), options.dlq_topic.c_str());
+  ASSIGN_OR_RETURN(const SinkStats stats, RunSink(options, stop));
+  std::fprintf(stderr, "%s: stopped; %s\n", name.c_str(), FormatStats(stats).c_str());
+  return Ok();
+}
+
 }  // namespace iotinfer::sink

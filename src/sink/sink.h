@@ -86,4 +86,8 @@ std::string FormatStats(const SinkStats& stats);
 Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& stop,
                           const std::function<void(const SinkStats&)>& on_progress = {});
 
+/// RunSink as `iotinfer sink` runs it: a line on stderr saying where it reads and writes
+/// (secrets masked), and one with its final counters when it stops.
+Status RunCommand(const SinkOptions& options, const std::atomic<bool>& stop);
+
 }  // namespace iotinfer::sink

@@ -1,0 +1,81 @@
+#include "stream/command.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "core/text.h"
+#include "spark/client.h"
+
+namespace iotinfer::stream {
+namespace {
+
+// The Spark engine: the same counts, kept by a Structured Streaming query on the cluster.
+Status RunSpark(StreamCommand& command, const std::atomic<bool>& stop) {
+  analytics::SparkStreamOptions& o = command.spark;
+  const StreamOptions& shared = command.native;
+  o.store = shared.store;
+  o.endpoints = shared.endpoints;
+  o.brokers = shared.kafka.brokers;
+  o.topic = shared.topic;
+  o.progress_every = shared.log_every.count() > 0 ? shared.log_every : std::chrono::milliseconds(5000);
+  ASSIGN_OR_RETURN(o.trigger, ParseDuration(command.trigger));
+  ASSIGN_OR_RETURN(o.server_wait, ParseDuration(command.spark_wait));
+  for (const std::string& property : command.spark_kafka) {
+    ASSIGN_OR_RETURN(auto key_value, ParseKeyValue(property, "--spark-kafka"));
+    o.kafka[key_value.first] = key_value.second;
+  }
+  ASSIGN_OR_RETURN(const spark::Endpoint endpoint, spark::ParseEndpoint(o.spark.url));
+  if (o.checkpoint.empty()) {
+    // A local server shares this file system; a cluster needs a path all its nodes reach.
+    if (endpoint.host != "127.0.0.1" && endpoint.host != "localhost" && endpoint.host != "[::1]") {
+      return std::unexpected(Error::InvalidInput(
+          "--checkpoint is required with a remote Spark server: a directory its driver and executors share"));
+    }
+    o.checkpoint = (std::filesystem::absolute("iotinfer-spark-checkpoint") / o.query_name).string();
+  }
+  std::fprintf(stderr, "stream: Spark at %s, %s from %s -> %s database %s, checkpoint %s, trigger %s\n",
+               endpoint.Describe().c_str(), o.topic.c_str(), o.brokers.c_str(), store::RedactUri(o.store.uri).c_str(),
+               o.store.database.c_str(), o.checkpoint.c_str(), command.trigger.c_str());
+  auto log_progress = [](const analytics::SparkStreamStats& s) {
+    std::fprintf(stderr, "stream: %s\n", analytics::FormatStats(s).c_str());
+  };
+  ASSIGN_OR_RETURN(analytics::SparkStreamStats stats, shared.log_every.count() > 0
+                                                          ? analytics::RunSparkStream(o, stop, log_progress)
+                                                          : analytics::RunSparkStream(o, stop));
+  std::fprintf(stderr, "stream: Spark query %s stopped; %s\n", stats.query_id.c_str(),
+               analytics::FormatStats(stats).c_str());
+  return Ok();
+}
+
+Status RunNative(StreamCommand& command, const std::atomic<bool>& stop) {
+  StreamOptions& o = command.native;
+  ASSIGN_OR_RETURN(o.window, ParseDuration(command.window));
+  if (o.window.count() > 0 && o.window < std::chrono::seconds(1)) {
+    return std::unexpected(Error::InvalidInput("--window must be at least 1s"));
+  }
+  const std::string updates =
+      o.update_interval.count() ? fmt::format("every {} ms", o.update_interval.count()) : "back to back";
+  std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates %s%s\n", o.kafka.Describe().c_str(),
+               o.group.c_str(), o.topic.c_str(), store::RedactUri(o.store.uri).c_str(), o.store.database.c_str(),
+               updates.c_str(), o.window.count() ? fmt::format(", windows of {}", command.window).c_str() : "");
+  ASSIGN_OR_RETURN(StreamStats stats, RunStream(o, stop));
+  std::fprintf(stderr, "stream: stopped; %s\n", FormatStats(stats).c_str());
+  return Ok();
+}
+
+}  // namespace
+
+Result<Engine> ParseEngine(std::string_view name) {
+  if (name == "native") return Engine::kNative;
+  if (name == "spark") return Engine::kSpark;
+  return std::unexpected(Error::InvalidInput(fmt::format("unknown engine '{}': expected native or spark", name)));
+}
+
+Status RunCommand(StreamCommand command, const std::atomic<bool>& stop) {
+  ASSIGN_OR_RETURN(const Engine engine, ParseEngine(command.engine));
+  return engine == Engine::kSpark ? RunSpark(command, stop) : RunNative(command, stop);
+}
+
+}  // namespace iotinfer::stream
