@@ -27,11 +27,10 @@ std::vector<std::string> ClassOrder(std::span<const ConfusionCell> cells) {
     names.insert(c.image_prediction);
     if (c.actual_value) names.insert(*c.actual_value);
   }
-  for (std::span<const std::string_view> known : {std::span<const std::string_view>(kFashionMnistClasses),
-                                                  std::span<const std::string_view>(kCifar10Classes)}) {
-    if (std::all_of(names.begin(), names.end(), [&](const std::string& n) {
-          return std::find(known.begin(), known.end(), n) != known.end();
-        })) {
+  for (std::span<const std::string_view> known :
+       {std::span<const std::string_view>(kFashionMnistClasses), std::span<const std::string_view>(kCifar10Classes)}) {
+    if (std::all_of(names.begin(), names.end(),
+                    [&](const std::string& n) { return std::find(known.begin(), known.end(), n) != known.end(); })) {
       return ClassNames(known);
     }
   }
@@ -49,7 +48,8 @@ Status WriteFile(const std::filesystem::path& path, const std::string& text) {
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) return std::unexpected(Error::Io(fmt::format("renaming {} to {}: {}", tmp.string(), path.string(), ec.message())));
+  if (ec)
+    return std::unexpected(Error::Io(fmt::format("renaming {} to {}: {}", tmp.string(), path.string(), ec.message())));
   return Ok();
 }
 
@@ -154,9 +154,12 @@ Result<BatchEngine> ParseBatchEngine(std::string_view name) {
 
 std::string_view EngineName(BatchEngine engine) {
   switch (engine) {
-    case BatchEngine::kNative: return "native";
-    case BatchEngine::kPushdown: return "pushdown";
-    case BatchEngine::kSpark: return "spark";
+    case BatchEngine::kNative:
+      return "native";
+    case BatchEngine::kPushdown:
+      return "pushdown";
+    case BatchEngine::kSpark:
+      return "spark";
   }
   return "?";
 }
@@ -275,8 +278,8 @@ std::string FormatResults(std::span<const ProducerResult> results) {
                        r.unlabelled, 100 * r.error_rate);
   }
   const ProducerResult all = Sum(results);
-  out += fmt::format("{:>11} {:>15} {:>10} {:>10} {:>9.2f}%\n", "all", all.incorrect_count, all.total,
-                     all.unlabelled, 100 * all.error_rate);
+  out += fmt::format("{:>11} {:>15} {:>10} {:>10} {:>9.2f}%\n", "all", all.incorrect_count, all.total, all.unlabelled,
+                     100 * all.error_rate);
   return out;
 }
 
@@ -285,8 +288,8 @@ std::string FormatWindows(std::span<const WindowResult> windows) {
   std::string out = fmt::format("{:<24} {:>8} {:>11} {:>15} {:>10} {:>10}\n", "window_start (UTC)", "seconds",
                                 "producer_id", "incorrect_count", "total", "error_rate");
   for (const WindowResult& w : windows) {
-    const auto start = std::chrono::sys_time<std::chrono::milliseconds>(
-        std::chrono::milliseconds(w.window_start_us / 1000));
+    const auto start =
+        std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(w.window_start_us / 1000));
     out += fmt::format("{:<24} {:>8} {:>11} {:>15} {:>10} {:>9.2f}%\n", fmt::format("{:%F %T}", start),
                        (w.window_end_us - w.window_start_us) / 1'000'000, w.result.producer_id,
                        w.result.incorrect_count, w.result.total, 100 * w.result.error_rate);

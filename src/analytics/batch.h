@@ -28,20 +28,20 @@ std::string_view EngineName(BatchEngine engine);
 struct BatchOptions {
   store::StoreOptions store;
   BatchEngine engine = BatchEngine::kNative;
-  std::string out_dir = "iotinfer-results";  // CSV files and charts; empty: none written
-  SparkOptions spark;                        // for BatchEngine::kSpark
+  std::string out_dir = "iotinfer-results";   // CSV files and charts; empty: none written
+  SparkOptions spark;                         // for BatchEngine::kSpark
   const std::atomic<bool>* cancel = nullptr;  // kSpark: setting it interrupts the Spark job
 };
 
 struct BatchReport {
   BatchEngine engine = BatchEngine::kNative;
-  std::string store;                           // Describe()d: safe to print
-  std::string spark_version;                   // kSpark: the server's
-  std::vector<ConfusionCell> cells;            // sorted by (producer, actual, predicted)
-  std::vector<ProducerResult> results;         // what replaced incorrect_inference_results
-  int64_t documents = 0;                       // documents aggregated
-  double seconds = 0;                          // aggregation and the results write
-  std::vector<std::string> files;              // CSV files and charts written
+  std::string store;                    // Describe()d: safe to print
+  std::string spark_version;            // kSpark: the server's
+  std::vector<ConfusionCell> cells;     // sorted by (producer, actual, predicted)
+  std::vector<ProducerResult> results;  // what replaced incorrect_inference_results
+  int64_t documents = 0;                // documents aggregated
+  double seconds = 0;                   // aggregation and the results write
+  std::vector<std::string> files;       // CSV files and charts written
 };
 
 /// Progress of a scan: documents seen and the total expected (0 when unknown).

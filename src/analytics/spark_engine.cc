@@ -36,8 +36,7 @@ spark::Options MongoOptions(const std::string& uri, const store::StoreOptions& s
 // Records a consumer could not count are left out, as the native engines never see them
 // (the sink dead-letters them).
 DataFrame ValidRecords(const DataFrame& records) {
-  return records.Filter(Col("id").IsNotNull() && Col("image_prediction").IsNotNull() &&
-                        Col("producer_id").IsNotNull());
+  return records.Filter(Col("id").IsNotNull() && Col("image_prediction").IsNotNull() && Col("producer_id").IsNotNull());
 }
 
 // Per producer, from rows that each stand for `weight` records: the same arithmetic as
@@ -126,10 +125,9 @@ Result<SparkBatchResult> RunSparkBatch(const SparkOptions& options, const store:
                               .Agg({spark::Count(Lit(int64_t{1})).Alias("count")});
   TRY(session.Persist(cells, cancel));
   const DataFrame results = PerProducer(cells, Col("count"));
-  Status written = session.Execute(
-      results.Write("mongodb", spark::SaveMode::kOverwrite,
-                    MongoOptions(uri, store_options, "incorrect_inference_results")),
-      cancel);
+  Status written = session.Execute(results.Write("mongodb", spark::SaveMode::kOverwrite,
+                                                 MongoOptions(uri, store_options, "incorrect_inference_results")),
+                                   cancel);
   Result<spark::Table> collected = written ? session.Collect(cells, cancel) : Result<spark::Table>();
   (void)session.Unpersist(cells);  // the session's release frees it anyway
   TRY(written);
@@ -139,10 +137,10 @@ Result<SparkBatchResult> RunSparkBatch(const SparkOptions& options, const store:
 }
 
 std::string FormatStats(const SparkStreamStats& s) {
-  return fmt::format("batch {}: {} micro-batches with rows, {} rows in this run; last: {:.0f} rows/s in, "
-                     "{:.0f} rows/s processed, {} ms",
-                     s.last_batch_id, s.batches, s.input_rows, s.input_rows_per_second, s.processed_rows_per_second,
-                     s.last_batch_ms);
+  return fmt::format(
+      "batch {}: {} micro-batches with rows, {} rows in this run; last: {:.0f} rows/s in, "
+      "{:.0f} rows/s processed, {} ms",
+      s.last_batch_id, s.batches, s.input_rows, s.input_rows_per_second, s.processed_rows_per_second, s.last_batch_ms);
 }
 
 namespace {
@@ -245,8 +243,8 @@ Result<SparkStreamStats> RunSparkStream(const SparkStreamOptions& options, const
     if (endpoints) endpoints->SetReady(status.active, "the Spark query is not running");
     if (!status.active) {
       ASSIGN_OR_RETURN(const auto exception, session.Exception(query));
-      return std::unexpected(Error::Internal(
-          fmt::format("the Spark streaming query stopped: {}", exception.value_or(status.message))));
+      return std::unexpected(
+          Error::Internal(fmt::format("the Spark streaming query stopped: {}", exception.value_or(status.message))));
     }
     TRY(take_progress());
   }

@@ -48,9 +48,9 @@ Result<SparkBatchResult> RunSparkBatch(const SparkOptions& spark, const store::S
 
 struct SparkStreamOptions {
   SparkOptions spark;
-  store::StoreOptions store;  // where incorrect_inference_results is (a MongoDB)
-  std::string brokers;        // Kafka bootstrap servers, as the Spark cluster reaches them
-  std::map<std::string, std::string> kafka;  // more consumer properties (SASL, TLS, ...)
+  store::StoreOptions store;                        // where incorrect_inference_results is (a MongoDB)
+  std::string brokers;                              // Kafka bootstrap servers, as the Spark cluster reaches them
+  std::map<std::string, std::string> kafka;         // more consumer properties (SASL, TLS, ...)
   std::string topic = topics::kInferencesAccepted;  // what sink publishes, as for the native stream
   // The query's state and Kafka offsets, on the Spark server's file system (or HDFS, S3, ...):
   // a restart with the same directory goes on where the last run stopped.
@@ -70,9 +70,9 @@ struct SparkStreamOptions {
 
 struct SparkStreamStats {
   std::string spark_version;
-  std::string query_id;      // the same for every run from one checkpoint
-  int64_t batches = 0;       // micro-batches that read rows, in this run
-  int64_t input_rows = 0;    // rows they read
+  std::string query_id;    // the same for every run from one checkpoint
+  int64_t batches = 0;     // micro-batches that read rows, in this run
+  int64_t input_rows = 0;  // rows they read
   int64_t last_batch_id = -1;
   double input_rows_per_second = 0;
   double processed_rows_per_second = 0;

@@ -6,7 +6,8 @@ namespace iotinfer::cli {
 
 void AddDemoCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
-      "demo", "The whole pipeline in one process: devices -> Kafka -> inference -> store, live count, batch count, "
+      "demo",
+      "The whole pipeline in one process: devices -> Kafka -> inference -> store, live count, batch count, "
       "charts (no servers needed)");
   auto options = std::make_shared<demo::DemoOptions>();
   auto kafka = std::make_shared<KafkaFlags>();

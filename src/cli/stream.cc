@@ -5,7 +5,8 @@ namespace iotinfer::cli {
 
 void AddStreamCommand(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand(
-      "stream", "Keep incorrect_inference_results live from Kafka: inferences -> per-producer counts, exact after crashes");
+      "stream",
+      "Keep incorrect_inference_results live from Kafka: inferences -> per-producer counts, exact after crashes");
   auto command = std::make_shared<stream::StreamCommand>();
   auto service = std::make_shared<ServiceFlags>();
   stream::StreamOptions& o = command->native;

@@ -49,8 +49,8 @@ struct InferStats {
   int64_t inferred = 0;
   int64_t dead_lettered = 0;
   int64_t batches = 0;
-  int64_t aborted = 0;    // transactions aborted and retried
-  int64_t isolated = 0;   // messages that failed every batch holding them, dead-lettered alone
+  int64_t aborted = 0;   // transactions aborted and retried
+  int64_t isolated = 0;  // messages that failed every batch holding them, dead-lettered alone
   // Set while commits keep failing (ServiceLoop): how long, and why; /readyz says so.
   double stuck_seconds = 0;
   std::string stuck;

@@ -22,15 +22,33 @@ Status AppendColumn(const arrow::Array& array, const std::string& name, size_t c
     Value& cell = rows[first_row + static_cast<size_t>(i)][column];
     if (array.IsNull(i)) continue;
     switch (type) {
-      case arrow::Type::INT8: cell = int64_t{static_cast<const arrow::Int8Array&>(array).Value(i)}; break;
-      case arrow::Type::INT16: cell = int64_t{static_cast<const arrow::Int16Array&>(array).Value(i)}; break;
-      case arrow::Type::INT32: cell = int64_t{static_cast<const arrow::Int32Array&>(array).Value(i)}; break;
-      case arrow::Type::INT64: cell = int64_t{static_cast<const arrow::Int64Array&>(array).Value(i)}; break;
-      case arrow::Type::TIMESTAMP: cell = int64_t{static_cast<const arrow::TimestampArray&>(array).Value(i)}; break;
-      case arrow::Type::FLOAT: cell = double{static_cast<const arrow::FloatArray&>(array).Value(i)}; break;
-      case arrow::Type::DOUBLE: cell = static_cast<const arrow::DoubleArray&>(array).Value(i); break;
-      case arrow::Type::BOOL: cell = static_cast<const arrow::BooleanArray&>(array).Value(i); break;
-      case arrow::Type::STRING: cell = std::string(static_cast<const arrow::StringArray&>(array).Value(i)); break;
+      case arrow::Type::INT8:
+        cell = int64_t{static_cast<const arrow::Int8Array&>(array).Value(i)};
+        break;
+      case arrow::Type::INT16:
+        cell = int64_t{static_cast<const arrow::Int16Array&>(array).Value(i)};
+        break;
+      case arrow::Type::INT32:
+        cell = int64_t{static_cast<const arrow::Int32Array&>(array).Value(i)};
+        break;
+      case arrow::Type::INT64:
+        cell = int64_t{static_cast<const arrow::Int64Array&>(array).Value(i)};
+        break;
+      case arrow::Type::TIMESTAMP:
+        cell = int64_t{static_cast<const arrow::TimestampArray&>(array).Value(i)};
+        break;
+      case arrow::Type::FLOAT:
+        cell = double{static_cast<const arrow::FloatArray&>(array).Value(i)};
+        break;
+      case arrow::Type::DOUBLE:
+        cell = static_cast<const arrow::DoubleArray&>(array).Value(i);
+        break;
+      case arrow::Type::BOOL:
+        cell = static_cast<const arrow::BooleanArray&>(array).Value(i);
+        break;
+      case arrow::Type::STRING:
+        cell = std::string(static_cast<const arrow::StringArray&>(array).Value(i));
+        break;
       case arrow::Type::LARGE_STRING:
         cell = std::string(static_cast<const arrow::LargeStringArray&>(array).Value(i));
         break;

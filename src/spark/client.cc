@@ -28,10 +28,10 @@ std::string NewUuid() {
   std::random_device device;
   std::mt19937_64 random(static_cast<uint64_t>(device()) << 32 | device());
   uint64_t high = random(), low = random();
-  high = (high & ~0xF000ULL) | 0x4000ULL;  // version 4
+  high = (high & ~0xF000ULL) | 0x4000ULL;            // version 4
   low = (low & ~(0xC0ULL << 56)) | (0x80ULL << 56);  // RFC 4122 variant
-  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xFFFF, high & 0xFFFF,
-                     low >> 48, low & 0xFFFFFFFFFFFFULL);
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xFFFF, high & 0xFFFF, low >> 48,
+                     low & 0xFFFFFFFFFFFFULL);
 }
 
 bool ParseBool(std::string_view value) { return value == "true" || value == "1"; }
@@ -67,9 +67,9 @@ std::string Endpoint::Describe() const { return fmt::format("{}:{}", host, port)
 Result<Endpoint> ParseEndpoint(std::string_view url) {
   constexpr std::string_view kScheme = "sc://";
   auto invalid = [&](std::string_view why) {
-    return std::unexpected(Error::InvalidInput(fmt::format(
-        "Spark Connect URL '{}': {} (expected sc://HOST[:PORT][/;token=...;user_id=...;use_ssl=true])",
-        url.substr(0, url.find(';')), why)));
+    return std::unexpected(Error::InvalidInput(
+        fmt::format("Spark Connect URL '{}': {} (expected sc://HOST[:PORT][/;token=...;user_id=...;use_ssl=true])",
+                    url.substr(0, url.find(';')), why)));
   };
   if (!url.starts_with(kScheme)) return invalid("it must start with sc://");
   std::string_view rest = url.substr(kScheme.size());
@@ -142,7 +142,8 @@ struct Session::Impl {
       case grpc::StatusCode::DEADLINE_EXCEEDED:
         return Error::Unavailable(
             fmt::format("{}: Spark Connect server at {} is unreachable: {}", what, endpoint.Describe(), message));
-      case grpc::StatusCode::CANCELLED: return Error::FailedPrecondition(fmt::format("{}: cancelled", what));
+      case grpc::StatusCode::CANCELLED:
+        return Error::FailedPrecondition(fmt::format("{}: cancelled", what));
       case grpc::StatusCode::UNAUTHENTICATED:
       case grpc::StatusCode::PERMISSION_DENIED:
         return Error::FailedPrecondition(fmt::format("{}: Spark Connect refused the credentials: {}", what, message));
@@ -152,7 +153,8 @@ struct Session::Impl {
       case grpc::StatusCode::FAILED_PRECONDITION:
       case grpc::StatusCode::OUT_OF_RANGE:
         return Error::InvalidInput(fmt::format("{}: Spark: {}", what, message));
-      default: return Error::Internal(fmt::format("{}: Spark: {}", what, message));
+      default:
+        return Error::Internal(fmt::format("{}: Spark: {}", what, message));
     }
   }
 
@@ -223,7 +225,7 @@ struct Session::Impl {
   // A StreamingQueryCommand and its one result.
   template <typename SetCommand>
   Result<pb::StreamingQueryCommandResult> QueryCommand(const StreamingQuery& query, std::string_view what,
-                                                      SetCommand&& set_command) {
+                                                       SetCommand&& set_command) {
     pb::Plan plan;
     auto* command = plan.mutable_command()->mutable_streaming_query_command();
     command->mutable_query_id()->set_id(query.id);
@@ -322,14 +324,14 @@ Result<StreamingQuery> Session::StartStream(const Plan& plan) {
 
 Result<QueryStatus> Session::StatusOf(const StreamingQuery& query) {
   ASSIGN_OR_RETURN(auto result, impl_->QueryCommand(query, "asking a streaming query's status",
-                                                   [](pb::StreamingQueryCommand& c) { c.set_status(true); }));
+                                                    [](pb::StreamingQueryCommand& c) { c.set_status(true); }));
   const auto& s = result.status();
   return QueryStatus{s.status_message(), s.is_active(), s.is_data_available(), s.is_trigger_active()};
 }
 
 Result<std::vector<QueryProgress>> Session::RecentProgress(const StreamingQuery& query) {
   ASSIGN_OR_RETURN(auto result, impl_->QueryCommand(query, "asking a streaming query's progress",
-                                                   [](pb::StreamingQueryCommand& c) { c.set_recent_progress(true); }));
+                                                    [](pb::StreamingQueryCommand& c) { c.set_recent_progress(true); }));
   std::vector<QueryProgress> reports;
   for (const std::string& json : result.recent_progress().recent_progress_json()) {
     ASSIGN_OR_RETURN(QueryProgress progress, ParseProgress(json));
@@ -340,14 +342,13 @@ Result<std::vector<QueryProgress>> Session::RecentProgress(const StreamingQuery&
 
 Result<std::optional<std::string>> Session::Exception(const StreamingQuery& query) {
   ASSIGN_OR_RETURN(auto result, impl_->QueryCommand(query, "asking why a streaming query failed",
-                                                   [](pb::StreamingQueryCommand& c) { c.set_exception(true); }));
+                                                    [](pb::StreamingQueryCommand& c) { c.set_exception(true); }));
   if (!result.exception().has_exception_message()) return std::optional<std::string>();
   return std::optional<std::string>(result.exception().exception_message());
 }
 
 Status Session::Stop(const StreamingQuery& query) {
-  TRY(impl_->QueryCommand(query, "stopping a streaming query",
-                          [](pb::StreamingQueryCommand& c) { c.set_stop(true); }));
+  TRY(impl_->QueryCommand(query, "stopping a streaming query", [](pb::StreamingQueryCommand& c) { c.set_stop(true); }));
   return Ok();
 }
 

@@ -46,10 +46,14 @@ DataFrame ReadSource(std::string_view format, std::string_view schema, const Opt
 
 pb::WriteOperation::SaveMode ToProto(SaveMode mode) {
   switch (mode) {
-    case SaveMode::kAppend: return pb::WriteOperation::SAVE_MODE_APPEND;
-    case SaveMode::kOverwrite: return pb::WriteOperation::SAVE_MODE_OVERWRITE;
-    case SaveMode::kErrorIfExists: return pb::WriteOperation::SAVE_MODE_ERROR_IF_EXISTS;
-    case SaveMode::kIgnore: return pb::WriteOperation::SAVE_MODE_IGNORE;
+    case SaveMode::kAppend:
+      return pb::WriteOperation::SAVE_MODE_APPEND;
+    case SaveMode::kOverwrite:
+      return pb::WriteOperation::SAVE_MODE_OVERWRITE;
+    case SaveMode::kErrorIfExists:
+      return pb::WriteOperation::SAVE_MODE_ERROR_IF_EXISTS;
+    case SaveMode::kIgnore:
+      return pb::WriteOperation::SAVE_MODE_IGNORE;
   }
   return pb::WriteOperation::SAVE_MODE_UNSPECIFIED;
 }
@@ -78,7 +82,8 @@ Column Column::IsNull() const { return Fn("isnull", {*this}); }
 Column Column::IsNotNull() const { return Fn("isnotnull", {*this}); }
 
 Column Col(std::string_view name) {
-  return MakeColumn([&](pb::Expression& e) { e.mutable_unresolved_attribute()->set_unparsed_identifier(std::string(name)); });
+  return MakeColumn(
+      [&](pb::Expression& e) { e.mutable_unresolved_attribute()->set_unparsed_identifier(std::string(name)); });
 }
 
 Column Lit(int64_t value) {
@@ -110,9 +115,7 @@ Column Fn(std::string_view name, std::vector<Column> arguments) {
 // Spark's own names for the operators, as pyspark sends them.
 Column operator==(const Column& a, const Column& b) { return Fn("==", {a, b}); }
 // Spark has no "!=" function; pyspark sends not(a == b) too.
-Column operator!=(const Column& a, const Column& b) {
-  return Fn("not", {a == b});
-}
+Column operator!=(const Column& a, const Column& b) { return Fn("not", {a == b}); }
 Column operator&&(const Column& a, const Column& b) { return Fn("and", {a, b}); }
 Column operator+(const Column& a, const Column& b) { return Fn("+", {a, b}); }
 Column operator-(const Column& a, const Column& b) { return Fn("-", {a, b}); }

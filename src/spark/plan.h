@@ -63,12 +63,12 @@ enum class SaveMode { kAppend, kOverwrite, kErrorIfExists, kIgnore };
 
 /// How a streaming query runs and where its results go.
 struct StreamWrite {
-  std::string format;                // the sink: "mongodb", "console", "memory", ...
-  Options options;                   // the sink's options
+  std::string format;                  // the sink: "mongodb", "console", "memory", ...
+  Options options;                     // the sink's options
   std::string output_mode = "append";  // "append", "update" or "complete"
-  std::string checkpoint;            // checkpointLocation, on the server's file system
+  std::string checkpoint;              // checkpointLocation, on the server's file system
   std::string query_name;
-  std::string processing_time;       // trigger interval, e.g. "1 second"; empty: as fast as it can
+  std::string processing_time;  // trigger interval, e.g. "1 second"; empty: as fast as it can
 };
 
 /// Something to execute: a relation to return rows of, or a command (write, stream, ...).

@@ -811,9 +811,9 @@ class MongoStore final : public Store {
       docs.push_back(Bson(BCON_NEW("producer_id", BCON_INT32(w.result.producer_id), "window_start",
                                    BCON_DATE_TIME(start), "window_end", BCON_DATE_TIME(ToMillis(w.window_end_us)))));
       AppendResult(docs.back().get(), w.result, /*with_id=*/false);
-      replacements.push_back({Bson(BCON_NEW("producer_id", BCON_INT32(w.result.producer_id), "window_start",
-                                            BCON_DATE_TIME(start))),
-                              docs.back().get()});
+      replacements.push_back(
+          {Bson(BCON_NEW("producer_id", BCON_INT32(w.result.producer_id), "window_start", BCON_DATE_TIME(start))),
+           docs.back().get()});
     }
     TRY(ReplaceAll(collection.get(), replacements, "writing incorrect_inference_windows"));
     return Ok();
@@ -828,7 +828,8 @@ class MongoStore final : public Store {
       bson_iter_init(&it, doc);
       while (bson_iter_next(&it)) {
         const std::string_view key = bson_iter_key(&it);
-        if (key == "window_start" && BSON_ITER_HOLDS_DATE_TIME(&it)) w.window_start_us = bson_iter_date_time(&it) * 1000;
+        if (key == "window_start" && BSON_ITER_HOLDS_DATE_TIME(&it))
+          w.window_start_us = bson_iter_date_time(&it) * 1000;
         if (key == "window_end" && BSON_ITER_HOLDS_DATE_TIME(&it)) w.window_end_us = bson_iter_date_time(&it) * 1000;
         ReadResultField(&it, w.result);
       }

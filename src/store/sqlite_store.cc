@@ -80,7 +80,9 @@ using Json = nlohmann::json;
 
 // A state's counts as compact JSON arrays: [producer, incorrect, total, unlabelled] per
 // producer, with the window start (ms) in front for windows.
-Json CountsJson(const ProducerCounts& c) { return Json::array({c.producer_id, c.incorrect_count, c.total, c.unlabelled}); }
+Json CountsJson(const ProducerCounts& c) {
+  return Json::array({c.producer_id, c.incorrect_count, c.total, c.unlabelled});
+}
 
 ProducerCounts CountsFromJson(const Json& j, size_t first) {
   return {.producer_id = j.at(first).get<int>(),
@@ -537,10 +539,10 @@ class SqliteStore final : public Store {
                              "ORDER BY window_start, producer_id"));
     std::vector<WindowResult> windows;
     TRY(Run(stmt.get(), "reading incorrect_inference_windows", [&](sqlite3_stmt* s) {
-      windows.push_back({sqlite3_column_int64(s, 0) * 1000, sqlite3_column_int64(s, 1) * 1000,
-                         ProducerResult{sqlite3_column_int(s, 2), sqlite3_column_int64(s, 3),
-                                        sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
-                                        sqlite3_column_double(s, 6), sqlite3_column_int64(s, 7) * 1000}});
+      windows.push_back(
+          {sqlite3_column_int64(s, 0) * 1000, sqlite3_column_int64(s, 1) * 1000,
+           ProducerResult{sqlite3_column_int(s, 2), sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
+                          sqlite3_column_int64(s, 5), sqlite3_column_double(s, 6), sqlite3_column_int64(s, 7) * 1000}});
       return Ok();
     }));
     return windows;

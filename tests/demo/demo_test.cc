@@ -34,8 +34,8 @@ TEST(DemoTest, RunsTheWholePipelineOnTheMockCluster) {
   int64_t total = 0;
   for (const auto& r : report->batch.results) total += r.total;
   EXPECT_EQ(total, 600);
-  for (const char* file : {"results.csv", "results.png", "results.svg", "confusion.csv", "confusion.png",
-                           "iotinfer.db"}) {
+  for (const char* file :
+       {"results.csv", "results.png", "results.svg", "confusion.csv", "confusion.png", "iotinfer.db"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.file(std::string("out/") + file))) << file;
   }
   EXPECT_EQ(report->latency.latency.count, 600);

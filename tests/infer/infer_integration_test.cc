@@ -133,12 +133,12 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   options.endpoints = ops::EndpointOptions{.port = http_port};
   int ready_status = 0;
   std::string metrics;
-  auto result = iotinfer::testing::RunInferUntil(
-      options, kImages + static_cast<int64_t>(bad.size()), std::chrono::seconds(90), [&](const InferStats&) {
-        httplib::Client client("127.0.0.1", http_port);
-        if (auto ready = client.Get("/readyz")) ready_status = ready->status;
-        if (auto scraped = client.Get("/metrics")) metrics = scraped->body;
-      });
+  auto result = iotinfer::testing::RunInferUntil(options, kImages + static_cast<int64_t>(bad.size()),
+                                                 std::chrono::seconds(90), [&](const InferStats&) {
+                                                   httplib::Client client("127.0.0.1", http_port);
+                                                   if (auto ready = client.Get("/readyz")) ready_status = ready->status;
+                                                   if (auto scraped = client.Get("/metrics")) metrics = scraped->body;
+                                                 });
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
   EXPECT_EQ(result->dead_lettered, static_cast<int64_t>(bad.size()));
@@ -228,7 +228,7 @@ TEST(InferIntegrationTest, MessagesTooLargeToDeadLetterWholeAreDeadLetteredWitho
   WireMessage corrupt_png =
       *EncodeImageMessage({"big-png", 1, std::string("Bag"), 1, Image{8, 8, 1, std::vector<uint8_t>(64, 7)}},
                           {.encoding = ImageEncoding::kPng});
-  corrupt_png.value.resize(1'000'000, '\x42');  // garbage after IEND: more than a PNG holds
+  corrupt_png.value.resize(1'000'000, '\x42');          // garbage after IEND: more than a PNG holds
   corrupt_png.value.replace(8, 4, "\xff\xff\xff\xff");  // and a broken IHDR length
   ASSERT_NO_FATAL_FAILURE(ProduceAround(images, kGood, big_messages, {huge_raw, corrupt_png}));
 

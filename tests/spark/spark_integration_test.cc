@@ -220,7 +220,8 @@ SparkStreamStats StreamUntil(const SparkStreamOptions& options, store::Store& st
     double rows = -1;
     for (int i = 0; i < 40 && rows != static_cast<double>(input_rows); ++i) {
       std::this_thread::sleep_for(milliseconds(250));
-      if (auto metrics = client.Get("/metrics")) rows = MetricValue(metrics->body, "iotinfer_spark_stream_input_rows_total");
+      if (auto metrics = client.Get("/metrics"))
+        rows = MetricValue(metrics->body, "iotinfer_spark_stream_input_rows_total");
     }
     EXPECT_EQ(rows, static_cast<double>(input_rows));
   }

@@ -33,8 +33,8 @@ TEST(SparkEndpointTest, ParsesHostPortAndParameters) {
 }
 
 TEST(SparkEndpointTest, RejectsMalformedUrlsWithoutEchoingTheToken) {
-  for (const char* url : {"http://host:15002", "sc://", "sc://host:port", "sc://host:99999", "sc://[::1",
-                          "sc://host/;token"}) {
+  for (const char* url :
+       {"http://host:15002", "sc://", "sc://host:port", "sc://host:99999", "sc://[::1", "sc://host/;token"}) {
     auto e = ParseEndpoint(url);
     ASSERT_FALSE(e) << url;
     EXPECT_EQ(e.error().code(), Error::Code::kInvalidInput) << url;
@@ -99,9 +99,12 @@ TEST(SparkPlanTest, BuildsTheRelationsPysparkWould) {
   EXPECT_EQ(write.proto().command().write_operation().mode(), ::spark::connect::WriteOperation::SAVE_MODE_OVERWRITE);
   EXPECT_EQ(write.proto().command().write_operation().source(), "mongodb");
 
-  const Plan stream = DataFrame::ReadStream("kafka", "", {}).WriteStream(
-      {.format = "mongodb", .output_mode = "complete", .checkpoint = "/ckpt", .query_name = "q",
-       .processing_time = "1 second"});
+  const Plan stream = DataFrame::ReadStream("kafka", "", {})
+                          .WriteStream({.format = "mongodb",
+                                        .output_mode = "complete",
+                                        .checkpoint = "/ckpt",
+                                        .query_name = "q",
+                                        .processing_time = "1 second"});
   const auto& start = stream.proto().command().write_stream_operation_start();
   EXPECT_TRUE(start.input().read().is_streaming());
   EXPECT_EQ(start.output_mode(), "complete");

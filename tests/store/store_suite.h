@@ -415,7 +415,8 @@ TEST_P(StoreSuite, WindowResultsUpsertByProducerAndStart) {
   const int64_t t0 = 1'700'000'000'000'000, t1 = t0 + 10'000'000;
   std::vector<WindowResult> first{{t0, t1, {2, 1, 4, 0, 0.25, t1}}, {t0, t1, {1, 0, 2, 0, 0.0, t1}}};
   ASSERT_TRUE(store_->UpsertWindowResults(first));
-  std::vector<WindowResult> second{{t0, t1, {2, 2, 5, 0, 0.4, t1 + 1000}}, {t1, t1 + 10'000'000, {1, 1, 1, 0, 1.0, t1}}};
+  std::vector<WindowResult> second{{t0, t1, {2, 2, 5, 0, 0.4, t1 + 1000}},
+                                   {t1, t1 + 10'000'000, {1, 1, 1, 0, 1.0, t1}}};
   ASSERT_TRUE(store_->UpsertWindowResults(second));
   auto windows = store_->ReadWindowResults();
   ASSERT_TRUE(windows) << windows.error().message();
