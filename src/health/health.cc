@@ -1,0 +1,123 @@
+#include "health/health.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+namespace iotinfer::health {
+namespace {
+
+// Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), with 0 log 0 = 0.
+double Divergence(double q, double p) {
+  auto term = [](double a, double b) { return a > 0 ? a * std::log(a / b) : 0.0; };
+  return term(q, p) + term(1 - q, 1 - p);
+}
+
+// Keeps p inside (0, 1), where the divergence is finite.
+double Clamp(double p) { return std::clamp(p, 1e-12, 1 - 1e-12); }
+
+double Rate(int64_t k, int64_t n) { return n > 0 ? static_cast<double>(k) / static_cast<double>(n) : 0.0; }
+
+}  // namespace
+
+std::string_view VerdictName(Verdict verdict) {
+  switch (verdict) {
+    case Verdict::kUnknown:
+      return "unknown";
+    case Verdict::kHealthy:
+      return "healthy";
+    case Verdict::kSuspect:
+      return "suspect";
+    case Verdict::kFaulty:
+      return "faulty";
+  }
+  return "unknown";
+}
+
+double UpperTail(int64_t k, int64_t n, double p) {
+  if (k <= 0 || p >= 1) return 1;
+  if (k > n || p <= 0) return 0;
+  // The first term in logs (it may be far below the smallest double), then each next one by
+  // the ratio of successive terms; past the mode they fall geometrically, so the sum stops
+  // once they no longer add to it.
+  const double first = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0) +
+                       static_cast<double>(k) * std::log(p) + static_cast<double>(n - k) * std::log1p(-p);
+  const double odds = p / (1 - p);
+  double term = 1, sum = 0;
+  for (int64_t i = k; i <= n; ++i) {
+    sum += term;
+    term *= static_cast<double>(n - i) / static_cast<double>(i + 1) * odds;
+    if (term < sum * 1e-17 && static_cast<double>(i) > static_cast<double>(n) * p) break;
+  }
+  return std::min(1.0, std::exp(first + std::log(sum)));
+}
+
+std::pair<double, double> RateInterval(int64_t k, int64_t n, double alpha) {
+  if (n <= 0) return {0, 1};
+  const double q = Rate(k, n);
+  const double limit = std::log(2 / alpha) / static_cast<double>(n);
+  // The divergence grows monotonically away from q on either side: bisect each side for
+  // where it reaches the limit.
+  auto solve = [&](double inside, double outside) {
+    if (Divergence(q, Clamp(outside)) <= limit) return outside;
+    for (int i = 0; i < 60; ++i) {
+      const double mid = (inside + outside) / 2;
+      (Divergence(q, Clamp(mid)) <= limit ? inside : outside) = mid;
+    }
+    return inside;
+  };
+  return {solve(q, 0.0), solve(q, 1.0)};
+}
+
+std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule) {
+  std::vector<Assessment> out;
+  out.reserve(window.size());
+  int64_t judged = 0;
+  for (const Counts& c : window) {
+    Assessment a{.producer_id = c.producer_id, .labelled = c.labelled, .incorrect = c.incorrect};
+    a.error_rate = Rate(c.incorrect, c.labelled);
+    std::tie(a.low, a.high) = RateInterval(c.incorrect, c.labelled, rule.interval_alpha);
+    if (c.labelled >= rule.min_labelled) {
+      a.verdict = Verdict::kHealthy;
+      ++judged;
+    }
+    out.push_back(a);
+  }
+  if (judged == 0) return out;
+
+  const double m = static_cast<double>(judged);
+  auto worse = [&](const Assessment& a, double p0, double alpha) {
+    return UpperTail(a.incorrect, a.labelled, p0) < alpha / m;
+  };
+  // The fleet's rate, pooled from the devices not significantly worse than it.
+  std::vector<bool> set_aside(out.size(), false);
+  double fleet = 0;
+  for (bool changed = true; changed;) {
+    int64_t labelled = 0, incorrect = 0;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out[i].verdict == Verdict::kUnknown || set_aside[i]) continue;
+      labelled += out[i].labelled;
+      incorrect += out[i].incorrect;
+    }
+    fleet = Rate(incorrect, labelled);
+    changed = false;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out[i].verdict == Verdict::kUnknown || set_aside[i] || !worse(out[i], fleet, rule.suspect_alpha)) continue;
+      set_aside[i] = changed = true;
+    }
+  }
+
+  for (Assessment& a : out) {
+    a.fleet_rate = fleet;
+    if (a.verdict == Verdict::kUnknown) continue;
+    a.p_value = UpperTail(a.incorrect, a.labelled, fleet);
+    if (worse(a, fleet + rule.excess, rule.faulty_alpha)) {
+      a.verdict = Verdict::kFaulty;
+    } else if (a.p_value < rule.suspect_alpha / m) {
+      a.verdict = Verdict::kSuspect;
+    }
+  }
+  return out;
+}
+
+}  // namespace iotinfer::health

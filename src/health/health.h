@@ -1,0 +1,70 @@
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace iotinfer::health {
+
+/// What the fleet's evidence says of one device.
+enum class Verdict {
+  kUnknown,  // fewer labelled images in the window than Rule::min_labelled: no verdict yet
+  kHealthy,  // not significantly worse than the fleet
+  kSuspect,  // worse than the fleet at Rule::suspect_alpha, not (yet) at Rule::faulty_alpha
+  kFaulty,   // worse than the fleet's rate plus Rule::excess at Rule::faulty_alpha
+};
+std::string_view VerdictName(Verdict verdict);
+
+/// How verdicts are reached; docs/health.md explains each choice.
+struct Rule {
+  int64_t min_labelled = 300;    // labelled images in the window before any verdict
+  double excess = 0;             // faulty: the error rate exceeds the fleet's by more than this
+  double faulty_alpha = 1e-4;    // family-wise error of the faulty verdicts, over the devices assessed
+  double suspect_alpha = 1e-2;   // family-wise error of the suspect verdicts
+  double interval_alpha = 0.05;  // the shown interval covers the device's rate with 1 - this
+};
+
+/// One device's labelled images in the window, and how many of them were misclassified.
+struct Counts {
+  int producer_id = 0;
+  int64_t labelled = 0;
+  int64_t incorrect = 0;
+};
+
+struct Assessment {
+  int producer_id = 0;
+  Verdict verdict = Verdict::kUnknown;
+  int64_t labelled = 0;
+  int64_t incorrect = 0;
+  double error_rate = 0;     // incorrect / labelled (0 when none)
+  double low = 0, high = 1;  // an interval for the device's true error rate
+  double fleet_rate = 0;     // what the device was judged against
+  double p_value = 1;        // the one-sided binomial p-value against fleet_rate
+};
+
+/// Judges every device of `window` against the fleet's error rate, in the order given.
+///
+/// The fleet's rate is the pooled rate of the devices not found worse than it: starting from
+/// all of them, devices significantly above the current rate are set aside and the rate is
+/// pooled again from the rest, until nothing changes. A healthy fleet's rate is then its
+/// plain pooled rate, and a fleet whose devices are mostly faulty is still judged against the
+/// ones that are not.
+///
+/// A device's p-value against a rate p0 is the exact one-sided binomial tail P(X >= k), so
+/// that no verdict rests on a normal approximation of a small count. Bonferroni's correction divides each alpha by the
+/// number of devices with a verdict, so that in a fleet of a million devices the chance of any false verdict stays at
+/// alpha. Suspect: p-value against the fleet's rate under suspect_alpha / m; faulty: against the fleet's rate plus
+/// `excess`, under faulty_alpha / m.
+std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule = {});
+
+/// P(X >= k) for X ~ Binomial(n, p), to double precision (0 when below the smallest double).
+double UpperTail(int64_t k, int64_t n, double p);
+
+/// The rates p that the Chernoff bound of the binomial tails, exp(-n KL(k/n || p)), does not
+/// reject at `alpha` on either side: an interval for the true rate of a device that
+/// misclassified k of n images, in closed form and a little wider than the exact one.
+std::pair<double, double> RateInterval(int64_t k, int64_t n, double alpha);
+
+}  // namespace iotinfer::health

@@ -1,0 +1,118 @@
+#include "health/health.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace iotinfer::health {
+namespace {
+
+// P(X >= k) for X ~ Binomial(n, p), summed exactly in log space.
+double ExactTail(int64_t k, int64_t n, double p) {
+  double sum = 0;
+  for (int64_t i = k; i <= n; ++i) {
+    sum += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) + i * std::log(p) +
+                    (n - i) * std::log1p(-p));
+  }
+  return sum;
+}
+
+TEST(HealthTest, UpperTailIsTheBinomialTail) {
+  for (int64_t n : {1, 10, 57, 300, 2000}) {
+    for (double p : {0.01, 0.076, 0.3, 0.9}) {
+      for (int64_t k = 0; k <= n; k += std::max<int64_t>(1, n / 97)) {
+        const double exact = ExactTail(k, n, p);
+        EXPECT_NEAR(UpperTail(k, n, p), exact, 1e-9 * exact + 1e-300) << k << " of " << n << " at p=" << p;
+      }
+    }
+  }
+  EXPECT_EQ(UpperTail(0, 100, 0.1), 1);
+  EXPECT_EQ(UpperTail(101, 100, 0.1), 0);
+}
+
+TEST(HealthTest, RateIntervalsHoldTheRateAndCoverTheTruth) {
+  const auto [low, high] = RateInterval(38, 500, 0.05);
+  EXPECT_LT(low, 38 / 500.0);
+  EXPECT_GT(high, 38 / 500.0);
+  EXPECT_EQ(RateInterval(0, 100, 0.05).first, 0);
+  EXPECT_EQ(RateInterval(100, 100, 0.05).second, 1);
+  std::mt19937_64 random(7);
+  std::binomial_distribution<int64_t> draw(500, 0.08);
+  int covered = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const auto [lo, hi] = RateInterval(draw(random), 500, 0.05);
+    covered += lo <= 0.08 && 0.08 <= hi;
+  }
+  EXPECT_GE(covered, 1900);  // at least 95%: the Chernoff interval is conservative
+}
+
+TEST(HealthTest, TooFewLabelledImagesGiveNoVerdict) {
+  const std::vector<Counts> window = {{.producer_id = 1, .labelled = 299, .incorrect = 290},
+                                      {.producer_id = 2, .labelled = 0, .incorrect = 0}};
+  for (const Assessment& a : Assess(window)) EXPECT_EQ(a.verdict, Verdict::kUnknown) << a.producer_id;
+}
+
+TEST(HealthTest, AFleetMostlyOfFaultyDevicesIsJudgedAgainstItsHealthyOnes) {
+  // The demo's shape: two healthy devices at the model's 7.6%, six with faults.
+  const std::vector<Counts> window = {
+      {0, 2000, 152}, {1, 2000, 260}, {2, 2000, 420},  {3, 2000, 700},
+      {4, 2000, 900}, {5, 2000, 300}, {6, 2000, 1200}, {7, 2000, 150},
+  };
+  const std::vector<Assessment> verdicts = Assess(window);
+  ASSERT_EQ(verdicts.size(), window.size());
+  EXPECT_NEAR(verdicts[0].fleet_rate, 302 / 4000.0, 1e-12);
+  for (const Assessment& a : verdicts) {
+    const bool healthy = a.producer_id == 0 || a.producer_id == 7;
+    EXPECT_EQ(a.verdict, healthy ? Verdict::kHealthy : Verdict::kFaulty)
+        << a.producer_id << " at " << a.error_rate << ": " << VerdictName(a.verdict);
+  }
+}
+
+TEST(HealthTest, AnExcessBelowTheRulesIsSuspectNotFaulty) {
+  std::vector<Counts> window;
+  for (int p = 0; p < 50; ++p) window.push_back({p, 10000, 800});
+  window.push_back({50, 10000, 950});  // 1.5 points above 8%: significant, but not 1 point surely
+  const std::vector<Assessment> verdicts = Assess(window, Rule{.excess = 0.01});
+  EXPECT_EQ(verdicts.back().verdict, Verdict::kSuspect);
+  for (size_t i = 0; i + 1 < verdicts.size(); ++i) EXPECT_EQ(verdicts[i].verdict, Verdict::kHealthy);
+}
+
+// The measure on a simulated fleet: 200 healthy devices at 8% and devices 5 to 20 points
+// worse, each sending images one by one, judged every 50 images of a device: every faulty
+// device is flagged within 2,000 of its images, and no healthy device is ever flagged
+// (suspect or faulty) in any of the windows.
+TEST(HealthTest, FaultsOfFivePointsAreFoundWithin2000ImagesAndHealthyDevicesNeverFlagged) {
+  for (uint64_t seed : {1, 2, 3, 4, 5}) {
+    std::mt19937_64 random(seed);
+    std::vector<double> rates(200, 0.08);
+    for (double extra : {0.05, 0.06, 0.1, 0.2}) rates.push_back(0.08 + extra);
+    std::vector<Counts> window(rates.size());
+    for (size_t d = 0; d < rates.size(); ++d) window[d].producer_id = static_cast<int>(d);
+    std::vector<int64_t> found_at(rates.size(), -1);
+    int64_t healthy_windows = 0, false_alarms = 0;
+    for (int64_t images = 50; images <= 2000; images += 50) {
+      for (size_t d = 0; d < rates.size(); ++d) {
+        std::binomial_distribution<int64_t> draw(50, rates[d]);
+        window[d].labelled += 50;
+        window[d].incorrect += draw(random);
+      }
+      for (const Assessment& a : Assess(window)) {
+        if (a.producer_id < 200) {
+          healthy_windows += a.verdict != Verdict::kUnknown;
+          false_alarms += a.verdict == Verdict::kSuspect || a.verdict == Verdict::kFaulty;
+        } else if (a.verdict == Verdict::kFaulty && found_at[a.producer_id] < 0) {
+          found_at[a.producer_id] = images;
+        }
+      }
+    }
+    EXPECT_EQ(false_alarms, 0) << "seed " << seed << ", over " << healthy_windows << " healthy device-windows";
+    for (size_t d = 200; d < rates.size(); ++d) {
+      EXPECT_GT(found_at[d], 0) << "seed " << seed << ": a device at " << rates[d] << " was not found";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace iotinfer::health
