@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <utility>
 
 namespace iotinfer::health {
 namespace {
@@ -118,6 +119,62 @@ std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule)
     }
   }
   return out;
+}
+
+Tracker::Tracker(std::chrono::milliseconds window, Rule rule, int slices)
+    : slice_us_(std::max<int64_t>(
+          1, std::chrono::duration_cast<std::chrono::microseconds>(window).count() / std::max(1, slices))),
+      slices_(std::max(1, slices)),
+      rule_(rule) {}
+
+void Tracker::Add(int producer_id, int64_t time_us, bool labelled, bool incorrect) {
+  if (!labelled) return;
+  const int64_t start = time_us - ((time_us % slice_us_) + slice_us_) % slice_us_;
+  if (start <= newest_start_ - slices_ * slice_us_) return;  // older than the window
+  newest_start_ = std::max(newest_start_, start);
+  Tally& slice = slices_by_start_[start][producer_id];
+  Tally& sum = in_window_[producer_id];
+  ++slice.labelled;
+  ++sum.labelled;
+  slice.incorrect += incorrect;
+  sum.incorrect += incorrect;
+}
+
+std::vector<Assessment> Tracker::Update(int64_t now_us) {
+  // The window is the `slices_` slices up to the one holding now (or the newest image's, if
+  // the clock was set back).
+  const int64_t now_start = now_us - ((now_us % slice_us_) + slice_us_) % slice_us_;
+  newest_start_ = std::max(newest_start_, now_start);
+  const int64_t oldest_kept = newest_start_ - (slices_ - 1) * slice_us_;
+  while (!slices_by_start_.empty() && slices_by_start_.begin()->first < oldest_kept) {
+    for (const auto& [producer, tally] : slices_by_start_.begin()->second) {
+      Tally& sum = in_window_[producer];
+      sum.labelled -= tally.labelled;
+      sum.incorrect -= tally.incorrect;
+      if (sum.labelled == 0) in_window_.erase(producer);
+    }
+    slices_by_start_.erase(slices_by_start_.begin());
+  }
+
+  std::vector<Counts> window;
+  window.reserve(in_window_.size());
+  for (const auto& [producer, sum] : in_window_) window.push_back({producer, sum.labelled, sum.incorrect});
+  std::vector<Assessment> changed;
+  std::map<int, Assessment> next;
+  for (Assessment& a : Assess(window, rule_)) {
+    auto before = current_.find(a.producer_id);
+    if (before == current_.end() ? a.verdict != Verdict::kUnknown : before->second.verdict != a.verdict) {
+      changed.push_back(a);
+    }
+    next.emplace(a.producer_id, std::move(a));
+  }
+  for (const auto& [producer, a] : current_) {
+    if (next.contains(producer) || a.verdict == Verdict::kUnknown) continue;
+    Assessment gone{.producer_id = producer, .verdict = Verdict::kUnknown};
+    changed.push_back(gone);
+  }
+  current_ = std::move(next);
+  return changed;
 }
 
 }  // namespace iotinfer::health

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -66,5 +69,40 @@ double UpperTail(int64_t k, int64_t n, double p);
 /// reject at `alpha` on either side: an interval for the true rate of a device that
 /// misclassified k of n images, in closed form and a little wider than the exact one.
 std::pair<double, double> RateInterval(int64_t k, int64_t n, double alpha);
+
+/// Per-device counts over a sliding window of event time, and the verdicts they lead to: what
+/// the live count keeps to tell which devices are failing now, not over all time. The window
+/// slides in `slices` steps; memory is one entry per device and slice that saw images.
+/// Not thread-safe.
+class Tracker {
+ public:
+  explicit Tracker(std::chrono::milliseconds window, Rule rule = {}, int slices = 10);
+
+  /// Counts one image of `producer_id` at `time_us` (µs since the epoch): the counter's own
+  /// clock, when the image was counted, since devices' clocks cannot be trusted to place it in
+  /// a window. An unlabelled image counts for nothing here; one older than the window neither.
+  void Add(int producer_id, int64_t time_us, bool labelled, bool incorrect);
+
+  /// Slides the window to end at `now_us`, judges every device with images in it, and returns
+  /// the assessments whose verdict changed since the last call (a device whose images all left
+  /// the window changes to unknown, once).
+  std::vector<Assessment> Update(int64_t now_us);
+
+  /// The last Update's assessments, by producer_id.
+  const std::map<int, Assessment>& current() const { return current_; }
+
+ private:
+  struct Tally {
+    int64_t labelled = 0;
+    int64_t incorrect = 0;
+  };
+  int64_t slice_us_;
+  int slices_;
+  Rule rule_;
+  std::map<int64_t, std::unordered_map<int, Tally>> slices_by_start_;  // slice start -> device
+  std::unordered_map<int, Tally> in_window_;                           // the sum over the slices
+  int64_t newest_start_ = 0;
+  std::map<int, Assessment> current_;
+};
 
 }  // namespace iotinfer::health

@@ -114,5 +114,45 @@ TEST(HealthTest, FaultsOfFivePointsAreFoundWithin2000ImagesAndHealthyDevicesNeve
   }
 }
 
+TEST(TrackerTest, VerdictsFollowTheWindowAndOnlyChangesAreReported) {
+  using std::chrono::minutes;
+  constexpr int64_t kMinute = 60'000'000;
+  Tracker tracker(minutes(10));
+  const int64_t t0 = 1'800'000'000LL * 1'000'000;
+  // Ten devices at 8%, device 9 at 30%, 500 labelled images each, and unlabelled ones that
+  // count for nothing.
+  for (int producer = 0; producer < 10; ++producer) {
+    for (int i = 0; i < 500; ++i) {
+      const bool incorrect = producer == 9 ? i % 10 < 3 : i % 25 < 2;
+      tracker.Add(producer, t0 + i * 1000, true, incorrect);
+      tracker.Add(producer, t0 + i * 1000, false, true);
+    }
+  }
+  std::vector<Assessment> changed = tracker.Update(t0 + kMinute);
+  ASSERT_EQ(changed.size(), 10u);
+  for (const Assessment& a : changed) {
+    EXPECT_EQ(a.labelled, 500);
+    EXPECT_EQ(a.verdict, a.producer_id == 9 ? Verdict::kFaulty : Verdict::kHealthy) << a.producer_id;
+  }
+  EXPECT_TRUE(tracker.Update(t0 + 2 * kMinute).empty()) << "nothing changed";
+
+  // Device 9 mends: its new images are good, and once the bad ones leave the window it is
+  // healthy again; the others' images left too, so they are unknown, reported once.
+  for (int i = 0; i < 600; ++i) tracker.Add(9, t0 + 9 * kMinute + i, true, i % 25 < 2);
+  changed = tracker.Update(t0 + 10 * kMinute + 1);
+  ASSERT_EQ(changed.size(), 10u);
+  for (const Assessment& a : changed) {
+    EXPECT_EQ(a.verdict, a.producer_id == 9 ? Verdict::kHealthy : Verdict::kUnknown) << a.producer_id;
+  }
+  EXPECT_EQ(tracker.current().size(), 1u);
+  EXPECT_EQ(tracker.current().at(9).labelled, 600);
+  EXPECT_TRUE(tracker.Update(t0 + 10 * kMinute + 2).empty());
+
+  // An image older than the window is left out.
+  tracker.Add(3, t0, true, true);
+  EXPECT_FALSE(tracker.current().contains(3));
+  EXPECT_TRUE(tracker.Update(t0 + 10 * kMinute + 3).empty());
+}
+
 }  // namespace
 }  // namespace iotinfer::health
