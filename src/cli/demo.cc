@@ -14,6 +14,8 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   demo::DemoOptions& o = *options;
   cmd->add_option("--brokers", o.kafka.brokers, "Kafka bootstrap servers (default: an in-process mock cluster)")
       ->envname("IOTINFER_BROKERS");
+  cmd->add_option("--kafka-config", kafka->config_file,
+                  "a file of librdkafka KEY=VALUE lines (# comments), e.g. SASL/TLS settings for real servers");
   cmd->add_option("--kafka", kafka->properties, "any librdkafka property as KEY=VALUE (repeatable)");
   cmd->add_option("--images", o.images, "images to send, over all devices")->capture_default_str()->check(Positive());
   cmd->add_option("--producers", o.producers, "simulated devices")->capture_default_str()->check(Positive());

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "core/text.h"
 #include "spark/client.h"
@@ -65,6 +67,35 @@ Status RunNative(StreamCommand& command, const std::atomic<bool>& stop) {
   return Ok();
 }
 
+// The flags given for the other engine than the one chosen: said at start rather than ignored
+// in silence (a deployment that sets them for every service must still run, so not an error).
+std::vector<std::string> UnusedFlags(Engine engine, const StreamCommand& c) {
+  const StreamCommand defaults;
+  const StreamOptions& o = c.native;
+  const StreamOptions& d = defaults.native;
+  std::vector<std::string> unused;
+  auto note = [&](bool given, const char* flag) {
+    if (given) unused.emplace_back(flag);
+  };
+  if (engine == Engine::kSpark) {
+    note(!o.kafka.properties.empty(), "--kafka/--kafka-config (Spark's Kafka source takes --spark-kafka)");
+    note(o.group != d.group, "--group");
+    note(c.window != defaults.window, "--window");
+    note(o.window_keep != d.window_keep, "--window-keep");
+    note(o.update_interval != d.update_interval, "--update-ms (Spark's is --trigger)");
+    note(o.max_batch != d.max_batch, "--batch-max");
+    note(o.retry_max != d.retry_max, "--retry-max-ms");
+    note(c.spark.spark.read_partitions != defaults.spark.spark.read_partitions, "--spark-partitions (batch's only)");
+  } else {
+    note(!c.spark.checkpoint.empty(), "--checkpoint");
+    note(c.spark.query_name != defaults.spark.query_name, "--query-name");
+    note(c.trigger != defaults.trigger, "--trigger");
+    note(c.spark_wait != defaults.spark_wait, "--spark-wait");
+    note(!c.spark_kafka.empty(), "--spark-kafka");
+  }
+  return unused;
+}
+
 }  // namespace
 
 Result<Engine> ParseEngine(std::string_view name) {
@@ -75,6 +106,10 @@ Result<Engine> ParseEngine(std::string_view name) {
 
 Status RunCommand(StreamCommand command, const std::atomic<bool>& stop) {
   ASSIGN_OR_RETURN(const Engine engine, ParseEngine(command.engine));
+  if (const std::vector<std::string> unused = UnusedFlags(engine, command); !unused.empty()) {
+    std::fprintf(stderr, "stream: the %s engine does not use %s\n", command.engine.c_str(),
+                 fmt::format("{}", fmt::join(unused, ", ")).c_str());
+  }
   return engine == Engine::kSpark ? RunSpark(command, stop) : RunNative(command, stop);
 }
 

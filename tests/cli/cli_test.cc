@@ -15,6 +15,7 @@ namespace {
 using iotinfer::testing::CommandRun;
 using iotinfer::testing::Iotinfer;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(CliTest, ClassifyPrintsAccuracyPerClassTableAndThroughput) {
   CommandRun run =
@@ -99,6 +100,19 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
     EXPECT_THAT(run.output, HasSubstr(c.message)) << c.args;
     EXPECT_THAT(run.output, HasSubstr("iotinfer: ")) << c.args;
   }
+}
+
+// A flag the chosen engine has no use for is named at start, not dropped in silence; the
+// stream still runs (here it then fails on purpose: no store, no Spark server).
+TEST(CliTest, AStreamNamesTheFlagsItsEngineDoesNotUse) {
+  CommandRun native = Iotinfer("stream --trigger 2s --checkpoint /tmp/x --store postgres://db", 30);
+  EXPECT_EQ(native.exit_code, 2) << native.output;
+  EXPECT_THAT(native.output, HasSubstr("stream: the native engine does not use --checkpoint, --trigger"));
+  CommandRun spark = Iotinfer(
+      "stream --engine spark --group g --window 1m --spark sc://127.0.0.1:1 --spark-wait 0 --store postgres://db", 60);
+  EXPECT_THAT(spark.output, HasSubstr("stream: the spark engine does not use --group, --window"));
+  CommandRun quiet = Iotinfer("stream --store postgres://db", 30);
+  EXPECT_THAT(quiet.output, Not(HasSubstr("does not use")));
 }
 
 TEST(CliTest, BatchThenReportResultsOnAnEmptySqliteStore) {
