@@ -100,7 +100,9 @@ std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule)
       labelled += out[i].labelled;
       incorrect += out[i].incorrect;
     }
-    fleet = Rate(incorrect, labelled);
+    // A fleet that has made no error yet is taken to err on half an image of its count: against
+    // a rate of exactly 0, a device's first error would be infinitely significant.
+    fleet = incorrect > 0 ? Rate(incorrect, labelled) : 0.5 / static_cast<double>(labelled);
     changed = false;
     for (size_t i = 0; i < out.size(); ++i) {
       if (out[i].verdict == Verdict::kUnknown || set_aside[i] || !worse(out[i], fleet, rule.suspect_alpha)) continue;

@@ -76,6 +76,17 @@ TEST(HealthTest, AFleetMostlyOfFaultyDevicesIsJudgedAgainstItsHealthyOnes) {
   }
 }
 
+TEST(HealthTest, AFleetWithoutErrorsDoesNotCondemnADevicesFirstMistakes) {
+  std::vector<Counts> window;
+  for (int p = 0; p < 10; ++p) window.push_back({p, 300, 0});
+  window.push_back({10, 300, 1});
+  window.push_back({11, 300, 12});  // 4% where the fleet made no error in 3,000: a fault
+  const std::vector<Assessment> verdicts = Assess(window);
+  EXPECT_GT(verdicts[0].fleet_rate, 0);
+  EXPECT_EQ(verdicts[10].verdict, Verdict::kHealthy);
+  EXPECT_EQ(verdicts[11].verdict, Verdict::kFaulty);
+}
+
 TEST(HealthTest, AnExcessBelowTheRulesIsSuspectNotFaulty) {
   std::vector<Counts> window;
   for (int p = 0; p < 50; ++p) window.push_back({p, 10000, 800});
