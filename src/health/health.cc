@@ -1,8 +1,13 @@
 #include "health/health.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace iotinfer::health {
@@ -129,7 +134,8 @@ Tracker::Tracker(std::chrono::milliseconds window, Rule rule, int slices)
       slices_(std::max(1, slices)),
       rule_(rule) {}
 
-void Tracker::Add(int producer_id, int64_t time_us, bool labelled, bool incorrect) {
+void Tracker::Add(int producer_id, int source, int64_t time_us, bool labelled, bool incorrect) {
+  source_of_[producer_id] = source;
   if (!labelled) return;
   const int64_t start = time_us - ((time_us % slice_us_) + slice_us_) % slice_us_;
   if (start <= newest_start_ - slices_ * slice_us_) return;  // older than the window
@@ -140,6 +146,19 @@ void Tracker::Add(int producer_id, int64_t time_us, bool labelled, bool incorrec
   ++sum.labelled;
   slice.incorrect += incorrect;
   sum.incorrect += incorrect;
+}
+
+void Tracker::Forget(int source) {
+  std::vector<int> gone;
+  for (const auto& [producer, from] : source_of_) {
+    if (from == source) gone.push_back(producer);
+  }
+  for (int producer : gone) {
+    source_of_.erase(producer);
+    in_window_.erase(producer);
+    current_.erase(producer);
+    for (auto& [start, slice] : slices_by_start_) slice.erase(producer);
+  }
 }
 
 std::vector<Assessment> Tracker::Update(int64_t now_us) {
@@ -177,6 +196,73 @@ std::vector<Assessment> Tracker::Update(int64_t now_us) {
   }
   current_ = std::move(next);
   return changed;
+}
+
+std::string ToJson(const Assessment& a, std::chrono::milliseconds window, int64_t judged_at_us) {
+  const auto at = std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(judged_at_us));
+  const nlohmann::ordered_json doc = {
+      {"producer_id", a.producer_id},
+      {"verdict", VerdictName(a.verdict)},
+      {"labelled", a.labelled},
+      {"incorrect", a.incorrect},
+      {"error_rate", a.error_rate},
+      {"interval", {a.low, a.high}},
+      {"fleet_rate", a.fleet_rate},
+      {"p_value", a.p_value},
+      {"window_seconds", std::chrono::duration<double>(window).count()},
+      {"judged_at", fmt::format("{:%FT%T}.{:03}Z", std::chrono::floor<std::chrono::seconds>(at),
+                                (judged_at_us / 1000 % 1000 + 1000) % 1000)},
+  };
+  return doc.dump();
+}
+
+std::optional<Assessment> FromJson(std::string_view json) {
+  const nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return std::nullopt;
+  static const std::map<std::string, Verdict, std::less<>> kVerdicts = {{"unknown", Verdict::kUnknown},
+                                                                        {"healthy", Verdict::kHealthy},
+                                                                        {"suspect", Verdict::kSuspect},
+                                                                        {"faulty", Verdict::kFaulty}};
+  const auto verdict = doc.find("verdict");
+  const auto producer = doc.find("producer_id");
+  if (verdict == doc.end() || !verdict->is_string() || producer == doc.end() || !producer->is_number_integer()) {
+    return std::nullopt;
+  }
+  const auto known = kVerdicts.find(verdict->get<std::string>());
+  if (known == kVerdicts.end()) return std::nullopt;
+  Assessment a{.producer_id = producer->get<int>(), .verdict = known->second};
+  auto number = [&](const char* key, auto& field) {
+    const auto it = doc.find(key);
+    if (it != doc.end() && it->is_number()) field = it->get<std::remove_reference_t<decltype(field)>>();
+  };
+  number("labelled", a.labelled);
+  number("incorrect", a.incorrect);
+  number("error_rate", a.error_rate);
+  number("fleet_rate", a.fleet_rate);
+  number("p_value", a.p_value);
+  if (const auto interval = doc.find("interval"); interval != doc.end() && interval->is_array() &&
+                                                  interval->size() == 2 && (*interval)[0].is_number() &&
+                                                  (*interval)[1].is_number()) {
+    a.low = (*interval)[0].get<double>();
+    a.high = (*interval)[1].get<double>();
+  }
+  return a;
+}
+
+std::string FormatVerdicts(std::span<const Assessment> verdicts) {
+  std::vector<Assessment> sorted(verdicts.begin(), verdicts.end());
+  std::ranges::sort(sorted, [](const Assessment& a, const Assessment& b) {
+    return std::tuple(-static_cast<int>(a.verdict), -a.error_rate, a.producer_id) <
+           std::tuple(-static_cast<int>(b.verdict), -b.error_rate, b.producer_id);
+  });
+  std::string out = fmt::format("{:>11}  {:<8} {:>10}  {:<15} {:>9} {:>9}\n", "producer_id", "verdict", "error rate",
+                                "interval", "labelled", "fleet");
+  for (const Assessment& a : sorted) {
+    out += fmt::format("{:>11}  {:<8} {:>9.1f}%  {:>5.1f}%-{:>5.1f}%   {:>9} {:>8.1f}%\n", a.producer_id,
+                       VerdictName(a.verdict), 100 * a.error_rate, 100 * a.low, 100 * a.high, a.labelled,
+                       100 * a.fleet_rate);
+  }
+  return out;
 }
 
 }  // namespace iotinfer::health

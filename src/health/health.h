@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -78,10 +80,15 @@ class Tracker {
  public:
   explicit Tracker(std::chrono::milliseconds window, Rule rule = {}, int slices = 10);
 
-  /// Counts one image of `producer_id` at `time_us` (µs since the epoch): the counter's own
-  /// clock, when the image was counted, since devices' clocks cannot be trusted to place it in
-  /// a window. An unlabelled image counts for nothing here; one older than the window neither.
-  void Add(int producer_id, int64_t time_us, bool labelled, bool incorrect);
+  /// Counts one image of `producer_id`, read from `source` (a Kafka partition), at `time_us`
+  /// (µs since the epoch): the counter's own clock, when the image was counted, since devices'
+  /// clocks cannot be trusted to place it in a window. An unlabelled image counts for nothing
+  /// here; one older than the window neither.
+  void Add(int producer_id, int source, int64_t time_us, bool labelled, bool incorrect);
+
+  /// Drops, unreported, the devices last counted from `source`: a partition given to another
+  /// counter, who judges them from now on.
+  void Forget(int source);
 
   /// Slides the window to end at `now_us`, judges every device with images in it, and returns
   /// the assessments whose verdict changed since the last call (a device whose images all left
@@ -103,6 +110,19 @@ class Tracker {
   std::unordered_map<int, Tally> in_window_;                           // the sum over the slices
   int64_t newest_start_ = 0;
   std::map<int, Assessment> current_;
+  std::unordered_map<int, int> source_of_;  // device -> where its last image came from
 };
+
+/// One verdict as the producer-health topic carries it: a JSON object with the device, its
+/// verdict, window counts, error rate and interval, the fleet's rate, the p-value, the window
+/// and when it was judged (`judged_at`, ISO 8601 UTC).
+std::string ToJson(const Assessment& assessment, std::chrono::milliseconds window, int64_t judged_at_us);
+
+/// A verdict read back from the topic; nullopt for a value that is not one (a topic is
+/// outside input).
+std::optional<Assessment> FromJson(std::string_view json);
+
+/// Verdicts as people read them: the faulty first, then suspect, by error rate, one line each.
+std::string FormatVerdicts(std::span<const Assessment> verdicts);
 
 }  // namespace iotinfer::health

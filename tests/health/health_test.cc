@@ -141,8 +141,8 @@ TEST(TrackerTest, VerdictsFollowTheWindowAndOnlyChangesAreReported) {
   for (int producer = 0; producer < 10; ++producer) {
     for (int i = 0; i < 500; ++i) {
       const bool incorrect = producer == 9 ? i % 10 < 3 : i % 25 < 2;
-      tracker.Add(producer, t0 + i * 1000, true, incorrect);
-      tracker.Add(producer, t0 + i * 1000, false, true);
+      tracker.Add(producer, producer % 3, t0 + i * 1000, true, incorrect);
+      tracker.Add(producer, producer % 3, t0 + i * 1000, false, true);
     }
   }
   std::vector<Assessment> changed = tracker.Update(t0 + kMinute);
@@ -155,7 +155,7 @@ TEST(TrackerTest, VerdictsFollowTheWindowAndOnlyChangesAreReported) {
 
   // Device 9 mends: its new images are good, and once the bad ones leave the window it is
   // healthy again; the others' images left too, so they are unknown, reported once.
-  for (int i = 0; i < 600; ++i) tracker.Add(9, t0 + 9 * kMinute + i, true, i % 25 < 2);
+  for (int i = 0; i < 600; ++i) tracker.Add(9, 0, t0 + 9 * kMinute + i, true, i % 25 < 2);
   changed = tracker.Update(t0 + 10 * kMinute + 1);
   ASSERT_EQ(changed.size(), 10u);
   for (const Assessment& a : changed) {
@@ -166,9 +166,77 @@ TEST(TrackerTest, VerdictsFollowTheWindowAndOnlyChangesAreReported) {
   EXPECT_TRUE(tracker.Update(t0 + 10 * kMinute + 2).empty());
 
   // An image older than the window is left out.
-  tracker.Add(3, t0, true, true);
+  tracker.Add(3, 0, t0, true, true);
   EXPECT_FALSE(tracker.current().contains(3));
   EXPECT_TRUE(tracker.Update(t0 + 10 * kMinute + 3).empty());
+}
+
+TEST(TrackerTest, AForgottenSourceTakesItsDevicesAwayUnreported) {
+  const int64_t t0 = 1'800'000'000LL * 1'000'000;
+  Tracker tracker(std::chrono::minutes(10), Rule{.min_labelled = 10});
+  for (int i = 0; i < 20; ++i) {
+    tracker.Add(1, 0, t0 + i, true, false);
+    tracker.Add(2, 1, t0 + i, true, i < 10);
+  }
+  EXPECT_EQ(tracker.Update(t0 + 1000).size(), 2u);
+  tracker.Forget(1);  // device 2's partition went to another counter: no "unknown" from here
+  EXPECT_TRUE(tracker.Update(t0 + 2000).empty());
+  ASSERT_EQ(tracker.current().size(), 1u);
+  EXPECT_TRUE(tracker.current().contains(1));
+}
+
+TEST(HealthTest, AVerdictAsTheTopicCarriesIt) {
+  const Assessment a{.producer_id = 3,
+                     .verdict = Verdict::kFaulty,
+                     .labelled = 1200,
+                     .incorrect = 168,
+                     .error_rate = 0.14,
+                     .low = 0.12,
+                     .high = 0.16,
+                     .fleet_rate = 0.068,
+                     .p_value = 1e-12};
+  EXPECT_EQ(ToJson(a, std::chrono::minutes(10), 1'800'000'000'123'456),
+            R"({"producer_id":3,"verdict":"faulty","labelled":1200,"incorrect":168,"error_rate":0.14,)"
+            R"("interval":[0.12,0.16],"fleet_rate":0.068,"p_value":1e-12,"window_seconds":600.0,)"
+            R"("judged_at":"2027-01-15T08:00:00.123Z"})");
+}
+
+TEST(HealthTest, VerdictsReadBackFromTheTopicAndGarbageIsNone) {
+  const Assessment a{.producer_id = 5,
+                     .verdict = Verdict::kSuspect,
+                     .labelled = 900,
+                     .incorrect = 99,
+                     .error_rate = 0.11,
+                     .low = 0.09,
+                     .high = 0.13,
+                     .fleet_rate = 0.08,
+                     .p_value = 1e-5};
+  const std::optional<Assessment> back = FromJson(ToJson(a, std::chrono::minutes(10), 0));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->producer_id, 5);
+  EXPECT_EQ(back->verdict, Verdict::kSuspect);
+  EXPECT_EQ(back->labelled, 900);
+  EXPECT_EQ(back->incorrect, 99);
+  EXPECT_DOUBLE_EQ(back->low, 0.09);
+  EXPECT_DOUBLE_EQ(back->p_value, 1e-5);
+  for (const char* bad : {"", "{", "[]", R"({"producer_id":"5","verdict":"faulty"})",
+                          R"({"producer_id":5,"verdict":"dire"})", R"({"verdict":"faulty"})"}) {
+    EXPECT_FALSE(FromJson(bad)) << bad;
+  }
+}
+
+TEST(HealthTest, TheTableShowsTheWorstFirst) {
+  const std::vector<Assessment> verdicts = {{.producer_id = 1, .verdict = Verdict::kHealthy, .error_rate = 0.07},
+                                            {.producer_id = 2, .verdict = Verdict::kFaulty, .error_rate = 0.2},
+                                            {.producer_id = 3, .verdict = Verdict::kSuspect, .error_rate = 0.1},
+                                            {.producer_id = 4, .verdict = Verdict::kFaulty, .error_rate = 0.5}};
+  const std::string table = FormatVerdicts(verdicts);
+  const size_t p4 = table.find("          4  faulty"), p2 = table.find("          2  faulty"),
+               p3 = table.find("          3  suspect"), p1 = table.find("          1  healthy");
+  ASSERT_NE(p1, std::string::npos) << table;
+  EXPECT_LT(p4, p2);
+  EXPECT_LT(p2, p3);
+  EXPECT_LT(p3, p1);
 }
 
 // The issue's measure on the real model: the demo's eight devices and fault profiles on the
