@@ -21,6 +21,19 @@ void AddStreamCommand(CLI::App& app, Action& action) {
   cmd->add_option("--window", command->window,
                   "tumbling windows by event time, e.g. 10s or 1m, kept in incorrect_inference_windows (0: none)")
       ->capture_default_str();
+  cmd->add_option("--health-window", command->health_window,
+                  "device verdicts (healthy, suspect, faulty; docs/health.md) over this sliding window, e.g. 10m "
+                  "(0: none)")
+      ->capture_default_str();
+  cmd->add_option("--health-every", command->health_every, "how often the devices are judged, e.g. 5s")
+      ->capture_default_str();
+  cmd->add_option("--health-topic", o.health_topic,
+                  "compacted topic each changed verdict goes to, keyed by producer_id ('' for the log only)")
+      ->capture_default_str();
+  cmd->add_option("--health-min-labelled", o.health.min_labelled,
+                  "labelled images of a device in the window before it gets a verdict")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--window-keep", o.window_keep, "newest windows kept per partition")
       ->capture_default_str()
       ->check(Positive());

@@ -9,5 +9,6 @@ inline constexpr const char* kImagesDeadLetters = "images.dlq";            // in
 inline constexpr const char* kInferences = "inferences";                   // infer -> sink
 inline constexpr const char* kInferencesDeadLetters = "inferences.dlq";    // sink's rejects
 inline constexpr const char* kInferencesAccepted = "inferences.accepted";  // sink -> stream
+inline constexpr const char* kProducerHealth = "producer-health";          // stream's verdicts on devices
 
 }  // namespace iotinfer::topics

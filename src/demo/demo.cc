@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -113,8 +115,11 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   const bool embedded = kafka.brokers.empty();
   const std::string accepted = embedded ? std::string(topics::kInferencesAccepted)
                                         : fmt::format("{}.demo-{}", topics::kInferencesAccepted, run_suffix);
-  const std::vector<std::string> run_topics = {topics::kImages, topics::kInferences, topics::kImagesDeadLetters,
-                                               topics::kInferencesDeadLetters, accepted};
+  const std::string health =
+      embedded ? std::string(topics::kProducerHealth) : fmt::format("{}.demo-{}", topics::kProducerHealth, run_suffix);
+  const std::vector<std::string> run_topics = {
+      topics::kImages, topics::kInferences, topics::kImagesDeadLetters, topics::kInferencesDeadLetters, accepted,
+      health};
   if (embedded) {
     ASSIGN_OR_RETURN(cluster, kafka::MockCluster::Create());
     for (const auto& topic : run_topics) TRY(cluster->CreateTopic({topic, options.partitions}));
@@ -155,6 +160,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   stream_options.group = "iotinfer-demo-stream-" + run_suffix;
   stream_options.topic = accepted;
   stream_options.log_every = std::chrono::milliseconds(0);
+  stream_options.health_topic = health;
   // Topics first, so that the services' consumers and the devices agree on them.
   if (!report.embedded) {
     std::vector<kafka::TopicSpec> specs;
@@ -213,6 +219,14 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
                     analytics::FormatResults(report.stream_results), analytics::FormatResults(report.batch.results))));
   }
 
+  // The stream's verdicts on the devices, as the topic holds them: the latest of each device.
+  std::map<int, health::Assessment> verdicts;
+  TRY(kafka::ScanTopic(kafka, health, [&](const kafka::InputMessage& in) {
+    if (std::optional<health::Assessment> a = health::FromJson(in.message.value)) verdicts[a->producer_id] = *a;
+    return Ok();
+  }));
+  for (const auto& [producer, a] : verdicts) report.verdicts.push_back(a);
+
   ASSIGN_OR_RETURN(const dataset::FaultPlan plan, dataset::FaultPlan::Parse(options.faults));
   for (int p = 0; p < options.producers; ++p) {
     if (plan.For(p).empty()) report.healthy_producers.push_back(p);
@@ -257,6 +271,9 @@ std::string FormatDemo(const DemoReport& r) {
                        fmt::join(r.healthy_producers, ", "));
   }
   out += "\n\n";
+  if (!r.verdicts.empty()) {
+    out += "device health, as the stream judged it (docs/health.md):\n" + health::FormatVerdicts(r.verdicts) + "\n";
+  }
   for (const auto& file : r.batch.files) out += fmt::format("wrote {}\n", file);
   out += analytics::FormatLatency(r.latency);
   out += fmt::format("demo finished in {:.1f} s\n", r.seconds);

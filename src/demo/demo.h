@@ -8,6 +8,7 @@
 #include "analytics/batch.h"
 #include "analytics/latency.h"
 #include "core/error.h"
+#include "health/health.h"
 #include "infer/infer.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
@@ -51,7 +52,8 @@ struct DemoReport {
   std::vector<ProducerResult> stream_results;  // what the live count held at the end
   analytics::BatchReport batch;
   analytics::LatencyReport latency;
-  std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
+  std::vector<int> healthy_producers;        // the devices without faults, whose accuracy is the model's
+  std::vector<health::Assessment> verdicts;  // the stream's latest verdict on each device
   double seconds = 0;
 };
 

@@ -57,6 +57,14 @@ Status RunNative(StreamCommand& command, const std::atomic<bool>& stop) {
   if (o.window.count() > 0 && o.window < std::chrono::seconds(1)) {
     return std::unexpected(Error::InvalidInput("--window must be at least 1s"));
   }
+  ASSIGN_OR_RETURN(o.health_window, ParseDuration(command.health_window));
+  ASSIGN_OR_RETURN(o.health_every, ParseDuration(command.health_every));
+  if (o.health_window.count() > 0 && o.health_window < std::chrono::seconds(10)) {
+    return std::unexpected(Error::InvalidInput("--health-window must be at least 10s"));
+  }
+  if (o.health_every < std::chrono::milliseconds(100)) {
+    return std::unexpected(Error::InvalidInput("--health-every must be at least 100ms"));
+  }
   const std::string updates =
       o.update_interval.count() ? fmt::format("every {} ms", o.update_interval.count()) : "back to back";
   std::fprintf(stderr, "stream: %s, group %s, %s -> %s database %s, updates %s%s\n", o.kafka.Describe().c_str(),
@@ -86,6 +94,9 @@ std::vector<std::string> UnusedFlags(Engine engine, const StreamCommand& c) {
     note(o.max_batch != d.max_batch, "--batch-max");
     note(o.retry_max != d.retry_max, "--retry-max-ms");
     note(c.spark.spark.read_partitions != defaults.spark.spark.read_partitions, "--spark-partitions (batch's only)");
+    note(c.health_window != defaults.health_window || c.health_every != defaults.health_every ||
+             o.health_topic != d.health_topic || o.health.min_labelled != d.health.min_labelled,
+         "the --health-* flags (device verdicts are the native engine's)");
   } else {
     note(!c.spark.checkpoint.empty(), "--checkpoint");
     note(c.spark.query_name != defaults.spark.query_name, "--query-name");

@@ -23,7 +23,9 @@ Result<Engine> ParseEngine(std::string_view name);
 struct StreamCommand {
   std::string engine = "native";
   StreamOptions native;
-  std::string window = "0";  // native: tumbling windows; at least 1s, or 0 for none
+  std::string window = "0";           // native: tumbling windows; at least 1s, or 0 for none
+  std::string health_window = "10m";  // native: device verdicts over this window; 0 for none
+  std::string health_every = "5s";
   analytics::SparkStreamOptions spark;
   std::string trigger = "1s";
   std::string spark_wait = "5m";

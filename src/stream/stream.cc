@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/inference_record.h"
+#include "core/results.h"
 #include "kafka/external_offset_consumer.h"
 #include "kafka/service_loop.h"
 #include "store/retry.h"
@@ -87,8 +88,10 @@ class Stream {
                      kafka::ExternalOffsetConsumer::Create(
                          consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
                          [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));
+    if (options_.health_window.count() > 0) tracker_.emplace(options_.health_window, options_.health);
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
+    auto next_health = Clock::now() + options_.health_every;
     while (!stop_) {
       beat_();
       // With nothing counted since the last update, there is nothing to save before the next
@@ -108,6 +111,10 @@ class Stream {
         TRY(Update());
         next_update = Clock::now() + options_.update_interval;
       }
+      if (tracker_ && Clock::now() >= next_health) {
+        JudgeHealth();
+        next_health = Clock::now() + options_.health_every;
+      }
       if (options_.log_every.count() && Clock::now() >= next_log) {
         stats_.lag = consumer_->lag();
         std::fprintf(stderr, "stream: %s\n", FormatStats(stats_).c_str());
@@ -116,8 +123,10 @@ class Stream {
     }
     // What was counted since the last update is saved before the partitions are given up.
     TRY(Update());
+    if (tracker_) JudgeHealth();  // the verdicts on everything counted
     stats_.lag = consumer_->lag();
     consumer_->Close();
+    if (health_producer_) (void)health_producer_->Flush(std::chrono::seconds(10));
     return Ok();
   }
 
@@ -166,6 +175,8 @@ class Stream {
       if (it == owned_.end()) continue;
       if (it->second.dirty) states.push_back(ToState(id, it->second));
       owned_.erase(it);
+      // The partition's new owner judges its devices from now on.
+      if (tracker_) tracker_->Forget(id.partition);
     }
     // Best effort: the new owner counts again from the last saved state if this fails.
     if (!states.empty()) (void)store_->SaveStreamStates(states);
@@ -192,6 +203,10 @@ class Stream {
       return;
     }
     CountIn(p, {std::nullopt, store::StateBucket(record->producer_id)}, in.offset, *record);
+    if (tracker_) {
+      tracker_->Add(record->producer_id, in.partition, NowMicros(), record->actual_value.has_value(),
+                    IsIncorrect(record->image_prediction, record->actual_value));
+    }
     if (options_.window.count() > 0) CountWindow(p, in.offset, *record);
   }
 
@@ -536,6 +551,71 @@ class Stream {
     on_progress_(stats_);
   }
 
+  static int64_t NowMicros() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // The verdicts' topic and its producer, made at the first verdict. Verdicts wait, the latest
+  // per device, while Kafka cannot take them (tried again every 30 s): the count goes on.
+  void PublishVerdicts() {
+    if (options_.health_topic.empty() || unpublished_.empty()) return;
+    if (!health_producer_) {
+      if (Clock::now() < next_health_try_) return;
+      Status made = [&]() -> Status {
+        // Compacted and keyed by producer: the topic keeps each device's latest verdict.
+        TRY(kafka::EnsureTopics(options_.kafka,
+                                {{.name = options_.health_topic, .configs = {{"cleanup.policy", "compact"}}}},
+                                std::chrono::seconds(5)));
+        ASSIGN_OR_RETURN(health_producer_,
+                         kafka::Producer::Create(options_.kafka, {.topics = {options_.health_topic}}));
+        return Ok();
+      }();
+      if (!made) {
+        std::fprintf(stderr, "stream: %zu device verdict(s) wait for %s: %s\n", unpublished_.size(),
+                     options_.health_topic.c_str(), made.error().message().c_str());
+        next_health_try_ = Clock::now() + std::chrono::seconds(30);
+        return;
+      }
+    }
+    for (const auto& [producer, json] : unpublished_) {
+      // Refused at once only in a fatal producer state. A verdict the idempotent producer gives
+      // up on (after librdkafka's delivery timeout) is missing until it changes again; the
+      // metrics always carry the current counts.
+      (void)health_producer_->Send(options_.health_topic,
+                                   {.key = std::to_string(producer), .value = json, .headers = {}});
+    }
+    unpublished_.clear();
+    health_producer_->Poll();
+  }
+
+  // Judges the devices counted in the window; each verdict that changed is published, and
+  // logged unless it is a device merely becoming healthy or unknown (a million of those at
+  // start would drown the log).
+  void JudgeHealth() {
+    const int64_t now = NowMicros();
+    const std::vector<health::Assessment> changed = tracker_->Update(now);
+    stats_.faulty = stats_.suspect = 0;
+    for (const auto& [producer, a] : tracker_->current()) {
+      stats_.faulty += a.verdict == health::Verdict::kFaulty;
+      stats_.suspect += a.verdict == health::Verdict::kSuspect;
+    }
+    for (const health::Assessment& a : changed) {
+      ++stats_.health_changes;
+      if (a.verdict == health::Verdict::kFaulty || a.verdict == health::Verdict::kSuspect) {
+        std::fprintf(stderr,
+                     "stream: producer %d is %s: %.1f%% of its %lld labelled images in the window misclassified "
+                     "(%.1f%%-%.1f%%), the fleet %.1f%%\n",
+                     a.producer_id, health::VerdictName(a.verdict).data(), 100 * a.error_rate,
+                     static_cast<long long>(a.labelled), 100 * a.low, 100 * a.high, 100 * a.fleet_rate);
+      }
+      // A verdict lost to a crash is judged again within a window.
+      unpublished_[a.producer_id] = health::ToJson(a, options_.health_window, now);
+    }
+    PublishVerdicts();
+    if (!changed.empty()) Report();
+  }
+
   const StreamOptions& options_;
   const std::atomic<bool>& stop_;
   std::unique_ptr<store::Store> store_;
@@ -558,6 +638,10 @@ class Stream {
   Clock::time_point next_stored_check_;
   Clock::time_point next_window_check_;
   StreamStats stats_;
+  std::optional<health::Tracker> tracker_;
+  std::unique_ptr<kafka::Producer> health_producer_;
+  std::map<int, std::string> unpublished_;  // device -> its latest verdict not yet sent
+  Clock::time_point next_health_try_;
 };
 
 // Each counter of the service with the total it follows.
@@ -575,6 +659,8 @@ const std::vector<ops::TotalCounter<StreamStats>>& Counters() {
        [](const StreamStats& s) { return s.superseded; }},
       {"iotinfer_stream_store_retries_total", "writes that found the store unavailable",
        [](const StreamStats& s) { return s.store_retries; }},
+      {"iotinfer_stream_health_changes_total", "device verdicts that changed (docs/health.md)",
+       [](const StreamStats& s) { return s.health_changes; }},
   };
   return counters;
 }
@@ -587,6 +673,8 @@ std::vector<ops::MetricSpec> StreamMetrics() {
                        "one update: the states saved and results rewritten", ops::SecondsBuckets()},
                       {Kind::kGauge, "iotinfer_stream_lag", "records in the assigned partitions not read yet", {}},
                       {Kind::kGauge, "iotinfer_stream_partitions", "partitions assigned to this instance", {}},
+                      {Kind::kGauge, "iotinfer_stream_devices_faulty", "devices judged faulty at the last look", {}},
+                      {Kind::kGauge, "iotinfer_stream_devices_suspect", "devices judged suspect at the last look", {}},
                   });
 }
 
@@ -596,6 +684,8 @@ void Publish(ops::Endpoints& endpoints, const StreamStats& s, StreamStats& last)
   if (s.updates > last.updates) endpoints.Observe("iotinfer_stream_update_seconds", s.last_update_ms / 1000);
   endpoints.Set("iotinfer_stream_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_stream_partitions", s.partitions);
+  endpoints.Set("iotinfer_stream_devices_faulty", s.faulty);
+  endpoints.Set("iotinfer_stream_devices_suspect", s.suspect);
   ops::SetConsumerReadiness(endpoints, s.partitions, s.store_available);
   last = s;
 }
@@ -605,8 +695,9 @@ void Publish(ops::Endpoints& endpoints, const StreamStats& s, StreamStats& last)
 std::string FormatStats(const StreamStats& s) {
   return fmt::format(
       "consumed {}, invalid {}, late {}, updates {} (last {:.1f} ms), superseded {}, store retries {}, lag {}, "
-      "partitions {}",
-      s.consumed, s.invalid, s.late, s.updates, s.last_update_ms, s.superseded, s.store_retries, s.lag, s.partitions);
+      "partitions {}, devices faulty {}, suspect {}",
+      s.consumed, s.invalid, s.late, s.updates, s.last_update_ms, s.superseded, s.store_retries, s.lag, s.partitions,
+      s.faulty, s.suspect);
 }
 
 Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,

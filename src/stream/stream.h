@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/topics.h"
+#include "health/health.h"
 #include "kafka/kafka.h"
 #include "ops/endpoints.h"
 #include "store/store.h"
@@ -41,6 +42,13 @@ struct StreamOptions {
   std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
   // /healthz, /readyz and /metrics (ops/endpoints.h); none when unset.
   std::optional<ops::EndpointOptions> endpoints;
+  // Device health (docs/health.md): per producer, a verdict on the images counted over the
+  // last health_window, judged every health_every; each change goes to health_topic (compacted,
+  // keyed by producer) and to the log. 0: no verdicts.
+  std::chrono::milliseconds health_window{std::chrono::minutes(10)};
+  std::chrono::milliseconds health_every{5000};
+  std::string health_topic = topics::kProducerHealth;  // empty: the log only
+  health::Rule health;
 };
 
 struct StreamStats {
@@ -54,6 +62,9 @@ struct StreamStats {
   int partitions = 0;
   double last_update_ms = 0;    // how long the last save and results write took
   bool store_available = true;  // false from a write that found the store down until one succeeds
+  int64_t health_changes = 0;   // verdicts that changed, each published
+  int faulty = 0;               // devices judged faulty at the last look
+  int suspect = 0;
 };
 
 /// One line for logs.

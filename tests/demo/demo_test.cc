@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <vector>
 
@@ -58,6 +59,25 @@ TEST(DemoTest, RunsTheWholePipelineOnTheMockCluster) {
       << shown;
   EXPECT_GT(std::stod(accuracy[2]), 85.0);
   EXPECT_LT(std::stod(accuracy[1]), std::stod(accuracy[2]));
+}
+
+// Enough images for verdicts (500 a device): the stream judges the demo's devices, publishes
+// the verdicts to its topic, and the demo prints them.
+TEST(DemoTest, ItsStreamJudgesTheFaultyDevicesFaultyAndTheHealthyHealthy) {
+  iotinfer::testing::TempDir dir;
+  DemoOptions options;
+  options.images = 4000;
+  options.out_dir = dir.file("out");
+  auto report = RunDemo(options);
+  ASSERT_OK(report);
+  std::map<int, health::Verdict> verdicts;
+  for (const health::Assessment& a : report->verdicts) verdicts[a.producer_id] = a.verdict;
+  EXPECT_EQ(verdicts[0], health::Verdict::kHealthy);
+  EXPECT_EQ(verdicts[7], health::Verdict::kHealthy);
+  EXPECT_EQ(verdicts[4], health::Verdict::kFaulty);  // occluded: about 30% wrong
+  EXPECT_EQ(verdicts[6], health::Verdict::kFaulty);  // noise and blur: about 59% wrong
+  const std::string shown = FormatDemo(*report);
+  EXPECT_NE(shown.find("device health"), std::string::npos) << shown;
 }
 
 }  // namespace

@@ -617,5 +617,70 @@ TEST(StreamIntegrationTest, AMillionProducersKeepEveryStateDocumentSmall) {
 // seconds; the million is SQLite's above.
 TEST(StreamIntegrationTest, ManyProducersOnTheMongoWireServer) { CountProducers(kMongo, Names().database, 2'000); }
 
+// Device health through the real broker: eight devices, one of them misclassifying 30% of its
+// images where the others miss 5%. The stream judges them, says so in its metrics and
+// publishes each device's verdict, keyed by device, to its health topic.
+TEST(StreamIntegrationTest, DevicesAreJudgedAndTheirVerdictsPublished) {
+  Names names;
+  const std::string health_topic = UniqueTopic("producer-health");
+  ASSERT_OK(kafka::EnsureTopics({}, {{names.topic, 4}}));
+  std::vector<InferenceRecord> records;
+  for (int i = 0; i < 4800; ++i) {
+    const int producer = i % 8, n = i / 8;
+    const bool wrong = producer == 3 ? n % 10 < 3 : n % 20 == 0;
+    const std::string actual(kFashionMnistClasses[i % 10]);
+    records.push_back({.id = fmt::format("h-{}", i),
+                       .image_prediction = wrong ? std::string(kFashionMnistClasses[(i + 1) % 10]) : actual,
+                       .actual_value = actual,
+                       .producer_id = producer,
+                       .confidence = 0.9,
+                       .model = "fmnist-cnn-test",
+                       .produced_at_us = 1'700'000'000'000'000,
+                       .inferred_at_us = 1'700'000'000'001'000});
+  }
+  SendRecords(names.topic, records);
+  auto store = OpenCleared(kMongo, names.database);
+  StreamOptions options;
+  options.topic = names.topic;
+  options.group = names.group;
+  options.store = {.uri = kMongo, .database = names.database};
+  options.update_interval = milliseconds(200);
+  options.log_every = milliseconds(0);
+  options.health_every = milliseconds(200);
+  options.health_topic = health_topic;
+  const int http_port = iotinfer::testing::FreePort();
+  options.endpoints = ops::EndpointOptions{.port = http_port};
+  std::string metrics;
+  {
+    BackgroundStream stream(options);
+    WaitForTotal(*store, 4800, seconds(60));
+    const auto deadline = std::chrono::steady_clock::now() + seconds(30);
+    while (metrics.find("iotinfer_stream_devices_faulty 1\n") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(100));
+      httplib::Client client("127.0.0.1", http_port);
+      if (auto scraped = client.Get("/metrics")) metrics = scraped->body;
+    }
+    ASSERT_OK(stream.Stop());
+  }
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_faulty 1\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_suspect 0\n"));
+
+  std::map<int, health::Assessment> latest;
+  for (const WireMessage& m : iotinfer::testing::ReadAll(health_topic, 8)) {
+    std::optional<health::Assessment> a = health::FromJson(m.value);
+    ASSERT_TRUE(a) << m.value;
+    EXPECT_EQ(m.key, std::to_string(a->producer_id));
+    latest[a->producer_id] = *a;
+  }
+  ASSERT_EQ(latest.size(), 8u);
+  for (const auto& [producer, a] : latest) {
+    EXPECT_EQ(a.verdict, producer == 3 ? health::Verdict::kFaulty : health::Verdict::kHealthy)
+        << producer << ": " << health::VerdictName(a.verdict) << " at " << a.error_rate;
+  }
+  EXPECT_NEAR(latest[3].error_rate, 0.3, 0.01);
+  EXPECT_NEAR(latest[3].fleet_rate, 0.05, 0.01);
+}
+
 }  // namespace
 }  // namespace iotinfer::stream
