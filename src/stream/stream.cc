@@ -102,7 +102,10 @@ class Stream {
       const auto idle = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()),
                                    std::chrono::milliseconds(1), std::chrono::milliseconds(200));
       ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, consumer_->Poll(idle));
-      for (const kafka::InputMessage& in : batch) Count(in);
+      // One clock read a poll, not one a record: a poll waits at most 200 ms, and the health
+      // window is cut into tenths of at least 1 s.
+      const int64_t polled_at_us = tracker_ ? NowMicros() : 0;
+      for (const kafka::InputMessage& in : batch) Count(in, polled_at_us);
       if (const int partitions = static_cast<int>(owned_.size()); partitions != stats_.partitions) {
         stats_.partitions = partitions;
         Report();
@@ -182,7 +185,7 @@ class Stream {
     if (!states.empty()) (void)store_->SaveStreamStates(states);
   }
 
-  void Count(const kafka::InputMessage& in) {
+  void Count(const kafka::InputMessage& in, int64_t polled_at_us) {
     auto it = owned_.find({in.topic, in.partition});
     if (it == owned_.end()) return;
     PartitionCounts& p = it->second;
@@ -204,7 +207,7 @@ class Stream {
     }
     CountIn(p, {std::nullopt, store::StateBucket(record->producer_id)}, in.offset, *record);
     if (tracker_) {
-      tracker_->Add(record->producer_id, in.partition, NowMicros(), record->actual_value.has_value(),
+      tracker_->Add(record->producer_id, in.partition, polled_at_us, record->actual_value.has_value(),
                     IsIncorrect(record->image_prediction, record->actual_value));
     }
     if (options_.window.count() > 0) CountWindow(p, in.offset, *record);
