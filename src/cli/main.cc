@@ -172,7 +172,13 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddBatchCommand(app, action);
   iotinfer::cli::AddStreamCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here with 0; every flag CLI11 refuses (unknown, missing, out of
+    // range) is bad input, whose exit code is 2 whatever CLI11 numbers it.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   iotinfer::Status status = action();
   if (!status) {

@@ -1,5 +1,6 @@
 #include "analytics/commands.h"
 #include "cli/commands.h"
+#include "stream/command.h"
 
 namespace iotinfer::cli {
 namespace {
@@ -39,6 +40,23 @@ void AddResultsCommand(CLI::App& report, Action& action) {
   });
 }
 
+struct HealthFlags {
+  store::StoreOptions store;
+  int limit = 50;
+};
+
+void AddHealthCommand(CLI::App& report, Action& action) {
+  auto* cmd = report.add_subcommand(
+      "health", "Each device's latest verdict (healthy, suspect, faulty) as stream stored it in producer_health");
+  auto flags = std::make_shared<HealthFlags>();
+  AddStoreFlags(*cmd, flags->store);
+  cmd->add_option("--limit", flags->limit, "show the N worst devices; 0: all")
+      ->capture_default_str()
+      ->check(NonNegative());
+  cmd->callback(
+      [&action, flags] { action = [flags] { return PrintResult(stream::ReportHealth(flags->store, flags->limit)); }; });
+}
+
 }  // namespace
 
 void AddReportCommand(CLI::App& app, Action& action) {
@@ -46,6 +64,7 @@ void AddReportCommand(CLI::App& app, Action& action) {
   report->require_subcommand(1, 1);
   AddLatencyCommand(*report, action);
   AddResultsCommand(*report, action);
+  AddHealthCommand(*report, action);
 }
 
 }  // namespace iotinfer::cli

@@ -1,6 +1,7 @@
 #include "core/results.h"
 
 #include <map>
+#include <utility>
 
 namespace iotinfer {
 
@@ -40,6 +41,27 @@ std::vector<ProducerResult> PerProducer(std::span<const ConfusionCell> cells, in
   std::vector<ProducerResult> results;
   for (const auto& [id, c] : by_producer) results.push_back(ToResult(c, computed_at_us));
   return results;
+}
+
+namespace {
+constexpr std::pair<Verdict, std::string_view> kVerdictNames[] = {{Verdict::kUnknown, "unknown"},
+                                                                  {Verdict::kHealthy, "healthy"},
+                                                                  {Verdict::kSuspect, "suspect"},
+                                                                  {Verdict::kFaulty, "faulty"}};
+}  // namespace
+
+std::string_view VerdictName(Verdict verdict) {
+  for (const auto& [v, name] : kVerdictNames) {
+    if (v == verdict) return name;
+  }
+  return "unknown";
+}
+
+std::optional<Verdict> ParseVerdict(std::string_view name) {
+  for (const auto& [v, n] : kVerdictNames) {
+    if (n == name) return v;
+  }
+  return std::nullopt;
 }
 
 }  // namespace iotinfer

@@ -65,4 +65,32 @@ struct WindowResult {
   friend bool operator==(const WindowResult&, const WindowResult&) = default;
 };
 
+/// What the fleet's evidence says of one device (docs/health.md).
+enum class Verdict {
+  kUnknown,  // too few labelled images in the window for a verdict
+  kHealthy,  // not significantly worse than the fleet
+  kSuspect,  // worse than the fleet at the suspect level, not (yet) at the faulty one
+  kFaulty,   // significantly worse than the fleet at the faulty level
+};
+/// "unknown", "healthy", "suspect", "faulty".
+std::string_view VerdictName(Verdict verdict);
+/// The verdict VerdictName names; nullopt for any other text.
+std::optional<Verdict> ParseVerdict(std::string_view name);
+
+/// One device's verdict and the evidence for it: one document of `producer_health` (the
+/// latest per device) and one record of the producer-health topic.
+struct DeviceHealth {
+  int producer_id = 0;
+  Verdict verdict = Verdict::kUnknown;
+  int64_t labelled = 0;  // labelled images of the device in the window
+  int64_t incorrect = 0;
+  double error_rate = 0;     // incorrect / labelled (0 when none)
+  double low = 0, high = 1;  // an interval for the device's true error rate
+  double fleet_rate = 0;     // what the device was judged against
+  double p_value = 1;        // of its error count under the fleet's rate
+  int64_t window_ms = 0;     // the sliding window the counts are over
+  int64_t judged_at_us = 0;
+  friend bool operator==(const DeviceHealth&, const DeviceHealth&) = default;
+};
+
 }  // namespace iotinfer

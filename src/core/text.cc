@@ -1,5 +1,6 @@
 #include "core/text.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <charconv>
@@ -28,6 +29,52 @@ Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text,
     return std::unexpected(Error::InvalidInput(fmt::format("{} '{}': expected KEY=VALUE", what, text)));
   }
   return std::pair{std::string(text.substr(0, eq)), std::string(text.substr(eq + 1))};
+}
+
+std::string FormatUtc(int64_t time_us) {
+  const std::chrono::sys_time<std::chrono::milliseconds> at{
+      std::chrono::floor<std::chrono::milliseconds>(std::chrono::microseconds(time_us))};
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(at);
+  return fmt::format("{:%FT%T}.{:03}Z", seconds, (at - seconds).count());
+}
+
+std::optional<int64_t> ParseUtc(std::string_view text) {
+  size_t at = 0;
+  auto digit = [&](size_t i) { return i < text.size() && text[i] >= '0' && text[i] <= '9'; };
+  // Exactly `digits` digits, then `after`: no sign, space or short field slips through.
+  auto field = [&](size_t digits, char after) -> std::optional<int> {
+    int value = 0;
+    for (size_t end = at + digits; at < end; ++at) {
+      if (!digit(at)) return std::nullopt;
+      value = value * 10 + (text[at] - '0');
+    }
+    if (after != '\0') {
+      if (at >= text.size() || text[at] != after) return std::nullopt;
+      ++at;
+    }
+    return value;
+  };
+  const auto year = field(4, '-'), month = field(2, '-'), day = field(2, 'T');
+  const auto hour = field(2, ':'), minute = field(2, ':'), second = field(2, '\0');
+  if (!year || !month || !day || !hour || !minute || !second || *hour > 23 || *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(*year), std::chrono::month(static_cast<unsigned>(*month)),
+                                         std::chrono::day(static_cast<unsigned>(*day))};
+  if (!date.ok()) return std::nullopt;
+  int64_t fraction_us = 0;
+  if (at < text.size() && text[at] == '.') {
+    const size_t begin = ++at;
+    while (at - begin < 6 && digit(at)) {
+      fraction_us = fraction_us * 10 + (text[at++] - '0');
+    }
+    if (at == begin) return std::nullopt;
+    for (size_t i = at - begin; i < 6; ++i) fraction_us *= 10;
+  }
+  if (at + 1 != text.size() || text[at] != 'Z') return std::nullopt;
+  const auto time = std::chrono::sys_days(date) + std::chrono::hours(*hour) + std::chrono::minutes(*minute) +
+                    std::chrono::seconds(*second);
+  return std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count() + fraction_us;
 }
 
 }  // namespace iotinfer

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,5 +26,12 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 /// "KEY=VALUE" split at its first '='; InvalidInput naming `what` (a flag, say) when there is
 /// no '=' or no key. The value may be empty or hold further '='.
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text, std::string_view what);
+
+/// `time_us` (µs since the epoch) as ISO 8601 UTC to the millisecond: 2026-12-04T20:37:49.123Z.
+std::string FormatUtc(int64_t time_us);
+
+/// A time FormatUtc wrote (the fraction optional, up to microseconds), in µs since the epoch;
+/// nullopt for anything else.
+std::optional<int64_t> ParseUtc(std::string_view text);
 
 }  // namespace iotinfer

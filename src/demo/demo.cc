@@ -220,9 +220,9 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   }
 
   // The stream's verdicts on the devices, as the topic holds them: the latest of each device.
-  std::map<int, health::Assessment> verdicts;
+  std::map<int, DeviceHealth> verdicts;
   TRY(kafka::ScanTopic(kafka, health, [&](const kafka::InputMessage& in) {
-    if (std::optional<health::Assessment> a = health::FromJson(in.message.value)) verdicts[a->producer_id] = *a;
+    if (std::optional<DeviceHealth> a = health::FromJson(in.message.value)) verdicts[a->producer_id] = *a;
     return Ok();
   }));
   for (const auto& [producer, a] : verdicts) report.verdicts.push_back(a);

@@ -52,8 +52,8 @@ struct DemoReport {
   std::vector<ProducerResult> stream_results;  // what the live count held at the end
   analytics::BatchReport batch;
   analytics::LatencyReport latency;
-  std::vector<int> healthy_producers;        // the devices without faults, whose accuracy is the model's
-  std::vector<health::Assessment> verdicts;  // the stream's latest verdict on each device
+  std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
+  std::vector<DeviceHealth> verdicts;  // the stream's latest verdict on each device
   double seconds = 0;
 };
 

@@ -1,6 +1,5 @@
 #include "health/health.h"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,6 +8,8 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+#include "core/text.h"
 
 namespace iotinfer::health {
 namespace {
@@ -26,36 +27,32 @@ double Rate(int64_t k, int64_t n) { return n > 0 ? static_cast<double>(k) / stat
 
 }  // namespace
 
-std::string_view VerdictName(Verdict verdict) {
-  switch (verdict) {
-    case Verdict::kUnknown:
-      return "unknown";
-    case Verdict::kHealthy:
-      return "healthy";
-    case Verdict::kSuspect:
-      return "suspect";
-    case Verdict::kFaulty:
-      return "faulty";
-  }
-  return "unknown";
-}
-
 double UpperTail(int64_t k, int64_t n, double p) {
   if (k <= 0 || p >= 1) return 1;
   if (k > n || p <= 0) return 0;
-  // The first term in logs (it may be far below the smallest double), then each next one by
-  // the ratio of successive terms; past the mode they fall geometrically, so the sum stops
-  // once they no longer add to it.
-  const double first = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0) +
-                       static_cast<double>(k) * std::log(p) + static_cast<double>(n - k) * std::log1p(-p);
+  // Each sum starts at one term, in logs (it may be far below the smallest double), and goes
+  // away from the mode by the ratio of successive terms, which falls geometrically there: a few
+  // dozen terms for any n. Above the mean that is the upper tail itself; at or below it, the
+  // lower tail, whose complement is then at least about a half, so nothing is lost to rounding.
+  auto log_term = [&](int64_t i) {
+    return std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) +
+           static_cast<double>(i) * std::log(p) + static_cast<double>(n - i) * std::log1p(-p);
+  };
   const double odds = p / (1 - p);
+  const double mean = static_cast<double>(n) * p;
   double term = 1, sum = 0;
-  for (int64_t i = k; i <= n; ++i) {
-    sum += term;
-    term *= static_cast<double>(n - i) / static_cast<double>(i + 1) * odds;
-    if (term < sum * 1e-17 && static_cast<double>(i) > static_cast<double>(n) * p) break;
+  if (static_cast<double>(k) > mean) {
+    for (int64_t i = k; i <= n && term >= sum * 1e-17; ++i) {
+      sum += term;
+      term *= static_cast<double>(n - i) / static_cast<double>(i + 1) * odds;
+    }
+    return std::min(1.0, std::exp(log_term(k) + std::log(sum)));
   }
-  return std::min(1.0, std::exp(first + std::log(sum)));
+  for (int64_t i = k - 1; i >= 0 && term >= sum * 1e-17; --i) {
+    sum += term;
+    term *= static_cast<double>(i) / static_cast<double>(n - i + 1) / odds;
+  }
+  return std::clamp(1 - std::exp(log_term(k - 1) + std::log(sum)), 0.0, 1.0);
 }
 
 std::pair<double, double> RateInterval(int64_t k, int64_t n, double alpha) {
@@ -75,12 +72,12 @@ std::pair<double, double> RateInterval(int64_t k, int64_t n, double alpha) {
   return {solve(q, 0.0), solve(q, 1.0)};
 }
 
-std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule) {
-  std::vector<Assessment> out;
+std::vector<DeviceHealth> Assess(std::span<const Counts> window, const Rule& rule) {
+  std::vector<DeviceHealth> out;
   out.reserve(window.size());
   int64_t judged = 0;
   for (const Counts& c : window) {
-    Assessment a{.producer_id = c.producer_id, .labelled = c.labelled, .incorrect = c.incorrect};
+    DeviceHealth a{.producer_id = c.producer_id, .labelled = c.labelled, .incorrect = c.incorrect};
     a.error_rate = Rate(c.incorrect, c.labelled);
     std::tie(a.low, a.high) = RateInterval(c.incorrect, c.labelled, rule.interval_alpha);
     if (c.labelled >= rule.min_labelled) {
@@ -92,7 +89,7 @@ std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule)
   if (judged == 0) return out;
 
   const double m = static_cast<double>(judged);
-  auto worse = [&](const Assessment& a, double p0, double alpha) {
+  auto worse = [&](const DeviceHealth& a, double p0, double alpha) {
     return UpperTail(a.incorrect, a.labelled, p0) < alpha / m;
   };
   // The fleet's rate, pooled from the devices not significantly worse than it.
@@ -115,7 +112,7 @@ std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule)
     }
   }
 
-  for (Assessment& a : out) {
+  for (DeviceHealth& a : out) {
     a.fleet_rate = fleet;
     if (a.verdict == Verdict::kUnknown) continue;
     a.p_value = UpperTail(a.incorrect, a.labelled, fleet);
@@ -161,7 +158,7 @@ void Tracker::Forget(int source) {
   }
 }
 
-std::vector<Assessment> Tracker::Update(int64_t now_us) {
+std::vector<DeviceHealth> Tracker::Update(int64_t now_us) {
   // The window is the `slices_` slices up to the one holding now (or the newest image's, if
   // the clock was set back).
   const int64_t now_start = now_us - ((now_us % slice_us_) + slice_us_) % slice_us_;
@@ -180,9 +177,11 @@ std::vector<Assessment> Tracker::Update(int64_t now_us) {
   std::vector<Counts> window;
   window.reserve(in_window_.size());
   for (const auto& [producer, sum] : in_window_) window.push_back({producer, sum.labelled, sum.incorrect});
-  std::vector<Assessment> changed;
-  std::map<int, Assessment> next;
-  for (Assessment& a : Assess(window, rule_)) {
+  std::vector<DeviceHealth> changed;
+  std::map<int, DeviceHealth> next;
+  for (DeviceHealth& a : Assess(window, rule_)) {
+    a.window_ms = slice_us_ * slices_ / 1000;
+    a.judged_at_us = now_us;
     auto before = current_.find(a.producer_id);
     if (before == current_.end() ? a.verdict != Verdict::kUnknown : before->second.verdict != a.verdict) {
       changed.push_back(a);
@@ -191,15 +190,17 @@ std::vector<Assessment> Tracker::Update(int64_t now_us) {
   }
   for (const auto& [producer, a] : current_) {
     if (next.contains(producer) || a.verdict == Verdict::kUnknown) continue;
-    Assessment gone{.producer_id = producer, .verdict = Verdict::kUnknown};
+    DeviceHealth gone{.producer_id = producer,
+                      .verdict = Verdict::kUnknown,
+                      .window_ms = slice_us_ * slices_ / 1000,
+                      .judged_at_us = now_us};
     changed.push_back(gone);
   }
   current_ = std::move(next);
   return changed;
 }
 
-std::string ToJson(const Assessment& a, std::chrono::milliseconds window, int64_t judged_at_us) {
-  const auto at = std::chrono::sys_time<std::chrono::microseconds>(std::chrono::microseconds(judged_at_us));
+std::string ToJson(const DeviceHealth& a) {
   const nlohmann::ordered_json doc = {
       {"producer_id", a.producer_id},
       {"verdict", VerdictName(a.verdict)},
@@ -209,28 +210,24 @@ std::string ToJson(const Assessment& a, std::chrono::milliseconds window, int64_
       {"interval", {a.low, a.high}},
       {"fleet_rate", a.fleet_rate},
       {"p_value", a.p_value},
-      {"window_seconds", std::chrono::duration<double>(window).count()},
-      {"judged_at", fmt::format("{:%FT%T}.{:03}Z", std::chrono::floor<std::chrono::seconds>(at),
-                                (judged_at_us / 1000 % 1000 + 1000) % 1000)},
+      {"window_seconds", static_cast<double>(a.window_ms) / 1000},
+      {"judged_at", FormatUtc(a.judged_at_us)},
   };
   return doc.dump();
 }
 
-std::optional<Assessment> FromJson(std::string_view json) {
+std::optional<DeviceHealth> FromJson(std::string_view json) {
   const nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_object()) return std::nullopt;
-  static const std::map<std::string, Verdict, std::less<>> kVerdicts = {{"unknown", Verdict::kUnknown},
-                                                                        {"healthy", Verdict::kHealthy},
-                                                                        {"suspect", Verdict::kSuspect},
-                                                                        {"faulty", Verdict::kFaulty}};
-  const auto verdict = doc.find("verdict");
+  const auto verdict_name = doc.find("verdict");
   const auto producer = doc.find("producer_id");
-  if (verdict == doc.end() || !verdict->is_string() || producer == doc.end() || !producer->is_number_integer()) {
+  if (verdict_name == doc.end() || !verdict_name->is_string() || producer == doc.end() ||
+      !producer->is_number_integer()) {
     return std::nullopt;
   }
-  const auto known = kVerdicts.find(verdict->get<std::string>());
-  if (known == kVerdicts.end()) return std::nullopt;
-  Assessment a{.producer_id = producer->get<int>(), .verdict = known->second};
+  const std::optional<Verdict> verdict = ParseVerdict(verdict_name->get<std::string>());
+  if (!verdict) return std::nullopt;
+  DeviceHealth a{.producer_id = producer->get<int>(), .verdict = *verdict};
   auto number = [&](const char* key, auto& field) {
     const auto it = doc.find(key);
     if (it != doc.end() && it->is_number()) field = it->get<std::remove_reference_t<decltype(field)>>();
@@ -240,28 +237,36 @@ std::optional<Assessment> FromJson(std::string_view json) {
   number("error_rate", a.error_rate);
   number("fleet_rate", a.fleet_rate);
   number("p_value", a.p_value);
+  double window_seconds = 0;
+  number("window_seconds", window_seconds);
+  a.window_ms = std::llround(window_seconds * 1000);
   if (const auto interval = doc.find("interval"); interval != doc.end() && interval->is_array() &&
                                                   interval->size() == 2 && (*interval)[0].is_number() &&
                                                   (*interval)[1].is_number()) {
     a.low = (*interval)[0].get<double>();
     a.high = (*interval)[1].get<double>();
   }
+  if (const auto at = doc.find("judged_at"); at != doc.end() && at->is_string()) {
+    a.judged_at_us = ParseUtc(at->get<std::string>()).value_or(0);
+  }
   return a;
 }
 
-std::string FormatVerdicts(std::span<const Assessment> verdicts) {
-  std::vector<Assessment> sorted(verdicts.begin(), verdicts.end());
-  std::ranges::sort(sorted, [](const Assessment& a, const Assessment& b) {
+std::string FormatVerdicts(std::span<const DeviceHealth> verdicts, size_t limit) {
+  const size_t shown = limit == 0 ? verdicts.size() : std::min(limit, verdicts.size());
+  std::vector<DeviceHealth> worst(shown);
+  std::ranges::partial_sort_copy(verdicts, worst, [](const DeviceHealth& a, const DeviceHealth& b) {
     return std::tuple(-static_cast<int>(a.verdict), -a.error_rate, a.producer_id) <
            std::tuple(-static_cast<int>(b.verdict), -b.error_rate, b.producer_id);
   });
   std::string out = fmt::format("{:>11}  {:<8} {:>10}  {:<15} {:>9} {:>9}\n", "producer_id", "verdict", "error rate",
                                 "interval", "labelled", "fleet");
-  for (const Assessment& a : sorted) {
+  for (const DeviceHealth& a : worst) {
     out += fmt::format("{:>11}  {:<8} {:>9.1f}%  {:>5.1f}%-{:>5.1f}%   {:>9} {:>8.1f}%\n", a.producer_id,
                        VerdictName(a.verdict), 100 * a.error_rate, 100 * a.low, 100 * a.high, a.labelled,
                        100 * a.fleet_rate);
   }
+  if (shown < verdicts.size()) out += fmt::format("({} more)\n", verdicts.size() - shown);
   return out;
 }
 

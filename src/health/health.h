@@ -11,16 +11,9 @@
 #include <utility>
 #include <vector>
 
-namespace iotinfer::health {
+#include "core/results.h"
 
-/// What the fleet's evidence says of one device.
-enum class Verdict {
-  kUnknown,  // fewer labelled images in the window than Rule::min_labelled: no verdict yet
-  kHealthy,  // not significantly worse than the fleet
-  kSuspect,  // worse than the fleet at Rule::suspect_alpha, not (yet) at Rule::faulty_alpha
-  kFaulty,   // worse than the fleet's rate plus Rule::excess at Rule::faulty_alpha
-};
-std::string_view VerdictName(Verdict verdict);
+namespace iotinfer::health {
 
 /// How verdicts are reached; docs/health.md explains each choice.
 struct Rule {
@@ -38,17 +31,6 @@ struct Counts {
   int64_t incorrect = 0;
 };
 
-struct Assessment {
-  int producer_id = 0;
-  Verdict verdict = Verdict::kUnknown;
-  int64_t labelled = 0;
-  int64_t incorrect = 0;
-  double error_rate = 0;     // incorrect / labelled (0 when none)
-  double low = 0, high = 1;  // an interval for the device's true error rate
-  double fleet_rate = 0;     // what the device was judged against
-  double p_value = 1;        // the one-sided binomial p-value against fleet_rate
-};
-
 /// Judges every device of `window` against the fleet's error rate, in the order given.
 ///
 /// The fleet's rate is the pooled rate of the devices not found worse than it: starting from
@@ -62,7 +44,7 @@ struct Assessment {
 /// number of devices with a verdict, so that in a fleet of a million devices the chance of any false verdict stays at
 /// alpha. Suspect: p-value against the fleet's rate under suspect_alpha / m; faulty: against the fleet's rate plus
 /// `excess`, under faulty_alpha / m.
-std::vector<Assessment> Assess(std::span<const Counts> window, const Rule& rule = {});
+std::vector<DeviceHealth> Assess(std::span<const Counts> window, const Rule& rule = {});
 
 /// P(X >= k) for X ~ Binomial(n, p), to double precision (0 when below the smallest double).
 double UpperTail(int64_t k, int64_t n, double p);
@@ -91,12 +73,12 @@ class Tracker {
   void Forget(int source);
 
   /// Slides the window to end at `now_us`, judges every device with images in it, and returns
-  /// the assessments whose verdict changed since the last call (a device whose images all left
-  /// the window changes to unknown, once).
-  std::vector<Assessment> Update(int64_t now_us);
+  /// the verdicts that changed since the last call (a device whose images all left the window
+  /// changes to unknown, once), judged at `now_us`.
+  std::vector<DeviceHealth> Update(int64_t now_us);
 
-  /// The last Update's assessments, by producer_id.
-  const std::map<int, Assessment>& current() const { return current_; }
+  /// The last Update's verdicts, by producer_id.
+  const std::map<int, DeviceHealth>& current() const { return current_; }
 
  private:
   struct Tally {
@@ -109,20 +91,21 @@ class Tracker {
   std::map<int64_t, std::unordered_map<int, Tally>> slices_by_start_;  // slice start -> device
   std::unordered_map<int, Tally> in_window_;                           // the sum over the slices
   int64_t newest_start_ = 0;
-  std::map<int, Assessment> current_;
+  std::map<int, DeviceHealth> current_;
   std::unordered_map<int, int> source_of_;  // device -> where its last image came from
 };
 
 /// One verdict as the producer-health topic carries it: a JSON object with the device, its
 /// verdict, window counts, error rate and interval, the fleet's rate, the p-value, the window
 /// and when it was judged (`judged_at`, ISO 8601 UTC).
-std::string ToJson(const Assessment& assessment, std::chrono::milliseconds window, int64_t judged_at_us);
+std::string ToJson(const DeviceHealth& verdict);
 
 /// A verdict read back from the topic; nullopt for a value that is not one (a topic is
 /// outside input).
-std::optional<Assessment> FromJson(std::string_view json);
+std::optional<DeviceHealth> FromJson(std::string_view json);
 
-/// Verdicts as people read them: the faulty first, then suspect, by error rate, one line each.
-std::string FormatVerdicts(std::span<const Assessment> verdicts);
+/// Verdicts as people read them: the faulty first, then suspect, by error rate, one line each;
+/// only the `limit` worst (0: all), and a line saying how many more there are.
+std::string FormatVerdicts(std::span<const DeviceHealth> verdicts, size_t limit = 0);
 
 }  // namespace iotinfer::health

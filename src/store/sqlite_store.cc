@@ -70,6 +70,19 @@ CREATE TABLE IF NOT EXISTS incorrect_inference_windows (
   computed_at INTEGER NOT NULL,
   PRIMARY KEY (producer_id, window_start)
 );
+CREATE TABLE IF NOT EXISTS producer_health (
+  producer_id INTEGER PRIMARY KEY NOT NULL,
+  verdict TEXT NOT NULL,
+  labelled INTEGER NOT NULL,
+  incorrect INTEGER NOT NULL,
+  error_rate REAL NOT NULL,
+  interval_low REAL NOT NULL,
+  interval_high REAL NOT NULL,
+  fleet_rate REAL NOT NULL,
+  p_value REAL NOT NULL,
+  window_ms INTEGER NOT NULL,
+  judged_at INTEGER NOT NULL
+);
 )sql";
 
 constexpr const char* kDeleteChunk =
@@ -548,11 +561,58 @@ class SqliteStore final : public Store {
     return windows;
   }
 
+  Status UpsertHealth(std::span<const DeviceHealth> verdicts) override {
+    ASSIGN_OR_RETURN(Statement upsert,
+                     Prepare("INSERT OR REPLACE INTO producer_health (producer_id, verdict, labelled, incorrect, "
+                             "error_rate, interval_low, interval_high, fleet_rate, p_value, window_ms, judged_at) "
+                             "VALUES (?,?,?,?,?,?,?,?,?,?,?)"));
+    return InWriteTransaction([&]() -> Status {
+      for (const DeviceHealth& h : verdicts) {
+        const std::string_view verdict = VerdictName(h.verdict);
+        sqlite3_bind_int(upsert.get(), 1, h.producer_id);
+        sqlite3_bind_text(upsert.get(), 2, verdict.data(), static_cast<int>(verdict.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(upsert.get(), 3, h.labelled);
+        sqlite3_bind_int64(upsert.get(), 4, h.incorrect);
+        sqlite3_bind_double(upsert.get(), 5, h.error_rate);
+        sqlite3_bind_double(upsert.get(), 6, h.low);
+        sqlite3_bind_double(upsert.get(), 7, h.high);
+        sqlite3_bind_double(upsert.get(), 8, h.fleet_rate);
+        sqlite3_bind_double(upsert.get(), 9, h.p_value);
+        sqlite3_bind_int64(upsert.get(), 10, h.window_ms);
+        sqlite3_bind_int64(upsert.get(), 11, ToMillis(h.judged_at_us));
+        TRY(Run(upsert.get(), "writing producer_health"));
+      }
+      return Ok();
+    });
+  }
+
+  Result<std::vector<DeviceHealth>> ReadHealth() override {
+    ASSIGN_OR_RETURN(Statement stmt,
+                     Prepare("SELECT producer_id, verdict, labelled, incorrect, error_rate, interval_low, "
+                             "interval_high, fleet_rate, p_value, window_ms, judged_at FROM producer_health "
+                             "ORDER BY producer_id"));
+    std::vector<DeviceHealth> verdicts;
+    TRY(Run(stmt.get(), "reading producer_health", [&](sqlite3_stmt* s) {
+      verdicts.push_back({.producer_id = sqlite3_column_int(s, 0),
+                          .verdict = ParseVerdict(OptionalText(s, 1).value_or("")).value_or(Verdict::kUnknown),
+                          .labelled = sqlite3_column_int64(s, 2),
+                          .incorrect = sqlite3_column_int64(s, 3),
+                          .error_rate = sqlite3_column_double(s, 4),
+                          .low = sqlite3_column_double(s, 5),
+                          .high = sqlite3_column_double(s, 6),
+                          .fleet_rate = sqlite3_column_double(s, 7),
+                          .p_value = sqlite3_column_double(s, 8),
+                          .window_ms = sqlite3_column_int64(s, 9),
+                          .judged_at_us = sqlite3_column_int64(s, 10) * 1000});
+      return Ok();
+    }));
+    return verdicts;
+  }
+
   Status Clear() override {
     return Exec(
         "DELETE FROM images; DELETE FROM incorrect_inference_results; DELETE FROM stream_partitions; DELETE FROM "
-        "stream_chunks; "
-        "DELETE FROM incorrect_inference_windows;");
+        "stream_chunks; DELETE FROM incorrect_inference_windows; DELETE FROM producer_health;");
   }
 
   std::string Describe() const override { return uri_; }

@@ -67,7 +67,9 @@ struct UpsertStats {
 };
 
 /// The store of inference results: collection/table `images` (one document per image id, the
-/// original schema's fields first) and `incorrect_inference_results` (one per producer).
+/// original schema's fields first), `incorrect_inference_results` (one per producer), and what
+/// the stream service keeps: its saved state, `incorrect_inference_windows` and
+/// `producer_health`.
 /// Errors: Unavailable when the server cannot be reached or timed out (retry later; nothing
 /// was lost), InvalidInput for a bad URI or a record the store refuses, Internal otherwise.
 /// One instance is not thread-safe; open one per thread.
@@ -147,6 +149,13 @@ class Store {
 
   /// `incorrect_inference_windows`, sorted by (window start, producer_id).
   virtual Result<std::vector<WindowResult>> ReadWindowResults() = 0;
+
+  /// Writes each verdict over the earlier one of its producer in `producer_health`, which
+  /// holds each device's latest verdict.
+  virtual Status UpsertHealth(std::span<const DeviceHealth> verdicts) = 0;
+
+  /// `producer_health`, sorted by producer_id.
+  virtual Result<std::vector<DeviceHealth>> ReadHealth() = 0;
 
   /// Drops every collection (tests and benchmarks start from empty).
   virtual Status Clear() = 0;

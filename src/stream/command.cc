@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -122,6 +124,26 @@ Status RunCommand(StreamCommand command, const std::atomic<bool>& stop) {
                  fmt::format("{}", fmt::join(unused, ", ")).c_str());
   }
   return engine == Engine::kSpark ? RunSpark(command, stop) : RunNative(command, stop);
+}
+
+Result<std::string> ReportHealth(const store::StoreOptions& options, int limit) {
+  ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options));
+  ASSIGN_OR_RETURN(const std::vector<DeviceHealth> verdicts, store->ReadHealth());
+  if (verdicts.empty()) {
+    return std::string(
+        "no device verdicts stored yet: iotinfer stream (native engine) judges devices and stores "
+        "each verdict that changes\n");
+  }
+  std::map<Verdict, int64_t> by_verdict;
+  int64_t newest_us = 0;
+  for (const DeviceHealth& h : verdicts) {
+    ++by_verdict[h.verdict];
+    newest_us = std::max(newest_us, h.judged_at_us);
+  }
+  return fmt::format("{} devices: {} faulty, {} suspect, {} healthy, {} unknown (latest change {})\n\n{}",
+                     verdicts.size(), by_verdict[Verdict::kFaulty], by_verdict[Verdict::kSuspect],
+                     by_verdict[Verdict::kHealthy], by_verdict[Verdict::kUnknown], FormatUtc(newest_us),
+                     health::FormatVerdicts(verdicts, static_cast<size_t>(std::max(limit, 0))));
 }
 
 }  // namespace iotinfer::stream

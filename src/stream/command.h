@@ -38,4 +38,9 @@ struct StreamCommand {
 /// directory (a local one gets ./iotinfer-spark-checkpoint/NAME).
 Status RunCommand(StreamCommand command, const std::atomic<bool>& stop);
 
+/// `iotinfer report health`: the devices' latest verdicts as the stream stored them
+/// (`producer_health`), a line of totals per verdict, then the `limit` worst devices (0: all)
+/// as health::FormatVerdicts shows them.
+Result<std::string> ReportHealth(const store::StoreOptions& options, int limit);
+
 }  // namespace iotinfer::stream

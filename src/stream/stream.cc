@@ -581,15 +581,30 @@ class Stream {
         return;
       }
     }
-    for (const auto& [producer, json] : unpublished_) {
+    for (const auto& [producer, verdict] : unpublished_) {
       // Refused at once only in a fatal producer state. A verdict the idempotent producer gives
       // up on (after librdkafka's delivery timeout) is missing until it changes again; the
       // metrics always carry the current counts.
       (void)health_producer_->Send(options_.health_topic,
-                                   {.key = std::to_string(producer), .value = json, .headers = {}});
+                                   {.key = std::to_string(producer), .value = health::ToJson(verdict), .headers = {}});
     }
     unpublished_.clear();
     health_producer_->Poll();
+  }
+
+  // Verdicts wait, the latest per device, while the store is down: the next look tries again,
+  // and the count goes on meanwhile (a verdict is not worth stalling it).
+  void StoreVerdicts() {
+    if (unstored_.empty()) return;
+    std::vector<DeviceHealth> verdicts;
+    verdicts.reserve(unstored_.size());
+    for (const auto& [producer, verdict] : unstored_) verdicts.push_back(verdict);
+    if (Status stored = store_->UpsertHealth(verdicts); !stored) {
+      std::fprintf(stderr, "stream: %zu device verdict(s) wait for the store: %s\n", unstored_.size(),
+                   stored.error().message().c_str());
+      return;
+    }
+    unstored_.clear();
   }
 
   // Judges the devices counted in the window; each verdict that changed is published, and
@@ -597,25 +612,27 @@ class Stream {
   // start would drown the log).
   void JudgeHealth() {
     const int64_t now = NowMicros();
-    const std::vector<health::Assessment> changed = tracker_->Update(now);
+    const std::vector<DeviceHealth> changed = tracker_->Update(now);
     stats_.faulty = stats_.suspect = 0;
     for (const auto& [producer, a] : tracker_->current()) {
-      stats_.faulty += a.verdict == health::Verdict::kFaulty;
-      stats_.suspect += a.verdict == health::Verdict::kSuspect;
+      stats_.faulty += a.verdict == Verdict::kFaulty;
+      stats_.suspect += a.verdict == Verdict::kSuspect;
     }
-    for (const health::Assessment& a : changed) {
+    for (const DeviceHealth& a : changed) {
       ++stats_.health_changes;
-      if (a.verdict == health::Verdict::kFaulty || a.verdict == health::Verdict::kSuspect) {
+      if (a.verdict == Verdict::kFaulty || a.verdict == Verdict::kSuspect) {
         std::fprintf(stderr,
                      "stream: producer %d is %s: %.1f%% of its %lld labelled images in the window misclassified "
                      "(%.1f%%-%.1f%%), the fleet %.1f%%\n",
-                     a.producer_id, health::VerdictName(a.verdict).data(), 100 * a.error_rate,
+                     a.producer_id, VerdictName(a.verdict).data(), 100 * a.error_rate,
                      static_cast<long long>(a.labelled), 100 * a.low, 100 * a.high, 100 * a.fleet_rate);
       }
       // A verdict lost to a crash is judged again within a window.
-      unpublished_[a.producer_id] = health::ToJson(a, options_.health_window, now);
+      unpublished_[a.producer_id] = a;
+      unstored_[a.producer_id] = a;
     }
     PublishVerdicts();
+    StoreVerdicts();
     if (!changed.empty()) Report();
   }
 
@@ -643,7 +660,8 @@ class Stream {
   StreamStats stats_;
   std::optional<health::Tracker> tracker_;
   std::unique_ptr<kafka::Producer> health_producer_;
-  std::map<int, std::string> unpublished_;  // device -> its latest verdict not yet sent
+  std::map<int, DeviceHealth> unpublished_;  // device -> its latest verdict not yet sent
+  std::map<int, DeviceHealth> unstored_;     // device -> its latest verdict not yet stored
   Clock::time_point next_health_try_;
 };
 

@@ -54,5 +54,28 @@ TEST(ResultsTest, IncorrectMeansLabelledAndPredictedOtherwise) {
   EXPECT_EQ(result.computed_at_us, 9);
 }
 
+TEST(ResultsTest, VerdictsHaveOneNameEach) {
+  for (Verdict v : {Verdict::kUnknown, Verdict::kHealthy, Verdict::kSuspect, Verdict::kFaulty}) {
+    EXPECT_EQ(ParseVerdict(VerdictName(v)), v);
+  }
+  EXPECT_EQ(VerdictName(Verdict::kFaulty), "faulty");
+  EXPECT_FALSE(ParseVerdict("Faulty"));
+  EXPECT_FALSE(ParseVerdict(""));
+}
+
+TEST(TextTest, TimesAreIsoUtcToTheMillisecond) {
+  EXPECT_EQ(FormatUtc(1'800'000'000'123'456), "2027-01-15T08:00:00.123Z");
+  EXPECT_EQ(FormatUtc(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(ParseUtc("2027-01-15T08:00:00.123Z"), 1'800'000'000'123'000);
+  EXPECT_EQ(ParseUtc("2027-01-15T08:00:00.123456Z"), 1'800'000'000'123'456);
+  EXPECT_EQ(ParseUtc("2027-01-15T08:00:00Z"), 1'800'000'000'000'000);
+  EXPECT_EQ(ParseUtc("2024-02-29T23:59:59.5Z"), 1'709'251'199'500'000);
+  for (const char* bad : {"", "2027-01-15", "2027-01-15T08:00:00", "2027-01-15T08:00:00.Z", "2027-02-30T00:00:00Z",
+                          "2027-01-15T24:00:00Z", "2027-01-15 08:00:00Z", "+027-01-15T08:00:00Z",
+                          "2027-01-15T08:00:00.123Zjunk", "2027-1-15T08:00:00Z"}) {
+    EXPECT_FALSE(ParseUtc(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace iotinfer

@@ -70,12 +70,12 @@ TEST(DemoTest, ItsStreamJudgesTheFaultyDevicesFaultyAndTheHealthyHealthy) {
   options.out_dir = dir.file("out");
   auto report = RunDemo(options);
   ASSERT_OK(report);
-  std::map<int, health::Verdict> verdicts;
-  for (const health::Assessment& a : report->verdicts) verdicts[a.producer_id] = a.verdict;
-  EXPECT_EQ(verdicts[0], health::Verdict::kHealthy);
-  EXPECT_EQ(verdicts[7], health::Verdict::kHealthy);
-  EXPECT_EQ(verdicts[4], health::Verdict::kFaulty);  // occluded: about 30% wrong
-  EXPECT_EQ(verdicts[6], health::Verdict::kFaulty);  // noise and blur: about 59% wrong
+  std::map<int, Verdict> verdicts;
+  for (const DeviceHealth& a : report->verdicts) verdicts[a.producer_id] = a.verdict;
+  EXPECT_EQ(verdicts[0], Verdict::kHealthy);
+  EXPECT_EQ(verdicts[7], Verdict::kHealthy);
+  EXPECT_EQ(verdicts[4], Verdict::kFaulty);  // occluded: about 30% wrong
+  EXPECT_EQ(verdicts[6], Verdict::kFaulty);  // noise and blur: about 59% wrong
   const std::string shown = FormatDemo(*report);
   EXPECT_NE(shown.find("device health"), std::string::npos) << shown;
 }

@@ -423,4 +423,34 @@ TEST_P(StoreSuite, WindowResultsUpsertByProducerAndStart) {
   EXPECT_EQ(*windows, (std::vector<WindowResult>{first[1], second[0], second[1]}));
 }
 
+TEST_P(StoreSuite, EachDeviceKeepsItsLatestVerdict) {
+  const int64_t t0 = 1'700'000'000'000'000;
+  EXPECT_TRUE(store_->ReadHealth().value().empty());
+  const std::vector<DeviceHealth> first{
+      {.producer_id = 7,
+       .verdict = Verdict::kSuspect,
+       .labelled = 900,
+       .incorrect = 99,
+       .error_rate = 0.11,
+       .low = 0.09,
+       .high = 0.13,
+       .fleet_rate = 0.08,
+       .p_value = 1e-5,
+       .window_ms = 600'000,
+       .judged_at_us = t0},
+      {.producer_id = 2, .verdict = Verdict::kHealthy, .labelled = 400, .window_ms = 600'000, .judged_at_us = t0}};
+  ASSERT_TRUE(store_->UpsertHealth(first));
+  DeviceHealth worse = first[0];
+  worse.verdict = Verdict::kFaulty;
+  worse.labelled = 1500;
+  worse.p_value = 1e-300;  // far below what a float would keep
+  worse.judged_at_us = t0 + 5'000'000;
+  ASSERT_TRUE(store_->UpsertHealth(std::vector{worse}));
+  auto verdicts = store_->ReadHealth();
+  ASSERT_TRUE(verdicts) << verdicts.error().message();
+  EXPECT_EQ(*verdicts, (std::vector<DeviceHealth>{first[1], worse}));
+  ASSERT_TRUE(store_->Clear());
+  EXPECT_TRUE(store_->ReadHealth().value().empty());
+}
+
 }  // namespace iotinfer::store

@@ -20,6 +20,7 @@
 #include "kafka/kafka.h"
 #include "kafka_test_util.h"
 #include "process_util.h"
+#include "stream/command.h"
 #include "stream/stream.h"
 #include "test_util.h"
 
@@ -666,20 +667,30 @@ TEST(StreamIntegrationTest, DevicesAreJudgedAndTheirVerdictsPublished) {
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_faulty 1\n"));
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_suspect 0\n"));
 
-  std::map<int, health::Assessment> latest;
+  std::map<int, DeviceHealth> latest;
   for (const WireMessage& m : iotinfer::testing::ReadAll(health_topic, 8)) {
-    std::optional<health::Assessment> a = health::FromJson(m.value);
+    std::optional<DeviceHealth> a = health::FromJson(m.value);
     ASSERT_TRUE(a) << m.value;
     EXPECT_EQ(m.key, std::to_string(a->producer_id));
     latest[a->producer_id] = *a;
   }
   ASSERT_EQ(latest.size(), 8u);
   for (const auto& [producer, a] : latest) {
-    EXPECT_EQ(a.verdict, producer == 3 ? health::Verdict::kFaulty : health::Verdict::kHealthy)
-        << producer << ": " << health::VerdictName(a.verdict) << " at " << a.error_rate;
+    EXPECT_EQ(a.verdict, producer == 3 ? Verdict::kFaulty : Verdict::kHealthy)
+        << producer << ": " << VerdictName(a.verdict) << " at " << a.error_rate;
   }
   EXPECT_NEAR(latest[3].error_rate, 0.3, 0.01);
   EXPECT_NEAR(latest[3].fleet_rate, 0.05, 0.01);
+
+  // The store holds the same latest verdicts, as report health prints them.
+  std::vector<DeviceHealth> expected;
+  for (const auto& [producer, a] : latest) expected.push_back(a);
+  EXPECT_EQ(store->ReadHealth().value(), expected);
+  const Result<std::string> report = ReportHealth(options.store, 1);
+  ASSERT_OK(report);
+  EXPECT_THAT(*report, ::testing::StartsWith("8 devices: 1 faulty, 0 suspect, 7 healthy, 0 unknown"));
+  EXPECT_THAT(*report, ::testing::HasSubstr("          3  faulty "));
+  EXPECT_THAT(*report, ::testing::HasSubstr("(7 more)"));
 }
 
 }  // namespace
