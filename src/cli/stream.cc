@@ -34,6 +34,11 @@ void AddStreamCommand(CLI::App& app, Action& action) {
                   "labelled images of a device in the window before it gets a verdict")
       ->capture_default_str()
       ->check(Positive());
+  cmd->add_option("--metrics-devices", o.device_series,
+                  "devices with their own iotinfer_producer_* series on /metrics (the worst ones); the rest are "
+                  "summed into producer_id=\"other\"")
+      ->capture_default_str()
+      ->check(NonNegative());
   cmd->add_option("--window-keep", o.window_keep, "newest windows kept per partition")
       ->capture_default_str()
       ->check(Positive());

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 #include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
@@ -14,12 +15,35 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace iotinfer::ops {
 
+namespace {
+
+// A metric with labels: its series as the caller last made them, so that SetSeries can remove
+// the rest.
+struct LabelledFamily {
+  std::vector<std::string> names;
+  prometheus::Family<prometheus::Counter>* counters = nullptr;  // one of the two
+  prometheus::Family<prometheus::Gauge>* gauges = nullptr;
+  std::mutex mutex;  // guards shown (prometheus-cpp guards the family itself)
+  std::set<prometheus::Labels> shown;
+
+  std::optional<prometheus::Labels> LabelsOf(std::span<const std::string> values) const {
+    if (values.size() != names.size()) return std::nullopt;
+    prometheus::Labels labels;
+    for (size_t i = 0; i < names.size(); ++i) labels.emplace(names[i], values[i]);
+    return labels;
+  }
+};
+
+}  // namespace
+
 struct Endpoints::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::map<std::string, std::unique_ptr<LabelledFamily>, std::less<>> labelled;
   std::map<std::string, prometheus::Counter*, std::less<>> counters;
   std::map<std::string, prometheus::Gauge*, std::less<>> gauges;
   std::map<std::string, prometheus::Histogram*, std::less<>> histograms;
@@ -50,8 +74,21 @@ Endpoints::~Endpoints() {
 Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& options, std::vector<MetricSpec> metrics) {
   auto impl = std::make_unique<Impl>();
   for (MetricSpec& m : metrics) {
-    if (m.name.empty() || !std::is_sorted(m.buckets.begin(), m.buckets.end())) {
-      return std::unexpected(Error::InvalidInput(fmt::format("metric '{}': no name or unsorted buckets", m.name)));
+    if (m.name.empty() || !std::is_sorted(m.buckets.begin(), m.buckets.end()) ||
+        (m.kind == MetricSpec::Kind::kHistogram && !m.labels.empty())) {
+      return std::unexpected(Error::InvalidInput(
+          fmt::format("metric '{}': no name, unsorted buckets, or a histogram with labels", m.name)));
+    }
+    if (!m.labels.empty()) {
+      auto family = std::make_unique<LabelledFamily>();
+      family->names = m.labels;
+      if (m.kind == MetricSpec::Kind::kCounter) {
+        family->counters = &prometheus::BuildCounter().Name(m.name).Help(m.help).Register(*impl->registry);
+      } else {
+        family->gauges = &prometheus::BuildGauge().Name(m.name).Help(m.help).Register(*impl->registry);
+      }
+      impl->labelled[m.name] = std::move(family);
+      continue;
     }
     switch (m.kind) {
       case MetricSpec::Kind::kCounter:
@@ -139,6 +176,46 @@ void Endpoints::Set(std::string_view gauge, double value) {
 
 void Endpoints::Observe(std::string_view histogram, double value) {
   if (auto it = impl_->histograms.find(histogram); it != impl_->histograms.end()) it->second->Observe(value);
+}
+
+void Endpoints::Add(std::string_view counter, std::span<const std::string> labels, double delta) {
+  const auto it = impl_->labelled.find(counter);
+  if (it == impl_->labelled.end() || !it->second->counters || delta <= 0) return;
+  LabelledFamily& family = *it->second;
+  const std::optional<prometheus::Labels> named = family.LabelsOf(labels);
+  if (!named) return;
+  std::lock_guard lock(family.mutex);
+  family.counters->Add(*named).Increment(delta);
+  family.shown.insert(*named);
+}
+
+void Endpoints::SetSeries(std::string_view name, std::span<const Series> series) {
+  const auto it = impl_->labelled.find(name);
+  if (it == impl_->labelled.end()) return;
+  LabelledFamily& family = *it->second;
+  std::set<prometheus::Labels> shown;
+  std::lock_guard lock(family.mutex);
+  for (const Series& s : series) {
+    std::optional<prometheus::Labels> named = family.LabelsOf(s.labels);
+    if (!named) continue;
+    if (family.gauges) {
+      family.gauges->Add(*named).Set(s.value);
+    } else {
+      prometheus::Counter* counter = &family.counters->Add(*named);
+      if (s.value < counter->Value()) {
+        family.counters->Remove(counter);
+        counter = &family.counters->Add(*named);
+      }
+      counter->Increment(s.value - counter->Value());
+    }
+    shown.insert(std::move(*named));
+  }
+  for (const prometheus::Labels& gone : family.shown) {
+    if (shown.contains(gone)) continue;
+    if (family.gauges) family.gauges->Remove(&family.gauges->Add(gone));
+    if (family.counters) family.counters->Remove(&family.counters->Add(gone));
+  }
+  family.shown = std::move(shown);
 }
 
 std::string Endpoints::Scrape() const { return prometheus::TextSerializer().Serialize(impl_->registry->Collect()); }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,17 @@ struct MetricSpec {
   std::string name;
   std::string help;
   std::vector<double> buckets;  // histograms: upper bounds, ascending
+  /// Label names: the metric is then a family of series, one per distinct label values, made
+  /// by Add or SetSeries (histograms take none). Every label value must come from a bounded
+  /// set (a reason code, the devices a caller chose to show), never straight from input.
+  std::vector<std::string> labels;
+};
+
+/// One series of a labelled counter or gauge: its label values, in the order of
+/// MetricSpec::labels, and its value.
+struct Series {
+  std::vector<std::string> labels;
+  double value = 0;
 };
 
 struct EndpointOptions {
@@ -54,6 +66,14 @@ class Endpoints {
   void Add(std::string_view counter, double delta);
   void Set(std::string_view gauge, double value);
   void Observe(std::string_view histogram, double value);
+
+  /// Adds to the series of a labelled counter with these label values, making it when new.
+  /// Ignored, like the unlabelled ones, for an unknown name or the wrong number of values.
+  void Add(std::string_view counter, std::span<const std::string> labels, double delta);
+  /// Makes the series of a labelled counter or gauge exactly `series`: the others are removed,
+  /// so that a caller can bound them. A counter series shown lower than before is made anew
+  /// (to Prometheus, a counter reset).
+  void SetSeries(std::string_view name, std::span<const Series> series);
 
   /// The /metrics text, as served.
   std::string Scrape() const;

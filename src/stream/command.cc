@@ -99,6 +99,7 @@ std::vector<std::string> UnusedFlags(Engine engine, const StreamCommand& c) {
     note(c.health_window != defaults.health_window || c.health_every != defaults.health_every ||
              o.health_topic != d.health_topic || o.health.min_labelled != d.health.min_labelled,
          "the --health-* flags (device verdicts are the native engine's)");
+    note(o.device_series != d.device_series, "--metrics-devices");
   } else {
     note(!c.spark.checkpoint.empty(), "--checkpoint");
     note(c.spark.query_name != defaults.spark.query_name, "--query-name");

@@ -15,6 +15,7 @@
 #include "kafka/external_offset_consumer.h"
 #include "kafka/service_loop.h"
 #include "store/retry.h"
+#include "stream/device_series.h"
 
 namespace iotinfer::stream {
 namespace {
@@ -67,9 +68,16 @@ struct LoadedPartition {
 class Stream {
  public:
   // `beat` is called on every turn of the main loop.
+  // `endpoints` (may be null) also get the per-device series.
   Stream(const StreamOptions& options, const std::atomic<bool>& stop, std::unique_ptr<store::Store> store,
-         const std::function<void(const StreamStats&)>& on_progress, std::function<void()> beat)
-      : options_(options), stop_(stop), store_(std::move(store)), on_progress_(on_progress), beat_(std::move(beat)) {}
+         const std::function<void(const StreamStats&)>& on_progress, std::function<void()> beat,
+         ops::Endpoints* endpoints)
+      : options_(options),
+        stop_(stop),
+        store_(std::move(store)),
+        on_progress_(on_progress),
+        beat_(std::move(beat)),
+        endpoints_(endpoints) {}
   // Closing the consumer revokes its partitions, which calls back into this object: close it
   // while the members it uses still exist (also when Run returned early with an error).
   ~Stream() {
@@ -88,7 +96,10 @@ class Stream {
                      kafka::ExternalOffsetConsumer::Create(
                          consumer_options, [this](std::span<const PartitionId> ids) { return OnAssign(ids); },
                          [this](std::span<const PartitionId> ids) { OnRevoke(ids); }));
-    if (options_.health_window.count() > 0) tracker_.emplace(options_.health_window, options_.health);
+    if (options_.health_window.count() > 0) {
+      tracker_.emplace(options_.health_window, options_.health);
+      if (endpoints_) device_series_.emplace(options_.device_series);
+    }
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
     auto next_health = Clock::now() + options_.health_every;
@@ -207,8 +218,9 @@ class Stream {
     }
     CountIn(p, {std::nullopt, store::StateBucket(record->producer_id)}, in.offset, *record);
     if (tracker_) {
-      tracker_->Add(record->producer_id, in.partition, polled_at_us, record->actual_value.has_value(),
-                    IsIncorrect(record->image_prediction, record->actual_value));
+      const bool incorrect = IsIncorrect(record->image_prediction, record->actual_value);
+      tracker_->Add(record->producer_id, in.partition, polled_at_us, record->actual_value.has_value(), incorrect);
+      if (device_series_) device_series_->Count(record->producer_id, incorrect);
     }
     if (options_.window.count() > 0) CountWindow(p, in.offset, *record);
   }
@@ -592,6 +604,21 @@ class Stream {
     health_producer_->Poll();
   }
 
+  // A device's totals over the partitions this instance holds (normally one: devices key
+  // their images).
+  ProducerCounts CountedHere(int producer) const {
+    ProducerCounts sum{.producer_id = producer};
+    const ChunkKey key{std::nullopt, store::StateBucket(producer)};
+    for (const auto& [id, p] : owned_) {
+      const auto chunk = p.chunks.find(key);
+      if (chunk == p.chunks.end()) continue;
+      if (const auto counts = chunk->second.counts.find(producer); counts != chunk->second.counts.end()) {
+        sum += counts->second;
+      }
+    }
+    return sum;
+  }
+
   // Verdicts wait, the latest per device, while the store is down: the next look tries again,
   // and the count goes on meanwhile (a verdict is not worth stalling it).
   void StoreVerdicts() {
@@ -633,6 +660,10 @@ class Stream {
     }
     PublishVerdicts();
     StoreVerdicts();
+    if (device_series_) {
+      device_series_->Choose(tracker_->current(), [this](int producer) { return CountedHere(producer); });
+      device_series_->Publish(*endpoints_, tracker_->current());
+    }
     if (!changed.empty()) Report();
   }
 
@@ -659,6 +690,8 @@ class Stream {
   Clock::time_point next_window_check_;
   StreamStats stats_;
   std::optional<health::Tracker> tracker_;
+  ops::Endpoints* endpoints_;
+  std::optional<DeviceSeries> device_series_;  // with endpoints and verdicts
   std::unique_ptr<kafka::Producer> health_producer_;
   std::map<int, DeviceHealth> unpublished_;  // device -> its latest verdict not yet sent
   std::map<int, DeviceHealth> unstored_;     // device -> its latest verdict not yet stored
@@ -688,7 +721,7 @@ const std::vector<ops::TotalCounter<StreamStats>>& Counters() {
 
 std::vector<ops::MetricSpec> StreamMetrics() {
   using Kind = ops::MetricSpec::Kind;
-  return ops::WithCounters(
+  std::vector<ops::MetricSpec> specs = ops::WithCounters(
       Counters(), {
                       {Kind::kHistogram, "iotinfer_stream_update_seconds",
                        "one update: the states saved and results rewritten", ops::SecondsBuckets()},
@@ -697,6 +730,8 @@ std::vector<ops::MetricSpec> StreamMetrics() {
                       {Kind::kGauge, "iotinfer_stream_devices_faulty", "devices judged faulty at the last look", {}},
                       {Kind::kGauge, "iotinfer_stream_devices_suspect", "devices judged suspect at the last look", {}},
                   });
+  for (ops::MetricSpec& spec : DeviceSeries::Specs()) specs.push_back(std::move(spec));
+  return specs;
 }
 
 // Publishes what changed since `last` to the endpoints.
@@ -738,7 +773,7 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
     if (on_progress) on_progress(s);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
-  Stream stream(options, stop, std::move(store), report, beat);
+  Stream stream(options, stop, std::move(store), report, beat, endpoints.get());
   TRY(stream.Run());
   return stream.stats();
 }

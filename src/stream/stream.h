@@ -49,6 +49,9 @@ struct StreamOptions {
   std::chrono::milliseconds health_every{5000};
   std::string health_topic = topics::kProducerHealth;  // empty: the log only
   health::Rule health;
+  // With endpoints and verdicts: the devices that carry their own series on /metrics (the worst
+  // ones; stream/device_series.h), the others summed into producer_id="other".
+  int device_series = 100;
 };
 
 struct StreamStats {

@@ -115,6 +115,40 @@ TEST(EndpointsTest, RejectsMalformedMetricSpecs) {
   auto unsorted = Endpoints::Start({}, {{MetricSpec::Kind::kHistogram, "iotinfer_x", "x", {5, 1}}});
   ASSERT_FALSE(unsorted);
   EXPECT_EQ(unsorted.error().code(), Error::Code::kInvalidInput);
+  auto labelled = Endpoints::Start({}, {{MetricSpec::Kind::kHistogram, "iotinfer_x", "x", {1, 5}, {"reason"}}});
+  ASSERT_FALSE(labelled);
+  EXPECT_EQ(labelled.error().code(), Error::Code::kInvalidInput);
+}
+
+TEST(EndpointsTest, LabelledSeriesAreExactlyThoseSet) {
+  auto endpoints =
+      Endpoints::Start({}, {{MetricSpec::Kind::kCounter, "iotinfer_test_dead_total", "dead letters", {}, {"reason"}},
+                            {MetricSpec::Kind::kCounter, "iotinfer_test_images_total", "images", {}, {"producer_id"}},
+                            {MetricSpec::Kind::kGauge, "iotinfer_test_rate", "error rate", {}, {"producer_id"}}});
+  ASSERT_OK(endpoints);
+  Endpoints& e = **endpoints;
+  EXPECT_THAT(e.Scrape(), ::testing::Not(HasSubstr("iotinfer_test_dead_total{"))) << "no series until one is made";
+  e.Add("iotinfer_test_dead_total", std::vector<std::string>{"undecodable"}, 2);
+  e.Add("iotinfer_test_dead_total", std::vector<std::string>{"undecodable"}, 1);
+  e.Add("iotinfer_test_dead_total", std::vector<std::string>{"too-large"}, 1);
+  e.Add("iotinfer_test_dead_total", std::vector<std::string>{"a", "b"}, 1);  // wrong arity: ignored
+  std::string text = e.Scrape();
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_dead_total{reason=\"undecodable\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_dead_total{reason=\"too-large\"} 1\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("reason=\"a\"")));
+
+  e.SetSeries("iotinfer_test_images_total", std::vector<Series>{{{"1"}, 10}, {{"2"}, 20}, {{"other"}, 5}});
+  e.SetSeries("iotinfer_test_rate", std::vector<Series>{{{"1"}, 0.25}, {{"2"}, 0.5}});
+  // Device 2 leaves the set, 3 joins, 1 grows, and "other" falls (a reset).
+  e.SetSeries("iotinfer_test_images_total", std::vector<Series>{{{"1"}, 12}, {{"3"}, 7}, {{"other"}, 4}});
+  e.SetSeries("iotinfer_test_rate", std::vector<Series>{{{"1"}, 0.2}, {{"3"}, 0.1}});
+  text = e.Scrape();
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_images_total{producer_id=\"1\"} 12\n"));
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_images_total{producer_id=\"3\"} 7\n"));
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_images_total{producer_id=\"other\"} 4\n"));
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_rate{producer_id=\"1\"} 0.2\n"));
+  EXPECT_THAT(text, HasSubstr("iotinfer_test_rate{producer_id=\"3\"} 0.1\n"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("producer_id=\"2\"")));
 }
 
 }  // namespace

@@ -666,6 +666,14 @@ TEST(StreamIntegrationTest, DevicesAreJudgedAndTheirVerdictsPublished) {
   }
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_faulty 1\n"));
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_stream_devices_suspect 0\n"));
+  // Eight devices, under the default 100 shown: each has its series, from its total. "other"
+  // counted every image, since all came before the first look gave the devices their labels;
+  // it never gives them back (a counter must not fall), so sums of rates stay exact.
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_producer_verdict{producer_id=\"3\"} 3\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_producer_verdict{producer_id=\"5\"} 1\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_producer_images_total{producer_id=\"3\"} 600\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_producer_incorrect_total{producer_id=\"3\"} 180\n"));
+  EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_producer_images_total{producer_id=\"other\"} 4800\n"));
 
   std::map<int, DeviceHealth> latest;
   for (const WireMessage& m : iotinfer::testing::ReadAll(health_topic, 8)) {
