@@ -57,6 +57,11 @@ void AddServiceFlags(CLI::App& cmd, kafka::KafkaConfig& config, std::chrono::mil
 CLI::Option* AddMillisOption(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& value,
                              const std::string& help);
 
+/// A flag in people's durations (10s, 500ms, 5m: ParseDuration), bound to a duration; a bad
+/// one is refused as CLI11 refuses any bad flag.
+CLI::Option* AddDurationOption(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& value,
+                               const std::string& help, const std::string& default_text);
+
 /// --engine auto|onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options);
 

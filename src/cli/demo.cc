@@ -33,10 +33,19 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   // must never pick up a production one from IOTINFER_STORE/IOTINFER_DB.
   cmd->add_option("--store", o.store.uri, "store to use, and empty first (default: sqlite:<out>/iotinfer.db)");
   cmd->add_option("--db", o.store.database, "MongoDB database, emptied first")->capture_default_str();
+  cmd->add_option("--http-port", o.http_port,
+                  "the live count's dashboard and metrics on 127.0.0.1 (0: a free port, printed; -1: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
+  AddDurationOption(*cmd, "--linger", o.linger,
+                    "keep the dashboard up this long once everything is counted, e.g. 10m (Ctrl-C ends it sooner)",
+                    "0");
   cmd->callback([&action, options, kafka] {
     action = [options, kafka]() -> Status {
       TRY(options->kafka.AddProperties(kafka->config_file, kafka->properties));
-      return demo::RunCommand(*options);
+      static const std::atomic<bool> never{false};
+      // Signals stop only a linger: during the run, Ctrl-C ends the demo at once, as before.
+      return demo::RunCommand(*options, options->linger.count() > 0 ? StopOnSignals() : never);
     };
   });
 }

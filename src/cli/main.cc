@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "core/text.h"
 
 namespace {
 
@@ -150,6 +151,20 @@ CLI::Option* AddMillisOption(CLI::App& cmd, const std::string& name, std::chrono
       .add_option_function<int64_t>(
           name, [&value](int64_t ms) { value = std::chrono::milliseconds(ms); }, help)
       ->default_str(std::to_string(value.count()));
+}
+
+CLI::Option* AddDurationOption(CLI::App& cmd, const std::string& name, std::chrono::milliseconds& value,
+                               const std::string& help, const std::string& default_text) {
+  return cmd
+      .add_option_function<std::string>(
+          name,
+          [&value, name](const std::string& text) {
+            Result<std::chrono::milliseconds> parsed = ParseDuration(text);
+            if (!parsed) throw CLI::ValidationError(name, parsed.error().message());
+            value = *parsed;
+          },
+          help)
+      ->default_str(default_text);
 }
 
 }  // namespace iotinfer::cli

@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "core/stop.h"
 #include "core/topics.h"
 #include "dataset/faults.h"
 #include "kafka/mock_cluster.h"
@@ -27,12 +28,13 @@ class ServiceThread {
  public:
   using Run = std::function<Result<Stats>(const std::atomic<bool>& stop, const std::function<void(const Stats&)>&)>;
 
-  ServiceThread(std::string name, Run run)
-      : name_(std::move(name)), thread_([this, run = std::move(run)] {
-          result_ = run(stop_, [this](const Stats& s) {
+  ServiceThread(std::string name, Run run, std::function<void(const Stats&)> on_progress = {})
+      : name_(std::move(name)), thread_([this, run = std::move(run), on_progress = std::move(on_progress)] {
+          result_ = run(stop_, [this, &on_progress](const Stats& s) {
             consumed_ = s.consumed;
             partitions_ = s.partitions;
             lag_ = s.lag;
+            if (on_progress) on_progress(s);
           });
           finished_ = true;
         }) {}
@@ -55,8 +57,8 @@ class ServiceThread {
   }
 
   /// Waits until `target` records are consumed with no lag left, the service ends, or it
-  /// stalls; then stops the service (which finishes its batch) and returns its counters.
-  Result<Stats> Finish(int64_t target, std::chrono::milliseconds stall_timeout) {
+  /// stalls.
+  void WaitFor(int64_t target, std::chrono::milliseconds stall_timeout) {
     int64_t last = -1;
     auto last_progress = Clock::now();
     // A topic shared with earlier runs may have held a backlog, so the count alone does not
@@ -66,6 +68,11 @@ class ServiceThread {
       if (Clock::now() - last_progress > stall_timeout) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+  }
+
+  /// WaitFor, then stops the service (which finishes its batch) and returns its counters.
+  Result<Stats> Finish(int64_t target, std::chrono::milliseconds stall_timeout) {
+    WaitFor(target, stall_timeout);
     Stop();
     if (!result_) return result_;
     if (result_->consumed < target) {
@@ -100,7 +107,8 @@ std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(std::span<const P
 
 }  // namespace
 
-Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log) {
+Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log,
+                           const std::atomic<bool>* linger_stop) {
   auto log = [&](const std::string& line) {
     if (on_log) on_log(line);
   };
@@ -161,6 +169,7 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   stream_options.topic = accepted;
   stream_options.log_every = std::chrono::milliseconds(0);
   stream_options.health_topic = health;
+  if (options.http_port >= 0) stream_options.endpoints = ops::EndpointOptions{.port = options.http_port};
   // Topics first, so that the services' consumers and the devices agree on them.
   if (!report.embedded) {
     std::vector<kafka::TopicSpec> specs;
@@ -175,9 +184,17 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
       "sink", [&](const std::atomic<bool>& stop, const std::function<void(const sink::SinkStats&)>& progress) {
         return sink::RunSink(sink_options, stop, progress);
       });
+  std::atomic<int> http_port{0};  // the stream's dashboard, once it listens
   ServiceThread<stream::StreamStats> stream_service(
-      "stream", [&](const std::atomic<bool>& stop, const std::function<void(const stream::StreamStats&)>& progress) {
+      "stream",
+      [&](const std::atomic<bool>& stop, const std::function<void(const stream::StreamStats&)>& progress) {
         return stream::RunStream(stream_options, stop, progress);
+      },
+      [&](const stream::StreamStats& s) {
+        if (s.http_port > 0 && !http_port.exchange(s.http_port)) {
+          log(fmt::format("dashboard: http://127.0.0.1:{}/ (while the demo runs; --linger keeps it after)",
+                          s.http_port));
+        }
       });
   // Devices start once the services are ready, so that latency measures the pipeline rather
   // than the group joins.
@@ -205,6 +222,14 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   ASSIGN_OR_RETURN(report.inferred, infer_service.Finish(report.produced.acknowledged, options.stall_timeout));
   log(fmt::format("{} images inferred; waiting for the sink and the live count", report.inferred.inferred));
   ASSIGN_OR_RETURN(report.sunk, sink_service.Finish(report.inferred.inferred, options.stall_timeout));
+  if (http_port) report.dashboard = fmt::format("http://127.0.0.1:{}/", http_port.load());
+  if (options.linger.count() > 0 && http_port) {
+    stream_service.WaitFor(report.inferred.inferred, options.stall_timeout);
+    log(fmt::format("everything is counted; the dashboard stays at {} for {} s (Ctrl-C ends it sooner)",
+                    report.dashboard, std::chrono::duration_cast<std::chrono::seconds>(options.linger).count()));
+    const std::atomic<bool> never{false};
+    SleepUnlessStopped(options.linger, linger_stop ? *linger_stop : never);
+  }
   ASSIGN_OR_RETURN(report.streamed, stream_service.Finish(report.inferred.inferred, options.stall_timeout));
   {
     ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(store_options));
@@ -280,9 +305,11 @@ std::string FormatDemo(const DemoReport& r) {
   return out;
 }
 
-Status RunCommand(const DemoOptions& options) {
-  ASSIGN_OR_RETURN(const DemoReport report,
-                   RunDemo(options, [](const std::string& line) { std::fprintf(stderr, "demo: %s\n", line.c_str()); }));
+Status RunCommand(const DemoOptions& options, const std::atomic<bool>& stop) {
+  ASSIGN_OR_RETURN(
+      const DemoReport report,
+      RunDemo(
+          options, [](const std::string& line) { std::fprintf(stderr, "demo: %s\n", line.c_str()); }, &stop));
   std::fputs(FormatDemo(report).c_str(), stdout);
   return Ok();
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,11 @@ struct DemoOptions {
   store::StoreOptions store{.uri = "", .database = "iotinfer_demo"};
   // How long the pipeline may go without progress before the demo gives up.
   std::chrono::milliseconds stall_timeout{60000};
+  // The stream's endpoints and dashboard, on 127.0.0.1 (0: a free port). Negative: none.
+  int http_port = 0;
+  // How long the stream keeps serving its dashboard once everything is counted, before the
+  // demo ends (stop ends it sooner).
+  std::chrono::milliseconds linger{0};
 };
 
 struct DemoReport {
@@ -54,6 +60,7 @@ struct DemoReport {
   analytics::LatencyReport latency;
   std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
   std::vector<DeviceHealth> verdicts;  // the stream's latest verdict on each device
+  std::string dashboard;               // its address, when served
   double seconds = 0;
 };
 
@@ -63,12 +70,14 @@ struct DemoReport {
 /// counted; then batch recounts from the store, which must agree with the live count (an
 /// Internal error when not), and latency is reported. Sink and stream read the inferences
 /// topic from its beginning (fresh groups each run), so on a real cluster the counts cover
-/// every earlier run's records too. `on_log` (optional) gets progress lines.
-Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log = {});
+/// every earlier run's records too. `on_log` (optional) gets progress lines, among them the
+/// dashboard's address. With a linger, the stream serves until it passed or `linger_stop` is true.
+Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log = {},
+                           const std::atomic<bool>* linger_stop = nullptr);
 
 std::string FormatDemo(const DemoReport& report);
 
 /// RunDemo as `iotinfer demo` runs it: its log lines on stderr, the report on stdout.
-Status RunCommand(const DemoOptions& options);
+Status RunCommand(const DemoOptions& options, const std::atomic<bool>& stop);
 
 }  // namespace iotinfer::demo

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -56,6 +57,13 @@ struct Endpoints::Impl {
   std::chrono::seconds stall_after{60};
   // When the main loop last said it turned (steady clock, ns); 0 until it first does.
   std::atomic<int64_t> last_beat{0};
+  // The latest event, numbered from 1, for the event clients (each waits for a newer one).
+  std::mutex events_mutex;
+  std::condition_variable events_changed;
+  std::string event;
+  int64_t event_number = 0;
+  int event_clients = 0;
+  bool stopping = false;
 };
 
 namespace {
@@ -64,9 +72,52 @@ int64_t SteadyNanos() { return std::chrono::steady_clock::now().time_since_epoch
 
 }  // namespace
 
+// Each client waits for an event newer than the last it got, and gets a comment line every
+// 15 s meanwhile, so that proxies keep the connection and a client that left is noticed.
+void Endpoints::ServeEvents(Impl& impl, const std::string& path, int max_clients) {
+  Impl* state = &impl;
+  impl.server.Get(path, [state, max_clients](const httplib::Request&, httplib::Response& res) {
+    {
+      std::lock_guard lock(state->events_mutex);
+      if (state->event_clients >= max_clients) {
+        res.status = 503;
+        res.set_content(fmt::format("already {} event clients\n", max_clients), "text/plain");
+        return;
+      }
+      ++state->event_clients;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    auto seen = std::make_shared<int64_t>(0);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [state, seen](size_t, httplib::DataSink& sink) {
+          std::unique_lock lock(state->events_mutex);
+          state->events_changed.wait_for(lock, std::chrono::seconds(15),
+                                         [&] { return state->stopping || state->event_number > *seen; });
+          if (state->stopping) return false;
+          std::string chunk = ": still here\n\n";
+          if (state->event_number > *seen) {
+            chunk = "data: " + state->event + "\n\n";
+            *seen = state->event_number;
+          }
+          lock.unlock();
+          return sink.write(chunk.data(), chunk.size());
+        },
+        [state](bool) {
+          std::lock_guard lock(state->events_mutex);
+          --state->event_clients;
+        });
+  });
+}
+
 Endpoints::Endpoints(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Endpoints::~Endpoints() {
+  {
+    std::lock_guard lock(impl_->events_mutex);
+    impl_->stopping = true;
+  }
+  impl_->events_changed.notify_all();
   impl_->server.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
@@ -136,6 +187,13 @@ Result<std::unique_ptr<Endpoints>> Endpoints::Start(const EndpointOptions& optio
     res.set_content(prometheus::TextSerializer().Serialize(state->registry->Collect()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
+  for (const Page& page : options.pages) {
+    impl->server.Get(page.path, [page](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_content(page.body(), page.content_type);
+    });
+  }
+  if (!options.events_path.empty()) ServeEvents(*impl, options.events_path, options.max_event_clients);
   if (options.port == 0) {
     impl->port = impl->server.bind_to_any_port(options.host.c_str());
   } else if (impl->server.bind_to_port(options.host.c_str(), options.port)) {
@@ -216,6 +274,18 @@ void Endpoints::SetSeries(std::string_view name, std::span<const Series> series)
     if (family.counters) family.counters->Remove(&family.counters->Add(gone));
   }
   family.shown = std::move(shown);
+}
+
+void Endpoints::Event(std::string data) {
+  // An event is one `data:` line: a line break inside would end it early.
+  std::ranges::replace(data, '\n', ' ');
+  std::ranges::replace(data, '\r', ' ');
+  {
+    std::lock_guard lock(impl_->events_mutex);
+    impl_->event = std::move(data);
+    ++impl_->event_number;
+  }
+  impl_->events_changed.notify_all();
 }
 
 std::string Endpoints::Scrape() const { return prometheus::TextSerializer().Serialize(impl_->registry->Collect()); }

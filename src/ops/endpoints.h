@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,12 +35,27 @@ struct Series {
   double value = 0;
 };
 
+/// A page the endpoints serve beside the probes: GET `path` answers `body()` (called on the
+/// server's thread: it must be thread-safe) with `content_type`.
+struct Page {
+  std::string path;
+  std::string content_type;
+  std::function<std::string()> body;
+};
+
 struct EndpointOptions {
   std::string host = "127.0.0.1";  // 0.0.0.0 in a container, so that probes reach it
   int port = 0;                    // 0: the system picks a free port (see Endpoints::port)
   // /healthz fails once the service's main loop has not turned (Endpoints::Beat) for this
   // long: a liveness probe then restarts a process that hangs. 0: never.
   std::chrono::seconds stall_after{60};
+  std::vector<Page> pages;
+  /// A path served as server-sent events (text/event-stream): each client gets the latest
+  /// event at once, then every one Endpoints::Event publishes. Empty: none.
+  std::string events_path;
+  /// Event clients served at once: each holds one of the server's threads, and the probes
+  /// must keep some (a further client gets 503).
+  int max_event_clients = 4;
 };
 
 /// The HTTP endpoints of a long-running service, served from a thread of their own:
@@ -75,12 +91,17 @@ class Endpoints {
   /// (to Prometheus, a counter reset).
   void SetSeries(std::string_view name, std::span<const Series> series);
 
+  /// Sends `data` (one line of text, JSON say) to every client of `events_path`, and to each
+  /// one that connects later until the next event.
+  void Event(std::string data);
+
   /// The /metrics text, as served.
   std::string Scrape() const;
 
  private:
   struct Impl;
   explicit Endpoints(std::unique_ptr<Impl> impl);
+  static void ServeEvents(Impl& impl, const std::string& path, int max_clients);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -15,6 +17,7 @@
 #include "kafka/external_offset_consumer.h"
 #include "kafka/service_loop.h"
 #include "store/retry.h"
+#include "stream/dashboard.h"
 #include "stream/device_series.h"
 
 namespace iotinfer::stream {
@@ -25,6 +28,12 @@ using kafka::PartitionId;
 using store::ChunkKey;
 using store::StateChunk;
 using WindowKey = std::pair<int64_t, int>;  // (window start in µs, producer_id)
+
+// The dashboard's latest document, for the server's threads.
+struct PageState {
+  std::mutex mutex;
+  std::string document = "{}";
+};
 
 // One chunk of a partition's counts as this instance holds it.
 struct Chunk {
@@ -68,16 +77,23 @@ struct LoadedPartition {
 class Stream {
  public:
   // `beat` is called on every turn of the main loop.
-  // `endpoints` (may be null) also get the per-device series.
+  // `endpoints` (may be null) also get the per-device series, and the dashboard's documents,
+  // each also kept in `page_state` for the page's first load.
   Stream(const StreamOptions& options, const std::atomic<bool>& stop, std::unique_ptr<store::Store> store,
          const std::function<void(const StreamStats&)>& on_progress, std::function<void()> beat,
-         ops::Endpoints* endpoints)
+         ops::Endpoints* endpoints, std::shared_ptr<PageState> page_state)
       : options_(options),
         stop_(stop),
         store_(std::move(store)),
         on_progress_(on_progress),
         beat_(std::move(beat)),
-        endpoints_(endpoints) {}
+        endpoints_(endpoints),
+        page_state_(std::move(page_state)) {
+    if (endpoints_) {
+      dashboard_.emplace(options_.group);
+      stats_.http_port = endpoints_->port();
+    }
+  }
   // Closing the consumer revokes its partitions, which calls back into this object: close it
   // while the members it uses still exist (also when Run returned early with an error).
   ~Stream() {
@@ -103,6 +119,7 @@ class Stream {
     auto next_update = Clock::now() + options_.update_interval;
     auto next_log = Clock::now() + options_.log_every;
     auto next_health = Clock::now() + options_.health_every;
+    auto next_page = Clock::now();
     while (!stop_) {
       beat_();
       // With nothing counted since the last update, there is nothing to save before the next
@@ -115,7 +132,7 @@ class Stream {
       ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, consumer_->Poll(idle));
       // One clock read a poll, not one a record: a poll waits at most 200 ms, and the health
       // window is cut into tenths of at least 1 s.
-      const int64_t polled_at_us = tracker_ ? NowMicros() : 0;
+      const int64_t polled_at_us = tracker_ || dashboard_ ? NowMicros() : 0;
       for (const kafka::InputMessage& in : batch) Count(in, polled_at_us);
       if (const int partitions = static_cast<int>(owned_.size()); partitions != stats_.partitions) {
         stats_.partitions = partitions;
@@ -128,6 +145,10 @@ class Stream {
       if (tracker_ && Clock::now() >= next_health) {
         JudgeHealth();
         next_health = Clock::now() + options_.health_every;
+      }
+      if (dashboard_ && Clock::now() >= next_page) {
+        PublishPage();
+        next_page = Clock::now() + kPageEvery;
       }
       if (options_.log_every.count() && Clock::now() >= next_log) {
         stats_.lag = consumer_->lag();
@@ -222,6 +243,7 @@ class Stream {
       tracker_->Add(record->producer_id, in.partition, polled_at_us, record->actual_value.has_value(), incorrect);
       if (device_series_) device_series_->Count(record->producer_id, incorrect);
     }
+    if (dashboard_) dashboard_->Record(*record, polled_at_us);
     if (options_.window.count() > 0) CountWindow(p, in.offset, *record);
   }
 
@@ -604,6 +626,15 @@ class Stream {
     health_producer_->Poll();
   }
 
+  // The page's document: to the event clients, and kept for a page's first load.
+  void PublishPage() {
+    std::string doc = dashboard_->Build(NowMicros(), stats_.consumed, consumer_ ? consumer_->lag() : 0,
+                                        static_cast<int>(owned_.size()), dead_letters_);
+    endpoints_->Event(doc);
+    std::lock_guard lock(page_state_->mutex);
+    page_state_->document = std::move(doc);
+  }
+
   // A device's totals over the partitions this instance holds (normally one: devices key
   // their images).
   ProducerCounts CountedHere(int producer) const {
@@ -660,10 +691,12 @@ class Stream {
     }
     PublishVerdicts();
     StoreVerdicts();
+    const auto counted = [this](int producer) { return CountedHere(producer); };
     if (device_series_) {
-      device_series_->Choose(tracker_->current(), [this](int producer) { return CountedHere(producer); });
+      device_series_->Choose(tracker_->current(), counted);
       device_series_->Publish(*endpoints_, tracker_->current());
     }
+    if (dashboard_) dashboard_->SetDevices(tracker_->current(), counted);
     if (!changed.empty()) Report();
   }
 
@@ -692,6 +725,10 @@ class Stream {
   std::optional<health::Tracker> tracker_;
   ops::Endpoints* endpoints_;
   std::optional<DeviceSeries> device_series_;  // with endpoints and verdicts
+  std::shared_ptr<PageState> page_state_;
+  std::optional<Dashboard> dashboard_;  // with endpoints
+  DeadLetterView dead_letters_;
+  static constexpr std::chrono::seconds kPageEvery{1};
   std::unique_ptr<kafka::Producer> health_producer_;
   std::map<int, DeviceHealth> unpublished_;  // device -> its latest verdict not yet sent
   std::map<int, DeviceHealth> unstored_;     // device -> its latest verdict not yet stored
@@ -761,8 +798,17 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
   if (options.update_interval.count() < 0) return std::unexpected(Error::InvalidInput("update interval must be >= 0"));
   if (options.window.count() < 0) return std::unexpected(Error::InvalidInput("window must not be negative"));
   if (options.window_keep < 1) return std::unexpected(Error::InvalidInput("windows kept must be at least 1"));
+  auto page_state = std::make_shared<PageState>();
+  std::optional<ops::EndpointOptions> endpoint_options = options.endpoints;
+  if (endpoint_options) {
+    endpoint_options->pages = Dashboard::Pages([page_state] {
+      std::lock_guard lock(page_state->mutex);
+      return page_state->document;
+    });
+    endpoint_options->events_path = Dashboard::kEventsPath;
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<ops::Endpoints> endpoints,
-                   ops::StartIfAsked("stream", options.endpoints, StreamMetrics()));
+                   ops::StartIfAsked("stream", endpoint_options, StreamMetrics()));
   StreamStats published;
   auto beat = [&] {
     if (endpoints) endpoints->Beat();
@@ -773,7 +819,7 @@ Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bo
     if (on_progress) on_progress(s);
   };
   ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::Store::Open(options.store));
-  Stream stream(options, stop, std::move(store), report, beat, endpoints.get());
+  Stream stream(options, stop, std::move(store), report, beat, endpoints.get(), page_state);
   TRY(stream.Run());
   return stream.stats();
 }

@@ -68,6 +68,7 @@ struct StreamStats {
   int64_t health_changes = 0;   // verdicts that changed, each published
   int faulty = 0;               // devices judged faulty at the last look
   int suspect = 0;
+  int http_port = 0;  // where the endpoints and the dashboard listen; 0: none
 };
 
 /// One line for logs.
@@ -87,7 +88,8 @@ std::string FormatStats(const StreamStats& stats);
 /// point the counts end exact: records after the saved offset are counted once more, records
 /// before it never. `on_progress` (optional) sees the counters after every update and when
 /// the assigned partitions change, and while the store is found unavailable. With `endpoints`,
-/// serves them for the whole run: ready while partitions are assigned and the store answers.
+/// serves them for the whole run: ready while partitions are assigned and the store answers;
+/// and the dashboard, a web page at "/" that follows the count live (stream/dashboard.h).
 /// Errors: the store or Kafka cannot be used at start, or
 /// where an assigned partition starts cannot be read from the store.
 Result<StreamStats> RunStream(const StreamOptions& options, const std::atomic<bool>& stop,

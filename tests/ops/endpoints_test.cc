@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include "test_util.h"
@@ -149,6 +151,79 @@ TEST(EndpointsTest, LabelledSeriesAreExactlyThoseSet) {
   EXPECT_THAT(text, HasSubstr("iotinfer_test_rate{producer_id=\"1\"} 0.2\n"));
   EXPECT_THAT(text, HasSubstr("iotinfer_test_rate{producer_id=\"3\"} 0.1\n"));
   EXPECT_THAT(text, ::testing::Not(HasSubstr("producer_id=\"2\"")));
+}
+
+TEST(EndpointsTest, PagesAndEventsAreServed) {
+  auto endpoints = Endpoints::Start({.pages = {{"/", "text/html", [] { return std::string("<p>hi</p>"); }}},
+                                     .events_path = "/events",
+                                     .max_event_clients = 2},
+                                    {});
+  ASSERT_OK(endpoints);
+  const int port = (*endpoints)->port();
+  auto page = httplib::Client("127.0.0.1", port).Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->body, "<p>hi</p>");
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html");
+
+  (*endpoints)->Event("{\"n\":1}");
+  // A client gets the latest event at once, then each new one; a line break cannot split one.
+  std::mutex mutex;
+  std::string received;
+  std::thread reader([&] {
+    httplib::Client client("127.0.0.1", port);
+    client.set_read_timeout(std::chrono::seconds(10));
+    client.Get("/events", [&](const char* data, size_t size) {
+      std::lock_guard lock(mutex);
+      received.append(data, size);
+      return received.find("\"n\":2") == std::string::npos;
+    });
+  });
+  auto wait_for = [&](const std::string& text) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(mutex);
+        if (received.find(text) != std::string::npos) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(wait_for("data: {\"n\":1}\n\n"));
+  // A second client fits beside it (two at most).
+  std::thread second([&] {
+    httplib::Client client("127.0.0.1", port);
+    client.set_read_timeout(std::chrono::seconds(10));
+    client.Get("/events", [&](const char*, size_t) { return false; });
+  });
+  second.join();
+  (*endpoints)->Event("{\"n\":2,\n\"evil\":true}");
+  ASSERT_TRUE(wait_for("data: {\"n\":2, \"evil\":true}\n\n"));
+  reader.join();
+  EXPECT_EQ(httplib::Client("127.0.0.1", port).Get("/healthz")->status, 200) << "probes still answered";
+}
+
+TEST(EndpointsTest, EventClientsBeyondTheLimitAreTurnedAway) {
+  auto endpoints = Endpoints::Start({.events_path = "/events", .max_event_clients = 1}, {});
+  ASSERT_OK(endpoints);
+  const int port = (*endpoints)->port();
+  (*endpoints)->Event("x");
+  std::atomic<bool> connected = false;
+  std::thread holder([&] {
+    httplib::Client client("127.0.0.1", port);
+    client.set_read_timeout(std::chrono::seconds(10));
+    client.Get("/events", [&](const char*, size_t) {
+      connected = true;
+      return true;  // holds the connection until the endpoints stop
+    });
+  });
+  for (int i = 0; i < 500 && !connected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(connected);
+  auto refused = httplib::Client("127.0.0.1", port).Get("/events");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(httplib::Client("127.0.0.1", port).Get("/healthz")->status, 200);
+  endpoints->reset();  // ends the held stream
+  holder.join();
 }
 
 }  // namespace
