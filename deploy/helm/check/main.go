@@ -1,15 +1,21 @@
 // Command check reads the multi-document YAML that `helm template` prints and decodes every
 // document strictly into the Kubernetes Go type of its apiVersion and kind, then runs a few checks
-// the types cannot express (checks.go). It prints one line per problem, naming the document, and
-// exits 1 if there was any; else one summary line.
+// the types cannot express (checks.go), and checks the alerting rules' and dashboards' queries
+// (monitoring.go). It prints one line per problem, naming the document, and exits 1 if there was
+// any; else one summary line.
 //
-//	helm template iotinfer deploy/helm/iotinfer | check
+//	helm template iotinfer deploy/helm/iotinfer | check [-metrics FILE] [-rules FILE]
+//
+// -metrics names a file of the metric names (one a line) that queries may name; without it,
+// names are not checked. -rules writes the render's PrometheusRule groups as a Prometheus rule
+// file, for promtool (nothing when it has none).
 package main
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -183,11 +189,49 @@ func Summary(objs []Object) string {
 	return fmt.Sprintf("%d documents: %s", len(objs), strings.Join(parts, " "))
 }
 
+// readMetrics reads a file of metric names, one a line.
+func readMetrics(path string) (map[string]bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			known[line] = true
+		}
+	}
+	if len(known) == 0 {
+		return nil, fmt.Errorf("%s: no metric names", path)
+	}
+	return known, nil
+}
+
 func main() {
+	metricsFile := flag.String("metrics", "", "file of the metric names queries may name, one a line")
+	rulesFile := flag.String("rules", "", "write the PrometheusRule groups here, as a Prometheus rule file")
+	flag.Parse()
+	var known map[string]bool
+	if *metricsFile != "" {
+		var err error
+		if known, err = readMetrics(*metricsFile); err != nil {
+			fmt.Fprintln(os.Stderr, "check:", err)
+			os.Exit(2)
+		}
+	}
 	objs, errs := Decode(os.Stdin)
 	// Checks across objects would only echo a document that failed to decode.
 	if len(errs) == 0 {
-		errs = Check(objs)
+		errs = append(Check(objs), CheckMonitoring(objs, known)...)
+	}
+	if len(errs) == 0 && *rulesFile != "" {
+		rules, err := RuleFile(objs)
+		if err == nil && rules != nil {
+			err = os.WriteFile(*rulesFile, rules, 0o644)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, err := range errs {
 		fmt.Fprintln(os.Stderr, "check:", err)

@@ -384,3 +384,12 @@ spec:
     matchLabels:
       {{- include "iotinfer.selectorLabels" . | nindent 6 }}
 {{- end }}
+
+{{/*
+An alert's labels: its severity (from .alert, its values), its component, and the chart-wide
+metrics.prometheusRule.alertLabels, which cannot replace the first two nor repeat a key.
+*/}}
+{{- define "iotinfer.alertLabels" -}}
+{{- $own := dict "severity" .alert.severity "component" .component }}
+{{- toYaml (merge $own (.root.Values.metrics.prometheusRule.alertLabels | default dict)) }}
+{{- end }}
