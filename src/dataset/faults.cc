@@ -24,7 +24,7 @@ struct KindInfo {
 constexpr KindInfo kKinds[] = {
     {"noise", FaultKind::kNoise, 2.0, true},     {"blur", FaultKind::kBlur, 20.0, true},
     {"rotate", FaultKind::kRotate, 180.0, true}, {"occlude", FaultKind::kOcclude, 1.0, false},
-    {"dead", FaultKind::kDeadPixels, 1.0, true},
+    {"dead", FaultKind::kDeadPixels, 1.0, true}, {"corrupt", FaultKind::kCorrupt, 1.0, true},
 };
 
 // Accepted spellings besides the canonical names.
@@ -132,7 +132,8 @@ Result<FaultPlan> FaultPlan::Parse(std::string_view spec) {
     for (const auto& candidate : kKinds) {
       if (candidate.name == kind_name) info = &candidate;
     }
-    if (!info) return bad(fmt::format("unknown fault '{}' (known: noise, blur, rotate, occlude, dead)", kind_name));
+    if (!info)
+      return bad(fmt::format("unknown fault '{}' (known: noise, blur, rotate, occlude, dead, corrupt)", kind_name));
     double strength = 0;
     if (!ParseNumber(strength_text, strength) || !(strength > 0) ||
         (info->max_inclusive ? strength > info->max : strength >= info->max)) {
@@ -174,8 +175,19 @@ void ApplyFaults(std::span<const Fault> faults, uint64_t seed, int producer_id, 
         // Not per image: a sensor's dead pixels stay where they are.
         KillPixels(mat, fault.strength, StreamSeed(seed, producer_id, 0, fault.kind));
         break;
+      case FaultKind::kCorrupt:
+        break;  // the message's, not the pixels'
     }
   }
+}
+
+bool CorruptsMessage(std::span<const Fault> faults, uint64_t seed, int producer_id, uint64_t sequence) {
+  for (const Fault& fault : faults) {
+    if (fault.kind != FaultKind::kCorrupt) continue;
+    std::mt19937_64 rng(StreamSeed(seed, producer_id, sequence, fault.kind));
+    if (std::uniform_real_distribution<double>(0.0, 1.0)(rng) < fault.strength) return true;
+  }
+  return false;
 }
 
 }  // namespace iotinfer::dataset

@@ -18,7 +18,10 @@ namespace iotinfer::dataset {
 ///   occlude a black square covering `strength` of the image area at a random place (0..1)
 ///   dead    a fraction (0..1] of the sensor's pixels stuck dark; which pixels depends only on
 ///           the seed and the producer, like a real sensor's defects
-enum class FaultKind { kNoise, kBlur, kRotate, kOcclude, kDeadPixels };
+///   corrupt a fraction (0..1] of the device's messages sent damaged, their payload cut short
+///           (a flaky link, a full buffer): not a change of pixels, so ApplyFaults leaves it to
+///           the sender (CorruptsMessage), and the pipeline dead-letters those messages
+enum class FaultKind { kNoise, kBlur, kRotate, kOcclude, kDeadPixels, kCorrupt };
 
 struct Fault {
   FaultKind kind;
@@ -55,5 +58,9 @@ class FaultPlan {
 /// Applies `faults` to `image` in place. Deterministic: the same (seed, producer_id, sequence)
 /// gives the same pixels, whatever else ran before, so producers are reproducible in parallel.
 void ApplyFaults(std::span<const Fault> faults, uint64_t seed, int producer_id, uint64_t sequence, Image& image);
+
+/// Whether the message of (seed, producer_id, sequence) goes out damaged under `faults`'
+/// corrupt fault, if any. Deterministic, as ApplyFaults is.
+bool CorruptsMessage(std::span<const Fault> faults, uint64_t seed, int producer_id, uint64_t sequence);
 
 }  // namespace iotinfer::dataset

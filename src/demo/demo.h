@@ -21,9 +21,10 @@
 namespace iotinfer::demo {
 
 /// Eight devices: two healthy, the others each with a fault, one with two, so that their
-/// error rates differ from ~7% to ~60% (measured with `iotinfer classify --faults`).
+/// error rates differ from ~7% to ~60% (measured with `iotinfer classify --faults`); device 3
+/// also sends 2% of its messages damaged, for the dead-letter topic.
 inline constexpr const char* kDefaultFaults =
-    "1:noise=0.08,2:blur=1.0,3:rotate=20,4:occlude=0.2,5:dead=0.1,6:noise=0.15,6:blur=1.4";
+    "1:noise=0.08,2:blur=1.0,3:rotate=20,3:corrupt=0.02,4:occlude=0.2,5:dead=0.1,6:noise=0.15,6:blur=1.4";
 
 struct DemoOptions {
   // Empty brokers: an in-process mock cluster (librdkafka's), so no server is needed.

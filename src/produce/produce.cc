@@ -89,6 +89,9 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
     dataset::ApplyFaults(faults[producer_id], options.seed, producer_id, static_cast<uint64_t>(i), record.image);
     ASSIGN_OR_RETURN(WireMessage message, EncodeImageMessage(record, {.encoding = options.format,
                                                                       .png_compression = options.png_compression}));
+    if (dataset::CorruptsMessage(faults[producer_id], options.seed, producer_id, static_cast<uint64_t>(i))) {
+      message.value.resize(message.value.size() / 2);
+    }
     // A refused send is already counted as failed; going on keeps the other devices' data.
     (void)producer->Send(options.topic, message);
     producer->Poll();

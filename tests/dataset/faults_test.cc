@@ -72,6 +72,24 @@ TEST(ApplyFaultsTest, EachKindChangesTheImage) {
   }
 }
 
+TEST(ApplyFaultsTest, CorruptDamagesThatShareOfMessagesAndNoPixel) {
+  const Image clean = Sample();
+  const std::vector<Fault> faults = FaultPlan::Parse("2:corrupt=0.1")->For(2);
+  Image image = clean;
+  ApplyFaults(faults, 1, 2, 0, image);
+  EXPECT_EQ(Changed(clean, image), 0);
+  int damaged = 0;
+  for (uint64_t i = 0; i < 10000; ++i) {
+    const bool hit = CorruptsMessage(faults, 7, 2, i);
+    EXPECT_EQ(hit, CorruptsMessage(faults, 7, 2, i)) << "deterministic";
+    damaged += hit;
+  }
+  EXPECT_NEAR(damaged, 1000, 100);  // binomial: sd 30
+  EXPECT_FALSE(CorruptsMessage({}, 7, 2, 0));
+  EXPECT_FALSE(FaultPlan::Parse("2:corrupt=0"));
+  EXPECT_FALSE(FaultPlan::Parse("2:corrupt=1.5"));
+}
+
 TEST(ApplyFaultsTest, DeterministicPerSeedProducerAndSequence) {
   Fault noise{FaultKind::kNoise, 0.2};
   auto run = [&](uint64_t seed, int producer, uint64_t sequence) {

@@ -1,6 +1,7 @@
 // The embedded demo: no servers, librdkafka's in-process cluster.
 #include "demo/demo.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,6 +9,7 @@
 #include <regex>
 #include <vector>
 
+#include "dataset/faults.h"
 #include "test_util.h"
 
 namespace iotinfer::demo {
@@ -22,31 +24,38 @@ TEST(DemoTest, RunsTheWholePipelineOnTheMockCluster) {
   auto report = RunDemo(options, [&](const std::string& line) { log.push_back(line); });
   ASSERT_OK(report);
   EXPECT_TRUE(report->embedded);
+  // Device 3 sends some of its messages damaged (the default faults): infer dead-letters
+  // exactly those, and everything else goes all the way.
+  const std::vector<dataset::Fault> device3 = dataset::FaultPlan::Parse(kDefaultFaults)->For(3);
+  int64_t damaged = 0;
+  for (int i = 3; i < 600; i += 8) damaged += dataset::CorruptsMessage(device3, options.seed, 3, i);
+  ASSERT_GT(damaged, 0) << "600 images at 2% of device 3's: the demo shows no dead letter";
+  const int64_t good = 600 - damaged;
   EXPECT_EQ(report->produced.acknowledged, 600);
-  EXPECT_EQ(report->inferred.inferred, 600);
-  EXPECT_EQ(report->inferred.dead_lettered, 0);
-  EXPECT_EQ(report->sunk.inserted, 600);
+  EXPECT_EQ(report->inferred.inferred, good);
+  EXPECT_EQ(report->inferred.dead_lettered, damaged);
+  EXPECT_EQ(report->sunk.inserted, good);
   EXPECT_EQ(report->sunk.dead_lettered, 0);
-  EXPECT_EQ(report->streamed.consumed, 600);
-  EXPECT_EQ(report->batch.documents, 600);
+  EXPECT_EQ(report->streamed.consumed, good);
+  EXPECT_EQ(report->batch.documents, good);
   // Eight devices, each with its own count; the live count ended equal to the batch one.
   ASSERT_EQ(report->batch.results.size(), 8u);
   EXPECT_EQ(report->stream_results.size(), 8u);
   int64_t total = 0;
   for (const auto& r : report->batch.results) total += r.total;
-  EXPECT_EQ(total, 600);
+  EXPECT_EQ(total, good);
   for (const char* file :
        {"results.csv", "results.png", "results.svg", "confusion.csv", "confusion.png", "iotinfer.db"}) {
     EXPECT_TRUE(std::filesystem::exists(dir.file(std::string("out/") + file))) << file;
   }
-  EXPECT_EQ(report->latency.latency.count, 600);
+  EXPECT_EQ(report->latency.latency.count, good);
   EXPECT_GT(report->latency.latency.p50_ms, 0);
   ASSERT_EQ(report->latency.charts.size(), 2u);
   for (const auto& chart : report->latency.charts) EXPECT_TRUE(std::filesystem::exists(chart)) << chart;
   ASSERT_FALSE(log.empty());
   EXPECT_NE(log.front().find("in-process mock cluster"), std::string::npos);
   const std::string shown = FormatDemo(*report);
-  EXPECT_NE(shown.find("inferred 600"), std::string::npos) << shown;
+  EXPECT_NE(shown.find(fmt::format("inferred {}", good)), std::string::npos) << shown;
   EXPECT_NE(shown.find("they agree"), std::string::npos) << shown;
   EXPECT_NE(shown.find("incorrect_count"), std::string::npos) << shown;
   // Devices 0 and 7 have no faults by default: 150 clean test images, which the model gets
