@@ -62,6 +62,12 @@ struct InputMessage {
   std::string unreadable;
 };
 
+/// A message to produce and the topic it goes to.
+struct OutputMessage {
+  std::string topic;
+  WireMessage message;
+};
+
 struct TopicSpec {
   std::string name;
   int partitions = 6;
