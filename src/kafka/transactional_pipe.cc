@@ -17,22 +17,6 @@
 namespace iotinfer::kafka {
 namespace {
 
-// Failures caused by what was written, not by the cluster's state: the same outputs fail
-// again however long one waits.
-bool IsRefusedContent(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Fatal errors after which a new producer must not be made: another instance has taken this
 // one's transactional id (a restarted replica of the same instance id, or a zombie's
 // successor), and a new producer would fence the live instance in turn; or the cluster
