@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddBatchCommand(app, action);
   iotinfer::cli::AddStreamCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
+  iotinfer::cli::AddDlqCommand(app, action);
   CLI11_PARSE(app, argc, argv);
 
   iotinfer::Status status = action();
