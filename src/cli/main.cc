@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddBatchCommand(app, action);
   iotinfer::cli::AddStreamCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
+  iotinfer::cli::AddDlqCommand(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

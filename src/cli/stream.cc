@@ -39,6 +39,8 @@ void AddStreamCommand(CLI::App& app, Action& action) {
                   "summed into producer_id=\"other\"")
       ->capture_default_str()
       ->check(NonNegative());
+  cmd->add_option("--dlq-topic", o.dead_letter_topics,
+                  "a dead-letter topic the dashboard follows (repeatable; default: images.dlq and inferences.dlq)");
   cmd->add_option("--window-keep", o.window_keep, "newest windows kept per partition")
       ->capture_default_str()
       ->check(Positive());

@@ -91,16 +91,17 @@ cv::Mat SwapRedBlue(const cv::Mat& image) {
 // Both decoders check the header's sides before taking pixel memory, refuse damaged data and
 // print nothing. OpenCV's imdecode did neither of the first two for JPEG, wrote libpng's and
 // libjpeg's complaints to stderr, and said only "cannot decode".
-Result<Image> DecodeCompressed(std::string_view payload, ImageEncoding encoding, const DecodeLimits& limits) {
+Result<Image> DecodeCompressed(std::string_view payload, ImageEncoding encoding, const DecodeLimits& limits,
+                               bool* over_side) {
   if (encoding == ImageEncoding::kJpeg) {
     if (!HasPrefix(payload, kJpegSignature)) {
       return std::unexpected(Error::InvalidInput("payload is not a JPEG (bad signature)"));
     }
-    return DecodeJpeg(payload, limits.max_side);
+    return DecodeJpeg(payload, limits.max_side, over_side);
   }
   if (!HasPrefix(payload, kPngSignature))
     return std::unexpected(Error::InvalidInput("payload is not a PNG (bad signature)"));
-  return DecodePng(payload, limits.max_side);
+  return DecodePng(payload, limits.max_side, over_side);
 }
 
 }  // namespace
@@ -188,8 +189,14 @@ Result<WireMessage> EncodeImageMessage(const ImageRecord& record, const EncodeOp
   return message;
 }
 
-Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeLimits& limits) {
-  auto invalid = [](std::string reason) { return std::unexpected(Error::InvalidInput(std::move(reason))); };
+Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeLimits& limits, ImageFault* fault) {
+  // The checks go headers first, then the payload: each step says which kind its failures are.
+  ImageFault kind = ImageFault::kInvalid;
+  auto fail = [&](Error error) {
+    if (fault) *fault = kind;
+    return std::unexpected(std::move(error));
+  };
+  auto invalid = [&](std::string reason) { return fail(Error::InvalidInput(std::move(reason))); };
   ImageRecord record;
 
   const std::string* id = message.FindHeader(image_headers::kId);
@@ -224,8 +231,12 @@ Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeL
   const std::string* content_type = message.FindHeader(image_headers::kContentType);
   if (!content_type) return invalid("missing header 'content-type'");
   const std::string_view payload = message.value;
-  if (payload.empty()) return invalid("empty payload");
+  if (payload.empty()) {
+    kind = ImageFault::kUndecodable;
+    return invalid("empty payload");
+  }
   if (payload.size() > limits.max_payload_bytes) {
+    kind = ImageFault::kTooLarge;
     return invalid(
         fmt::format("payload of {} bytes exceeds the limit of {}", payload.size(), limits.max_payload_bytes));
   }
@@ -233,14 +244,18 @@ Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeL
   const std::string* shape_header = message.FindHeader(image_headers::kShape);
   std::optional<Image> shape;
   if (shape_header) {
-    ASSIGN_OR_RETURN(shape, ParseShape(*shape_header));
+    Result<Image> parsed = ParseShape(*shape_header);
+    if (!parsed) return fail(parsed.error());
+    shape = std::move(*parsed);
     if (shape->rows > limits.max_side || shape->cols > limits.max_side) {
+      kind = ImageFault::kTooLarge;
       return invalid(fmt::format("shape {} exceeds the side limit of {}", *shape_header, limits.max_side));
     }
   }
 
   if (*content_type == ContentType(ImageEncoding::kRaw)) {
     if (!shape) return invalid("raw image without header 'shape'");
+    kind = ImageFault::kUndecodable;
     if (shape->view().size_bytes() != payload.size()) {
       return invalid(fmt::format("shape {} needs {} bytes, payload has {}", *shape_header, shape->view().size_bytes(),
                                  payload.size()));
@@ -249,7 +264,14 @@ Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeL
     record.image.pixels.assign(payload.begin(), payload.end());
   } else if (*content_type == ContentType(ImageEncoding::kPng) || *content_type == ContentType(ImageEncoding::kJpeg)) {
     auto encoding = *content_type == ContentType(ImageEncoding::kPng) ? ImageEncoding::kPng : ImageEncoding::kJpeg;
-    ASSIGN_OR_RETURN(record.image, DecodeCompressed(payload, encoding, limits));
+    kind = ImageFault::kUndecodable;
+    bool over_side = false;
+    Result<Image> decoded = DecodeCompressed(payload, encoding, limits, &over_side);
+    if (!decoded) {
+      if (over_side) kind = ImageFault::kTooLarge;
+      return fail(decoded.error());
+    }
+    record.image = std::move(*decoded);
     const Image& got = record.image;
     if (shape && (shape->rows != got.rows || shape->cols != got.cols || shape->channels != got.channels)) {
       return invalid(fmt::format("shape header {} disagrees with the decoded image {}", *shape_header,

@@ -66,13 +66,22 @@ struct DecodeLimits {
   int max_side = 4096;                 // rows and cols, checked before decompression
 };
 
+/// What was wrong with a message DecodeImageMessage rejected, in three kinds a dead letter's
+/// reason code can tell apart (its error message says the rest).
+enum class ImageFault {
+  kInvalid,      // a header or the key breaks the wire format (missing, malformed, disagreeing)
+  kUndecodable,  // the payload is not the image the headers say: empty, corrupt, wrong encoding or size
+  kTooLarge,     // over DecodeLimits: the payload's bytes, or the sides in `shape` or the image's header
+};
+
 /// Decodes and validates an `images` message. Every malformed input yields
 /// Error::InvalidInput with a one-line reason (these become dead-letter reasons): missing or
 /// empty `id`, missing or non-numeric `producer_id`, a key that disagrees with it, unknown
 /// content type, empty or oversized payload, raw payload whose size does not match `shape`,
 /// corrupt or mislabelled PNG/JPEG, a `shape` header that disagrees with the decoded image,
-/// bad `label` or `produced-at`. Never throws.
-Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeLimits& limits = {});
+/// bad `label` or `produced-at`; and sets `*fault` (when given) to its kind. Never throws.
+Result<ImageRecord> DecodeImageMessage(const WireMessage& message, const DecodeLimits& limits = {},
+                                       ImageFault* fault = nullptr);
 
 /// Parses "HxWxC" (positive integers, C in 1, 3, 4); error otherwise.
 Result<Image> ParseShape(std::string_view shape);

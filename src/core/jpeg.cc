@@ -20,6 +20,7 @@ struct ErrorManager {
   jpeg_progress_mgr progress;
   std::jmp_buf jump;
   int warnings = 0;
+  bool over_side = false;
   char reason[JMSG_LENGTH_MAX + 64] = {};
 };
 
@@ -70,6 +71,7 @@ bool Decode(std::string_view payload, int max_side, Image& out, ErrorManager& er
   if (info.image_width > static_cast<JDIMENSION>(max_side) || info.image_height > static_cast<JDIMENSION>(max_side)) {
     std::snprintf(errors.reason, sizeof errors.reason, "JPEG of %ux%u exceeds the side limit of %d", info.image_height,
                   info.image_width, max_side);
+    errors.over_side = true;
     ok = false;
   } else if (info.jpeg_color_space == JCS_GRAYSCALE) {
     info.out_color_space = JCS_GRAYSCALE;
@@ -106,10 +108,12 @@ bool Decode(std::string_view payload, int max_side, Image& out, ErrorManager& er
 
 }  // namespace
 
-Result<Image> DecodeJpeg(std::string_view payload, int max_side) {
+Result<Image> DecodeJpeg(std::string_view payload, int max_side, bool* over_side) {
   Image image;
   ErrorManager errors;
-  if (!Decode(payload, max_side, image, errors)) return std::unexpected(Error::InvalidInput(errors.reason));
+  const bool decoded = Decode(payload, max_side, image, errors);
+  if (over_side) *over_side = errors.over_side;
+  if (!decoded) return std::unexpected(Error::InvalidInput(errors.reason));
   return image;
 }
 

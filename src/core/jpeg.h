@@ -13,7 +13,8 @@ namespace iotinfer {
 /// gigabytes), when libjpeg reports the data corrupt (even where it would go on and fill the
 /// rest with grey; JPEG has no checksum, so these reports are the only sign of damage), for
 /// more than 100 progressive scans (each one re-reads the whole image), and for CMYK or other
-/// colour spaces. Nothing is printed.
-Result<Image> DecodeJpeg(std::string_view payload, int max_side);
+/// colour spaces. Nothing is printed. `*over_side` (when given) says whether it failed for the
+/// side limit.
+Result<Image> DecodeJpeg(std::string_view payload, int max_side, bool* over_side = nullptr);
 
 }  // namespace iotinfer

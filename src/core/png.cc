@@ -29,7 +29,8 @@ Error Corrupt(int code) {
 
 }  // namespace
 
-Result<Image> DecodePng(std::string_view payload, int max_side) {
+Result<Image> DecodePng(std::string_view payload, int max_side, bool* over_side) {
+  if (over_side) *over_side = false;
   std::unique_ptr<spng_ctx, CtxFree> ctx(spng_ctx_new(0));
   if (!ctx) return std::unexpected(Error::Internal("libspng could not allocate a decoder"));
   if (int rc = spng_set_png_buffer(ctx.get(), payload.data(), payload.size()); rc != 0) {
@@ -41,6 +42,7 @@ Result<Image> DecodePng(std::string_view payload, int max_side) {
   spng_ihdr ihdr{};
   if (int rc = spng_get_ihdr(ctx.get(), &ihdr); rc != 0) return std::unexpected(Corrupt(rc));
   if (ihdr.width > static_cast<uint32_t>(max_side) || ihdr.height > static_cast<uint32_t>(max_side)) {
+    if (over_side) *over_side = true;
     return std::unexpected(Error::InvalidInput(
         fmt::format("PNG of {}x{} exceeds the side limit of {}", ihdr.height, ihdr.width, max_side)));
   }

@@ -12,7 +12,8 @@ namespace iotinfer {
 /// 16-bit samples are scaled to 8 bits. InvalidInput with a one-line reason (libspng's) for a
 /// side over `max_side` (read from IHDR before any pixel memory is taken), for more than 4 MiB
 /// of ancillary chunks once inflated (a zTXt bomb), and for any damage:
-/// PNG's CRCs and zlib's checksums cover every byte. Nothing is printed.
-Result<Image> DecodePng(std::string_view payload, int max_side);
+/// PNG's CRCs and zlib's checksums cover every byte. Nothing is printed. `*over_side` (when
+/// given) says whether it failed for the side limit.
+Result<Image> DecodePng(std::string_view payload, int max_side, bool* over_side = nullptr);
 
 }  // namespace iotinfer

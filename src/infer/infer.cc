@@ -40,8 +40,6 @@ const std::vector<ops::TotalCounter<InferStats>>& Counters() {
        [](const InferStats& s) { return s.consumed; }},
       {"iotinfer_infer_inferred_total", "images classified and published",
        [](const InferStats& s) { return s.inferred; }},
-      {"iotinfer_infer_dead_lettered_total", "messages sent to the dead-letter topic",
-       [](const InferStats& s) { return s.dead_lettered; }},
       {"iotinfer_infer_aborted_total", "Kafka transactions aborted (their batch read again)",
        [](const InferStats& s) { return s.aborted; }},
       {"iotinfer_infer_isolated_total",
@@ -66,12 +64,19 @@ std::vector<ops::MetricSpec> InferMetrics() {
           {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
           {Kind::kGauge, "iotinfer_infer_partitions", "partitions assigned to this instance", {}},
           {Kind::kGauge, "iotinfer_infer_stuck_seconds", "how long commits have failed in a row", {}},
+          {Kind::kCounter,
+           "iotinfer_infer_dead_lettered_total",
+           "messages sent to the dead-letter topic, by reason",
+           {},
+           {"reason"}},
       });
 }
 
 // Publishes what changed since `last` to the endpoints.
 void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   ops::AddGrowth(endpoints, Counters(), s, last);
+  ops::AddGrowth(endpoints, "iotinfer_infer_dead_lettered_total", kafka::ReasonCodes(), s.dead_lettered_by_reason,
+                 last.dead_lettered_by_reason);
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);
@@ -88,21 +93,48 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
 // --batch-max images of up to 4096x4096 would otherwise all sit in memory at full size
 // (2048 x 64 MB), and a device sending large images could run infer out of memory on every
 // restart.
-std::vector<Result<ImageRecord>> DecodeAll(const std::vector<kafka::InputMessage>& batch, const DecodeLimits& limits,
-                                           const model::Classifier& classifier) {
+// An image ready to classify, or why it must be dead-lettered (`reason` is then set).
+struct Decoded {
+  Result<ImageRecord> record;
+  kafka::DeadLetterReason reason = kafka::DeadLetterReason::kInvalidImage;
+};
+
+kafka::DeadLetterReason ReasonOf(ImageFault fault) {
+  switch (fault) {
+    case ImageFault::kInvalid:
+      return kafka::DeadLetterReason::kInvalidImage;
+    case ImageFault::kUndecodable:
+      return kafka::DeadLetterReason::kUndecodableImage;
+    case ImageFault::kTooLarge:
+      return kafka::DeadLetterReason::kTooLarge;
+  }
+  return kafka::DeadLetterReason::kInvalidImage;
+}
+
+std::vector<Decoded> DecodeAll(const std::vector<kafka::InputMessage>& batch, const DecodeLimits& limits,
+                               const model::Classifier& classifier) {
   constexpr size_t kPerThreadAtLeast = 64;
   const int threads = classifier.threads();
-  std::vector<Result<ImageRecord>> decoded(batch.size());
+  std::vector<Decoded> decoded(batch.size());
   auto decode = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
+      Decoded& d = decoded[i];
       if (!batch[i].unreadable.empty()) {
-        decoded[i] = std::unexpected(Error::InvalidInput(batch[i].unreadable));
+        d.record = std::unexpected(Error::InvalidInput(batch[i].unreadable));
+        d.reason = kafka::DeadLetterReason::kUnreadableRecord;
         continue;
       }
-      decoded[i] = DecodeImageMessage(batch[i].message, limits);
-      if (!decoded[i]) continue;
-      if (Status shaped = classifier.ToInputShape(decoded[i]->image); !shaped) {
-        decoded[i] = std::unexpected(shaped.error());
+      ImageFault fault = ImageFault::kInvalid;
+      d.record = DecodeImageMessage(batch[i].message, limits, &fault);
+      if (!d.record) {
+        d.reason = ReasonOf(fault);
+        continue;
+      }
+      // Decoding checked the sides and the bytes, so an image the network cannot take is one
+      // whose pixels are not what they should be.
+      if (Status shaped = classifier.ToInputShape(d.record->image); !shaped) {
+        d.record = std::unexpected(shaped.error());
+        d.reason = kafka::DeadLetterReason::kUndecodableImage;
       }
     }
   };
@@ -168,15 +200,16 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
 
     records.clear();
     outputs.clear();
-    int64_t dead = 0;
-    std::vector<Result<ImageRecord>> decoded = DecodeAll(batch, options.limits, *classifier);
+    kafka::ReasonCounts dead{};
+    std::vector<Decoded> decoded = DecodeAll(batch, options.limits, *classifier);
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (decoded[i]) {
-        records.push_back(std::move(*decoded[i]));
+      if (decoded[i].record) {
+        records.push_back(std::move(*decoded[i].record));
       } else {
-        outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].error().message(),
+        outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].reason,
+                                            decoded[i].record.error().message(),
                                             pipe->max_message_bytes(options.dlq_topic)));
-        ++dead;
+        dead[kafka::ReasonIndex(decoded[i].reason)]++;
       }
     }
     views.clear();
@@ -206,7 +239,10 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     }
     stats.inferred += static_cast<int64_t>(records.size());
     stats.rechecked = static_cast<int64_t>(classifier->rechecked());
-    stats.dead_lettered += dead;
+    for (size_t r = 0; r < dead.size(); ++r) {
+      stats.dead_lettered += dead[r];
+      stats.dead_lettered_by_reason[r] += dead[r];
+    }
     loop.Committed(batch.size());
   }
   loop.Finish();

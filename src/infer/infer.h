@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/image_message.h"
 #include "core/topics.h"
+#include "kafka/dead_letter.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
 #include "ops/endpoints.h"
@@ -48,6 +49,8 @@ struct InferStats {
   int64_t consumed = 0;
   int64_t inferred = 0;
   int64_t dead_lettered = 0;
+  // dead_lettered by the reason each dead letter's `reason` header says (kafka::ReasonIndex).
+  kafka::ReasonCounts dead_lettered_by_reason{};
   int64_t batches = 0;
   int64_t aborted = 0;   // transactions aborted and retried
   int64_t isolated = 0;  // messages that failed every batch holding them, dead-lettered alone

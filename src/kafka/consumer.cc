@@ -12,6 +12,8 @@ InputMessage Convert(const rd_kafka_message_t* m) {
   in.topic = rd_kafka_topic_name(m->rkt);
   in.partition = m->partition;
   in.offset = m->offset;
+  rd_kafka_timestamp_type_t type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+  in.timestamp_ms = rd_kafka_message_timestamp(m, &type);
   if (m->key) in.message.key.assign(static_cast<const char*>(m->key), m->key_len);
   if (m->payload) in.message.value.assign(static_cast<const char*>(m->payload), m->len);
   rd_kafka_headers_t* headers = nullptr;

@@ -52,6 +52,20 @@ bool IsRefusal(rd_kafka_resp_err_t err) {
   }
 }
 
+bool IsRefusedContent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Error Refused(std::string_view reason) {
   return Error::FailedPrecondition(fmt::format(
       "the Kafka cluster refuses this client: {} (check the security properties given with --kafka)", reason));

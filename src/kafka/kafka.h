@@ -56,10 +56,18 @@ struct InputMessage {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = 0;
+  // The record's timestamp, milliseconds since the epoch; -1 when it has none.
+  int64_t timestamp_ms = -1;
   // Set when the client could not read the record (a corrupt batch, unknown compression):
   // why. `message` is then empty, and the message stands only for its place in the partition,
   // which must still be dead-lettered and committed past, or the partition would stall.
   std::string unreadable;
+};
+
+/// A message to produce and the topic it goes to.
+struct OutputMessage {
+  std::string topic;
+  WireMessage message;
 };
 
 struct TopicSpec {

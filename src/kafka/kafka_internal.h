@@ -63,6 +63,10 @@ Error FromKafka(rd_kafka_resp_err_t err, std::string_view context);
 /// message rather than retry until some timeout.
 bool IsRefusal(rd_kafka_resp_err_t err);
 
+/// Whether `err` says the cluster refused what was written, not that it is unwell: the same
+/// messages fail again however long one waits.
+bool IsRefusedContent(rd_kafka_resp_err_t err);
+
 /// FailedPrecondition for a refusal, with librdkafka's reason (which never holds a secret).
 Error Refused(std::string_view reason);
 

@@ -54,8 +54,9 @@ enum class Outcome {
 /// own processing: polling, reporting partition changes, the periodic counters log line,
 /// committing with abort, backoff and retry, isolating a message that no batch holding it
 /// can commit, and the batch counters. `Stats` has the members consumed, dead_lettered,
-/// isolated, batches, last_batch, aborted, stuck_seconds, stuck, lag and partitions, and a
-/// `FormatStats(stats)` found by argument-dependent lookup. Not thread-safe.
+/// dead_lettered_by_reason (a ReasonCounts), isolated, batches, last_batch, aborted,
+/// stuck_seconds, stuck, lag and partitions, and a `FormatStats(stats)` found by
+/// argument-dependent lookup. Not thread-safe.
 ///
 /// A batch that fails to commit the same way `split_after` times in a row is split: the next
 /// polls return half as many messages, halved again each time they fail the same way, until
@@ -199,8 +200,9 @@ class ServiceLoop {
 
   // Dead-letters `culprit` in its batch's place, with `failure` as the reason.
   Result<Outcome> Isolate(const InputMessage& culprit, const Error& failure) {
-    const OutputMessage dead = DeadLetter(options_.dlq_topic, culprit, "could not be committed: " + failure.message(),
-                                          pipe_.max_message_bytes(options_.dlq_topic));
+    const OutputMessage dead =
+        DeadLetter(options_.dlq_topic, culprit, DeadLetterReason::kCommitFailed,
+                   "could not be committed: " + failure.message(), pipe_.max_message_bytes(options_.dlq_topic));
     Status committed = pipe_.CommitInstead({&culprit, 1}, {&dead, 1});
     if (!committed) {
       // The dead letter failing too says the cluster, not the message, is at fault: retry both.
@@ -212,6 +214,7 @@ class ServiceLoop {
                     culprit.partition, culprit.offset, options_.dlq_topic));
     stats_.isolated++;
     stats_.dead_lettered++;
+    stats_.dead_lettered_by_reason[ReasonIndex(DeadLetterReason::kCommitFailed)]++;
     splitting_ = false;
     SetLimit(initial_limit_);
     Committed(1);

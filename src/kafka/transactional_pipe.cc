@@ -17,24 +17,6 @@
 namespace iotinfer::kafka {
 namespace {
 
-constexpr size_t kMaxReasonBytes = 1024;
-
-// Failures caused by what was written, not by the cluster's state: the same outputs fail
-// again however long one waits.
-bool IsRefusedContent(rd_kafka_resp_err_t err) {
-  switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:
-    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Fatal errors after which a new producer must not be made: another instance has taken this
 // one's transactional id (a restarted replica of the same instance id, or a zombie's
 // successor), and a new producer would fence the live instance in turn; or the cluster
@@ -63,30 +45,6 @@ std::string TransactionalId(const std::string& group, const std::string& instanc
   char host[256] = "host";
   gethostname(host, sizeof host - 1);
   return fmt::format("{}-{}-{}-{:08x}", group, host, getpid(), std::random_device{}());
-}
-
-OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason,
-                         size_t max_bytes) {
-  OutputMessage out{topic, in.message};
-  const auto now = std::chrono::system_clock::now().time_since_epoch();
-  std::vector<WireMessage::Header> added = {
-      {"error", reason.size() <= kMaxReasonBytes ? reason : reason.substr(0, kMaxReasonBytes - 3) + "..."},
-      {"failed-at", std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(now).count())},
-      {"source", fmt::format("{}/{}/{}", in.topic, in.partition, in.offset)}};
-  out.message.headers.insert(out.message.headers.end(), added.begin(), added.end());
-  if (WireSize(out.message) <= max_bytes) return out;
-  out.message.headers.push_back(
-      {"payload-dropped", fmt::format("{} bytes; the dead letter would exceed the {}-byte limit of {}",
-                                      in.message.value.size(), max_bytes, topic)});
-  out.message.value.clear();
-  if (WireSize(out.message) <= max_bytes) return out;
-  // Kafka's own limits let a key or headers alone be near the size limit.
-  out.message.key.clear();
-  added.push_back(out.message.headers.back());
-  added.push_back({"key-and-headers-dropped",
-                   fmt::format("{} bytes of key, {} headers", in.message.key.size(), in.message.headers.size())});
-  out.message.headers = std::move(added);
-  return out;
 }
 
 struct TransactionalPipe::Impl {

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/image_message.h"
+#include "kafka/dead_letter.h"
 #include "kafka/kafka.h"
 
 namespace iotinfer::kafka {
@@ -31,11 +32,6 @@ struct PipeOptions {
   std::function<void(const std::string&)> log;
 };
 
-struct OutputMessage {
-  std::string topic;
-  WireMessage message;
-};
-
 /// A transactional id for one running instance of `group`'s service: "<group>-<instance_id>"
 /// when an instance id is given (give each replica a stable one, a pod name say: a restarted
 /// instance then aborts its crashed predecessor's open transaction at once), else unique per
@@ -45,16 +41,6 @@ std::string TransactionalId(const std::string& group, const std::string& instanc
 /// Room left under a message size limit for what a record adds around its key, value and
 /// headers (lengths, attributes, the record batch's own header).
 inline constexpr size_t kRecordOverheadBytes = 1024;
-
-/// `in` for the dead-letter topic `topic`: the original key, value and headers, plus headers
-/// `error` (`reason`), `failed-at` (microseconds since the epoch) and `source`
-/// (topic/partition/offset). A dead letter must always fit, or the message it stands for
-/// could never be committed past: when it would be larger than `max_bytes` (the smaller of the
-/// producer's and the topic's limits), the original value is left out and header
-/// `payload-dropped` says how large it was; if it is still too large, the original key and
-/// headers go too (`key-and-headers-dropped`). The reason is cut to 1 KiB.
-OutputMessage DeadLetter(const std::string& topic, const InputMessage& in, const std::string& reason,
-                         size_t max_bytes = 1'000'000);
 
 /// Exactly-once consume-transform-produce: a consumer group member reading committed
 /// messages, and a transactional producer that writes a batch's outputs together with the

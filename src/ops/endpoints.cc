@@ -238,7 +238,7 @@ void Endpoints::Observe(std::string_view histogram, double value) {
 
 void Endpoints::Add(std::string_view counter, std::span<const std::string> labels, double delta) {
   const auto it = impl_->labelled.find(counter);
-  if (it == impl_->labelled.end() || !it->second->counters || delta <= 0) return;
+  if (it == impl_->labelled.end() || !it->second->counters || delta < 0) return;
   LabelledFamily& family = *it->second;
   const std::optional<prometheus::Labels> named = family.LabelsOf(labels);
   if (!named) return;
@@ -308,6 +308,14 @@ void SetConsumerReadiness(Endpoints& endpoints, int partitions, bool store_avail
     endpoints.SetReady(false, "no partitions assigned");
   } else {
     endpoints.SetReady(true, "");
+  }
+}
+
+void AddGrowth(Endpoints& endpoints, std::string_view counter, std::span<const std::string_view> labels,
+               std::span<const int64_t> now, std::span<const int64_t> last) {
+  for (size_t i = 0; i < labels.size() && i < now.size() && i < last.size(); ++i) {
+    const std::string label(labels[i]);
+    endpoints.Add(counter, std::span(&label, 1), static_cast<double>(now[i] - last[i]));
   }
 }
 

@@ -141,6 +141,13 @@ void AddGrowth(Endpoints& endpoints, const std::vector<TotalCounter<Stats>>& cou
   for (const auto& c : counters) endpoints.Add(c.name, static_cast<double>(c.total(now) - c.total(last)));
 }
 
+/// Adds to each series of a counter labelled by one label what its total grew by from `last`
+/// to `now`: `labels[i]` names the series of `now[i]`. A total that has not grown still makes
+/// its series (at 0), so that every label value is there from the start and Prometheus sees
+/// its first increase.
+void AddGrowth(Endpoints& endpoints, std::string_view counter, std::span<const std::string_view> labels,
+               std::span<const int64_t> now, std::span<const int64_t> last);
+
 /// Histogram buckets for durations in seconds, from 1 ms to 60 s.
 std::vector<double> SecondsBuckets();
 /// Histogram buckets for batch sizes, from 1 to 10,000 records.

@@ -79,8 +79,6 @@ const std::vector<ops::TotalCounter<SinkStats>>& Counters() {
        [](const SinkStats& s) { return s.duplicates; }},
       {"iotinfer_sink_conflicts_total", "records whose id was stored with other device fields (dead-lettered)",
        [](const SinkStats& s) { return s.conflicts; }},
-      {"iotinfer_sink_dead_lettered_total", "records sent to the dead-letter topic",
-       [](const SinkStats& s) { return s.dead_lettered; }},
       {"iotinfer_sink_store_retries_total", "store writes that failed because it was unavailable",
        [](const SinkStats& s) { return s.store_retries; }},
       {"iotinfer_sink_aborted_total", "Kafka transactions aborted (their batch read again)",
@@ -102,12 +100,19 @@ std::vector<ops::MetricSpec> SinkMetrics() {
                       {Kind::kGauge, "iotinfer_sink_lag", "records in the assigned partitions not read yet", {}},
                       {Kind::kGauge, "iotinfer_sink_partitions", "partitions assigned to this instance", {}},
                       {Kind::kGauge, "iotinfer_sink_stuck_seconds", "how long commits have failed in a row", {}},
+                      {Kind::kCounter,
+                       "iotinfer_sink_dead_lettered_total",
+                       "records sent to the dead-letter topic, by reason",
+                       {},
+                       {"reason"}},
                   });
 }
 
 // Publishes what changed since `last` to the endpoints.
 void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
   ops::AddGrowth(endpoints, Counters(), s, last);
+  ops::AddGrowth(endpoints, "iotinfer_sink_dead_lettered_total", kafka::ReasonCodes(), s.dead_lettered_by_reason,
+                 last.dead_lettered_by_reason);
   if (s.batches > last.batches) {
     endpoints.Observe("iotinfer_sink_batch_size", s.last_batch);
     endpoints.Observe("iotinfer_sink_store_write_seconds", s.last_write_ms / 1000);
@@ -176,15 +181,23 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     offsets.clear();
     sources.clear();
     out.clear();
+    kafka::ReasonCounts dead{};
+    auto dead_letter = [&](const kafka::InputMessage& in, kafka::DeadLetterReason reason, const std::string& error) {
+      out.push_back(kafka::DeadLetter(options.dlq_topic, in, reason, error, dlq_max_bytes));
+      dead[kafka::ReasonIndex(reason)]++;
+    };
     for (const kafka::InputMessage& in : batch) {
-      Result<InferenceRecord> record = in.unreadable.empty() ? DecodeInferenceRecord(in.message.value)
-                                                             : std::unexpected(Error::InvalidInput(in.unreadable));
+      if (!in.unreadable.empty()) {
+        dead_letter(in, kafka::DeadLetterReason::kUnreadableRecord, in.unreadable);
+        continue;
+      }
+      Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
       if (record) {
         records.push_back(std::move(*record));
         offsets.push_back(fmt::format("{}/{}/{}", in.topic, in.partition, in.offset));
         sources.push_back(&in);
       } else {
-        out.push_back(kafka::DeadLetter(options.dlq_topic, in, record.error().message(), dlq_max_bytes));
+        dead_letter(in, kafka::DeadLetterReason::kInvalidRecord, record.error().message());
       }
     }
 
@@ -219,8 +232,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
           status = std::unexpected(error);
           break;
         }
-        out.push_back(
-            kafka::DeadLetter(options.dlq_topic, *sources[i], "store refused: " + error.message(), dlq_max_bytes));
+        dead_letter(*sources[i], kafka::DeadLetterReason::kStoreRefused, "store refused: " + error.message());
       }
     }
     if (!status) {
@@ -243,13 +255,12 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
           break;
         case store::Insertion::Kind::kConflict:
           counted.conflicts++;
-          out.push_back(kafka::DeadLetter(
-              options.dlq_topic, *sources[i],
+          dead_letter(
+              *sources[i], kafka::DeadLetterReason::kIdConflict,
               fmt::format("id '{}' is stored already, from {}, with other device fields (producer_id, actual_value, "
                           "produced_at): the first record of an id wins",
                           records[i].id,
-                          outcomes[i]->stored_source.empty() ? "an unknown source" : outcomes[i]->stored_source),
-              dlq_max_bytes));
+                          outcomes[i]->stored_source.empty() ? "an unknown source" : outcomes[i]->stored_source));
           break;
       }
     }
@@ -261,7 +272,10 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     stats.replayed += counted.replayed;
     stats.duplicates += counted.duplicates;
     stats.conflicts += counted.conflicts;
-    stats.dead_lettered += std::ranges::count_if(out, [&](const auto& m) { return m.topic == options.dlq_topic; });
+    for (size_t r = 0; r < dead.size(); ++r) {
+      stats.dead_lettered += dead[r];
+      stats.dead_lettered_by_reason[r] += dead[r];
+    }
     loop.Committed(batch.size());
   }
   loop.Finish();

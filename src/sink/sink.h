@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/topics.h"
+#include "kafka/dead_letter.h"
 #include "kafka/kafka.h"
 #include "ops/endpoints.h"
 #include "store/store.h"
@@ -49,6 +50,8 @@ struct SinkStats {
   int64_t duplicates = 0;     // records whose id was stored from elsewhere with the same device fields
   int64_t conflicts = 0;      // records whose id was stored with other device fields (dead-lettered)
   int64_t dead_lettered = 0;  // records sent to dlq_topic with their reason
+  // dead_lettered by the reason each dead letter's `reason` header says (kafka::ReasonIndex).
+  kafka::ReasonCounts dead_lettered_by_reason{};
   int64_t batches = 0;
   int64_t store_retries = 0;  // writes that failed because the store was unavailable
   int64_t aborted = 0;        // Kafka transactions aborted and their batch read again

@@ -100,6 +100,7 @@ std::vector<std::string> UnusedFlags(Engine engine, const StreamCommand& c) {
              o.health_topic != d.health_topic || o.health.min_labelled != d.health.min_labelled,
          "the --health-* flags (device verdicts are the native engine's)");
     note(o.device_series != d.device_series, "--metrics-devices");
+    note(o.dead_letter_topics != d.dead_letter_topics, "--dlq-topic");
   } else {
     note(!c.spark.checkpoint.empty(), "--checkpoint");
     note(c.spark.query_name != defaults.spark.query_name, "--query-name");

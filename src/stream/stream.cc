@@ -1,6 +1,7 @@
 #include "stream/stream.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "kafka/service_loop.h"
 #include "store/retry.h"
 #include "stream/dashboard.h"
+#include "stream/dead_letter_watch.h"
 #include "stream/device_series.h"
 
 namespace iotinfer::stream {
@@ -92,6 +94,11 @@ class Stream {
     if (endpoints_) {
       dashboard_.emplace(options_.group);
       stats_.http_port = endpoints_->port();
+      if (!options_.dead_letter_topics.empty()) {
+        // A group of this process's own: every instance's page shows every dead letter.
+        dead_letter_watch_.emplace(options_.kafka, options_.dead_letter_topics,
+                                   fmt::format("{}.dashboard.{}.{}", options_.group, getpid(), NowMicros()));
+      }
     }
   }
   // Closing the consumer revokes its partitions, which calls back into this object: close it
@@ -628,6 +635,7 @@ class Stream {
 
   // The page's document: to the event clients, and kept for a page's first load.
   void PublishPage() {
+    if (dead_letter_watch_) dead_letter_watch_->Poll(dead_letters_);
     std::string doc = dashboard_->Build(NowMicros(), stats_.consumed, consumer_ ? consumer_->lag() : 0,
                                         static_cast<int>(owned_.size()), dead_letters_);
     endpoints_->Event(doc);
@@ -728,6 +736,7 @@ class Stream {
   std::shared_ptr<PageState> page_state_;
   std::optional<Dashboard> dashboard_;  // with endpoints
   DeadLetterView dead_letters_;
+  std::optional<DeadLetterWatch> dead_letter_watch_;
   static constexpr std::chrono::seconds kPageEvery{1};
   std::unique_ptr<kafka::Producer> health_producer_;
   std::map<int, DeviceHealth> unpublished_;  // device -> its latest verdict not yet sent

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/topics.h"
@@ -52,6 +53,8 @@ struct StreamOptions {
   // With endpoints and verdicts: the devices that carry their own series on /metrics (the worst
   // ones; stream/device_series.h), the others summed into producer_id="other".
   int device_series = 100;
+  // With endpoints: the dead-letter topics the dashboard follows.
+  std::vector<std::string> dead_letter_topics = {topics::kImagesDeadLetters, topics::kInferencesDeadLetters};
 };
 
 struct StreamStats {

@@ -56,7 +56,10 @@ TEST(CliTest, EverySubcommandHasHelp) {
                                   {"produce", "--faults"},
                                   {"batch", "--engine"},
                                   {"stream", "--window"},
-                                  {"report results", "--windows"}}) {
+                                  {"report results", "--windows"},
+                                  {"dlq stats", "--bucket"},
+                                  {"dlq show", "--limit"},
+                                  {"dlq replay", "--dry-run"}}) {
     CommandRun run = Iotinfer(std::string(sub) + " --help");
     EXPECT_EQ(run.exit_code, 0) << sub;
     EXPECT_THAT(run.output, HasSubstr(flag)) << sub;
@@ -97,6 +100,13 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"demo --images -1", "--images: must be positive"},
       {"report health --no-such-flag", "The following argument was not expected: --no-such-flag"},
       {"report", "A subcommand is required"},
+      // Checked before any cluster is asked.
+      {"dlq show --reason too-big", "--reason 'too-big' is no reason code; they are: unreadable-record, "},
+      {"dlq show --producer -3", "--producer '-3' is neither a producer id"},
+      {"dlq stats --bucket 10ms", "--bucket 10ms is shorter than a second"},
+      {"dlq stats --bucket soon", "--bucket: 'soon' is not a duration"},
+      {"dlq replay --since yesterday", "--since: 'yesterday' is not a time"},
+      {"dlq replay --since 2026-01-02 --until 2026-01-01", "is not before --until"},
   };
   for (const auto& c : cases) {
     CommandRun run = Iotinfer(c.args);

@@ -145,6 +145,7 @@ struct RejectCase {
   ImageEncoding encoding;
   std::function<void(WireMessage&)> mutate;
   std::string reason;
+  ImageFault fault = ImageFault::kInvalid;  // what infer's dead letter's reason code is made of
 };
 
 void PrintTo(const RejectCase& c, std::ostream* os) { *os << c.name; }
@@ -155,8 +156,10 @@ TEST_P(Rejects, WithAOneLineReason) {
   const RejectCase& c = GetParam();
   WireMessage m = Encoded(c.encoding);
   c.mutate(m);
-  auto decoded = DecodeImageMessage(m, {.max_payload_bytes = 4096, .max_side = 512});
+  ImageFault fault = c.fault == ImageFault::kInvalid ? ImageFault::kTooLarge : ImageFault::kInvalid;
+  auto decoded = DecodeImageMessage(m, {.max_payload_bytes = 4096, .max_side = 512}, &fault);
   ASSERT_FALSE(decoded) << c.name << " was accepted";
+  EXPECT_EQ(fault, c.fault) << c.name;
   EXPECT_EQ(decoded.error().code(), Error::Code::kInvalidInput);
   EXPECT_THAT(decoded.error().message(), HasSubstr(c.reason));
   EXPECT_EQ(decoded.error().message().find('\n'), std::string::npos);
@@ -207,40 +210,43 @@ INSTANTIATE_TEST_SUITE_P(
                    "missing header 'content-type'"},
         RejectCase{"UnknownContentType", ImageEncoding::kPng,
                    [](auto& m) { SetHeader(m, "content-type", "image/gif"); }, "unsupported content-type 'image/gif'"},
-        RejectCase{"EmptyPayload", ImageEncoding::kRaw, [](auto& m) { m.value.clear(); }, "empty payload"},
+        RejectCase{"EmptyPayload", ImageEncoding::kRaw, [](auto& m) { m.value.clear(); }, "empty payload",
+                   ImageFault::kUndecodable},
         RejectCase{"OversizedPayload", ImageEncoding::kRaw, [](auto& m) { m.value.assign(5000, 'x'); },
-                   "5000 bytes exceeds the limit of 4096"},
+                   "5000 bytes exceeds the limit of 4096", ImageFault::kTooLarge},
         RejectCase{"RawWithoutShape", ImageEncoding::kRaw, [](auto& m) { RemoveHeader(m, "shape"); },
                    "raw image without header 'shape'"},
         RejectCase{"RawShapeMismatch", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28x28x3"); },
-                   "needs 2352 bytes, payload has 784"},
+                   "needs 2352 bytes, payload has 784", ImageFault::kUndecodable},
         RejectCase{"MalformedShape", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28by28"); },
                    "is not HxWxC"},
         RejectCase{"TwoChannelShape", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "28x14x2"); },
                    "has 2 channels"},
         RejectCase{"ShapeOverSideLimit", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "shape", "1x784x1"); },
-                   "exceeds the side limit of 512"},
+                   "exceeds the side limit of 512", ImageFault::kTooLarge},
         RejectCase{"PngNotAPng", ImageEncoding::kPng, [](auto& m) { m.value = "GIF89a not a png at all"; },
-                   "not a PNG (bad signature)"},
+                   "not a PNG (bad signature)", ImageFault::kUndecodable},
         RejectCase{"PngTruncated", ImageEncoding::kPng, [](auto& m) { m.value.resize(m.value.size() / 2); },
-                   "corrupt PNG"},
+                   "corrupt PNG", ImageFault::kUndecodable},
         RejectCase{"PngCorruptData", ImageEncoding::kPng,
                    [](auto& m) {
                      for (size_t i = 40; i < m.value.size() - 12; ++i) m.value[i] = static_cast<char>(i * 31);
                    },
-                   "corrupt PNG"},
+                   "corrupt PNG", ImageFault::kUndecodable},
         RejectCase{"PngBomb", ImageEncoding::kPng, [](auto& m) { m.value.replace(16, 8, Be32(100000) + Be32(100000)); },
-                   "exceeds the side limit"},
+                   "exceeds the side limit", ImageFault::kTooLarge},
         RejectCase{"PngShapeDisagrees", ImageEncoding::kPng, [](auto& m) { SetHeader(m, "shape", "32x32x1"); },
-                   "disagrees with the decoded image 28x28x1"},
-        RejectCase{"JpegNotAJpeg", ImageEncoding::kJpeg, [](auto& m) { m.value[0] = 'x'; }, "not a JPEG"},
-        RejectCase{"JpegTruncated", ImageEncoding::kJpeg, [](auto& m) { m.value.resize(20); }, "corrupt JPEG"},
+                   "disagrees with the decoded image 28x28x1", ImageFault::kUndecodable},
+        RejectCase{"JpegNotAJpeg", ImageEncoding::kJpeg, [](auto& m) { m.value[0] = 'x'; }, "not a JPEG",
+                   ImageFault::kUndecodable},
+        RejectCase{"JpegTruncated", ImageEncoding::kJpeg, [](auto& m) { m.value.resize(20); }, "corrupt JPEG",
+                   ImageFault::kUndecodable},
         RejectCase{"JpegBomb", ImageEncoding::kJpeg, [](auto& m) { SetJpegSides(m.value, 30000, 30000); },
-                   "JPEG of 30000x30000 exceeds the side limit of 512"},
+                   "JPEG of 30000x30000 exceeds the side limit of 512", ImageFault::kTooLarge},
         // libjpeg itself would fill the lost part with grey and carry on.
         RejectCase{"JpegCorruptData", ImageEncoding::kJpeg,
-                   [](auto& m) { m.value.erase(m.value.find("\xff\xda") + 20, 60); },
-                   "corrupt JPEG: Corrupt JPEG data"},
+                   [](auto& m) { m.value.erase(m.value.find("\xff\xda") + 20, 60); }, "corrupt JPEG: Corrupt JPEG data",
+                   ImageFault::kUndecodable},
         RejectCase{"EmptyLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", ""); }, "header 'label'"},
         RejectCase{"ControlCharsInLabel", ImageEncoding::kRaw, [](auto& m) { SetHeader(m, "label", "a\nb"); },
                    "header 'label'"},

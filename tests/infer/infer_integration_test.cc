@@ -21,6 +21,7 @@ using iotinfer::testing::UniqueTopic;
 struct BadMessage {
   WireMessage message;
   std::string reason;  // a substring of the dead letter's `error` header
+  std::string code;    // its `reason` header
 };
 
 // Messages that must each be dead-lettered, and why: a corpus of what devices get wrong.
@@ -44,25 +45,25 @@ std::vector<BadMessage> Malformed() {
   WireMessage bomb = png;
   bomb.value.replace(16, 8, std::string("\x00\x01\x86\xa0\x00\x01\x86\xa0", 8));
   return {
-      {with(raw, "id", std::nullopt), "missing header 'id'"},
-      {with(raw, "producer_id", std::nullopt), "missing header 'producer_id'"},
-      {with(with(raw, "producer_id", "abc"), "id", "bad-1"), "'abc' is not"},
-      {with(raw, "producer_id", "-4"), "'-4' is not"},
-      {mismatched_key, "does not match header 'producer_id'"},
-      {with(raw, "content-type", std::nullopt), "missing header 'content-type'"},
-      {with(raw, "content-type", "image/gif"), "unsupported content-type"},
-      {value(raw, ""), "empty payload"},
-      {value(with(raw, "shape", "1x3000x1"), std::string(3000, 'x')), "exceeds the limit of 2000"},
-      {with(raw, "shape", std::nullopt), "raw image without header 'shape'"},
-      {with(raw, "shape", "3x3x1"), "needs 9 bytes, payload has 4"},
-      {with(raw, "shape", "2by2"), "is not HxWxC"},
-      {with(raw, "content-type", "image/png"), "not a PNG"},
-      {value(png, png.value.substr(0, png.value.size() / 2)), "corrupt PNG"},
-      {bomb, "exceeds the side limit"},
-      {with(png, "shape", "9x9x1"), "disagrees with the decoded image"},
-      {with(png, "content-type", "image/jpeg"), "not a JPEG"},
-      {with(raw, "label", "bad\tlabel"), "header 'label'"},
-      {with(raw, "produced-at", "soon"), "header 'produced-at'"},
+      {with(raw, "id", std::nullopt), "missing header 'id'", "invalid-image"},
+      {with(raw, "producer_id", std::nullopt), "missing header 'producer_id'", "invalid-image"},
+      {with(with(raw, "producer_id", "abc"), "id", "bad-1"), "'abc' is not", "invalid-image"},
+      {with(raw, "producer_id", "-4"), "'-4' is not", "invalid-image"},
+      {mismatched_key, "does not match header 'producer_id'", "invalid-image"},
+      {with(raw, "content-type", std::nullopt), "missing header 'content-type'", "invalid-image"},
+      {with(raw, "content-type", "image/gif"), "unsupported content-type", "invalid-image"},
+      {value(raw, ""), "empty payload", "undecodable-image"},
+      {value(with(raw, "shape", "1x3000x1"), std::string(3000, 'x')), "exceeds the limit of 2000", "too-large"},
+      {with(raw, "shape", std::nullopt), "raw image without header 'shape'", "invalid-image"},
+      {with(raw, "shape", "3x3x1"), "needs 9 bytes, payload has 4", "undecodable-image"},
+      {with(raw, "shape", "2by2"), "is not HxWxC", "invalid-image"},
+      {with(raw, "content-type", "image/png"), "not a PNG", "undecodable-image"},
+      {value(png, png.value.substr(0, png.value.size() / 2)), "corrupt PNG", "undecodable-image"},
+      {bomb, "exceeds the side limit", "too-large"},
+      {with(png, "shape", "9x9x1"), "disagrees with the decoded image", "undecodable-image"},
+      {with(png, "content-type", "image/jpeg"), "not a JPEG", "undecodable-image"},
+      {with(raw, "label", "bad\tlabel"), "header 'label'", "invalid-image"},
+      {with(raw, "produced-at", "soon"), "header 'produced-at'", "invalid-image"},
   };
 }
 
@@ -142,10 +143,19 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
   ASSERT_OK(result);
   EXPECT_EQ(result->inferred, kImages);
   EXPECT_EQ(result->dead_lettered, static_cast<int64_t>(bad.size()));
+  // Counted by reason as their dead letters say.
+  kafka::ReasonCounts by_reason{};
+  for (const BadMessage& b : bad) by_reason[kafka::ReasonIndex(*kafka::ParseReasonCode(b.code))]++;
+  EXPECT_EQ(result->dead_lettered_by_reason, by_reason);
   // What /metrics said at the end agrees with the counters; every image has a latency.
   EXPECT_EQ(ready_status, 200);
   EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_inferred_total {}\n", kImages)));
-  EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_dead_lettered_total {}\n", bad.size())));
+  // One series per reason, each there from the start (at 0 for those that did not happen).
+  for (kafka::DeadLetterReason reason : kafka::kDeadLetterReasons) {
+    EXPECT_THAT(metrics,
+                ::testing::HasSubstr(fmt::format("iotinfer_infer_dead_lettered_total{{reason=\"{}\"}} {}\n",
+                                                 kafka::ReasonCode(reason), by_reason[kafka::ReasonIndex(reason)])));
+  }
   EXPECT_THAT(metrics, ::testing::HasSubstr(fmt::format("iotinfer_infer_latency_seconds_count {}\n", kImages)));
   EXPECT_THAT(metrics, ::testing::HasSubstr("iotinfer_infer_classify_seconds_count"));
   // The default engine is int8, which classified a few percent again in float32.
@@ -199,10 +209,12 @@ TEST(InferIntegrationTest, EveryImageYieldsExactlyOneRecordAndBadOnesAreDeadLett
                return kept && *kept == h.value;
              });
     };
-    EXPECT_TRUE(std::ranges::any_of(
-        bad,
-        [&](const BadMessage& b) { return same_message(b) && reasons.back().find(b.reason) != std::string::npos; }))
-        << "dead letter with error '" << reasons.back() << "' carries another message";
+    EXPECT_TRUE(std::ranges::any_of(bad,
+                                    [&](const BadMessage& b) {
+                                      return same_message(b) && reasons.back().find(b.reason) != std::string::npos &&
+                                             m.FindHeader("reason") && *m.FindHeader("reason") == b.code;
+                                    }))
+        << "dead letter with error '" << reasons.back() << "' carries another message or another reason code";
   }
   for (const auto& b : bad) {
     EXPECT_THAT(reasons, ::testing::Contains(::testing::HasSubstr(b.reason))) << "no dead letter says: " << b.reason;
@@ -355,6 +367,7 @@ TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndT
   EXPECT_EQ(iotinfer::testing::MetricValue(metrics_at_end, "iotinfer_infer_isolated_total"), 1);
   EXPECT_EQ(result->inferred, kGood);
   EXPECT_EQ(result->dead_lettered, 1);
+  EXPECT_EQ(result->dead_lettered_by_reason[kafka::ReasonIndex(kafka::DeadLetterReason::kCommitFailed)], 1);
   EXPECT_EQ(result->isolated, 1);
   EXPECT_GE(result->aborted, 3) << "split only after failing the same way three times";
   EXPECT_TRUE(result->stuck.empty());
@@ -368,6 +381,8 @@ TEST(InferIntegrationTest, AMessageNoBatchCanCommitIsIsolatedAndDeadLetteredAndT
   ASSERT_NE(dead[0].FindHeader("error"), nullptr);
   EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("could not be committed"));
   EXPECT_THAT(*dead[0].FindHeader("error"), ::testing::HasSubstr("too large"));
+  ASSERT_NE(dead[0].FindHeader("reason"), nullptr);
+  EXPECT_EQ(*dead[0].FindHeader("reason"), "commit-failed");
   EXPECT_EQ(dead[0].value.size(), 784u) << "the payload fits, so it is kept for a replay";
 }
 

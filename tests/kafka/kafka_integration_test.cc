@@ -10,6 +10,7 @@
 
 #include "core/image_message.h"
 #include "kafka/kafka.h"
+#include "kafka/transactional_producer.h"
 #include "kafka_test_util.h"
 #include "process_util.h"
 #include "test_util.h"
@@ -138,6 +139,35 @@ TEST(KafkaIntegrationTest, ScanTopicStopsAtTheCallersErrorAndNamesAMissingTopic)
 // Devices land where Kafka's Java clients put them (murmur2 of the key, what Spark, Kafka
 // Streams and the Java producer compute), so every client agrees on a device's partition; and
 // devices 0-7 use all six partitions of a default topic.
+// What a replay's exactly-once rests on: a new producer of the same transactional id aborts the
+// transaction the old one left open, and the old one can commit nothing more.
+TEST(TransactionalProducerTest, ANewProducerOfTheSameIdFencesTheOldOne) {
+  const std::string topic = UniqueTopic("txn"), id = UniqueTopic("txn-id");
+  ASSERT_OK(EnsureTopics({}, {{topic, 1}}));
+  auto old = TransactionalProducer::Create({.transactional_id = id, .topics = {topic}});
+  ASSERT_OK(old);
+  const std::vector<OutputMessage> first = {{topic, {"k", "committed", {}}}};
+  ASSERT_OK((*old)->Commit(first));
+
+  std::unique_ptr<TransactionalProducer> successor;
+  const std::vector<OutputMessage> second = {{topic, {"k", "never seen", {}}}};
+  // The old one's second transaction is written, and open, when its successor starts.
+  Status late = (*old)->Commit(second, [&] {
+    auto created = TransactionalProducer::Create({.transactional_id = id, .topics = {topic}});
+    ASSERT_OK(created);
+    successor = std::move(*created);
+  });
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code(), Error::Code::kFailedPrecondition) << late.error().message();
+  ASSERT_NE(successor, nullptr);
+  const std::vector<OutputMessage> third = {{topic, {"k", "after", {}}}};
+  ASSERT_OK(successor->Commit(third));
+
+  std::vector<std::string> values;
+  for (const WireMessage& m : ReadAll(topic, 2, std::chrono::seconds(1))) values.push_back(m.value);
+  EXPECT_EQ(values, (std::vector<std::string>{"committed", "after"}));
+}
+
 TEST(KafkaIntegrationTest, KeysGoToThePartitionsJavaClientsChoose) {
   const std::string topic = UniqueTopic("keys");
   ASSERT_OK(EnsureTopics({}, {{topic, 6}}));

@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "kafka/kafka_internal.h"
@@ -175,12 +176,14 @@ InputMessage Original(std::string key, std::string value, std::vector<WireMessag
 }
 
 TEST(DeadLetterTest, KeepsTheOriginalWholeWhenItFits) {
-  const auto out = DeadLetter("images.dlq", Original("7", "payload", {{"id", "a"}}), "why", 10'000);
+  const auto out = DeadLetter("images.dlq", Original("7", "payload", {{"id", "a"}}),
+                              DeadLetterReason::kUndecodableImage, "why", 10'000);
   EXPECT_EQ(out.topic, "images.dlq");
   EXPECT_EQ(out.message.key, "7");
   EXPECT_EQ(out.message.value, "payload");
   EXPECT_EQ(*out.message.FindHeader("id"), "a");
   EXPECT_EQ(*out.message.FindHeader("error"), "why");
+  EXPECT_EQ(*out.message.FindHeader("reason"), "undecodable-image");
   EXPECT_EQ(*out.message.FindHeader("source"), "images/3/42");
   EXPECT_NE(out.message.FindHeader("failed-at"), nullptr);
   EXPECT_EQ(out.message.FindHeader("payload-dropped"), nullptr);
@@ -189,7 +192,8 @@ TEST(DeadLetterTest, KeepsTheOriginalWholeWhenItFits) {
 // A dead letter that could not be written would stop its partition for ever: past the limit,
 // the payload goes, and then the key and the original headers, never the reason or the source.
 TEST(DeadLetterTest, DropsThePayloadAndThenKeyAndHeadersToFitTheLimit) {
-  const auto no_payload = DeadLetter("dlq", Original("7", std::string(5000, 'x'), {{"id", "a"}}), "too big", 4000);
+  const auto no_payload = DeadLetter("dlq", Original("7", std::string(5000, 'x'), {{"id", "a"}}),
+                                     DeadLetterReason::kTooLarge, "too big", 4000);
   EXPECT_TRUE(no_payload.message.value.empty());
   EXPECT_EQ(no_payload.message.key, "7");
   EXPECT_EQ(*no_payload.message.FindHeader("id"), "a");
@@ -197,18 +201,40 @@ TEST(DeadLetterTest, DropsThePayloadAndThenKeyAndHeadersToFitTheLimit) {
   EXPECT_EQ(*no_payload.message.FindHeader("error"), "too big");
   EXPECT_EQ(*no_payload.message.FindHeader("source"), "images/3/42");
 
-  const auto bare =
-      DeadLetter("dlq", Original(std::string(3000, 'k'), "v", {{"h", std::string(3000, 'h')}}), "why", 4000);
+  const auto bare = DeadLetter("dlq", Original(std::string(3000, 'k'), "v", {{"h", std::string(3000, 'h')}}),
+                               DeadLetterReason::kCommitFailed, "why", 4000);
   EXPECT_TRUE(bare.message.key.empty());
   EXPECT_TRUE(bare.message.value.empty());
   EXPECT_EQ(bare.message.FindHeader("h"), nullptr);
   EXPECT_THAT(*bare.message.FindHeader("key-and-headers-dropped"), HasSubstr("3000 bytes of key, 1 headers"));
   EXPECT_EQ(*bare.message.FindHeader("error"), "why");
+  EXPECT_EQ(*bare.message.FindHeader("reason"), "commit-failed");
   EXPECT_EQ(*bare.message.FindHeader("source"), "images/3/42");
   EXPECT_NE(bare.message.FindHeader("payload-dropped"), nullptr);
 
-  const auto long_reason = DeadLetter("dlq", Original("7", "v", {}), std::string(5000, 'r'), 100'000);
+  const auto long_reason =
+      DeadLetter("dlq", Original("7", "v", {}), DeadLetterReason::kInvalidRecord, std::string(5000, 'r'), 100'000);
   EXPECT_EQ(long_reason.message.FindHeader("error")->size(), 1024u);
+  EXPECT_EQ(*long_reason.message.FindHeader("reason"), "invalid-record");
+}
+
+// The codes become metric labels and filters: each one distinct, short, lower-case words
+// joined by '-', and read back as the reason that wrote it.
+TEST(DeadLetterTest, ReasonCodesAreDistinctLabelsThatParseBack) {
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < kDeadLetterReasons.size(); ++i) {
+    const DeadLetterReason reason = kDeadLetterReasons[i];
+    EXPECT_EQ(ReasonIndex(reason), i);
+    const std::string_view code = ReasonCode(reason);
+    EXPECT_TRUE(seen.insert(code).second) << code;
+    EXPECT_THAT(std::string(code), ::testing::MatchesRegex("[a-z]+(-[a-z]+)*")) << code;
+    EXPECT_LE(code.size(), 20u);
+    EXPECT_EQ(ParseReasonCode(code), reason);
+  }
+  EXPECT_EQ(ParseReasonCode(""), std::nullopt);
+  EXPECT_EQ(ParseReasonCode("Too-Large"), std::nullopt);
+  EXPECT_EQ(ParseReasonCode("too-large "), std::nullopt);
+  EXPECT_EQ(ParseReasonCode("unknown"), std::nullopt);
 }
 
 }  // namespace

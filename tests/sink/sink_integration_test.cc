@@ -215,6 +215,8 @@ TEST(SinkIntegrationTest, InvalidRecordsAreDeadLetteredWithReasonsAndGoodOnesSto
   ASSERT_OK(stats);
   EXPECT_EQ(stats->inserted, kGood);
   EXPECT_EQ(stats->dead_lettered, static_cast<int64_t>(bad.size()));
+  EXPECT_EQ(stats->dead_lettered_by_reason[kafka::ReasonIndex(kafka::DeadLetterReason::kInvalidRecord)],
+            static_cast<int64_t>(bad.size()));
 
   auto dead = ReadAll(names.dlq, bad.size(), seconds(2));
   ASSERT_EQ(dead.size(), bad.size());
@@ -224,6 +226,7 @@ TEST(SinkIntegrationTest, InvalidRecordsAreDeadLetteredWithReasonsAndGoodOnesSto
     for (const auto& h : m.headers) headers[h.name] = h.value;
     EXPECT_TRUE(headers.contains("failed-at"));
     EXPECT_THAT(headers["source"], ::testing::StartsWith(names.inferences + "/"));
+    EXPECT_EQ(headers["reason"], "invalid-record");
     reason_by_value[m.value] = headers["error"];
   }
   for (const auto& [value, reason] : bad) {
@@ -381,6 +384,7 @@ TEST(SinkIntegrationTest, ReusedIdsFirstRecordWinsAndStreamCountsWhatBatchCounts
   EXPECT_EQ(sunk->duplicates, kRetried);
   EXPECT_EQ(sunk->conflicts, kReused);
   EXPECT_EQ(sunk->dead_lettered, kReused);
+  EXPECT_EQ(sunk->dead_lettered_by_reason[kafka::ReasonIndex(kafka::DeadLetterReason::kIdConflict)], kReused);
   auto store = OpenStore(kMongo, names.database);
   ASSERT_NE(store, nullptr);
   std::map<std::string, InferenceRecord> want;
@@ -391,6 +395,8 @@ TEST(SinkIntegrationTest, ReusedIdsFirstRecordWinsAndStreamCountsWhatBatchCounts
   for (const WireMessage& m : dead) {
     ASSERT_NE(m.FindHeader("error"), nullptr);
     EXPECT_THAT(*m.FindHeader("error"), ::testing::HasSubstr("the first record of an id wins"));
+    ASSERT_NE(m.FindHeader("reason"), nullptr);
+    EXPECT_EQ(*m.FindHeader("reason"), "id-conflict");
   }
   EXPECT_EQ(ReadAll(names.accepted, kRecords, seconds(1)).size(), static_cast<size_t>(kRecords));
 

@@ -193,6 +193,11 @@ class DashboardTest(unittest.TestCase):
             rows = wait_until("the page to show every image counted", settled, 30)
             page = {int(r[0]): (number(r[5]), number(r[6]), r[1]) for r in rows}
             self.assertEqual({p: v[:2] for p, v in page.items()}, stored())
+            # What was not counted was dead-lettered by infer, each one shown by its reason.
+            damaged = images - sum(t for t, _ in stored().values())
+            wait_until("the dead letters on the page", lambda: json.loads(browser.eval(
+                "JSON.stringify([...document.querySelectorAll('#dead-reasons tbody tr')].map(tr => "
+                "[...tr.children].map(td => td.textContent)))")) == [["undecodable-image", str(damaged)]], 30)
 
             shown_images = metric_values(url, "iotinfer_producer_images_total")
             shown_incorrect = metric_values(url, "iotinfer_producer_incorrect_total")

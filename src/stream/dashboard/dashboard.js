@@ -54,11 +54,11 @@ function throughputChart(points) {
 function rateChart(devices, fleetRate) {
   const svg = $('rates');
   const ns = 'http://www.w3.org/2000/svg';
-  const width = Math.max(300, svg.clientWidth || 800), height = 200, left = 40, bottom = 20;
+  const width = Math.max(300, svg.clientWidth || 800), height = 200, left = 44, bottom = 12, pad = 12;
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('height', height);
   const top = Math.max(0.1, fleetRate, ...devices.map((d) => d.high));
-  const y = (rate) => (height - bottom) * (1 - rate / top);
+  const y = (rate) => pad + (height - bottom - pad) * (1 - rate / top);
   const step = (width - left) / Math.max(1, devices.length);
   const shapes = [];
   const add = (name, attributes, title) => {
