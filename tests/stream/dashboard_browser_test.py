@@ -30,6 +30,9 @@ import uuid
 
 import websocket
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from waiting import wait_for  # noqa: E402 (tests/waiting.py, beside this directory)
+
 ARGS = None
 
 
@@ -37,17 +40,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(what, check, timeout_s=60.0, every_s=0.2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
 
 
 class Process:
@@ -104,8 +96,8 @@ class Browser:
             with open(port_file) as f:
                 return f.read().split()
 
-        port = int(wait_until("Chromium's DevTools port", written)[0])
-        pages = wait_until("the page target", lambda: [t for t in json.load(
+        port = int(wait_for("Chromium's DevTools port", written)[0])
+        pages = wait_for("the page target", lambda: [t for t in json.load(
             urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list")) if t["type"] == "page"])
         self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=30)
         self.next_id = 0
@@ -125,6 +117,11 @@ class Browser:
         if "exceptionDetails" in result:
             raise AssertionError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def rows(self, table_id):
+        """The text of each cell of a table's body, row by row."""
+        return json.loads(self.eval(f"JSON.stringify([...document.querySelectorAll('#{table_id} tbody tr')]"
+                                    ".map(tr => [...tr.children].map(td => td.textContent)))"))
 
     def text(self, element_id):
         """The element's text; empty while the page (or the element) is not there yet."""
@@ -148,8 +145,6 @@ def number(text):
     return int(text.replace(",", "")) if text not in ("", "-") else None
 
 
-ROWS = """JSON.stringify([...document.querySelectorAll('#devices tbody tr')].map(tr =>
-  [...tr.children].map(td => td.textContent)))"""
 
 
 def metric_values(url, name):
@@ -165,16 +160,16 @@ class DashboardTest(unittest.TestCase):
                         "--http-port", "0", "--linger", "5m"])
         browser = None
         try:
-            found = wait_until("the dashboard's address", lambda: demo.find(r"dashboard: (http://\S+/)"), 120)
+            found = wait_for("the dashboard's address", lambda: demo.find(r"dashboard: (http://\S+/)"), 120)
             url = found.group(1)
             browser = Browser(url)
             # Live: the page takes events while the devices still send.
-            first = wait_until("a first update with records", lambda: number(browser.text("consumed")), 60)
-            wait_until("a later update with more records", lambda: (number(browser.text("consumed")) or 0) > first, 30)
+            first = wait_for("a first update with records", lambda: number(browser.text("consumed")), 60)
+            wait_for("a later update with more records", lambda: (number(browser.text("consumed")) or 0) > first, 30)
             self.assertIsNone(demo.find("everything is counted"), "the demo was over before the page saw it run")
             self.assertEqual(browser.text("connection"), "live")
 
-            wait_until("the demo to count everything", lambda: demo.find("everything is counted"), 180)
+            wait_for("the demo to count everything", lambda: demo.find("everything is counted"), 180)
 
             store = sqlite3.connect(os.path.join(out, "iotinfer.db"))
 
@@ -184,20 +179,19 @@ class DashboardTest(unittest.TestCase):
 
             # Device 3 sends some images damaged, which infer dead-letters: fewer are counted.
             def settled():
-                rows = json.loads(browser.eval(ROWS))
+                rows = browser.rows("devices")
                 counted = number(browser.text("consumed"))
                 total = sum(t for t, _ in stored().values())
                 shown = sum(number(r[5]) for r in rows)
                 return rows if 0.9 * images < total < images and counted == total == shown else None
 
-            rows = wait_until("the page to show every image counted", settled, 30)
+            rows = wait_for("the page to show every image counted", settled, 30)
             page = {int(r[0]): (number(r[5]), number(r[6]), r[1]) for r in rows}
             self.assertEqual({p: v[:2] for p, v in page.items()}, stored())
             # What was not counted was dead-lettered by infer, each one shown by its reason.
             damaged = images - sum(t for t, _ in stored().values())
-            wait_until("the dead letters on the page", lambda: json.loads(browser.eval(
-                "JSON.stringify([...document.querySelectorAll('#dead-reasons tbody tr')].map(tr => "
-                "[...tr.children].map(td => td.textContent)))")) == [["undecodable-image", str(damaged)]], 30)
+            wait_for("the dead letters on the page",
+                     lambda: browser.rows("dead-reasons") == [["undecodable-image", str(damaged)]], 30)
 
             shown_images = metric_values(url, "iotinfer_producer_images_total")
             shown_incorrect = metric_values(url, "iotinfer_producer_incorrect_total")
@@ -250,24 +244,17 @@ class DashboardTest(unittest.TestCase):
         browser = None
         try:
             url = f"http://127.0.0.1:{port}/"
-            wait_until("the stream's endpoints", lambda: stream.find("/metrics on"), 60)
+            wait_for("the stream's endpoints", lambda: stream.find("/metrics on"), 60)
             browser = Browser(url)
-            wait_until("both letters on the page", lambda: browser.eval(
-                "document.querySelectorAll('#dead-latest tbody tr').length") == 2, 60)
-            errors = json.loads(browser.eval(
-                "JSON.stringify([...document.querySelectorAll('#dead-latest tbody tr')].map(tr => "
-                "[...tr.children].map(td => td.textContent)))"))
-            by_error = {row[4]: row for row in errors}
+            wait_for("both letters on the page", lambda: len(browser.rows("dead-latest")) == 2, 60)
+            by_error = {row[4]: row for row in browser.rows("dead-latest")}
             self.assertIn(evil, by_error, "the error is shown as it is, as text")
             self.assertEqual(by_error[evil][2], "undecodable-image")
             self.assertEqual(by_error[evil][3], "7")
             self.assertEqual(by_error["no reason header"][2], "unknown")
             self.assertIsNone(browser.eval("window.pwned === undefined ? null : window.pwned"))
             self.assertEqual(browser.eval("document.querySelectorAll('main script, main img').length"), 0)
-            reasons = json.loads(browser.eval(
-                "JSON.stringify([...document.querySelectorAll('#dead-reasons tbody tr')].map(tr => "
-                "[...tr.children].map(td => td.textContent)))"))
-            self.assertEqual(sorted(reasons), [["undecodable-image", "1"], ["unknown", "1"]])
+            self.assertEqual(sorted(browser.rows("dead-reasons")), [["undecodable-image", "1"], ["unknown", "1"]])
             if ARGS.artifacts:
                 browser.screenshot(os.path.join(ARGS.artifacts, "dashboard-dead-letters.png"))
         finally:
