@@ -128,6 +128,7 @@ class Browser:
         return self.eval(f"(document.getElementById('{element_id}') || {{}}).textContent || ''")
 
     def screenshot(self, path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
@@ -206,7 +207,6 @@ class DashboardTest(unittest.TestCase):
             self.assertEqual(page[0][2], "healthy")  # the demo's devices 0 and 7 have no fault
             self.assertEqual(page[6][2], "faulty")   # noise and blur: about 59% wrong
             if ARGS.artifacts:
-                os.makedirs(ARGS.artifacts, exist_ok=True)
                 browser.screenshot(os.path.join(ARGS.artifacts, "dashboard.png"))
         finally:
             if browser:
