@@ -1,6 +1,7 @@
 #include "core/results.h"
 
 #include <map>
+#include <tuple>
 #include <utility>
 
 namespace iotinfer {
@@ -55,6 +56,11 @@ std::string_view VerdictName(Verdict verdict) {
     if (v == verdict) return name;
   }
   return "unknown";
+}
+
+bool WorseThan(const DeviceHealth& a, const DeviceHealth& b) {
+  return std::tuple(static_cast<int>(b.verdict), b.error_rate, a.producer_id) <
+         std::tuple(static_cast<int>(a.verdict), a.error_rate, b.producer_id);
 }
 
 std::optional<Verdict> ParseVerdict(std::string_view name) {

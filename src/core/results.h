@@ -93,4 +93,8 @@ struct DeviceHealth {
   friend bool operator==(const DeviceHealth&, const DeviceHealth&) = default;
 };
 
+/// Whether `a` comes before `b` when devices are listed worst first: by verdict (faulty first),
+/// then error rate; the producer_id breaks ties, so that the same verdicts always order alike.
+bool WorseThan(const DeviceHealth& a, const DeviceHealth& b);
+
 }  // namespace iotinfer

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -255,10 +254,7 @@ std::optional<DeviceHealth> FromJson(std::string_view json) {
 std::string FormatVerdicts(std::span<const DeviceHealth> verdicts, size_t limit) {
   const size_t shown = limit == 0 ? verdicts.size() : std::min(limit, verdicts.size());
   std::vector<DeviceHealth> worst(shown);
-  std::ranges::partial_sort_copy(verdicts, worst, [](const DeviceHealth& a, const DeviceHealth& b) {
-    return std::tuple(-static_cast<int>(a.verdict), -a.error_rate, a.producer_id) <
-           std::tuple(-static_cast<int>(b.verdict), -b.error_rate, b.producer_id);
-  });
+  std::ranges::partial_sort_copy(verdicts, worst, WorseThan);
   std::string out = fmt::format("{:>11}  {:<8} {:>10}  {:<15} {:>9} {:>9}\n", "producer_id", "verdict", "error rate",
                                 "interval", "labelled", "fleet");
   for (const DeviceHealth& a : worst) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <tuple>
 #include <utility>
 
 #include "core/text.h"
@@ -67,10 +66,7 @@ void Dashboard::SetDevices(const std::map<int, DeviceHealth>& verdicts,
   }
   const size_t shown = std::min(devices_, ranked.size());
   std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(shown), ranked.end(),
-                    [](const DeviceHealth* a, const DeviceHealth* b) {
-                      return std::tuple(static_cast<int>(b->verdict), b->error_rate, a->producer_id) <
-                             std::tuple(static_cast<int>(a->verdict), a->error_rate, b->producer_id);
-                    });
+                    [](const DeviceHealth* a, const DeviceHealth* b) { return WorseThan(*a, *b); });
   rows_.clear();
   for (size_t i = 0; i < shown; ++i) rows_.push_back({*ranked[i], counted(ranked[i]->producer_id)});
 }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <string>
-#include <tuple>
 
 namespace iotinfer::stream {
 
@@ -34,12 +33,7 @@ void DeviceSeries::Choose(const std::map<int, DeviceHealth>& verdicts,
   std::vector<const DeviceHealth*> ranked;
   ranked.reserve(verdicts.size());
   for (const auto& [producer, verdict] : verdicts) ranked.push_back(&verdict);
-  // Worst first: the verdict, then the error rate; the producer_id breaks ties, so that the
-  // same counts always choose the same devices.
-  const auto worse = [](const DeviceHealth* a, const DeviceHealth* b) {
-    return std::tuple(static_cast<int>(b->verdict), b->error_rate, a->producer_id) <
-           std::tuple(static_cast<int>(a->verdict), a->error_rate, b->producer_id);
-  };
+  const auto worse = [](const DeviceHealth* a, const DeviceHealth* b) { return WorseThan(*a, *b); };
   const size_t considered = std::min(ranked.size(), 2 * top);
   std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(considered), ranked.end(), worse);
   ranked.resize(considered);
