@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace iotinfer::testing {
@@ -80,6 +81,20 @@ inline int FreePort() {
 inline std::string ModelPath() { return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn.onnx"; }
 inline std::string ReferencePredictionsPath() {
   return std::string(IOTINFER_SOURCE_DIR) + "/model/test-predictions.u8";
+}
+
+/// Writes the committed model to `path` as another version of the same network: ONNX is a
+/// protobuf message, and a message followed by a field is that message with the field, so
+/// appending a metadata_props entry {"variant": tag} changes the file's hash (its version) and
+/// nothing the network computes.
+inline void WriteModelVariant(const std::string& path, const std::string& tag) {
+  std::ifstream in(ModelPath(), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string key = "variant";
+  std::string entry = std::string(1, '\x0a') + static_cast<char>(key.size()) + key + '\x12' +
+                      static_cast<char>(tag.size()) + tag;  // StringStringEntryProto {key: 1, value: 2}
+  bytes += std::string(1, '\x72') + static_cast<char>(entry.size()) + entry;  // ModelProto field 14
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
 }
 
 }  // namespace iotinfer::testing

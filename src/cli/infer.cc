@@ -28,8 +28,21 @@ void AddInferCommand(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(NonNegative());
   AddEngineFlags(*cmd, o.classifier);
-  cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
+  cmd->add_option("--model", o.classifier.model_path,
+                  "ONNX model (default: the committed one); with --model-dir, it serves until the directory "
+                  "offers a model that can")
       ->envname("IOTINFER_MODEL");
+  cmd->add_option("--model-dir", o.model_dir,
+                  "directory of models, watched: its file `active` names the one that serves, else the newest "
+                  "*.onnx does; a change is taken between two batches")
+      ->envname("IOTINFER_MODEL_DIR");
+  AddDurationOption(*cmd, "--model-poll", o.model_poll, "how often --model-dir is looked at", "1s");
+  cmd->add_option("--shadow-model", o.shadow_model,
+                  "a candidate ONNX model that classifies the images too, to --shadow-topic (models compare)");
+  cmd->add_option("--shadow-sample", o.shadow_sample, "share of the images the shadow model classifies, by image id")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0).description("0..1"));
+  cmd->add_option("--shadow-topic", o.shadow_topic, "topic of the shadow model's records")->capture_default_str();
   cmd->add_option("--max-payload-bytes", o.limits.max_payload_bytes, "larger images are dead-lettered")
       ->capture_default_str()
       ->check(Positive());

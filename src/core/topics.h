@@ -7,6 +7,7 @@ namespace iotinfer::topics {
 inline constexpr const char* kImages = "images";                           // produce -> infer
 inline constexpr const char* kImagesDeadLetters = "images.dlq";            // infer's rejects
 inline constexpr const char* kInferences = "inferences";                   // infer -> sink
+inline constexpr const char* kInferencesShadow = "inferences.shadow";      // infer's candidate model
 inline constexpr const char* kInferencesDeadLetters = "inferences.dlq";    // sink's rejects
 inline constexpr const char* kInferencesAccepted = "inferences.accepted";  // sink -> stream
 inline constexpr const char* kProducerHealth = "producer-health";          // stream's verdicts on devices

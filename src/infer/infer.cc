@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "core/inference_record.h"
@@ -48,6 +49,10 @@ const std::vector<ops::TotalCounter<InferStats>>& Counters() {
       {"iotinfer_infer_rechecked_total",
        "close calls of the int8 engine classified again in float32 (of batches read again too)",
        [](const InferStats& s) { return s.rechecked; }},
+      {"iotinfer_infer_model_swaps_total", "times another model version took over, between two batches",
+       [](const InferStats& s) { return s.model_swaps; }},
+      {"iotinfer_infer_shadowed_total", "images the shadow model classified too, in committed batches",
+       [](const InferStats& s) { return s.shadowed; }},
   };
   return counters;
 }
@@ -59,6 +64,8 @@ std::vector<ops::MetricSpec> InferMetrics() {
       {
           {Kind::kHistogram, "iotinfer_infer_batch_size", "messages per committed batch", ops::SizeBuckets()},
           {Kind::kHistogram, "iotinfer_infer_classify_seconds", "time to classify one batch", ops::SecondsBuckets()},
+          {Kind::kHistogram, "iotinfer_infer_shadow_classify_seconds", "time the shadow model added to one batch",
+           ops::SecondsBuckets()},
           {Kind::kHistogram, "iotinfer_infer_latency_seconds", "produced_at to inferred_at, per image",
            ops::SecondsBuckets()},
           {Kind::kGauge, "iotinfer_infer_lag", "messages in the assigned partitions not read yet", {}},
@@ -69,6 +76,12 @@ std::vector<ops::MetricSpec> InferMetrics() {
            "messages sent to the dead-letter topic, by reason",
            {},
            {"reason"}},
+          {Kind::kCounter,
+           "iotinfer_infer_model_refused_total",
+           "models that could not serve and were not taken, by reason",
+           {},
+           {"reason"}},
+          {Kind::kGauge, "iotinfer_infer_model", "1 for the model version serving each role", {}, {"model", "role"}},
       });
 }
 
@@ -77,6 +90,13 @@ void Publish(ops::Endpoints& endpoints, const InferStats& s, InferStats& last) {
   ops::AddGrowth(endpoints, Counters(), s, last);
   ops::AddGrowth(endpoints, "iotinfer_infer_dead_lettered_total", kafka::ReasonCodes(), s.dead_lettered_by_reason,
                  last.dead_lettered_by_reason);
+  ops::AddGrowth(endpoints, "iotinfer_infer_model_refused_total", RefusalNames(), s.models_refused,
+                 last.models_refused);
+  if (s.model != last.model || s.shadow != last.shadow) {
+    std::vector<ops::Series> models{{{s.model, "active"}, 1}};
+    if (!s.shadow.empty()) models.push_back({{s.shadow, "shadow"}, 1});
+    endpoints.SetSeries("iotinfer_infer_model", models);
+  }
   if (s.batches > last.batches) endpoints.Observe("iotinfer_infer_batch_size", s.last_batch);
   endpoints.Set("iotinfer_infer_lag", static_cast<double>(s.lag));
   endpoints.Set("iotinfer_infer_partitions", s.partitions);
@@ -150,30 +170,69 @@ std::vector<Decoded> DecodeAll(const std::vector<kafka::InputMessage>& batch, co
   return decoded;
 }
 
+// Whether the shadow classifies this image: the same answer for an image in every batch and on
+// every replica, so that a batch read again, or moved to another replica, is sampled alike.
+bool Shadowed(std::string_view id, double share) {
+  if (share >= 1.0) return true;
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a: stable, unlike std::hash
+  for (unsigned char c : id) hash = (hash ^ c) * 1099511628211ull;
+  return static_cast<double>(hash >> 11) * 0x1p-53 < share;
+}
+
+std::string Canonical(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path resolved = std::filesystem::canonical(path, ec);
+  return ec ? path : resolved.string();
+}
+
 }  // namespace
 
 std::string FormatStats(const InferStats& s) {
   return fmt::format(
       "consumed {} inferred {} dead-lettered {} batches {} (last {}) aborted {} isolated {} lag {} partitions {} "
-      "rechecked {}",
+      "rechecked {} model {}{}",
       s.consumed, s.inferred, s.dead_lettered, s.batches, s.last_batch, s.aborted, s.isolated, s.lag, s.partitions,
-      s.rechecked);
+      s.rechecked, s.model, s.shadow.empty() ? "" : fmt::format(" shadow {} ({} images)", s.shadow, s.shadowed));
 }
 
 Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>& stop,
                             const std::function<void(const InferStats&)>& on_progress) {
-  ASSIGN_OR_RETURN(auto classifier, model::Classifier::Create(options.classifier));
   const std::string log_name = kafka::ServiceLogName("infer", options.instance_id);
-  std::fprintf(stderr, "%s: model %s on %s, %d threads\n", log_name.c_str(), classifier->model_id().c_str(),
-               std::string(model::EngineName(classifier->engine())).c_str(), classifier->threads());
-  TRY(kafka::EnsureTopics(options.kafka, {{options.input_topic, options.partitions},
-                                          {options.output_topic, options.partitions},
-                                          {options.dlq_topic, options.partitions}}));
+  std::vector<std::string> known_models;
+  std::unique_ptr<model::Classifier> shadow;
+  if (!options.shadow_model.empty()) {
+    model::ClassifierOptions o = options.classifier;
+    o.model_path = Canonical(options.shadow_model);
+    o.calibration_path.clear();
+    ASSIGN_OR_RETURN(shadow, model::Classifier::Create(o));
+    known_models.push_back(o.model_path);  // so that it can be promoted
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelSource> models, ModelSource::Start({.classifier = options.classifier,
+                                                                            .model_dir = options.model_dir,
+                                                                            .known_models = known_models,
+                                                                            .poll = options.model_poll,
+                                                                            .log = kafka::StderrLog(log_name)}));
+  std::unique_ptr<model::Classifier> classifier = models->TakeNext();
+  std::fprintf(stderr, "%s: model %s on %s, %d threads%s\n", log_name.c_str(), classifier->model_id().c_str(),
+               std::string(model::EngineName(classifier->engine())).c_str(), classifier->threads(),
+               shadow ? fmt::format("; shadow model {} on {} of the images, to {}", shadow->model_id(),
+                                    options.shadow_sample, options.shadow_topic)
+                            .c_str()
+                      : "");
+  std::vector<kafka::TopicSpec> topics{{options.input_topic, options.partitions},
+                                       {options.output_topic, options.partitions},
+                                       {options.dlq_topic, options.partitions}};
+  std::vector<std::string> outputs_to{options.output_topic, options.dlq_topic};
+  if (shadow) {
+    topics.push_back({options.shadow_topic, options.partitions});
+    outputs_to.push_back(options.shadow_topic);
+  }
+  TRY(kafka::EnsureTopics(options.kafka, topics));
   ASSIGN_OR_RETURN(auto pipe, kafka::TransactionalPipe::Create(
                                   {.kafka = options.kafka,
                                    .group = options.group,
                                    .input_topics = {options.input_topic},
-                                   .output_topics = {options.output_topic, options.dlq_topic},
+                                   .output_topics = outputs_to,
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
                                    .max_batch = options.batch_max,
                                    .max_batch_bytes = options.batch_max_bytes,
@@ -186,15 +245,29 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     if (endpoints) Publish(*endpoints, s, published);
     if (on_progress) on_progress(s);
   };
-  InferStats stats;
+  InferStats stats{.model = classifier->model_id(), .shadow = shadow ? shadow->model_id() : ""};
+  int64_t rechecked_before = 0;  // by the models that served before this one
   kafka::ServiceLoop<InferStats> loop(
       *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   std::vector<ImageRecord> records;
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;
   std::vector<kafka::OutputMessage> outputs;
+  std::vector<ImageView> shadow_views;
+  std::vector<size_t> shadow_records;
+  std::vector<model::Prediction> shadow_predictions;
   while (!stop.load()) {
     if (endpoints) endpoints->Beat();
+    // Between two transactions: every batch is classified, and committed, by one model.
+    if (std::unique_ptr<model::Classifier> next = models->TakeNext()) {
+      std::fprintf(stderr, "%s: now serving model %s (was %s)\n", log_name.c_str(), next->model_id().c_str(),
+                   classifier->model_id().c_str());
+      rechecked_before += static_cast<int64_t>(classifier->rechecked());
+      classifier = std::move(next);
+      stats.model = classifier->model_id();
+      stats.model_swaps++;
+    }
+    stats.models_refused = models->refused();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
 
@@ -220,16 +293,42 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
       // Decoding validated every image, so this is a model failure: stop rather than lose data.
       return std::unexpected(classified.error());
     }
+    const auto classify_end = std::chrono::steady_clock::now();
+    shadow_views.clear();
+    shadow_records.clear();
+    if (shadow && shadow->model_id() != classifier->model_id()) {  // once promoted, it would only repeat
+      for (size_t i = 0; i < records.size(); ++i) {
+        if (Shadowed(records[i].id, options.shadow_sample)) {
+          shadow_views.push_back(views[i]);
+          shadow_records.push_back(i);
+        }
+      }
+      shadow_predictions.resize(shadow_views.size());
+      if (Status classified = shadow->Classify(shadow_views, shadow_predictions); !classified) {
+        // A candidate must never cost the active model's records: it goes, they go on.
+        std::fprintf(stderr, "%s: shadow model %s failed (%s); going on without it\n", log_name.c_str(),
+                     shadow->model_id().c_str(), classified.error().message().c_str());
+        shadow.reset();
+        stats.shadow.clear();
+        shadow_records.clear();
+      }
+    }
     const int64_t inferred_at = NowMicros();
     for (size_t i = 0; i < records.size(); ++i) {
       outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
     }
-    const double classify_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - classify_start).count();
+    for (size_t s = 0; s < shadow_records.size(); ++s) {
+      outputs.push_back(InferenceOutput(options.shadow_topic, records[shadow_records[s]], shadow_predictions[s],
+                                        *shadow, inferred_at));
+    }
+    const double classify_seconds = std::chrono::duration<double>(classify_end - classify_start).count();
+    const double shadow_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - classify_end).count();
     ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, outputs));
     if (outcome != kafka::Outcome::kCommitted) continue;  // read again, or its one message dead-lettered
     if (endpoints) {
       endpoints->Observe("iotinfer_infer_classify_seconds", classify_seconds);
+      if (!shadow_records.empty()) endpoints->Observe("iotinfer_infer_shadow_classify_seconds", shadow_seconds);
       for (const auto& r : records) {
         if (r.produced_at_us) {
           endpoints->Observe("iotinfer_infer_latency_seconds",
@@ -238,7 +337,8 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
       }
     }
     stats.inferred += static_cast<int64_t>(records.size());
-    stats.rechecked = static_cast<int64_t>(classifier->rechecked());
+    stats.rechecked = rechecked_before + static_cast<int64_t>(classifier->rechecked());
+    stats.shadowed += static_cast<int64_t>(shadow_records.size());
     for (size_t r = 0; r < dead.size(); ++r) {
       stats.dead_lettered += dead[r];
       stats.dead_lettered_by_reason[r] += dead[r];

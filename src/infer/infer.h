@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/image_message.h"
 #include "core/topics.h"
+#include "infer/model_source.h"
 #include "kafka/dead_letter.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
@@ -38,7 +39,17 @@ struct InferOptions {
   // the batch holds is its messages.
   size_t batch_max_bytes = 64 << 20;
   std::chrono::milliseconds batch_wait{20};
+  // The engine, threads and shape of every model; its model_path serves when there is no
+  // model_dir, and while the directory offers none that can (ModelSourceOptions).
   model::ClassifierOptions classifier;
+  // A directory whose active model serves, swapped between transactions when it changes.
+  std::string model_dir;
+  std::chrono::milliseconds model_poll{1000};
+  // A candidate model that classifies a sample of the images too, its records going to
+  // shadow_topic in the same transaction as the active model's: `models compare` pairs them.
+  std::string shadow_model;
+  std::string shadow_topic = topics::kInferencesShadow;
+  double shadow_sample = 1.0;  // the share of images the shadow classifies, chosen by image id
   DecodeLimits limits;
   std::chrono::milliseconds log_every{5000};  // 0: no periodic log line
   // /healthz, /readyz and /metrics (ops/endpoints.h); none when unset.
@@ -58,6 +69,11 @@ struct InferStats {
   double stuck_seconds = 0;
   std::string stuck;
   int64_t rechecked = 0;  // close calls the int8 engine classified again in float32
+  std::string model;      // the version serving
+  std::string shadow;     // the shadow's version; empty without one
+  int64_t model_swaps = 0;
+  RefusalCounts models_refused{};  // by ModelRefusal
+  int64_t shadowed = 0;            // images the shadow classified, in committed batches
   int last_batch = 0;
   int64_t lag = 0;
   int partitions = 0;

@@ -40,6 +40,10 @@ std::string Sha256Hex(std::span<const char> bytes) {
   return hex;
 }
 
+std::string ModelIdOf(const std::string& path, std::span<const char> bytes) {
+  return fmt::format("{}-{}", fs::path(path).stem().string(), Sha256Hex(bytes).substr(0, 8));
+}
+
 // One copy of the network with its own input buffer; used by one thread at a time.
 struct Replica {
   cv::dnn::Net net;
@@ -240,7 +244,9 @@ struct Classifier::Impl {
 Classifier::Classifier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Classifier::~Classifier() = default;
 
-Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& options) {
+Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& options, ModelFault* fault) {
+  ModelFault ignored;
+  ModelFault& why = fault ? *fault : ignored;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   if (impl->options.model_path.empty()) impl->options.model_path = DefaultModelPath();
@@ -253,15 +259,18 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
     impl->options.engine = calibrated ? Engine::kOneDnnInt8 : Engine::kOneDnn;
   }
   const ClassifierOptions& o = impl->options;
+  why = ModelFault::kIncompatible;
   if (o.class_names.empty()) return std::unexpected(Error::InvalidInput("classifier needs at least one class name"));
   if (o.input_channels != 1 && o.input_channels != 3) {
     return std::unexpected(Error::InvalidInput(fmt::format("input channels must be 1 or 3, not {}", o.input_channels)));
   }
+  why = ModelFault::kUnreadable;
   ASSIGN_OR_RETURN(std::vector<char> bytes, ReadFile(path));
-  impl->model_id = fmt::format("{}-{}", fs::path(path).stem().string(), Sha256Hex(bytes).substr(0, 8));
+  impl->model_id = ModelIdOf(path, bytes);
 
   std::vector<float> int8_ranges;
   if (o.engine == Engine::kOneDnnInt8) {
+    why = ModelFault::kCalibration;
     const std::string remedy = fmt::format("make one with `iotinfer calibrate --model {}`", path);
     auto calibration = ReadCalibration(calibration_path);
     if (!calibration) {
@@ -293,6 +302,7 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
   int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cv::setNumThreads(1);
+  why = ModelFault::kUnreadable;
   impl->replicas.resize(threads);
   for (Replica& replica : impl->replicas) {
     try {
@@ -307,6 +317,7 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
   }
 
   // Prove the geometry once, so a wrong model fails here rather than on the first batch.
+  why = ModelFault::kIncompatible;
   const std::string expected =
       fmt::format("[1, {}, {}, {}] -> [1, {}]", o.input_channels, o.input_rows, o.input_cols, o.class_names.size());
   for (Replica& replica : impl->replicas) {
@@ -475,6 +486,11 @@ std::string_view EngineName(Engine engine) {
       return "onednn-int8";
   }
   return "?";
+}
+
+Result<std::string> ModelId(const std::string& path) {
+  ASSIGN_OR_RETURN(std::vector<char> bytes, ReadFile(path));
+  return ModelIdOf(path, bytes);
 }
 
 std::string DefaultModelPath() {

@@ -39,6 +39,13 @@ struct ClassifierOptions {
   int input_channels = 1;
 };
 
+/// Why a model could not be loaded: what a service that swaps models reports.
+enum class ModelFault {
+  kUnreadable,    // missing, empty or corrupt file: not an ONNX network
+  kIncompatible,  // a network, but not one mapping [1, C, H, W] to the classes
+  kCalibration,   // int8 asked for, and its calibration is missing, broken or another model's
+};
+
 struct Prediction {
   int label = -1;          // index into class_names()
   float confidence = 0.f;  // softmax probability of `label`
@@ -58,8 +65,8 @@ class Classifier {
  public:
   /// Loads the model and checks it by running one image: a missing or corrupt file, or a
   /// network that does not map [1, C, H, W] to [1, class_names.size()], gives an error naming
-  /// the file and the problem.
-  static Result<std::unique_ptr<Classifier>> Create(const ClassifierOptions& options);
+  /// the file and the problem; `fault`, when given, is set to its kind.
+  static Result<std::unique_ptr<Classifier>> Create(const ClassifierOptions& options, ModelFault* fault = nullptr);
   ~Classifier();
   Classifier(const Classifier&) = delete;
   Classifier& operator=(const Classifier&) = delete;
@@ -95,6 +102,10 @@ class Classifier {
   explicit Classifier(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+/// The version a model file would have as model_id(), without loading the network. NotFound
+/// or InvalidInput (empty) as Create.
+Result<std::string> ModelId(const std::string& path);
 
 /// The committed model: $prefix/share/iotinfer/fmnist-cnn.onnx next to an installed binary,
 /// else model/fmnist-cnn.onnx in the source tree the binary was built from.
