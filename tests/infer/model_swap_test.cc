@@ -1,0 +1,196 @@
+// Changing infer's model while images stream through the real broker that the `kafka` ctest
+// fixture starts: the swap is exactly once, and the shadow model is too.
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "core/inference_record.h"
+#include "infer/infer.h"
+#include "infer_test_util.h"
+#include "kafka_test_util.h"
+#include "produce/produce.h"
+#include "test_util.h"
+
+namespace iotinfer::infer {
+namespace {
+
+namespace fs = std::filesystem;
+using iotinfer::testing::TempDir;
+using iotinfer::testing::UniqueTopic;
+using iotinfer::testing::WriteModelVariant;
+
+// Every committed record of `topic`.
+std::vector<InferenceRecord> Records(const std::string& topic) {
+  std::vector<InferenceRecord> records;
+  const Status scanned = kafka::ScanTopic({.brokers = iotinfer::testing::kTestBrokers}, topic,
+                                          [&](const kafka::InputMessage& m) -> Status {
+                                            ASSIGN_OR_RETURN(InferenceRecord r, DecodeInferenceRecord(m.message.value));
+                                            records.push_back(std::move(r));
+                                            return Ok();
+                                          });
+  EXPECT_TRUE(scanned) << scanned.error().message();
+  return records;
+}
+
+std::string VersionOf(const std::string& path) { return model::ModelId(path).value_or("?"); }
+
+InferOptions Between(const std::string& images, const std::string& inferences, const std::string& dlq) {
+  InferOptions options;
+  options.kafka.brokers = iotinfer::testing::kTestBrokers;
+  options.group = UniqueTopic("infer-group");
+  options.input_topic = images;
+  options.output_topic = inferences;
+  options.dlq_topic = dlq;
+  options.log_every = std::chrono::milliseconds(0);
+  options.classifier.engine = model::Engine::kOneDnn;
+  return options;
+}
+
+produce::ProduceOptions Devices(const std::string& topic, int64_t images, double rate) {
+  produce::ProduceOptions options;
+  options.kafka.brokers = iotinfer::testing::kTestBrokers;
+  options.topic = topic;
+  options.images = images;
+  options.rate = rate;
+  options.producers = 16;
+  return options;
+}
+
+// 50,000 images at 2,000/s; the model directory changes three times while they stream: a new
+// model, a broken file (a copy cut short), another new model.
+TEST(ModelSwapTest, SwapsAreExactlyOnceAndDoNotStallTheStream) {
+  constexpr int64_t kImages = 50'000;
+  TempDir dir;
+  WriteModelVariant(dir.file("a.onnx"), "a");
+  const std::string images = UniqueTopic("swap-images");
+  const std::string inferences = UniqueTopic("swap-inferences");
+  InferOptions options = Between(images, inferences, UniqueTopic("swap-dlq"));
+  options.model_dir = dir.path();
+  options.model_poll = std::chrono::milliseconds(200);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> consumed{0};
+  InferStats last;
+  Result<InferStats> result = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] {
+    result = RunInfer(options, stop, [&](const InferStats& s) {
+      consumed = s.consumed;
+      last = s;
+    });
+  });
+  Result<produce::ProduceProgress> sent = std::unexpected(Error::Internal("did not run"));
+  std::thread devices([&] { sent = produce::Produce(Devices(images, kImages, 2000)); });
+
+  // Each change once infer is past a quarter more of the images.
+  auto after = [&](int64_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (consumed < count && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
+  after(kImages / 4);
+  WriteModelVariant(dir.file("b.onnx"), "b");
+  fs::last_write_time(dir.file("b.onnx"), fs::file_time_type::clock::now() + std::chrono::seconds(1));
+  after(kImages / 2);
+  {
+    std::ifstream in(dir.file("b.onnx"), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(dir.file("c.onnx"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  fs::last_write_time(dir.file("c.onnx"), fs::file_time_type::clock::now() + std::chrono::seconds(2));
+  after(kImages * 3 / 4);
+  WriteModelVariant(dir.file("d.onnx"), "d");
+  fs::last_write_time(dir.file("d.onnx"), fs::file_time_type::clock::now() + std::chrono::seconds(3));
+  after(kImages);
+  devices.join();
+  stop = true;
+  service.join();
+  ASSERT_OK(sent);
+  ASSERT_EQ(sent->acknowledged, kImages);
+  ASSERT_OK(result);
+  EXPECT_EQ(result->inferred, kImages);
+  EXPECT_EQ(result->model_swaps, 2);
+  EXPECT_EQ(result->models_refused[static_cast<size_t>(ModelRefusal::kUnreadable)], 1);
+  EXPECT_EQ(result->model, VersionOf(dir.file("d.onnx")));
+
+  const std::vector<std::string> order{VersionOf(dir.file("a.onnx")), VersionOf(dir.file("b.onnx")),
+                                       VersionOf(dir.file("d.onnx"))};
+  std::map<std::string, int> per_id;
+  std::map<int64_t, std::set<std::string>> per_batch;  // a batch's records share their inferred_at
+  std::map<std::string, int64_t> per_model;
+  for (const InferenceRecord& r : Records(inferences)) {
+    per_id[r.id]++;
+    per_batch[r.inferred_at_us].insert(r.model);
+    per_model[r.model]++;
+  }
+  EXPECT_EQ(per_id.size(), static_cast<size_t>(kImages)) << "images lost";
+  EXPECT_EQ(std::ranges::count_if(per_id, [](const auto& kv) { return kv.second != 1; }), 0) << "images doubled";
+  for (const std::string& version : order) EXPECT_GT(per_model[version], 0) << version << " never served";
+  EXPECT_EQ(per_model.size(), order.size()) << "a record names a model that never served";
+
+  // In commit order, batch by batch: one model each, a, then b, then d, never back.
+  size_t position = 0;
+  int64_t previous_at = per_batch.begin()->first;
+  int64_t longest_gap_us = 0;
+  for (const auto& [at, models] : per_batch) {
+    ASSERT_EQ(models.size(), 1u) << "a batch mixed models at " << at;
+    const auto found = std::ranges::find(order, *models.begin()) - order.begin();
+    ASSERT_GE(static_cast<size_t>(found), position) << "went back to " << *models.begin();
+    position = static_cast<size_t>(found);
+    longest_gap_us = std::max(longest_gap_us, at - previous_at);
+    previous_at = at;
+  }
+  EXPECT_LT(longest_gap_us, 1'000'000) << "the stream stalled between two batches";
+  std::printf("%zu batches; records per model: a %ld, b %ld, d %ld; longest gap between batches %.0f ms\n",
+              per_batch.size(), per_model[order[0]], per_model[order[1]], per_model[order[2]],
+              static_cast<double>(longest_gap_us) / 1e3);
+}
+
+// The shadow classifies its sample of every batch, exactly once, beside unchanged records.
+TEST(ModelSwapTest, TheShadowModelsRecordsArePairedExactlyOnce) {
+  constexpr int64_t kImages = 3'000;
+  TempDir dir;
+  WriteModelVariant(dir.file("candidate.onnx"), "candidate");
+  const std::string images = UniqueTopic("shadow-images");
+  const std::string inferences = UniqueTopic("shadow-inferences");
+  InferOptions options = Between(images, inferences, UniqueTopic("shadow-dlq"));
+  options.shadow_model = dir.file("candidate.onnx");
+  options.shadow_topic = UniqueTopic("shadow-records");
+  options.shadow_sample = 0.5;
+  ASSERT_OK(produce::Produce(Devices(images, kImages, 0)));
+  auto stats = iotinfer::testing::RunInferUntil(options, kImages, std::chrono::seconds(120));
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->shadow, VersionOf(dir.file("candidate.onnx")));
+
+  std::map<std::string, InferenceRecord> active;
+  for (InferenceRecord& r : Records(inferences)) active.emplace(r.id, std::move(r));
+  ASSERT_EQ(active.size(), static_cast<size_t>(kImages));
+  const std::vector<InferenceRecord> shadow = Records(options.shadow_topic);
+  EXPECT_EQ(static_cast<int64_t>(shadow.size()), stats->shadowed);
+  // About half, by id: 3,000 fair coins land within 1,400..1,600 but once in 10^4.
+  EXPECT_GT(shadow.size(), 1400u);
+  EXPECT_LT(shadow.size(), 1600u);
+  std::set<std::string> seen;
+  for (const InferenceRecord& s : shadow) {
+    EXPECT_TRUE(seen.insert(s.id).second) << s.id << " shadowed twice";
+    ASSERT_TRUE(active.contains(s.id)) << s.id;
+    const InferenceRecord& a = active.at(s.id);
+    EXPECT_EQ(s.model, stats->shadow);
+    EXPECT_EQ(a.model, stats->model);
+    EXPECT_EQ(s.producer_id, a.producer_id);
+    EXPECT_EQ(s.actual_value, a.actual_value);
+    // The same network in another file: the same answer, so the pairing is image by image.
+    EXPECT_EQ(s.image_prediction, a.image_prediction) << s.id;
+  }
+}
+
+}  // namespace
+}  // namespace iotinfer::infer
