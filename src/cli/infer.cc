@@ -36,6 +36,8 @@ void AddInferCommand(CLI::App& app, Action& action) {
                   "directory of models, watched: its file `active` names the one that serves, else the newest "
                   "*.onnx does; a change is taken between two batches")
       ->envname("IOTINFER_MODEL_DIR");
+  cmd->add_option("--model-active", o.model_active,
+                  "the file naming the model of --model-dir that serves (default: DIR/active)");
   AddDurationOption(*cmd, "--model-poll", o.model_poll, "how often --model-dir is looked at", "1s");
   cmd->add_option("--shadow-model", o.shadow_model,
                   "a candidate ONNX model that classifies the images too, to --shadow-topic (models compare)");

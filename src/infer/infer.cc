@@ -214,6 +214,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   }
   ASSIGN_OR_RETURN(std::unique_ptr<ModelSource> models, ModelSource::Start({.classifier = options.classifier,
                                                                             .model_dir = options.model_dir,
+                                                                            .active_file = options.model_active,
                                                                             .known_models = known_models,
                                                                             .poll = options.model_poll,
                                                                             .log = kafka::StderrLog(log_name)}));

@@ -44,6 +44,7 @@ struct InferOptions {
   model::ClassifierOptions classifier;
   // A directory whose active model serves, swapped between transactions when it changes.
   std::string model_dir;
+  std::string model_active;  // the file naming the model that serves; empty: model_dir/active
   std::chrono::milliseconds model_poll{1000};
   // A candidate model that classifies a sample of the images too, its records going to
   // shadow_topic in the same transaction as the active model's: `models compare` pairs them.

@@ -177,16 +177,19 @@ struct ModelSource::Impl {
       }
       return std::nullopt;
     }
-    const fs::path active_file = fs::path(options.model_dir) / "active";
+    const fs::path active_file =
+        options.active_file.empty() ? fs::path(options.model_dir) / "active" : fs::path(options.active_file);
     if (std::ifstream in(active_file); in) {
       std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       const std::string name(Trim(text, " \t\r\n"));
       const bool settled = name == previous_active;
       previous_active = name;
-      if (name.empty() || (settle && !settled)) return std::nullopt;
-      return named(name, [&](const Candidate& c) {
-        return c.in_dir && (c.version == name || fs::path(c.name).filename() == name);
-      });
+      if (settle && !settled) return std::nullopt;
+      if (!name.empty()) {
+        return named(name, [&](const Candidate& c) {
+          return c.in_dir && (c.version == name || fs::path(c.name).filename() == name);
+        });
+      }
     }
     const Candidate* newest = nullptr;
     for (const Candidate& c : catalogue) {

@@ -41,6 +41,9 @@ struct ModelSourceOptions {
   // entries link into a directory the kubelet replaces), are a new model. Names starting with a
   // dot are not models.
   std::string model_dir;
+  // The file naming the model that serves; empty: DIR/active. Elsewhere, it can change apart
+  // from the models: a chart's ConfigMap beside a volume of models.
+  std::string active_file;
   // Further files a chosen version may name: the shadow model, so that it can be promoted.
   std::vector<std::string> known_models;
   // The version an operator chose (models::ReadChoices on the control topic), nullopt while

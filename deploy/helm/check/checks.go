@@ -268,6 +268,9 @@ func checkPod(w *workload) []string {
 				bad("volumeMount %q names no volume of the pod", m.Name)
 			}
 		}
+		if msg := checkModelActive(spec, &c); msg != "" {
+			bad("%s", msg)
+		}
 		if w.service && i >= len(spec.InitContainers) {
 			if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 				bad("a service needs liveness and readiness probes")
@@ -280,6 +283,32 @@ func checkPod(w *workload) []string {
 		}
 	}
 	return msgs
+}
+
+// infer's --model-active file is how a helm upgrade changes the model of running pods: it must
+// come from a ConfigMap the kubelet keeps up to date, which it never does for a subPath mount.
+func checkModelActive(spec *corev1.PodSpec, c *corev1.Container) string {
+	for _, arg := range append(slices.Clone(c.Command), c.Args...) {
+		file, ok := strings.CutPrefix(arg, "--model-active=")
+		if !ok {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if !strings.HasPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/") && file != m.MountPath {
+				continue
+			}
+			if m.SubPath != "" || m.SubPathExpr != "" {
+				return fmt.Sprintf("--model-active %s is mounted with a subPath, which the kubelet never updates", file)
+			}
+			for _, v := range spec.Volumes {
+				if v.Name == m.Name && (v.ConfigMap != nil || v.Projected != nil) {
+					return ""
+				}
+			}
+		}
+		return fmt.Sprintf("--model-active %s is not in a mounted ConfigMap, so no upgrade can change it", file)
+	}
+	return ""
 }
 
 func probePort(p *corev1.Probe) (intstr.IntOrString, bool) {

@@ -41,10 +41,13 @@ spec:
             allowPrivilegeEscalation: false
             readOnlyRootFilesystem: true
             capabilities: {drop: [ALL]}
+          args: [infer, --model-active=/etc/iotinfer/model-active/active]
           volumeMounts:
             - {name: tmp, mountPath: /tmp}
+            - {name: model-active, mountPath: /etc/iotinfer/model-active, readOnly: true}
       volumes:
         - {name: tmp, emptyDir: {}}
+        - {name: model-active, configMap: {name: infer-model}}
 ---
 # Source: iotinfer/templates/services.yaml
 apiVersion: v1
@@ -107,6 +110,13 @@ func TestEachDefectIsReported(t *testing.T) {
 		{"mount without volume", "{name: tmp, mountPath: /tmp}", "{name: scratch, mountPath: /tmp}", `volumeMount "scratch"`},
 		{"service selects nothing", "  selector: {app: infer}\n  ports", "  selector: {app: inferr}\n  ports", "matches no pod template"},
 		{"invalid name", "  name: infer-metrics", "  name: Infer_Metrics", "Service/Infer_Metrics"},
+		{"model choice never updated", "{name: model-active, mountPath: /etc/iotinfer/model-active, readOnly: true}",
+			"{name: model-active, mountPath: /etc/iotinfer/model-active/active, subPath: active, readOnly: true}",
+			"mounted with a subPath, which the kubelet never updates"},
+		{"model choice not mounted", "--model-active=/etc/iotinfer/model-active/active", "--model-active=/etc/model/active",
+			"--model-active /etc/model/active is not in a mounted ConfigMap"},
+		{"model choice in an emptyDir", "{name: model-active, configMap: {name: infer-model}}",
+			"{name: model-active, emptyDir: {}}", "is not in a mounted ConfigMap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(good, tc.old) {
