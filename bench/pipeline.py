@@ -59,8 +59,9 @@ def percentile(sorted_values, p):
     return sorted_values[max(1, math.ceil(p * len(sorted_values))) - 1]
 
 
-def run(args, engine, images, rate=0.0, png_compression=0):
-    """Starts `engine`'s consumer side, sends `images`, returns the records it wrote."""
+def run(args, engine, images, rate=0.0, png_compression=0, infer_args=()):
+    """Starts `engine`'s consumer side, sends `images`, returns the records it wrote. `infer_args`
+    go to `iotinfer infer` as they are."""
     tag = f"{engine}-{uuid.uuid4().hex[:8]}"
     source, sink, dlq = f"bench-images-{tag}", f"bench-inferences-{tag}", f"bench-dlq-{tag}"
     create_topics(args.brokers, [source, sink, dlq], args.partitions)
@@ -69,6 +70,7 @@ def run(args, engine, images, rate=0.0, png_compression=0):
                    "--output-topic", sink, "--dlq-topic", dlq, "--log-every-ms", "0"]
         if engine == "iotinfer-fp32":
             command += ["--engine", "onednn"]
+        command += list(infer_args)
     else:
         command = [sys.executable, os.path.join(ROOT, "bench", "seed_pipeline.py"), "--brokers", args.brokers,
                    "--group", tag, "--input", source, "--output", sink]
