@@ -6,7 +6,8 @@ Mongo-wire server of ./dev k8s at the node's address (deploy/helm/examples/local
      at 500/s to 2 `infer` replicas (a StatefulSet), `sink` and a `stream` on Spark; in the
      middle of it an `infer` pod is deleted;
   2. helm upgrade, changing a value of infer (its pods roll) while the revision's own producer
-     Job sends 20,000 more;
+     Job sends 20,000 more; then one changing only the model that serves, which the running
+     infer pods take up without a restart;
   3. helm upgrade once more with no producer: the post-upgrade `batch` Job runs on everything,
      natively, then once more on Spark, whose executors are pods that Spark's Kubernetes
      scheduler starts; the live counts come from a Spark Structured Streaming query.
@@ -158,6 +159,20 @@ class ChartOnKubernetes(unittest.TestCase):
         kubectl("rollout", "status", f"statefulset/{RELEASE}-infer", "--timeout=180s", timeout=200)
         say("run b stored; infer rolled")
         self.services_ready()
+
+        say("helm upgrade: the augmented model serves, taken up by the running infer pods")
+        def incarnations():
+            return {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+                    for p in self.pods("infer")}
+        before = incarnations()
+        helm("upgrade", RELEASE, chart, "--reuse-values", "--set", "infer.models.active=fmnist-cnn-aug.onnx")
+        # The kubelet brings a ConfigMap's change into its pods' volumes within its sync period
+        # (a minute) and its cache's lifetime.
+        wait_for("every infer pod serving fmnist-cnn-aug",
+                 lambda: all("now serving model fmnist-cnn-aug-" in kubectl("logs", name) for name in before), 240,
+                 every=5)
+        self.assertEqual(incarnations(), before, "an infer pod was replaced or restarted for a model change")
+        say(f"{len(before)} infer pods swapped models without a restart")
 
         # The runtime enforces the chart's security settings.
         pod = f"{RELEASE}-infer-0"
