@@ -87,6 +87,7 @@ struct ModelSource::Impl {
   std::set<std::string> refused_names;                           // chosen or named versions found nowhere
   std::string previous_active;                                   // DIR/active's text on the previous poll
   std::optional<std::string> chosen;
+  std::chrono::steady_clock::time_point next_choice;  // when to ask for the chosen version again
   std::string last_choice_error;
   std::string serving;  // the version serving, or handed over to serve next
 
@@ -149,10 +150,12 @@ struct ModelSource::Impl {
   // The model that should serve, or none when it stays as it is. `settle`: act on DIR/active
   // only once it reads the same twice, as a model file must look (it may be half-written).
   std::optional<Candidate> Decide(const std::vector<Candidate>& catalogue, bool settle = true) {
-    if (options.chosen_version) {
+    const auto now = std::chrono::steady_clock::now();
+    if (options.chosen_version && now >= next_choice) {
+      next_choice = now + options.choice_poll;
       Result<std::optional<std::string>> answer = options.chosen_version();
       if (answer) {
-        if (*answer) chosen = **answer;
+        chosen = *answer;
         last_choice_error.clear();
       } else if (answer.error().message() != last_choice_error) {
         last_choice_error = answer.error().message();

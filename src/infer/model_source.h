@@ -47,9 +47,10 @@ struct ModelSourceOptions {
   // Further files a chosen version may name: the shadow model, so that it can be promoted.
   std::vector<std::string> known_models;
   // The version an operator chose (models::ReadChoices on the control topic), nullopt while
-  // none was. A choice outranks the directory. When asking fails, the last answer stands: a
-  // broker that is down must not turn a promotion back.
+  // none was (or it was withdrawn). A choice outranks the directory. When asking fails, the last
+  // answer stands: a broker that is down must not turn a promotion back.
   std::function<Result<std::optional<std::string>>()> chosen_version;
+  std::chrono::milliseconds choice_poll{5000};  // how often chosen_version is asked
   // How often the directory, and the choice, are looked at. A changed file is loaded once it
   // has looked the same on two looks in a row, so that a model being copied in is not read
   // half-written.

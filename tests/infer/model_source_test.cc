@@ -259,6 +259,7 @@ TEST(ModelSourceTest, AChosenVersionOutranksTheDirectory) {
   auto options = Options(dir.file("models"), log);
   fs::copy_file(dir.file("a.onnx"), dir.file("models/a.onnx"));
   options.known_models = {dir.file("candidate.onnx")};
+  options.choice_poll = kPoll;
   options.chosen_version = [&]() -> Result<std::optional<std::string>> {
     std::lock_guard lock(mutex);
     return answer;
@@ -281,6 +282,13 @@ TEST(ModelSourceTest, AChosenVersionOutranksTheDirectory) {
   ASSERT_TRUE(RefusedWithin(**source, ModelRefusal::kUnknownVersion, 1)) << log.All();
 
   choose(std::optional<std::string>(a));  // a rollback
+  next = Next(**source);
+  ASSERT_TRUE(next) << log.All();
+  EXPECT_EQ(next->model_id(), a);
+
+  choose(std::optional<std::string>(candidate));
+  ASSERT_TRUE(Next(**source));
+  choose(std::optional<std::string>());  // the choice withdrawn: the directory decides again
   next = Next(**source);
   ASSERT_TRUE(next) << log.All();
   EXPECT_EQ(next->model_id(), a);
