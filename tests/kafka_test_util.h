@@ -2,6 +2,7 @@
 
 // Helpers for tests against the real broker that the `kafka` ctest fixture starts.
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "core/image_message.h"
+#include "kafka/kafka.h"
+#include "test_util.h"
 
 namespace iotinfer::testing {
 
@@ -75,6 +78,41 @@ inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expecte
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return out;
+}
+
+/// Writes `messages` with the project's producer, each to its topic, and fails the test unless
+/// the broker acknowledged every one.
+inline void WriteAll(const std::vector<kafka::OutputMessage>& messages) {
+  auto producer = kafka::Producer::Create({});
+  ASSERT_OK(producer);
+  for (const auto& m : messages) ASSERT_OK((*producer)->Send(m.topic, m.message));
+  ASSERT_OK((*producer)->Flush());
+  ASSERT_EQ((*producer)->stats().acknowledged, static_cast<int64_t>(messages.size()));
+}
+
+/// Writes each (partition, message) of `messages` to `topic` in one transaction and aborts it:
+/// records a read_committed reader must never see.
+inline void ProduceAbortedTransaction(const std::string& topic,
+                                      const std::vector<std::pair<int32_t, WireMessage>>& messages,
+                                      const std::string& brokers = kTestBrokers) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), error, sizeof error);
+  rd_kafka_conf_set(conf, "transactional.id", UniqueTopic("aborted-txn").c_str(), error, sizeof error);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
+  ASSERT_NE(rk, nullptr) << error;
+  ASSERT_EQ(rd_kafka_init_transactions(rk, 30000), nullptr);
+  ASSERT_EQ(rd_kafka_begin_transaction(rk), nullptr);
+  for (const auto& [partition, m] : messages) {
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                                RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  rd_kafka_flush(rk, 10000);
+  ASSERT_EQ(rd_kafka_abort_transaction(rk, 30000), nullptr);
+  rd_kafka_destroy(rk);
 }
 
 /// How many messages `topic`'s partitions 0..partitions-1 hold (high minus low watermark,

@@ -83,6 +83,7 @@ void AddClassifyCommand(CLI::App& app, Action& action);
 void AddCalibrateCommand(CLI::App& app, Action& action);
 void AddDemoCommand(CLI::App& app, Action& action);
 void AddDlqCommand(CLI::App& app, Action& action);
+void AddModelsCommand(CLI::App& app, Action& action);
 void AddProduceCommand(CLI::App& app, Action& action);
 void AddInferCommand(CLI::App& app, Action& action);
 void AddSinkCommand(CLI::App& app, Action& action);

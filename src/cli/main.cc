@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::AddStreamCommand(app, action);
   iotinfer::cli::AddReportCommand(app, action);
   iotinfer::cli::AddDlqCommand(app, action);
+  iotinfer::cli::AddModelsCommand(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -26,6 +26,7 @@ namespace {
 using iotinfer::testing::Iotinfer;
 using iotinfer::testing::ReadAll;
 using iotinfer::testing::UniqueTopic;
+using iotinfer::testing::WriteAll;
 using kafka::DeadLetterReason;
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -63,14 +64,6 @@ kafka::OutputMessage DeadLetterOf(const std::string& dlq, const std::string& sou
     }
   }
   return out;
-}
-
-void Write(const std::vector<kafka::OutputMessage>& messages) {
-  auto producer = kafka::Producer::Create({});
-  ASSERT_OK(producer);
-  for (const auto& m : messages) ASSERT_OK((*producer)->Send(m.topic, m.message));
-  ASSERT_OK((*producer)->Flush());
-  ASSERT_EQ((*producer)->stats().acknowledged, static_cast<int64_t>(messages.size()));
 }
 
 // The messages of `topic` (read committed) by their `id` header, expecting `count`, and
@@ -150,7 +143,7 @@ TEST(DlqStatsTest, CountsByReasonProducerAndHourExactly) {
   letters.push_back({dlq, legacy});
   // Not a dead letter at all: no headers; its time is the record's own.
   letters.push_back({dlq, {"", "junk", {}}});
-  ASSERT_NO_FATAL_FAILURE(Write(letters));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(letters));
 
   StatsOptions options{.topics = {dlq}};
   auto counts = CountLetters(options);
@@ -212,7 +205,7 @@ TEST(DlqShowTest, NewestFirstFilteredAndEscaped) {
   for (auto& header : bad.message.headers) {
     if (header.name == "error") header.value = "key '\x1b[1m7' <b>bold</b>";
   }
-  ASSERT_NO_FATAL_FAILURE(Write({
+  ASSERT_NO_FATAL_FAILURE(WriteAll({
       DeadLetterOf(dlq, images, 1, ImageMessage("oldest", "1"), DeadLetterReason::kTooLarge, kTen),
       DeadLetterOf(dlq, images, 2, ImageMessage("middle", "1"), DeadLetterReason::kUndecodableImage, kTen + kHour),
       DeadLetterOf(dlq, images, 3, ImageMessage("newer", "2"), DeadLetterReason::kTooLarge, kTen + 2 * kHour),
@@ -271,7 +264,7 @@ TEST(DlqReplayTest, EachLetterGoesBackOnceWithItsHeadersAndASecondRunSendsNothin
   // A record sink dead-lettered goes back to the inferences topic it came from.
   letters.push_back(DeadLetterOf(dlq, inferences, 3, {"5", R"({"id":"rec","producer_id":5})", {{"id", "rec"}}},
                                  DeadLetterReason::kStoreRefused, kTen));
-  ASSERT_NO_FATAL_FAILURE(Write(letters));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(letters));
 
   auto dry = Replay({.topic = dlq, .dry_run = true});
   ASSERT_OK(dry);
@@ -352,7 +345,7 @@ TEST(DlqReplayTest, ReplaysKilledInsideATransactionAndBetweenTwoStillSendEachLet
   const std::string dlq = UniqueTopic("killed-dlq"), images = UniqueTopic("killed-images");
   ASSERT_OK(kafka::EnsureTopics({}, {{dlq, 2}, {images, 2}}));
   constexpr int kLetters = 9;
-  ASSERT_NO_FATAL_FAILURE(Write(ImageLetters(dlq, images, kLetters)));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(ImageLetters(dlq, images, kLetters)));
 
   ReplayOptions options = ReplayOf(dlq);
   options.letters_per_transaction = 2;
@@ -387,7 +380,7 @@ TEST(DlqReplayTest, AFilteredReplayLeavesTheOtherLettersForALaterRun) {
     letters.push_back(DeadLetterOf(dlq, images, 100 + i, ImageMessage(fmt::format("img-{}", i), "5"),
                                    DeadLetterReason::kUndecodableImage, kTen + kHour + i));
   }
-  ASSERT_NO_FATAL_FAILURE(Write(letters));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(letters));
 
   ReplayOptions options = ReplayOf(dlq);
   options.selection = {.reasons = {"too-large"}, .producers = {"0"}};
@@ -423,7 +416,7 @@ TEST(DlqReplayTest, AMessageTheTargetRefusesIsCountedAndLeftForALaterRun) {
       {}, {{dlq, 1}, {.name = small, .partitions = 1, .configs = {{"max.message.bytes", "1000"}}}, {large, 1}}));
   std::vector<kafka::OutputMessage> letters = ImageLetters(dlq, small, 3);
   letters[1].message.value.assign(3000, 'x');
-  ASSERT_NO_FATAL_FAILURE(Write(letters));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(letters));
 
   ReplayOptions options = ReplayOf(dlq);
   // One record a batch, one batch in flight: the topic's limit is then the record's, and no
@@ -454,7 +447,7 @@ TEST(DlqReplayTest, AMessageTheTargetRefusesIsCountedAndLeftForALaterRun) {
 TEST(DlqReplayTest, NowhereToSendIsAClearError) {
   const std::string dlq = UniqueTopic("nowhere-dlq"), gone = UniqueTopic("gone-images");
   ASSERT_OK(kafka::EnsureTopics({}, {{dlq, 1}}));
-  ASSERT_NO_FATAL_FAILURE(Write(ImageLetters(dlq, gone, 2)));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(ImageLetters(dlq, gone, 2)));
   auto missing_source = Replay(ReplayOf(dlq));
   ASSERT_FALSE(missing_source);
   EXPECT_EQ(missing_source.error().code(), Error::Code::kNotFound);
@@ -489,7 +482,7 @@ TEST(DlqReplayTest, ImagesInferRefusedAsTooLargeAreInferredOnceAfterAReplay) {
   corrupt.value.resize(10);
   corrupt.headers[0].value = "corrupt";
   sent.push_back({images, corrupt});
-  ASSERT_NO_FATAL_FAILURE(Write(sent));
+  ASSERT_NO_FATAL_FAILURE(WriteAll(sent));
 
   infer::InferOptions options;
   options.group = UniqueTopic("e2e-group");
@@ -536,7 +529,7 @@ TEST(DlqReplayTest, ImagesInferRefusedAsTooLargeAreInferredOnceAfterAReplay) {
 TEST(DlqCommandTest, BadInputSaysWhatIsWrong) {
   const std::string dlq = UniqueTopic("cli-dlq"), missing = UniqueTopic("cli-missing");
   ASSERT_OK(kafka::EnsureTopics({}, {{dlq, 1}}));
-  ASSERT_NO_FATAL_FAILURE(Write({{dlq, {"\x1b[31m", "\x1b[2J", {{"reason", "\x1b]0;x\x07"}}}}}));
+  ASSERT_NO_FATAL_FAILURE(WriteAll({{dlq, {"\x1b[31m", "\x1b[2J", {{"reason", "\x1b]0;x\x07"}}}}}));
 
   struct Case {
     std::string args;

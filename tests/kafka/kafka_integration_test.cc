@@ -70,22 +70,9 @@ TEST(KafkaIntegrationTest, ProducerDeliversImageMessagesWithTheirHeaders) {
 
 // An aborted transaction's messages, on every partition of `topic`.
 void ProduceAbortedTransaction(const std::string& topic, int partitions) {
-  char error[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", testing::kTestBrokers, error, sizeof error);
-  rd_kafka_conf_set(conf, "transactional.id", UniqueTopic("scan-txn").c_str(), error, sizeof error);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error);
-  ASSERT_NE(rk, nullptr) << error;
-  ASSERT_EQ(rd_kafka_init_transactions(rk, 30000), nullptr);
-  ASSERT_EQ(rd_kafka_begin_transaction(rk), nullptr);
-  for (int p = 0; p < partitions; ++p) {
-    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(p),
-                                RD_KAFKA_V_VALUE(const_cast<char*>("aborted"), 7), RD_KAFKA_V_END),
-              RD_KAFKA_RESP_ERR_NO_ERROR);
-  }
-  rd_kafka_flush(rk, 10000);
-  ASSERT_EQ(rd_kafka_abort_transaction(rk, 30000), nullptr);
-  rd_kafka_destroy(rk);
+  std::vector<std::pair<int32_t, WireMessage>> messages;
+  for (int p = 0; p < partitions; ++p) messages.push_back({p, {"", "aborted", {}}});
+  testing::ProduceAbortedTransaction(topic, messages);
 }
 
 TEST(KafkaIntegrationTest, ScanTopicReadsEveryCommittedMessageOnceInPartitionOrder) {
