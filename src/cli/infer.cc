@@ -38,6 +38,10 @@ void AddInferCommand(CLI::App& app, Action& action) {
       ->envname("IOTINFER_MODEL_DIR");
   cmd->add_option("--model-active", o.model_active,
                   "the file naming the model of --model-dir that serves (default: DIR/active)");
+  cmd->add_option("--model-control-topic", o.model_control_topic,
+                  "compacted topic whose latest choice for --group names the version to serve (models activate); "
+                  "empty: none")
+      ->capture_default_str();
   AddDurationOption(*cmd, "--model-poll", o.model_poll, "how often --model-dir is looked at", "1s");
   cmd->add_option("--shadow-model", o.shadow_model,
                   "a candidate ONNX model that classifies the images too, to --shadow-topic (models compare)");

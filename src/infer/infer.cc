@@ -11,6 +11,7 @@
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
+#include "models/control.h"
 
 namespace iotinfer::infer {
 namespace {
@@ -184,6 +185,19 @@ bool Shadowed(std::string_view id, double share) {
   return static_cast<double>(hash >> 11) * 0x1p-53 < share;
 }
 
+// The version the control topic chose for this group, if any. Asked every few seconds by the
+// model source, off the service's thread.
+std::function<Result<std::optional<std::string>>()> ChosenVersion(const InferOptions& options) {
+  if (options.model_control_topic.empty()) return {};
+  return [kafka = options.kafka, topic = options.model_control_topic,
+          group = options.group]() -> Result<std::optional<std::string>> {
+    ASSIGN_OR_RETURN(auto choices, models::ReadChoices(kafka, topic));
+    const auto chosen = choices.find(group);
+    if (chosen == choices.end()) return std::optional<std::string>();
+    return std::optional<std::string>(chosen->second.model);
+  };
+}
+
 std::string Canonical(const std::string& path) {
   std::error_code ec;
   const std::filesystem::path resolved = std::filesystem::canonical(path, ec);
@@ -216,6 +230,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                                                             .model_dir = options.model_dir,
                                                                             .active_file = options.model_active,
                                                                             .known_models = known_models,
+                                                                            .chosen_version = ChosenVersion(options),
                                                                             .poll = options.model_poll,
                                                                             .log = kafka::StderrLog(log_name)}));
   std::unique_ptr<model::Classifier> classifier = models->TakeNext();

@@ -46,6 +46,10 @@ struct InferOptions {
   std::string model_dir;
   std::string model_active;  // the file naming the model that serves; empty: model_dir/active
   std::chrono::milliseconds model_poll{1000};
+  // The compacted topic whose latest choice for `group` names the version to serve, outranking
+  // model_dir (`iotinfer models activate`, `models compare --promote-if better`); the version
+  // must be one of the files infer knows: model_dir's, the model's, the shadow's. Empty: none.
+  std::string model_control_topic = topics::kModelControl;
   // A candidate model that classifies a sample of the images too, its records going to
   // shadow_topic in the same transaction as the active model's: `models compare` pairs them.
   std::string shadow_model;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "infer/infer.h"
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
+#include "models/control.h"
 #include "produce/produce.h"
 #include "test_util.h"
 
@@ -189,6 +191,91 @@ TEST(ModelSwapTest, TheShadowModelsRecordsArePairedExactlyOnce) {
     EXPECT_EQ(s.actual_value, a.actual_value);
     // The same network in another file: the same answer, so the pairing is image by image.
     EXPECT_EQ(s.image_prediction, a.image_prediction) << s.id;
+  }
+}
+
+// `models activate` promotes the shadow through the control topic, and rolls it back: the
+// running service follows, between two batches, and refuses a version it has no file for.
+TEST(ModelSwapTest, TheControlTopicPromotesAndRollsBack) {
+  TempDir dir;
+  WriteModelVariant(dir.file("candidate.onnx"), "candidate");
+  const std::string images = UniqueTopic("control-images");
+  const std::string inferences = UniqueTopic("control-inferences");
+  InferOptions options = Between(images, inferences, UniqueTopic("control-dlq"));
+  options.shadow_model = dir.file("candidate.onnx");
+  options.shadow_topic = UniqueTopic("control-shadow");
+  options.model_control_topic = UniqueTopic("control");
+  const std::string active = VersionOf(iotinfer::testing::ModelPath());
+  const std::string candidate = VersionOf(dir.file("candidate.onnx"));
+
+  std::atomic<bool> stop{false};
+  std::mutex mutex;
+  InferStats last;
+  Result<InferStats> result = std::unexpected(Error::Internal("did not run"));
+  std::thread service([&] {
+    result = RunInfer(options, stop, [&](const InferStats& s) {
+      std::lock_guard lock(mutex);
+      last = s;
+    });
+  });
+  std::atomic<bool> sending{true};
+  std::thread devices([&] {
+    for (int round = 0; sending; ++round) {
+      auto batch = Devices(images, 500, 1000);
+      batch.run_id = fmt::format("r{}", round);
+      EXPECT_TRUE(produce::Produce(batch));
+    }
+  });
+  auto choose = [&](const std::string& version) {
+    ASSERT_OK(models::WriteChoice({.brokers = iotinfer::testing::kTestBrokers}, options.model_control_topic,
+                                  {.group = options.group, .model = version, .by = "model_swap_test"}));
+  };
+  auto serving = [&](const std::string& version) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard lock(mutex);
+        if (last.model == version) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  ASSERT_TRUE(serving(active));
+  choose(candidate);
+  EXPECT_TRUE(serving(candidate)) << "not promoted";
+  choose("nowhere-0badc0de");
+  auto refused = [&] {
+    std::lock_guard lock(mutex);
+    return last.models_refused[static_cast<size_t>(ModelRefusal::kUnknownVersion)] == 1;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!refused() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(refused()) << "a version no file has was not refused";
+  choose(active);
+  EXPECT_TRUE(serving(active)) << "not rolled back";
+  sending = false;
+  devices.join();
+  stop = true;
+  service.join();
+  ASSERT_OK(result);
+  EXPECT_EQ(result->model_swaps, 2);
+  EXPECT_EQ(result->models_refused[static_cast<size_t>(ModelRefusal::kUnknownVersion)], 1);
+
+  // Batch by batch: the active model, the candidate, the active model again.
+  std::map<int64_t, std::set<std::string>> per_batch;
+  for (const InferenceRecord& r : Records(inferences)) per_batch[r.inferred_at_us].insert(r.model);
+  std::vector<std::string> runs;
+  for (const auto& [at, models] : per_batch) {
+    ASSERT_EQ(models.size(), 1u) << "a batch mixed models at " << at;
+    if (runs.empty() || runs.back() != *models.begin()) runs.push_back(*models.begin());
+  }
+  EXPECT_EQ(runs, (std::vector<std::string>{active, candidate, active}));
+  // While the candidate served, it was not also run as its own shadow.
+  for (const InferenceRecord& r : Records(options.shadow_topic)) {
+    EXPECT_NE(per_batch[r.inferred_at_us], std::set<std::string>{candidate}) << r.id;
   }
 }
 
