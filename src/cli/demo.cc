@@ -25,6 +25,8 @@ void AddDemoCommand(CLI::App& app, Action& action) {
   cmd->add_option("--threads", o.classifier.threads, "inference threads (0: one per core)")
       ->capture_default_str()
       ->check(NonNegative());
+  cmd->add_option("--shadow-model", o.shadow_model,
+                  "a candidate model run beside the active one; the demo ends with their comparison per device");
   cmd->add_option("--model", o.classifier.model_path, "ONNX model (default: the committed one)")
       ->envname("IOTINFER_MODEL");
   cmd->add_option("--out", o.out_dir, "directory for charts, CSV files and the default SQLite store")

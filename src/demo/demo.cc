@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <span>
 #include <thread>
 #include <tuple>
 
@@ -15,6 +16,7 @@
 #include "core/topics.h"
 #include "dataset/faults.h"
 #include "kafka/mock_cluster.h"
+#include "models/models.h"
 
 namespace iotinfer::demo {
 namespace {
@@ -105,6 +107,23 @@ std::vector<std::tuple<int, int64_t, int64_t, int64_t>> Counts(std::span<const P
   return counts;
 }
 
+// The candidate's accuracy against the active model's, over the devices with faults and over
+// those without: what a model trained on the faults should gain, and not lose.
+std::string FormatGains(const models::Comparison& comparison, std::span<const int> healthy) {
+  models::PairedCounts faulty_counts, healthy_counts;
+  for (const models::DeviceComparison& d : comparison.judgement.devices) {
+    (std::ranges::find(healthy, d.producer_id) != healthy.end() ? healthy_counts : faulty_counts) += d.counts;
+  }
+  auto line = [](std::string_view what, const models::PairedCounts& c) {
+    if (c.images == 0) return std::string();
+    const double active = 100.0 * static_cast<double>(c.active_correct) / static_cast<double>(c.images);
+    const double candidate = 100.0 * static_cast<double>(c.candidate_correct) / static_cast<double>(c.images);
+    return fmt::format("on the devices {}: {:.2f}% -> {:.2f}% ({:+.2f} points, McNemar p = {:.3g})\n", what, active,
+                       candidate, candidate - active, models::McNemarP(c.b, c.c));
+  };
+  return line("with faults", faulty_counts) + line("without faults", healthy_counts);
+}
+
 }  // namespace
 
 Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(const std::string&)>& on_log,
@@ -125,9 +144,13 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
                                         : fmt::format("{}.demo-{}", topics::kInferencesAccepted, run_suffix);
   const std::string health =
       embedded ? std::string(topics::kProducerHealth) : fmt::format("{}.demo-{}", topics::kProducerHealth, run_suffix);
-  const std::vector<std::string> run_topics = {
+  // The shadow's records of this run alone, so that the comparison pairs this run's images.
+  const std::string shadow = embedded ? std::string(topics::kInferencesShadow)
+                                      : fmt::format("{}.demo-{}", topics::kInferencesShadow, run_suffix);
+  std::vector<std::string> run_topics = {
       topics::kImages, topics::kInferences, topics::kImagesDeadLetters, topics::kInferencesDeadLetters, accepted,
       health};
+  if (!options.shadow_model.empty()) run_topics.push_back(shadow);
   if (embedded) {
     ASSIGN_OR_RETURN(cluster, kafka::MockCluster::Create());
     for (const auto& topic : run_topics) TRY(cluster->CreateTopic({topic, options.partitions}));
@@ -154,6 +177,9 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
   infer_options.group = "iotinfer-demo";
   infer_options.partitions = options.partitions;
   infer_options.classifier = options.classifier;
+  infer_options.shadow_model = options.shadow_model;
+  infer_options.shadow_topic = shadow;
+  infer_options.model_control_topic.clear();  // a demo serves the model it is given
   infer_options.log_every = std::chrono::milliseconds(0);
   sink::SinkOptions sink_options;
   sink_options.kafka = kafka;
@@ -257,6 +283,11 @@ Result<DemoReport> RunDemo(const DemoOptions& options, const std::function<void(
     if (plan.For(p).empty()) report.healthy_producers.push_back(p);
   }
 
+  if (!options.shadow_model.empty()) {
+    report.compared = {.kafka = kafka, .inferences = topics::kInferences, .shadow = shadow};
+    ASSIGN_OR_RETURN(report.comparison, models::Compare(report.compared));
+  }
+
   analytics::LatencyOptions latency;
   latency.kafka = kafka;
   latency.run_id = report.produced.run_id;
@@ -298,6 +329,11 @@ std::string FormatDemo(const DemoReport& r) {
   out += "\n\n";
   if (!r.verdicts.empty()) {
     out += "device health, as the stream judged it (docs/health.md):\n" + health::FormatVerdicts(r.verdicts) + "\n";
+  }
+  if (r.comparison) {
+    out += "the shadow model against the active one, on the same images (iotinfer models compare):\n" +
+           models::FormatComparison(*r.comparison, r.compared, 0) + FormatGains(*r.comparison, r.healthy_producers) +
+           "\n";
   }
   for (const auto& file : r.batch.files) out += fmt::format("wrote {}\n", file);
   out += analytics::FormatLatency(r.latency);

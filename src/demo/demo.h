@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "analytics/batch.h"
@@ -13,6 +14,7 @@
 #include "infer/infer.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
+#include "models/compare.h"
 #include "produce/produce.h"
 #include "sink/sink.h"
 #include "store/store.h"
@@ -36,6 +38,9 @@ struct DemoOptions {
   std::string faults = kDefaultFaults;
   uint64_t seed = 1;
   model::ClassifierOptions classifier;
+  // A candidate model run as infer's shadow; the demo then compares it with the active model,
+  // per device (models::Compare). Empty: none.
+  std::string shadow_model;
   std::string out_dir = "iotinfer-demo";
   // Empty: a SQLite file in out_dir. The demo starts by emptying this store, so the default
   // MongoDB database is its own.
@@ -62,6 +67,8 @@ struct DemoReport {
   std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
   std::vector<DeviceHealth> verdicts;  // the stream's latest verdict on each device
   std::string dashboard;               // its address, when served
+  std::optional<models::Comparison> comparison;  // with a shadow model: it against the active one
+  models::CompareOptions compared;               // the topics compared
   double seconds = 0;
 };
 

@@ -63,64 +63,6 @@ std::string Row(const std::string& name, const PairedCounts& c, double p, std::o
   return row + "\n";
 }
 
-std::string Table(const Comparison& comparison, const CompareCommandOptions& options) {
-  const CompareOptions& o = options.compare;
-  const Judgement& j = comparison.judgement;
-  std::string out;
-  if (comparison.active.empty()) {
-    out += fmt::format("no image of {} was also classified in {}\n", o.shadow, o.inferences);
-  } else {
-    out += fmt::format("active     {}  ({})\n", comparison.active, o.inferences);
-    out += fmt::format("candidate  {}  ({})\n", comparison.candidate, o.shadow);
-    const ModelPair& pair = comparison.pairs.front();
-    out += fmt::format("paired     {} classified by both ({} unlabelled, not compared)\n",
-                       Plural(pair.labelled, "labelled image", "labelled images"), pair.unlabelled);
-  }
-  out += fmt::format(
-      "records    {} of {} and {} of {} read; unpaired: {} and {}; {} undecodable or without a model "
-      "version\n",
-      comparison.active_records, o.inferences, comparison.shadow_records, o.shadow, comparison.active_unpaired,
-      comparison.shadow_unpaired, comparison.undecodable);
-  if (comparison.pairs.size() > 1) {
-    out += "other pairs (compare one with --active and --candidate):\n";
-    for (size_t i = 1; i < comparison.pairs.size(); ++i) {
-      const ModelPair& p = comparison.pairs[i];
-      out += fmt::format("  {} -> {}  {}\n", p.active, p.candidate,
-                         Plural(p.labelled, "labelled image", "labelled images"));
-    }
-  }
-  if (!comparison.active.empty()) {
-    out += fmt::format("\n{:<12}{:>10}{:>10}{:>11}{:>9}{:>9}{:>11}{:>11}  {}\n", "device", "images", "active",
-                       "candidate", "b", "c", "p-value", "Holm p", "difference");
-    const Difference overall = j.p_value < j.alpha && j.overall.b != j.overall.c
-                                   ? (j.overall.c > j.overall.b ? Difference::kBetter : Difference::kWorse)
-                                   : Difference::kNone;
-    out += Row("all", j.overall, j.p_value, std::nullopt, overall);
-    std::vector<const DeviceComparison*> devices;
-    for (const DeviceComparison& d : j.devices) devices.push_back(&d);
-    const size_t shown =
-        options.devices == 0 ? devices.size() : std::min(devices.size(), static_cast<size_t>(options.devices));
-    std::partial_sort(devices.begin(), devices.begin() + static_cast<ptrdiff_t>(shown), devices.end(),
-                      [](const auto* a, const auto* b) { return ShownBefore(*a, *b); });
-    for (size_t i = 0; i < shown; ++i) {
-      const DeviceComparison& d = *devices[i];
-      out += Row(std::to_string(d.producer_id), d.counts, d.p_value,
-                 d.counts.b + d.counts.c > 0 ? std::optional(d.adjusted_p) : std::nullopt, d.difference);
-    }
-    out += fmt::format("{}, {} tested (b + c > 0; Holm's correction is over those)",
-                       Plural(static_cast<int64_t>(devices.size()), "device", "devices"), j.devices_tested);
-    if (shown < devices.size()) {
-      const auto significant = std::count_if(devices.begin() + static_cast<ptrdiff_t>(shown), devices.end(),
-                                             [](const auto* d) { return d->difference != Difference::kNone; });
-      out += fmt::format("; {} more not shown, {} of them significant (--devices 0 or --json lists all)",
-                         devices.size() - shown, significant);
-    }
-    out += "\n\n";
-  }
-  out += fmt::format("decision   {}: {}\n", DecisionName(j.decision), j.summary);
-  return out;
-}
-
 Json CountsJson(const PairedCounts& c) {
   auto accuracy = [&](int64_t correct) {
     return c.images > 0 ? Json(static_cast<double>(correct) / static_cast<double>(c.images)) : Json(nullptr);
@@ -210,6 +152,63 @@ Result<Promotion> PromoteIfBetter(const Comparison& comparison, const CompareCom
 
 }  // namespace
 
+std::string FormatComparison(const Comparison& comparison, const CompareOptions& o, int devices_shown) {
+  const Judgement& j = comparison.judgement;
+  std::string out;
+  if (comparison.active.empty()) {
+    out += fmt::format("no image of {} was also classified in {}\n", o.shadow, o.inferences);
+  } else {
+    out += fmt::format("active     {}  ({})\n", comparison.active, o.inferences);
+    out += fmt::format("candidate  {}  ({})\n", comparison.candidate, o.shadow);
+    const ModelPair& pair = comparison.pairs.front();
+    out += fmt::format("paired     {} classified by both ({} unlabelled, not compared)\n",
+                       Plural(pair.labelled, "labelled image", "labelled images"), pair.unlabelled);
+  }
+  out += fmt::format(
+      "records    {} of {} and {} of {} read; unpaired: {} and {}; {} undecodable or without a model "
+      "version\n",
+      comparison.active_records, o.inferences, comparison.shadow_records, o.shadow, comparison.active_unpaired,
+      comparison.shadow_unpaired, comparison.undecodable);
+  if (comparison.pairs.size() > 1) {
+    out += "other pairs (compare one with --active and --candidate):\n";
+    for (size_t i = 1; i < comparison.pairs.size(); ++i) {
+      const ModelPair& p = comparison.pairs[i];
+      out += fmt::format("  {} -> {}  {}\n", p.active, p.candidate,
+                         Plural(p.labelled, "labelled image", "labelled images"));
+    }
+  }
+  if (!comparison.active.empty()) {
+    out += fmt::format("\n{:<12}{:>10}{:>10}{:>11}{:>9}{:>9}{:>11}{:>11}  {}\n", "device", "images", "active",
+                       "candidate", "b", "c", "p-value", "Holm p", "difference");
+    const Difference overall = j.p_value < j.alpha && j.overall.b != j.overall.c
+                                   ? (j.overall.c > j.overall.b ? Difference::kBetter : Difference::kWorse)
+                                   : Difference::kNone;
+    out += Row("all", j.overall, j.p_value, std::nullopt, overall);
+    std::vector<const DeviceComparison*> devices;
+    for (const DeviceComparison& d : j.devices) devices.push_back(&d);
+    const size_t shown =
+        devices_shown <= 0 ? devices.size() : std::min(devices.size(), static_cast<size_t>(devices_shown));
+    std::partial_sort(devices.begin(), devices.begin() + static_cast<ptrdiff_t>(shown), devices.end(),
+                      [](const auto* a, const auto* b) { return ShownBefore(*a, *b); });
+    for (size_t i = 0; i < shown; ++i) {
+      const DeviceComparison& d = *devices[i];
+      out += Row(std::to_string(d.producer_id), d.counts, d.p_value,
+                 d.counts.b + d.counts.c > 0 ? std::optional(d.adjusted_p) : std::nullopt, d.difference);
+    }
+    out += fmt::format("{}, {} tested (b + c > 0; Holm's correction is over those)",
+                       Plural(static_cast<int64_t>(devices.size()), "device", "devices"), j.devices_tested);
+    if (shown < devices.size()) {
+      const auto significant = std::count_if(devices.begin() + static_cast<ptrdiff_t>(shown), devices.end(),
+                                             [](const auto* d) { return d->difference != Difference::kNone; });
+      out += fmt::format("; {} more not shown, {} of them significant (--devices 0 or --json lists all)",
+                         devices.size() - shown, significant);
+    }
+    out += "\n\n";
+  }
+  out += fmt::format("decision   {}: {}\n", DecisionName(j.decision), j.summary);
+  return out;
+}
+
 Result<std::string> CompareText(const CompareCommandOptions& options) {
   if (options.devices < 0) {
     return std::unexpected(Error::InvalidInput(fmt::format("--devices must not be negative, got {}", options.devices)));
@@ -230,7 +229,7 @@ Result<std::string> CompareText(const CompareCommandOptions& options) {
     }
     return json.dump(2) + "\n";
   }
-  std::string out = Table(comparison, options);
+  std::string out = FormatComparison(comparison, options.compare, options.devices);
   if (promotion) out += promotion->message + "\n";
   return out;
 }

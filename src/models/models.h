@@ -20,6 +20,11 @@ struct CompareCommandOptions {
   std::string control_topic = topics::kModelControl;  // where it is written
 };
 
+/// `comparison` of the topics `options` names, as `models compare` prints it: the models and
+/// topics, how many records were paired, the overall row and `devices_shown` device rows (the
+/// significant first, then by |c - b|; 0: all), and the decision with its reason.
+std::string FormatComparison(const Comparison& comparison, const CompareOptions& options, int devices_shown);
+
 /// The comparison as a table (or JSON): the models and topics, how many records were paired,
 /// the overall and per-device accuracies, b, c, p-values and Holm-adjusted ones, and the
 /// decision with its reason. With `promote`, when the decision is kBetter, a ModelChoice of the

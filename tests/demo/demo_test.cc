@@ -89,5 +89,29 @@ TEST(DemoTest, ItsStreamJudgesTheFaultyDevicesFaultyAndTheHealthyHealthy) {
   EXPECT_NE(shown.find("device health"), std::string::npos) << shown;
 }
 
+// A shadow model is compared with the active one on the same images: here the same network
+// under another name, so they agree on every image.
+TEST(DemoTest, ComparesAShadowModelWithTheActiveOne) {
+  iotinfer::testing::TempDir dir;
+  DemoOptions options;
+  options.images = 600;
+  options.out_dir = dir.file("out");
+  options.shadow_model = dir.file("candidate.onnx");
+  iotinfer::testing::WriteModelVariant(options.shadow_model, "candidate");
+  auto report = RunDemo(options);
+  ASSERT_OK(report);
+  ASSERT_TRUE(report->comparison);
+  const models::Comparison& c = *report->comparison;
+  EXPECT_EQ(c.active, *model::ModelId(iotinfer::testing::ModelPath()));
+  EXPECT_EQ(c.candidate, *model::ModelId(options.shadow_model));
+  ASSERT_FALSE(c.pairs.empty());
+  EXPECT_EQ(c.pairs.front().labelled, report->inferred.inferred);
+  EXPECT_EQ(c.judgement.overall.b + c.judgement.overall.c, 0);
+  EXPECT_EQ(c.judgement.decision, models::Decision::kNoDifference);
+  const std::string shown = FormatDemo(*report);
+  EXPECT_NE(shown.find("on the devices with faults: "), std::string::npos) << shown;
+  EXPECT_NE(shown.find("(+0.00 points, McNemar p = 1)"), std::string::npos) << shown;
+}
+
 }  // namespace
 }  // namespace iotinfer::demo
