@@ -99,16 +99,22 @@ def latencies(records):
     return {"p50": percentile(ms, 0.50), "p99": percentile(ms, 0.99), "max": ms[-1]}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+def arguments(description):
+    """The flags of every benchmark that runs `run`."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--iotinfer", required=True)
     ap.add_argument("--report", required=True)
     ap.add_argument("--brokers", default="127.0.0.1:9092")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--images", type=int, default=30000, help="images for iotinfer's throughput run")
-    ap.add_argument("--baseline-images", type=int, default=3000, help="images for the baseline's throughput run")
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--rate-seconds", type=float, default=15)
+    return ap
+
+
+def main():
+    ap = arguments(__doc__)
+    ap.add_argument("--baseline-images", type=int, default=3000, help="images for the baseline's throughput run")
     ap.add_argument("--warmup-images", type=int, default=150000,
                     help="images sent through iotinfer first and not measured: a broker just started "
                          "(as ./dev bench starts one) spends about twice the CPU per message until its JIT "

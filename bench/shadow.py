@@ -6,7 +6,6 @@ it) and latency (produced_at -> inferred_at) with the devices held to --rate ima
 active model's records are read back, so the latency is what users of `inferences` see. Writes
 the table into BENCHMARKS.md.
 """
-import argparse
 import datetime
 import json
 import os
@@ -15,20 +14,13 @@ import statistics
 import tempfile
 
 from benchmarks import machine_line, write_section
-from pipeline import latencies, run, throughput
+from pipeline import arguments, latencies, run, throughput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
-    ap.add_argument("--partitions", type=int, default=6)
-    ap.add_argument("--images", type=int, default=30000)
-    ap.add_argument("--rate", type=float, default=1000)
-    ap.add_argument("--rate-seconds", type=float, default=15)
+    ap = arguments(__doc__)
     ap.add_argument("--warmup-images", type=int, default=100000,
                     help="images sent through first and not measured, while the broker's JIT warms up")
     ap.add_argument("--rounds", type=int, default=3)

@@ -44,13 +44,15 @@ std::vector<InferenceRecord> Records(const std::string& topic) {
 
 std::string VersionOf(const std::string& path) { return model::ModelId(path).value_or("?"); }
 
-InferOptions Between(const std::string& images, const std::string& inferences, const std::string& dlq) {
+// The service between topics of its own (`prefix`-images, -inferences, -dlq), in a group of
+// its own, with no periodic log line, on float32.
+InferOptions OwnTopics(const std::string& prefix) {
   InferOptions options;
   options.kafka.brokers = iotinfer::testing::kTestBrokers;
-  options.group = UniqueTopic("infer-group");
-  options.input_topic = images;
-  options.output_topic = inferences;
-  options.dlq_topic = dlq;
+  options.group = UniqueTopic((prefix + "-group").c_str());
+  options.input_topic = UniqueTopic((prefix + "-images").c_str());
+  options.output_topic = UniqueTopic((prefix + "-inferences").c_str());
+  options.dlq_topic = UniqueTopic((prefix + "-dlq").c_str());
   options.log_every = std::chrono::milliseconds(0);
   options.classifier.engine = model::Engine::kOneDnn;
   return options;
@@ -72,9 +74,9 @@ TEST(ModelSwapTest, SwapsAreExactlyOnceAndDoNotStallTheStream) {
   constexpr int64_t kImages = 50'000;
   TempDir dir;
   WriteModelVariant(dir.file("a.onnx"), "a");
-  const std::string images = UniqueTopic("swap-images");
-  const std::string inferences = UniqueTopic("swap-inferences");
-  InferOptions options = Between(images, inferences, UniqueTopic("swap-dlq"));
+  InferOptions options = OwnTopics("swap");
+  const std::string& images = options.input_topic;
+  const std::string& inferences = options.output_topic;
   options.model_dir = dir.path();
   options.model_poll = std::chrono::milliseconds(200);
 
@@ -161,9 +163,9 @@ TEST(ModelSwapTest, TheShadowModelsRecordsArePairedExactlyOnce) {
   constexpr int64_t kImages = 3'000;
   TempDir dir;
   WriteModelVariant(dir.file("candidate.onnx"), "candidate");
-  const std::string images = UniqueTopic("shadow-images");
-  const std::string inferences = UniqueTopic("shadow-inferences");
-  InferOptions options = Between(images, inferences, UniqueTopic("shadow-dlq"));
+  InferOptions options = OwnTopics("shadow");
+  const std::string& images = options.input_topic;
+  const std::string& inferences = options.output_topic;
   options.shadow_model = dir.file("candidate.onnx");
   options.shadow_topic = UniqueTopic("shadow-records");
   options.shadow_sample = 0.5;
@@ -199,9 +201,9 @@ TEST(ModelSwapTest, TheShadowModelsRecordsArePairedExactlyOnce) {
 TEST(ModelSwapTest, TheControlTopicPromotesAndRollsBack) {
   TempDir dir;
   WriteModelVariant(dir.file("candidate.onnx"), "candidate");
-  const std::string images = UniqueTopic("control-images");
-  const std::string inferences = UniqueTopic("control-inferences");
-  InferOptions options = Between(images, inferences, UniqueTopic("control-dlq"));
+  InferOptions options = OwnTopics("control");
+  const std::string& images = options.input_topic;
+  const std::string& inferences = options.output_topic;
   options.shadow_model = dir.file("candidate.onnx");
   options.shadow_topic = UniqueTopic("control-shadow");
   options.model_control_topic = UniqueTopic("control");
