@@ -78,6 +78,7 @@ Status PrintResult(const Result<std::string>& text);
 /// commit their current batch before they exit.
 const std::atomic<bool>& StopOnSignals();
 
+void AddAugmentCommand(CLI::App& app, Action& action);
 void AddBatchCommand(CLI::App& app, Action& action);
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddCalibrateCommand(CLI::App& app, Action& action);

@@ -180,6 +180,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::Action action;
   iotinfer::cli::AddClassifyCommand(app, action);
   iotinfer::cli::AddCalibrateCommand(app, action);
+  iotinfer::cli::AddAugmentCommand(app, action);
   iotinfer::cli::AddDemoCommand(app, action);
   iotinfer::cli::AddProduceCommand(app, action);
   iotinfer::cli::AddInferCommand(app, action);

@@ -1,0 +1,36 @@
+#include "dataset/augment.h"
+
+#include "cli/commands.h"
+
+namespace iotinfer::cli {
+
+void AddAugmentCommand(CLI::App& app, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "augment",
+      "Write augmented copies of a Fashion-MNIST split for training (model/train.py --augment): each image through "
+      "one or two of the fault profiles at random strengths, exactly as a faulty device sends it");
+  auto options = std::make_shared<dataset::AugmentFilesOptions>();
+  auto split = std::make_shared<std::string>("train");
+  cmd->add_option("--data-dir", options->dataset.dir, "where the Fashion-MNIST files are (default: Debian's location)");
+  cmd->add_option("--split", *split, "train or test")->capture_default_str();
+  cmd->add_option("--limit", options->limit, "only the first N images (0: all)")
+      ->capture_default_str()
+      ->check(NonNegative());
+  cmd->add_option("--copies", options->augment.copies, "augmented copies of each image")
+      ->capture_default_str()
+      ->check(Positive());
+  cmd->add_option("--seed", options->augment.seed, "seed of the faults drawn")->capture_default_str();
+  cmd->add_option("--second-fault", options->augment.second_fault_probability,
+                  "probability that an image gets a second fault of another kind")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--out", options->out_dir, "directory for the idx files (created if missing)")->required();
+  cmd->callback([&action, options, split] {
+    action = [options, split]() -> Status {
+      ASSIGN_OR_RETURN(options->dataset.split, dataset::ParseSplit(*split));
+      return PrintResult(dataset::WriteAugmented(*options));
+    };
+  });
+}
+
+}  // namespace iotinfer::cli
