@@ -194,6 +194,27 @@ TEST(ClassifierTest, FreshlyTrainedExportAgreesWithPyTorch) {
   ExpectAgreesWithPyTorch(dir.file("fmnist-cnn.onnx"), dir.file("test-predictions.u8"), 0.4);
 }
 
+// --augment and --name: the faulty copies that `iotinfer augment` wrote go into training, and
+// the new model's files carry its name, beside the first model's rather than over them.
+TEST(ClassifierTest, AugmentedTrainingWritesAModelOfItsOwnName) {
+  TempDir dir;
+  std::string command = fmt::format(
+      "{} augment --copies 1 --seed 3 --out {} > {} 2>&1 && /usr/bin/python3 {}/model/train.py --out {} --epochs 2 "
+      "--limit 4096 --augment {} --name fmnist-x >> {} 2>&1",
+      IOTINFER_BINARY, dir.file("aug"), dir.file("log"), IOTINFER_SOURCE_DIR, dir.file("out"), dir.file("aug"),
+      dir.file("log"));
+  ASSERT_EQ(std::system(command.c_str()), 0) << "augment or train.py failed; see its log: " << command;
+  ExpectAgreesWithPyTorch(dir.file("out/fmnist-x.onnx"), dir.file("out/fmnist-x.test-predictions.u8"), 0.4);
+  std::ifstream in(dir.file("out/fmnist-x.metrics.json"));
+  const std::string metrics{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_THAT(metrics, HasSubstr(R"("name": "fmnist-x")"));
+  EXPECT_THAT(metrics, HasSubstr(R"("copies": 1)"));  // from the copies' augment.json
+  EXPECT_THAT(metrics, HasSubstr(R"("seed": 3)"));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/metrics.json")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/test-predictions.u8")));
+  EXPECT_TRUE(std::filesystem::exists(dir.file("out/MODEL.md")));
+}
+
 // oneDNN (the default) and OpenCV run the same network: the same class for every image,
 // and the same confidence up to float rounding.
 TEST(ClassifierTest, BothEnginesGiveTheSamePredictions) {
