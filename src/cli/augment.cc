@@ -11,11 +11,7 @@ void AddAugmentCommand(CLI::App& app, Action& action) {
       "one or two of the fault profiles at random strengths, exactly as a faulty device sends it");
   auto options = std::make_shared<dataset::AugmentFilesOptions>();
   auto split = std::make_shared<std::string>("train");
-  cmd->add_option("--data-dir", options->dataset.dir, "where the Fashion-MNIST files are (default: Debian's location)");
-  cmd->add_option("--split", *split, "train or test")->capture_default_str();
-  cmd->add_option("--limit", options->limit, "only the first N images (0: all)")
-      ->capture_default_str()
-      ->check(NonNegative());
+  AddSplitFlags(*cmd, options->dataset, *split, options->limit);
   cmd->add_option("--copies", options->augment.copies, "augmented copies of each image")
       ->capture_default_str()
       ->check(Positive());
