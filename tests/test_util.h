@@ -82,6 +82,13 @@ inline std::string ReferencePredictionsPath() {
   return std::string(IOTINFER_SOURCE_DIR) + "/model/test-predictions.u8";
 }
 
+/// The committed model trained on faulty images too (model/train.py --augment), and its
+/// PyTorch predictions.
+inline std::string AugmentedModelPath() { return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn-aug.onnx"; }
+inline std::string AugmentedReferencePredictionsPath() {
+  return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn-aug.test-predictions.u8";
+}
+
 }  // namespace iotinfer::testing
 
 #define ASSERT_OK(expr)                                                  \
