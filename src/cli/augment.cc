@@ -10,8 +10,7 @@ void AddAugmentCommand(CLI::App& app, Action& action) {
       "Write augmented copies of a Fashion-MNIST split for training (model/train.py --augment): each image through "
       "one or two of the fault profiles at random strengths, exactly as a faulty device sends it");
   auto options = std::make_shared<dataset::AugmentFilesOptions>();
-  auto split = std::make_shared<std::string>("train");
-  AddSplitFlags(*cmd, options->dataset, *split, options->limit);
+  AddSplitFlags(*cmd, options->dataset, options->split, options->limit);
   cmd->add_option("--copies", options->augment.copies, "augmented copies of each image")
       ->capture_default_str()
       ->check(Positive());
@@ -21,12 +20,7 @@ void AddAugmentCommand(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--out", options->out_dir, "directory for the idx files (created if missing)")->required();
-  cmd->callback([&action, options, split] {
-    action = [options, split]() -> Status {
-      ASSIGN_OR_RETURN(options->dataset.split, dataset::ParseSplit(*split));
-      return PrintResult(dataset::WriteAugmented(*options));
-    };
-  });
+  cmd->callback([&action, options] { action = [options] { return PrintResult(dataset::WriteAugmented(*options)); }; });
 }
 
 }  // namespace iotinfer::cli

@@ -87,8 +87,9 @@ Result<Dataset> Augment(const Dataset& data, const AugmentOptions& options) {
   return out;
 }
 
-Result<std::string> WriteAugmented(const AugmentFilesOptions& options) {
+Result<std::string> WriteAugmented(AugmentFilesOptions options) {
   if (options.out_dir.empty()) return std::unexpected(Error::InvalidInput("no directory to write the copies to"));
+  ASSIGN_OR_RETURN(options.dataset.split, ParseSplit(options.split));
   ASSIGN_OR_RETURN(Dataset data, Load(options.dataset));
   if (options.limit && options.limit < data.size()) {
     data.labels.resize(options.limit);

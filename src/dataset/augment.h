@@ -60,7 +60,8 @@ Result<Dataset> Augment(const Dataset& data, const AugmentOptions& options);
 
 /// `iotinfer augment`: augmented copies of a Fashion-MNIST split, written as its idx files.
 struct AugmentFilesOptions {
-  DatasetOptions dataset{.split = Split::kTrain};
+  DatasetOptions dataset;       // its split is `split`'s
+  std::string split = "train";  // train or test (ParseSplit)
   AugmentOptions augment;
   size_t limit = 0;  // augment the first `limit` images only; 0: all
   std::string out_dir;
@@ -70,7 +71,8 @@ struct AugmentFilesOptions {
 /// names (WriteFashionMnist), so that LoadFashionMnist(out_dir, split) and model/train.py
 /// --augment read them, and augment.json beside them: the options and kAugmentRanges, which
 /// train.py records with the model. Returns what was written, for people: where, how many images, and
-/// how many of them got each fault kind. Fails as Load, Augment and WriteFashionMnist do.
-Result<std::string> WriteAugmented(const AugmentFilesOptions& options);
+/// how many of them got each fault kind. Fails as ParseSplit, Load, Augment and
+/// WriteFashionMnist do.
+Result<std::string> WriteAugmented(AugmentFilesOptions options);
 
 }  // namespace iotinfer::dataset

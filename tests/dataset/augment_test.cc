@@ -121,7 +121,7 @@ TEST(AugmentTest, RefusesBadOptions) {
 TEST(AugmentTest, WrittenFilesLoadBackAsTheCopies) {
   TempDir dir;
   AugmentFilesOptions options;
-  options.dataset.split = Split::kTest;
+  options.split = "test";
   options.augment = {.copies = 2, .seed = 5};
   options.limit = 300;
   options.out_dir = dir.file("aug");
