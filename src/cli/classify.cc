@@ -8,9 +8,7 @@ namespace {
 
 void AddDatasetFlags(CLI::App& cmd, evaluate::EvaluationOptions& o, std::string& split) {
   cmd.add_option("--dataset", o.dataset.name, "fashion-mnist or cifar10")->capture_default_str();
-  cmd.add_option("--data-dir", o.dataset.dir, "where the dataset files are (default: Debian's location)");
-  cmd.add_option("--split", split, "train or test")->capture_default_str();
-  cmd.add_option("--limit", o.limit, "only the first N images (0: all)")->capture_default_str()->check(NonNegative());
+  AddSplitFlags(cmd, o.dataset, split, o.limit);
 }
 
 void AddModelPathFlag(CLI::App& cmd, evaluate::EvaluationOptions& o) {

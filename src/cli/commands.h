@@ -10,6 +10,7 @@
 
 #include "analytics/spark_engine.h"
 #include "core/error.h"
+#include "dataset/dataset.h"
 #include "kafka/kafka.h"
 #include "model/classifier.h"
 #include "ops/endpoints.h"
@@ -65,6 +66,10 @@ CLI::Option* AddDurationOption(CLI::App& cmd, const std::string& name, std::chro
 /// --engine auto|onednn|onednn-int8|opencv (model::Engine) and --calibration, for int8.
 void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options);
 
+/// --data-dir, --split and --limit, for the commands that read a labelled dataset. The split
+/// stays text, parsed when the command runs, so that a bad one is the command's error (exit 2).
+void AddSplitFlags(CLI::App& cmd, dataset::DatasetOptions& dataset, std::string& split, size_t& limit);
+
 /// --store and --db, for every command that talks to a store.
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options);
 
@@ -78,6 +83,7 @@ Status PrintResult(const Result<std::string>& text);
 /// commit their current batch before they exit.
 const std::atomic<bool>& StopOnSignals();
 
+void AddAugmentCommand(CLI::App& app, Action& action);
 void AddBatchCommand(CLI::App& app, Action& action);
 void AddClassifyCommand(CLI::App& app, Action& action);
 void AddCalibrateCommand(CLI::App& app, Action& action);

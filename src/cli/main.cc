@@ -85,6 +85,12 @@ void AddEngineFlags(CLI::App& cmd, model::ClassifierOptions& options) {
       ->envname("IOTINFER_CALIBRATION");
 }
 
+void AddSplitFlags(CLI::App& cmd, dataset::DatasetOptions& dataset, std::string& split, size_t& limit) {
+  cmd.add_option("--data-dir", dataset.dir, "where the dataset files are (default: Debian's location)");
+  cmd.add_option("--split", split, "train or test")->capture_default_str();
+  cmd.add_option("--limit", limit, "only the first N images (0: all)")->capture_default_str()->check(NonNegative());
+}
+
 void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
   cmd.add_option("--store", options.uri, "sqlite:PATH or mongodb://[user:password@]host[:port][/?options]")
       ->envname("IOTINFER_STORE")
@@ -180,6 +186,7 @@ int main(int argc, char** argv) {
   iotinfer::cli::Action action;
   iotinfer::cli::AddClassifyCommand(app, action);
   iotinfer::cli::AddCalibrateCommand(app, action);
+  iotinfer::cli::AddAugmentCommand(app, action);
   iotinfer::cli::AddDemoCommand(app, action);
   iotinfer::cli::AddProduceCommand(app, action);
   iotinfer::cli::AddInferCommand(app, action);

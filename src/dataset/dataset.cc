@@ -3,10 +3,12 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <span>
 
 #include "core/labels.h"
 
@@ -83,6 +85,49 @@ Status CheckLabels(const std::string& path, std::span<const uint8_t> labels, siz
   return Ok();
 }
 
+void PutBigEndian32(uint32_t value, std::vector<uint8_t>& out) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(value >> shift));
+}
+
+// Writes an idx file of `dims` whose payload is `data`, gzipped, to `path` by way of a
+// temporary file beside it.
+Status WriteIdxGzip(const std::string& path, uint32_t magic, std::span<const uint32_t> dims,
+                    std::span<const uint8_t> data) {
+  std::vector<uint8_t> header;
+  PutBigEndian32(magic, header);
+  for (uint32_t dim : dims) PutBigEndian32(dim, header);
+  const std::string temporary = path + ".tmp";
+  gzFile file = gzopen(temporary.c_str(), "wb");
+  if (!file) return std::unexpected(Error::Io(fmt::format("{}: cannot create", temporary)));
+  bool written = gzwrite(file, header.data(), static_cast<unsigned>(header.size())) == static_cast<int>(header.size());
+  // gzwrite takes an unsigned count: a large payload goes in slices.
+  constexpr size_t kSlice = size_t{1} << 24;
+  for (size_t at = 0; written && at < data.size(); at += kSlice) {
+    const auto count = static_cast<unsigned>(std::min(kSlice, data.size() - at));
+    written = gzwrite(file, data.data() + at, count) == static_cast<int>(count);
+  }
+  // gzclose flushes what is buffered: its result says whether the whole file reached the disk.
+  written = gzclose(file) == Z_OK && written;
+  std::error_code error;
+  if (written) fs::rename(temporary, path, error);
+  if (!written || error) {
+    fs::remove(temporary, error);
+    return std::unexpected(Error::Io(fmt::format("{}: cannot write", path)));
+  }
+  return Ok();
+}
+
+struct IdxPaths {
+  std::string images;
+  std::string labels;
+};
+
+IdxPaths FashionMnistPaths(const std::string& dir, Split split) {
+  const std::string prefix = split == Split::kTrain ? "train" : "t10k";
+  return {(fs::path(dir) / (prefix + "-images-idx3-ubyte.gz")).string(),
+          (fs::path(dir) / (prefix + "-labels-idx1-ubyte.gz")).string()};
+}
+
 std::vector<std::string> ReadCifarClassNames(const std::string& dir) {
   std::vector<std::string> names;
   std::ifstream meta(fs::path(dir) / "batches.meta.txt");
@@ -96,9 +141,7 @@ std::vector<std::string> ReadCifarClassNames(const std::string& dir) {
 }  // namespace
 
 Result<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
-  const std::string prefix = split == Split::kTrain ? "train" : "t10k";
-  const std::string images_path = (fs::path(dir) / (prefix + "-images-idx3-ubyte.gz")).string();
-  const std::string labels_path = (fs::path(dir) / (prefix + "-labels-idx1-ubyte.gz")).string();
+  const auto [images_path, labels_path] = FashionMnistPaths(dir, split);
 
   ASSIGN_OR_RETURN(std::vector<uint8_t> images, ReadGzip(images_path));
   ASSIGN_OR_RETURN(auto image_dims, ParseIdxHeader(images_path, images, kIdxImagesMagic));
@@ -118,6 +161,27 @@ Result<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
   out.labels.assign(labels.begin() + 8, labels.end());
   TRY(CheckLabels(labels_path, out.labels, out.class_names.size()));
   return out;
+}
+
+Status WriteFashionMnist(const Dataset& data, const std::string& dir, Split split) {
+  if (data.channels != 1) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("{} has {} channels; idx files hold grey images", data.name, data.channels)));
+  }
+  if (data.pixels.size() != data.size() * data.image_bytes()) {
+    return std::unexpected(
+        Error::InvalidInput(fmt::format("{}: {} bytes of pixels for {} labels of {}x{} images", data.name,
+                                        data.pixels.size(), data.size(), data.rows, data.cols)));
+  }
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) return std::unexpected(Error::Io(fmt::format("{}: cannot create: {}", dir, error.message())));
+  const auto [images_path, labels_path] = FashionMnistPaths(dir, split);
+  const auto count = static_cast<uint32_t>(data.size());
+  const uint32_t image_dims[] = {count, static_cast<uint32_t>(data.rows), static_cast<uint32_t>(data.cols)};
+  TRY(WriteIdxGzip(images_path, kIdxImagesMagic, image_dims, data.pixels));
+  const uint32_t label_dims[] = {count};
+  return WriteIdxGzip(labels_path, kIdxLabelsMagic, label_dims, data.labels);
 }
 
 Status AppendCifar10File(const std::string& path, Dataset& out) {

@@ -36,6 +36,14 @@ inline constexpr const char* kFashionMnistDefaultDir = "/usr/share/datasets/fash
 /// the file and the problem.
 Result<Dataset> LoadFashionMnist(const std::string& dir, Split split);
 
+/// Writes `data` as the gzipped idx files of Fashion-MNIST's `split` into `dir` (created if
+/// missing), the files LoadFashionMnist reads back: {train,t10k}-images-idx3-ubyte.gz, the
+/// images as [size, rows, cols], and {train,t10k}-labels-idx1-ubyte.gz. Each file is written
+/// beside its final name and renamed into place, so a reader never sees half of one.
+/// InvalidInput for images of more than one channel (idx3 holds grey images) or a label
+/// count that is not the image count; Io when a file cannot be written.
+Status WriteFashionMnist(const Dataset& data, const std::string& dir, Split split);
+
 /// Reads the CIFAR-10 binary format from `dir`: data_batch_1..5.bin (train) or test_batch.bin
 /// (test), each a sequence of 3073-byte records (label byte, then 1024 R, 1024 G, 1024 B).
 /// Class names come from batches.meta.txt when present. A missing file, a size that is not a

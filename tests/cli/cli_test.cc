@@ -49,9 +49,24 @@ TEST(CliTest, CalibrateThenClassifyInInt8) {
   std::system((std::string("rm -rf ") + dir).c_str());
 }
 
+// What `augment` writes is a dataset the other commands read.
+TEST(CliTest, AugmentWritesADatasetClassifyReads) {
+  char dir[] = "/tmp/iotinfer-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  CommandRun augment = Iotinfer(std::string("augment --split test --limit 500 --copies 2 --seed 3 --out ") + dir);
+  EXPECT_EQ(augment.exit_code, 0) << augment.output;
+  EXPECT_THAT(augment.output, HasSubstr("wrote 1000 images (2 copies of 500 fashion-mnist test images, seed 3)"));
+  EXPECT_THAT(augment.output, ::testing::ContainsRegex("occlude +[0-9]+  0.05-0.35"));
+  CommandRun classify = Iotinfer(std::string("classify --data-dir ") + dir);
+  EXPECT_EQ(classify.exit_code, 0) << classify.output;
+  EXPECT_THAT(classify.output, HasSubstr("1000 images of fashion-mnist"));
+  std::system((std::string("rm -rf ") + dir).c_str());
+}
+
 TEST(CliTest, EverySubcommandHasHelp) {
   for (const auto& [sub, flag] : {std::pair{"classify", "--model"},
                                   {"calibrate", "--out"},
+                                  {"augment", "--copies"},
                                   {"demo", "--store"},
                                   {"produce", "--faults"},
                                   {"batch", "--engine"},
@@ -79,6 +94,11 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"classify --data-dir /nonexistent", "/nonexistent/t10k-images-idx3-ubyte.gz: no such file"},
       {"classify --engine onednn-int8 --calibration /nonexistent.json", "make one with `iotinfer calibrate"},
       {"calibrate --split validation", "unknown split 'validation'"},
+      {"augment --split validation --out /tmp/never", "unknown split 'validation'"},
+      {"augment --copies 0 --out /tmp/never", "--copies: must be positive, got 0"},
+      {"augment --second-fault 2 --out /tmp/never", "--second-fault"},
+      {"augment --copies 2", "--out is required"},
+      {"augment --data-dir /nonexistent --out /tmp/never", "/nonexistent/train-images-idx3-ubyte.gz: no such file"},
       {"produce", "give --images or --duration"},
       {"produce --images 5 --format gif", "unknown --format 'gif'"},
       {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "test_util.h"
@@ -135,6 +136,50 @@ void WriteCifar(const std::string& path, const std::vector<uint8_t>& labels, siz
     }
   }
   for (size_t i = 0; i < trailing_bytes; ++i) out.put(0);
+}
+
+// The first 20 Fashion-MNIST test images.
+Dataset FirstTestImages() {
+  Dataset data = *LoadFashionMnist(kFashionMnistDefaultDir, Split::kTest);
+  data.labels.resize(20);
+  data.pixels.resize(20 * data.image_bytes());
+  return data;
+}
+
+TEST(WriteFashionMnistTest, WrittenFilesLoadBackForEitherSplit) {
+  TempDir dir;
+  const Dataset data = FirstTestImages();
+  ASSERT_OK(WriteFashionMnist(data, dir.file("new"), Split::kTrain));
+  auto loaded = LoadFashionMnist(dir.file("new"), Split::kTrain);
+  ASSERT_OK(loaded);
+  EXPECT_EQ(loaded->rows, 28);
+  EXPECT_EQ(loaded->cols, 28);
+  EXPECT_EQ(loaded->pixels, data.pixels);
+  EXPECT_EQ(loaded->labels, data.labels);
+  EXPECT_FALSE(LoadFashionMnist(dir.file("new"), Split::kTest));  // only the split asked for
+  ASSERT_OK(WriteFashionMnist(data, dir.file("new"), Split::kTest));
+  ASSERT_OK(LoadFashionMnist(dir.file("new"), Split::kTest));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("new/t10k-images-idx3-ubyte.gz.tmp")));
+}
+
+TEST(WriteFashionMnistTest, RefusesWhatIdxCannotHoldAndUnwritableDirectories) {
+  TempDir dir;
+  Dataset colour{
+      .name = "cifar10", .rows = 2, .cols = 2, .channels = 3, .pixels = std::vector<uint8_t>(12), .labels = {1}};
+  auto refused = WriteFashionMnist(colour, dir.path().string(), Split::kTest);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Error::Code::kInvalidInput);
+  EXPECT_THAT(refused.error().message(), HasSubstr("3 channels"));
+
+  Dataset short_pixels = FirstTestImages();
+  short_pixels.pixels.pop_back();
+  EXPECT_FALSE(WriteFashionMnist(short_pixels, dir.path().string(), Split::kTest));
+
+  std::ofstream(dir.file("file")) << "not a directory";
+  auto unwritable = WriteFashionMnist(FirstTestImages(), dir.file("file"), Split::kTest);
+  ASSERT_FALSE(unwritable);
+  EXPECT_EQ(unwritable.error().code(), Error::Code::kIo);
+  EXPECT_THAT(unwritable.error().message(), HasSubstr(dir.file("file")));
 }
 
 TEST(Cifar10Test, ReadsRecordsAndInterleavesChannels) {
