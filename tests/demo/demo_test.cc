@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <regex>
@@ -111,6 +112,29 @@ TEST(DemoTest, ComparesAShadowModelWithTheActiveOne) {
   const std::string shown = FormatDemo(*report);
   EXPECT_NE(shown.find("on the devices with faults: "), std::string::npos) << shown;
   EXPECT_NE(shown.find("(+0.00 points, McNemar p = 1)"), std::string::npos) << shown;
+}
+
+// The model trained on the devices' faults, in the shadow: significantly better on the demo's
+// faulty devices (about 13 points on 20,000 images), and the comparison says so.
+TEST(DemoTest, TheAugmentedShadowWinsOnTheFaultyDevices) {
+  iotinfer::testing::TempDir dir;
+  DemoOptions options;
+  options.images = 4000;
+  options.out_dir = dir.file("out");
+  options.shadow_model = iotinfer::testing::AugmentedModelPath();
+  auto report = RunDemo(options);
+  ASSERT_OK(report);
+  ASSERT_TRUE(report->comparison);
+  models::PairedCounts faulty;
+  for (const models::DeviceComparison& d : report->comparison->judgement.devices) {
+    if (std::ranges::find(report->healthy_producers, d.producer_id) == report->healthy_producers.end()) {
+      faulty += d.counts;
+      EXPECT_NE(d.difference, models::Difference::kWorse) << "device " << d.producer_id;
+    }
+  }
+  ASSERT_GT(faulty.images, 2500);
+  EXPECT_GT(faulty.candidate_correct - faulty.active_correct, faulty.images / 10) << "less than 10 points better";
+  EXPECT_LT(models::McNemarP(faulty.b, faulty.c), 1e-6);
 }
 
 }  // namespace
