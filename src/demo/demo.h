@@ -64,9 +64,9 @@ struct DemoReport {
   std::vector<ProducerResult> stream_results;  // what the live count held at the end
   analytics::BatchReport batch;
   analytics::LatencyReport latency;
-  std::vector<int> healthy_producers;  // the devices without faults, whose accuracy is the model's
-  std::vector<DeviceHealth> verdicts;  // the stream's latest verdict on each device
-  std::string dashboard;               // its address, when served
+  std::vector<int> healthy_producers;            // the devices without faults, whose accuracy is the model's
+  std::vector<DeviceHealth> verdicts;            // the stream's latest verdict on each device
+  std::string dashboard;                         // its address, when served
   std::optional<models::Comparison> comparison;  // with a shadow model: it against the active one
   models::CompareOptions compared;               // the topics compared
   double seconds = 0;

@@ -191,7 +191,8 @@ std::function<Result<std::optional<std::string>>()> ChosenVersion(const InferOpt
   if (options.model_control_topic.empty()) return {};
   return [kafka = options.kafka, topic = options.model_control_topic,
           group = options.group]() -> Result<std::optional<std::string>> {
-    ASSIGN_OR_RETURN(auto choices, models::ReadChoices(kafka, topic));
+    // Briefly: a service that stops waits for this read to end.
+    ASSIGN_OR_RETURN(auto choices, models::ReadChoices(kafka, topic, nullptr, std::chrono::seconds(5)));
     const auto chosen = choices.find(group);
     if (chosen == choices.end()) return std::optional<std::string>();
     return std::optional<std::string>(chosen->second.model);

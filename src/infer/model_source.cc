@@ -144,6 +144,10 @@ struct ModelSource::Impl {
       catalogue.push_back(std::move(c));
     }
     previous = std::move(seen);
+    // Each ConfigMap update is a new directory: forget the files that are gone.
+    std::erase_if(versions, [&](const auto& entry) {
+      return std::ranges::none_of(catalogue, [&](const Candidate& c) { return c.look.path == entry.first; });
+    });
     return catalogue;
   }
 

@@ -117,26 +117,29 @@ Status WriteChoice(const kafka::KafkaConfig& config, const std::string& topic, c
 }
 
 Result<std::map<std::string, ModelChoice>> ReadChoices(const kafka::KafkaConfig& config, const std::string& topic,
-                                                       int* skipped) {
+                                                       int* skipped, std::chrono::milliseconds timeout) {
   std::map<std::string, ModelChoice> choices;
   int bad = 0;
-  Status scanned = kafka::ScanTopic(config, topic, [&](const kafka::InputMessage& in) -> Status {
-    if (!in.unreadable.empty()) {
-      bad++;
-      return Ok();
-    }
-    if (in.message.value.empty()) {
-      choices.erase(in.message.key);
-      return Ok();
-    }
-    Result<ModelChoice> choice = DecodeChoice(in.message.key, in.message.value);
-    if (!choice) {
-      bad++;
-      return Ok();
-    }
-    choices.insert_or_assign(choice->group, *std::move(choice));
-    return Ok();
-  });
+  Status scanned = kafka::ScanTopic(
+      config, topic,
+      [&](const kafka::InputMessage& in) -> Status {
+        if (!in.unreadable.empty()) {
+          bad++;
+          return Ok();
+        }
+        if (in.message.value.empty()) {
+          choices.erase(in.message.key);
+          return Ok();
+        }
+        Result<ModelChoice> choice = DecodeChoice(in.message.key, in.message.value);
+        if (!choice) {
+          bad++;
+          return Ok();
+        }
+        choices.insert_or_assign(choice->group, *std::move(choice));
+        return Ok();
+      },
+      timeout);
   if (!scanned && scanned.error().code() != Error::Code::kNotFound) return std::unexpected(scanned.error());
   if (skipped) *skipped = bad;
   return choices;

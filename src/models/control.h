@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -61,7 +62,9 @@ Status WriteChoice(const kafka::KafkaConfig& config, const std::string& topic, c
 /// and removes its group's choice; records that do not decode are skipped, and counted in
 /// `*skipped` when it is not null. A topic that does not exist holds no choice: an empty map.
 /// Unavailable when the cluster cannot be read.
+/// Unavailable too when the end is not reached within `timeout`.
 Result<std::map<std::string, ModelChoice>> ReadChoices(const kafka::KafkaConfig& config, const std::string& topic,
-                                                       int* skipped = nullptr);
+                                                       int* skipped = nullptr,
+                                                       std::chrono::milliseconds timeout = std::chrono::seconds(120));
 
 }  // namespace iotinfer::models
