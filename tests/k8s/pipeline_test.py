@@ -165,7 +165,9 @@ class ChartOnKubernetes(unittest.TestCase):
             return {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
                     for p in self.pods("infer")}
         before = incarnations()
-        helm("upgrade", RELEASE, chart, "--reuse-values", "--set", "infer.models.active=fmnist-cnn-aug.onnx")
+        # No producer: each revision's producer Job would send its run again.
+        helm("upgrade", RELEASE, chart, "--reuse-values", "--set", "infer.models.active=fmnist-cnn-aug.onnx",
+             "--set", "producer.enabled=false")
         # The kubelet brings a ConfigMap's change into its pods' volumes within its sync period
         # (a minute) and its cache's lifetime.
         wait_for("every infer pod serving fmnist-cnn-aug",
