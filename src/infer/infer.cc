@@ -335,6 +335,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
         shadow_records.clear();
       }
     }
+    const auto shadow_end = std::chrono::steady_clock::now();
     const int64_t inferred_at = NowMicros();
     for (size_t i = 0; i < records.size(); ++i) {
       outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
@@ -344,8 +345,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                         *shadow, inferred_at));
     }
     const double classify_seconds = std::chrono::duration<double>(classify_end - classify_start).count();
-    const double shadow_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - classify_end).count();
+    const double shadow_seconds = std::chrono::duration<double>(shadow_end - classify_end).count();
     ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, outputs));
     if (outcome != kafka::Outcome::kCommitted) continue;  // read again, or its one message dead-lettered
     if (endpoints) {

@@ -82,8 +82,10 @@ struct TopicSpec {
 };
 
 /// Creates the topics that do not exist yet; existing topics are left as they are (their
-/// partition counts are not changed). Unavailable when the cluster does not answer within
-/// `timeout`; InvalidInput for a bad spec or a broker that refuses it.
+/// partition counts are not changed). Returns once every partition of every topic has a leader,
+/// so that the caller's first writes cannot go to a partition still being set up. Unavailable
+/// when the cluster does not answer, or a partition has no leader, within `timeout`;
+/// InvalidInput for a bad spec or a broker that refuses it.
 Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
