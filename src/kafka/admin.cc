@@ -115,10 +115,9 @@ Status EnsureTopics(const KafkaConfig& config, const std::vector<TopicSpec>& top
   TRY(CreateTopics(admin->rk.get(), missing, timeout));
   // The controller has the topics now, but the broker that answers metadata may not yet: a
   // caller's next PartitionCount or subscribe would miss them. And each partition must have its
-  // leader: when the first requests of librdkafka 2.0.2's idempotent producer to a new partition
-  // failed for want of one, a later batch's success has been seen to ack them "implicitly"
-  // (its debug log's word) although they never reached the log: two of 4,096 images, lost; and
-  // three of 50,000 when the devices started with the infer that created their topic.
+  // leader, or the first writes to it fail and wait to be retried. (Before 2.3, librdkafka's
+  // idempotent producer could then count a failed first batch as "implicitly acked" by the next
+  // one's success and lose it: two of 4,096 images were lost so. ./dev builds 2.12.1.)
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     ASSIGN_OR_RETURN(existing, TopicPartitions(*admin, timeout, /*led=*/true));

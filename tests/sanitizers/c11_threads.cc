@@ -1,5 +1,5 @@
 // Linked into executables only under ThreadSanitizer (see CMakeLists.txt): C11's threads,
-// mutexes and condition variables, with which Debian's librdkafka runs, re-expressed through
+// mutexes and condition variables, with which librdkafka runs, re-expressed through
 // pthreads, which ThreadSanitizer intercepts (glibc's C11 calls go to pthreads' internals,
 // which it does not). Threads started here carry its state and their ends are seen; the
 // locks below give it the order of what librdkafka hands between threads.
