@@ -60,7 +60,11 @@ DataFrame PerProducer(const DataFrame& rows, const Column& weight) {
 }
 
 Result<spark::Session> Connect(const SparkOptions& options) {
-  return spark::Session::Connect({.url = options.url, .connect_timeout = options.connect_timeout});
+  return spark::Session::Connect({.url = options.url,
+                                  .token = options.token,
+                                  .token_file = options.token_file,
+                                  .ca_file = options.ca_file,
+                                  .connect_timeout = options.connect_timeout});
 }
 
 Result<std::vector<ConfusionCell>> ToCells(const spark::Table& table) {
@@ -97,8 +101,10 @@ std::vector<ops::MetricSpec> SparkStreamMetrics() {
 }  // namespace
 
 Result<std::string> SparkMongoUri(const SparkOptions& options, const store::StoreOptions& store) {
-  if (!options.mongo_uri.empty()) return options.mongo_uri;
-  if (store.uri.starts_with("mongodb://") || store.uri.starts_with("mongodb+srv://")) return store.uri;
+  if (!options.mongo_uri.empty()) return store::WithPassword(options.mongo_uri, store);
+  if (store.uri.starts_with("mongodb://") || store.uri.starts_with("mongodb+srv://")) {
+    return store::WithPassword(store.uri, store);
+  }
   return std::unexpected(Error::InvalidInput(
       fmt::format("the Spark engine reads and writes MongoDB through Spark's MongoDB connector; '{}' is not a "
                   "MongoDB URI (give --store mongodb://...)",

@@ -19,6 +19,10 @@ namespace iotinfer::analytics {
 /// through the MongoDB Spark connector, so addresses are as the Spark cluster sees them.
 struct SparkOptions {
   std::string url = "sc://127.0.0.1:15002";  // the Spark Connect server (spark::ParseEndpoint)
+  // Its token and CA, as spark::ConnectOptions takes them (kept out of the URL).
+  std::string token;
+  std::string token_file;
+  std::string ca_file;
   // The MongoDB URI the Spark executors use; empty: the store's own URI.
   std::string mongo_uri;
   std::chrono::milliseconds connect_timeout{10000};
@@ -29,7 +33,9 @@ struct SparkOptions {
 };
 
 /// The MongoDB URI Spark is given: options.mongo_uri, else the store's, which must then be a
-/// MongoDB one (InvalidInput otherwise: Spark cannot read a SQLite file of this machine).
+/// MongoDB one (InvalidInput otherwise: Spark cannot read a SQLite file of this machine); with
+/// the store's password put in (store::WithPassword). It goes to the server inside plans: use
+/// TLS to a server that is not on this machine (ca_file, use_ssl).
 Result<std::string> SparkMongoUri(const SparkOptions& options, const store::StoreOptions& store);
 
 /// What the Spark batch job computed.

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cli/commands.h"
@@ -11,11 +12,12 @@
 
 namespace {
 
-// Exit codes: 0 success, 2 invalid input (flags, files, data), 1 anything else. CLI11 uses
-// its own non-zero codes for parse errors.
+// Exit codes: 0 success, 2 what only the caller can mend (flags, files, data, credentials and
+// rights), 1 anything else.
 int ExitCode(const iotinfer::Error& error) {
-  return error.code() == iotinfer::Error::Code::kInvalidInput || error.code() == iotinfer::Error::Code::kNotFound ? 2
-                                                                                                                  : 1;
+  using Code = iotinfer::Error::Code;
+  const Code code = error.code();
+  return code == Code::kInvalidInput || code == Code::kNotFound || code == Code::kPermissionDenied ? 2 : 1;
 }
 
 std::atomic<bool> g_stop{false};
@@ -98,6 +100,12 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
   cmd.add_option("--db", options.database, "MongoDB database (team5_vm3_db: the original deployment's)")
       ->envname("IOTINFER_DB")
       ->capture_default_str();
+  cmd.add_option("--store-password-file", options.password_file,
+                 "a file holding the password of the --store URI's user (a mounted Secret, say), so that it is "
+                 "on no command line; or set IOTINFER_STORE_PASSWORD")
+      ->envname("IOTINFER_STORE_PASSWORD_FILE");
+  // The environment only: a flag would put the password where `ps` shows it.
+  if (const char* password = std::getenv("IOTINFER_STORE_PASSWORD")) options.password = password;
 }
 
 void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
@@ -105,6 +113,13 @@ void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
                  "Spark Connect server for --engine spark: sc://HOST[:PORT][/;token=...;use_ssl=true]")
       ->envname("IOTINFER_SPARK")
       ->capture_default_str();
+  cmd.add_option("--spark-token-file", options.token_file,
+                 "a file holding the Spark Connect server's token (a mounted Secret, say); or set IOTINFER_SPARK_TOKEN")
+      ->envname("IOTINFER_SPARK_TOKEN_FILE");
+  if (const char* token = std::getenv("IOTINFER_SPARK_TOKEN")) options.token = token;
+  cmd.add_option("--spark-ca", options.ca_file,
+                 "PEM CA certificates the Spark Connect server's certificate must chain to (implies TLS)")
+      ->envname("IOTINFER_SPARK_CA");
   cmd.add_option("--spark-mongo", options.mongo_uri,
                  "the MongoDB URI as Spark's executors reach it (default: --store)");
   cmd.add_option("--spark-partitions", options.read_partitions,

@@ -14,6 +14,8 @@ std::string_view Error::CodeName(Code code) {
       return "unavailable";
     case Code::kFailedPrecondition:
       return "failed precondition";
+    case Code::kPermissionDenied:
+      return "permission denied";
     case Code::kInternal:
       return "internal error";
   }

@@ -18,6 +18,7 @@ class Error {
     kIo,                  // reading or writing failed
     kUnavailable,         // a server or resource is unreachable now; retriable
     kFailedPrecondition,  // the system is not in a state that allows the call
+    kPermissionDenied,    // a server refused the credentials, the certificate or the rights given
     kInternal,            // a bug or an unexpected foreign failure
   };
 
@@ -28,6 +29,7 @@ class Error {
   static Error Io(std::string message) { return {Code::kIo, std::move(message)}; }
   static Error Unavailable(std::string message) { return {Code::kUnavailable, std::move(message)}; }
   static Error FailedPrecondition(std::string message) { return {Code::kFailedPrecondition, std::move(message)}; }
+  static Error PermissionDenied(std::string message) { return {Code::kPermissionDenied, std::move(message)}; }
   static Error Internal(std::string message) { return {Code::kInternal, std::move(message)}; }
 
   Code code() const { return code_; }

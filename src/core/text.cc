@@ -3,9 +3,24 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace iotinfer {
+
+Result<std::string> ReadSecretFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected(Error::InvalidInput(fmt::format("{} file {}: {}", what, path, std::strerror(errno))));
+  std::ostringstream content;
+  content << in.rdbuf();
+  std::string secret = std::move(content).str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) return std::unexpected(Error::InvalidInput(fmt::format("{} file {} is empty", what, path)));
+  return secret;
+}
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   double value = 0;

@@ -27,6 +27,11 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 /// no '=' or no key. The value may be empty or hold further '='.
 Result<std::pair<std::string, std::string>> ParseKeyValue(std::string_view text, std::string_view what);
 
+/// The secret in file `path` (a mounted Kubernetes Secret, say), without the line breaks that
+/// `echo` or an editor leave at its end. InvalidInput naming `what` and the path when the file
+/// cannot be read or holds nothing else; the message never holds the content.
+Result<std::string> ReadSecretFile(const std::string& path, std::string_view what);
+
 /// `time_us` (µs since the epoch) as ISO 8601 UTC to the millisecond: 2026-12-04T20:37:49.123Z.
 std::string FormatUtc(int64_t time_us);
 

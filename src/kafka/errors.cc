@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <string_view>
 
 #include "kafka/kafka_internal.h"
 
@@ -67,7 +68,7 @@ bool IsRefusedContent(rd_kafka_resp_err_t err) {
 }
 
 Error Refused(std::string_view reason) {
-  return Error::FailedPrecondition(fmt::format(
+  return Error::PermissionDenied(fmt::format(
       "the Kafka cluster refuses this client: {} (check the security properties given with --kafka)", reason));
 }
 
@@ -108,6 +109,13 @@ void ErrorListener::Record(ErrorListener& listener, rd_kafka_t* rk, int err, con
   if (listener.stop) return;
   if (code == RD_KAFKA_RESP_ERR__FATAL) listener.stop = Fatal(rk);
   if (IsRefusal(code)) listener.stop = Refused(reason);
+  // librdkafka reports a certificate it does not trust as a transport error, which it retries
+  // for ever; but a CA does not come to trust a certificate by waiting.
+  if ((code == RD_KAFKA_RESP_ERR__TRANSPORT || code == RD_KAFKA_RESP_ERR__SSL) &&
+      std::string_view(reason).find("certificate verify failed") != std::string_view::npos) {
+    listener.stop = Error::PermissionDenied(fmt::format(
+        "the Kafka broker's certificate is not trusted: {} (is ssl.ca.location the CA that signed it?)", reason));
+  }
 }
 
 }  // namespace iotinfer::kafka

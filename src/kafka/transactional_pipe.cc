@@ -1,6 +1,7 @@
 #include "kafka/transactional_pipe.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
@@ -32,6 +33,9 @@ bool MustStop(rd_kafka_resp_err_t err) {
       return IsRefusal(err);
   }
 }
+
+// How long asking a failed transaction for its cause may take; it answers from its own state.
+constexpr std::chrono::milliseconds kCauseTimeout{1000};
 
 // What fits in a message under the size limit `limit_bytes`.
 size_t RoomUnder(int64_t limit_bytes) {
@@ -83,8 +87,10 @@ struct TransactionalPipe::Impl {
     rd_kafka_conf_set_opaque(producer_conf.get(), this);
     ASSIGN_OR_RETURN(Handle created, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
     if (KafkaError e{rd_kafka_init_transactions(created.get(), static_cast<int>(init_timeout.count()))}) {
-      return std::unexpected(
-          Error::Unavailable(fmt::format("initialising transactions: {}", rd_kafka_error_string(e.get()))));
+      const std::string what =
+          fmt::format("initialising transactions as {}: {}", options.transactional_id, rd_kafka_error_string(e.get()));
+      if (IsRefusal(rd_kafka_error_code(e.get()))) return std::unexpected(Refused(what));
+      return std::unexpected(Error::Unavailable(what));
     }
     producer = std::move(created);
     return Ok();
@@ -200,7 +206,18 @@ struct TransactionalPipe::Impl {
     }
     const GroupMetadata group(rd_kafka_consumer_group_metadata(consumer.get()));
     KafkaError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(), -1)};
-    if (sent) return Failure{std::move(sent), "sending offsets to the transaction"};
+    if (sent) {
+      // When an output partition could not join the transaction (the cluster refused to add it:
+      // no right to write its topic, say), the transaction fails in the background, and this
+      // call, racing with that, may report only "Erroneous state". Committing a transaction that
+      // must abort reports why it must, and commits nothing.
+      if (rd_kafka_error_code(sent.get()) == RD_KAFKA_RESP_ERR__STATE &&
+          rd_kafka_error_txn_requires_abort(sent.get())) {
+        KafkaError cause{rd_kafka_commit_transaction(rk, static_cast<int>(kCauseTimeout.count()))};
+        if (cause && rd_kafka_error_code(cause.get()) != RD_KAFKA_RESP_ERR__STATE) sent = std::move(cause);
+      }
+      return Failure{std::move(sent), "sending offsets to the transaction"};
+    }
     if (auto err = AwaitDeliveries()) {
       // Those not sent yet would only wait out their timeout before the abort could finish.
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
@@ -308,6 +325,7 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
       // The error that made the producer fatal, which a later call may only echo as a state error.
       std::array<char, 256> reason{};
       rd_kafka_resp_err_t cause = rd_kafka_fatal_error(impl.producer.get(), reason.data(), reason.size());
+      if (IsRefusal(rd_kafka_error_code(fatal)) || IsRefusal(cause)) return std::unexpected(Refused(what));
       if (MustStop(rd_kafka_error_code(fatal)) || MustStop(cause)) {
         return std::unexpected(Error::FailedPrecondition(what));
       }
@@ -336,6 +354,15 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
       continue;
     }
     TRY(impl.Rewind(consumed));
+    // No right to write an output topic (the dead letters', say) comes by retrying: the service
+    // stops and says where it wrote, rather than stalling every partition behind a batch that
+    // cannot commit. The broker's answer does not name the topic.
+    if (IsRefusal(code)) {
+      std::set<std::string> topics;
+      for (const OutputMessage& out : outputs) topics.insert(out.topic);
+      return std::unexpected(Refused(fmt::format("{} (the transaction wrote to {}, and read from {})", what,
+                                                 fmt::join(topics, ", "), fmt::join(impl.options.input_topics, ", "))));
+    }
     what += " (aborted; the batch will be read again)";
     if (IsRefusedContent(code)) return std::unexpected(Error::InvalidInput(what));
     return std::unexpected(Error::Unavailable(what));

@@ -10,9 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include "core/text.h"
 #include "spark/connect/base.grpc.pb.h"
 #include "spark/connect/base.pb.h"
 #include "spark/connect/commands.pb.h"
+#include "spark/tls_probe.h"
 
 namespace iotinfer::spark {
 namespace {
@@ -100,14 +102,15 @@ Result<Endpoint> ParseEndpoint(std::string_view url) {
     const std::string_view key = param.substr(0, eq), value = param.substr(eq + 1);
     if (key == "token") {
       endpoint.token = std::string(value);
-      endpoint.use_ssl = true;
     } else if (key == "user_id") {
       endpoint.user_id = std::string(value);
     } else if (key == "use_ssl") {
       endpoint.use_ssl = ParseBool(value);
+      endpoint.use_ssl_given = true;
     }
     // Other parameters (session_id, user_agent, ...) are Spark's and not needed here.
   }
+  if (!endpoint.token.empty() && !endpoint.use_ssl_given) endpoint.use_ssl = true;
   if (endpoint.user_id.empty()) {
     const char* user = std::getenv("USER");
     endpoint.user_id = user && *user ? user : "iotinfer";
@@ -146,7 +149,7 @@ struct Session::Impl {
         return Error::FailedPrecondition(fmt::format("{}: cancelled", what));
       case grpc::StatusCode::UNAUTHENTICATED:
       case grpc::StatusCode::PERMISSION_DENIED:
-        return Error::FailedPrecondition(fmt::format("{}: Spark Connect refused the credentials: {}", what, message));
+        return Error::PermissionDenied(fmt::format("{}: Spark Connect refused the credentials: {}", what, message));
       case grpc::StatusCode::INVALID_ARGUMENT:
       case grpc::StatusCode::NOT_FOUND:
       case grpc::StatusCode::ALREADY_EXISTS:
@@ -259,15 +262,31 @@ Session::~Session() {
 
 Result<Session> Session::Connect(const ConnectOptions& options) {
   ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(options.url));
+  if (!options.token_file.empty()) {
+    ASSIGN_OR_RETURN(endpoint.token, ReadSecretFile(options.token_file, "Spark Connect token"));
+  } else if (!options.token.empty()) {
+    endpoint.token = options.token;
+  }
+  grpc::SslCredentialsOptions tls;
+  if (!options.ca_file.empty()) {
+    ASSIGN_OR_RETURN(tls.pem_root_certs, ReadSecretFile(options.ca_file, "Spark Connect CA"));
+  }
+  if ((!endpoint.token.empty() && !endpoint.use_ssl_given) || !options.ca_file.empty()) endpoint.use_ssl = true;
   auto impl = std::make_unique<Impl>();
   impl->endpoint = endpoint;
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);
-  const auto credentials =
-      endpoint.use_ssl ? grpc::SslCredentials(grpc::SslCredentialsOptions()) : grpc::InsecureChannelCredentials();
+  const auto credentials = endpoint.use_ssl ? grpc::SslCredentials(tls) : grpc::InsecureChannelCredentials();
   impl->channel = grpc::CreateCustomChannel(endpoint.Describe(), credentials, arguments);
   if (!impl->channel->WaitForConnected(std::chrono::system_clock::now() + options.connect_timeout)) {
+    if (endpoint.use_ssl) {
+      const auto probe_timeout = std::min(options.connect_timeout, std::chrono::milliseconds(5000));
+      if (std::optional<Error> refused =
+              TlsHandshakeError(endpoint.host, endpoint.port, tls.pem_root_certs, probe_timeout)) {
+        return std::unexpected(*refused);
+      }
+    }
     return std::unexpected(Error::Unavailable(fmt::format("no Spark Connect server answers at {} (waited {} ms)",
                                                           endpoint.Describe(), options.connect_timeout.count())));
   }

@@ -16,14 +16,16 @@
 namespace iotinfer::spark {
 
 /// Where the Spark Connect server is, in Spark's own connection-string format:
-/// `sc://HOST[:PORT][/;token=T;user_id=U;use_ssl=true]` (port 15002 by default; a token
-/// implies TLS, as in every Spark Connect client).
+/// `sc://HOST[:PORT][/;token=T;user_id=U;use_ssl=true]` (port 15002 by default). A token
+/// implies TLS, as in every Spark Connect client, unless the URL says `use_ssl=false`: a
+/// server reached over a private network (a pod's Service) may take its token in the clear.
 struct Endpoint {
   std::string host;
   int port = 15002;
   std::string token;
   std::string user_id;
   bool use_ssl = false;
+  bool use_ssl_given = false;  // the URL set use_ssl
 
   /// "HOST:PORT", safe to print (never the token).
   std::string Describe() const;
@@ -34,6 +36,14 @@ Result<Endpoint> ParseEndpoint(std::string_view url);
 
 struct ConnectOptions {
   std::string url = "sc://127.0.0.1:15002";
+  /// The server's pre-shared token (Spark's spark.connect.authenticate.token), kept out of the
+  /// URL so that it is on no command line: `token_file`'s content (a mounted Secret), else
+  /// `token` (IOTINFER_SPARK_TOKEN), else the URL's. It implies TLS as the URL's does.
+  std::string token;
+  std::string token_file;
+  /// PEM roots that the server's certificate must chain to, for a private CA (implies TLS);
+  /// empty: the system's.
+  std::string ca_file;
   // How long Connect waits for the server to answer before reporting it unreachable.
   std::chrono::milliseconds connect_timeout{10000};
 };

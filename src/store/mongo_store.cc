@@ -81,9 +81,14 @@ struct WriteConcernDeleter {
 // The one place the driver's errors become ours: what a caller may retry is decided here.
 Error FromBson(const bson_error_t& error, std::string_view context) {
   std::string what = fmt::format("{}: {}", context, error.message);
-  // Bad credentials or TLS set-up do not heal by waiting.
+  // Bad credentials or an untrusted certificate do not heal by waiting. The driver reports the
+  // latter only in the words of its server selection error, which also covers servers that are
+  // merely down.
   if (error.domain == MONGOC_ERROR_CLIENT && error.code == MONGOC_ERROR_CLIENT_AUTHENTICATE) {
-    return Error::FailedPrecondition(what);
+    return Error::PermissionDenied(what);
+  }
+  if (std::string_view(error.message).find("certificate verify failed") != std::string_view::npos) {
+    return Error::PermissionDenied(fmt::format("{} (is tlsCAFile the CA that signed the server's certificate?)", what));
   }
   switch (error.domain) {
     case MONGOC_ERROR_STREAM:
@@ -991,11 +996,23 @@ Result<std::unique_ptr<Store>> OpenMongo(const StoreOptions& options) {
     // server is down); our callers report errors themselves, once, with context.
     mongoc_log_set_handler(nullptr, nullptr);
   });
+  ASSIGN_OR_RETURN(const std::string full_uri, WithPassword(options.uri, options));
   bson_error_t error;
-  std::unique_ptr<mongoc_uri_t, UriDeleter> uri(mongoc_uri_new_with_error(options.uri.c_str(), &error));
+  std::unique_ptr<mongoc_uri_t, UriDeleter> uri(mongoc_uri_new_with_error(full_uri.c_str(), &error));
   if (!uri) {
     return std::unexpected(
         Error::InvalidInput(fmt::format("store URI '{}': {}", RedactUri(options.uri), error.message)));
+  }
+  // mongo-c-driver 1.23 dereferences the missing password of a password mechanism (SCRAM, the
+  // default, or PLAIN) and crashes; X.509, Kerberos and AWS need none.
+  const char* mechanism = mongoc_uri_get_auth_mechanism(uri.get());
+  const bool needs_password =
+      !mechanism || std::string_view(mechanism).starts_with("SCRAM") || std::string_view(mechanism) == "PLAIN";
+  if (mongoc_uri_get_username(uri.get()) && !mongoc_uri_get_password(uri.get()) && needs_password) {
+    return std::unexpected(Error::InvalidInput(
+        fmt::format("store URI '{}' names user {} but no password: give it with --store-password-file or "
+                    "IOTINFER_STORE_PASSWORD",
+                    RedactUri(options.uri), mongoc_uri_get_username(uri.get()))));
   }
   const auto timeout_ms = static_cast<int32_t>(options.timeout.count());
   for (const char* option : {MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGOC_URI_CONNECTTIMEOUTMS}) {

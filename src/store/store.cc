@@ -2,12 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <map>
 #include <set>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
+#include "core/text.h"
 #include "store/store_internal.h"
 
 namespace iotinfer::store {
@@ -125,6 +127,36 @@ Status Store::ReplaceResults(std::span<const ProducerResult> results) {
 Result<bool> Store::SaveStreamState(const StreamState& state) {
   ASSIGN_OR_RETURN(std::vector<bool> saved, SaveStreamStates({&state, 1}));
   return saved.at(0);
+}
+
+Result<std::string> WithPassword(std::string_view uri, const StoreOptions& options) {
+  std::string password = options.password;
+  if (!options.password_file.empty()) {
+    ASSIGN_OR_RETURN(password, ReadSecretFile(options.password_file, "store password"));
+  }
+  if (password.empty()) return std::string(uri);
+  const size_t scheme = uri.find("://");
+  const size_t authority = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const size_t end = uri.find_first_of("/?", authority);
+  const size_t at = uri.rfind('@', end == std::string_view::npos ? uri.size() : end);
+  if (scheme == std::string_view::npos || at == std::string_view::npos || at < authority || at == authority) {
+    return std::unexpected(Error::InvalidInput(fmt::format(
+        "a store password is set, but the store URI '{}' names no user (mongodb://USER@HOST/...)", RedactUri(uri))));
+  }
+  if (uri.substr(authority, at - authority).find(':') != std::string_view::npos) {
+    return std::unexpected(Error::InvalidInput(
+        fmt::format("a store password is set, and the store URI '{}' carries one too: give only one", RedactUri(uri))));
+  }
+  // RFC 3986 leaves only the unreserved characters as they are in user information.
+  std::string encoded;
+  for (const unsigned char c : password) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      encoded += static_cast<char>(c);
+    } else {
+      encoded += fmt::format("%{:02X}", c);
+    }
+  }
+  return fmt::format("{}:{}{}", uri.substr(0, at), encoded, uri.substr(at));
 }
 
 std::string RedactUri(std::string_view uri) {

@@ -31,6 +31,11 @@ struct StoreOptions {
   /// answering mid-write (a network partition) holds a service this long, not the driver's
   /// 5 minutes. `socketTimeoutMS` and `wtimeoutMS` in the URI win.
   std::chrono::milliseconds command_timeout{30000};
+  /// The password of the URI's user, kept out of the URI so that it is on no command line and
+  /// in no URI that gets printed: read from `password_file` (a mounted Secret), else `password`
+  /// (IOTINFER_STORE_PASSWORD). Neither set: the URI's own, if any.
+  std::string password;
+  std::string password_file;
 };
 
 /// A stored `images` document: the inference record plus when the store wrote it.
@@ -173,6 +178,12 @@ class Store {
 /// Now, in microseconds since the epoch, cut to whole milliseconds as every store keeps
 /// timestamps: a time taken with it reads back from any store unchanged.
 int64_t NowMillisAsMicros();
+
+/// `uri` (a mongodb:// one) with the password of `options` (see StoreOptions::password) put into
+/// its user information, percent-encoded: for the driver, and for Spark's connector. `uri`
+/// unchanged when no password is set. InvalidInput when the file cannot be read, when the URI
+/// names no user, or when it carries a password already (two would be ambiguous).
+Result<std::string> WithPassword(std::string_view uri, const StoreOptions& options);
 
 /// `uri` with the password of a `scheme://user:password@host` URI replaced by "***".
 std::string RedactUri(std::string_view uri);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/results.h"
 
 namespace iotinfer {
@@ -75,6 +78,21 @@ TEST(TextTest, TimesAreIsoUtcToTheMillisecond) {
                           "2027-01-15T08:00:00.123Zjunk", "2027-1-15T08:00:00Z"}) {
     EXPECT_FALSE(ParseUtc(bad)) << bad;
   }
+}
+
+TEST(TextTest, ASecretFileLosesOnlyItsTrailingLineBreaks) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "iotinfer-secret-test";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "token") << " tok en\r\n\n";
+  EXPECT_EQ(ReadSecretFile((dir / "token").string(), "token").value(), " tok en");
+  std::ofstream(dir / "empty") << "\n";
+  for (const char* name : {"empty", "missing"}) {
+    auto refused = ReadSecretFile((dir / name).string(), "Spark Connect token");
+    ASSERT_FALSE(refused) << name;
+    EXPECT_EQ(refused.error().code(), Error::Code::kInvalidInput);
+    EXPECT_NE(refused.error().message().find("Spark Connect token file"), std::string::npos);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -26,6 +26,14 @@ TEST(SparkEndpointTest, ParsesHostPortAndParameters) {
   EXPECT_EQ(plain->port, 15002);
   EXPECT_FALSE(plain->use_ssl);
 
+  // Whatever the order, only an explicit use_ssl=false sends a token in the clear.
+  for (const char* url : {"sc://h/;use_ssl=false;token=t", "sc://h/;token=t;use_ssl=false"}) {
+    auto clear = ParseEndpoint(url);
+    ASSERT_TRUE(clear) << url;
+    EXPECT_FALSE(clear->use_ssl) << url;
+    EXPECT_EQ(clear->token, "t") << url;
+  }
+
   auto v6 = ParseEndpoint("sc://[::1]:15003");
   ASSERT_TRUE(v6) << v6.error().message();
   EXPECT_EQ(v6->host, "[::1]");

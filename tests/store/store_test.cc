@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -123,6 +124,35 @@ TEST(StoreTest, RedactUriHidesOnlyThePassword) {
   EXPECT_EQ(RedactUri("mongodb://db:27017/?x=a@b"), "mongodb://db:27017/?x=a@b");
   EXPECT_EQ(RedactUri("mongodb://u:p@ss@db/"), "mongodb://u:***@db/");
   EXPECT_EQ(RedactUri("sqlite:/tmp/a.db"), "sqlite:/tmp/a.db");
+}
+
+TEST(StoreTest, APasswordFromAFileGoesIntoTheUriEncoded) {
+  const fs::path file = TempDir() / "password";
+  { std::ofstream(file) << "p@ss:w/rd %\n"; }
+  StoreOptions options{.password_file = file.string()};
+  EXPECT_EQ(WithPassword("mongodb://alice@db:27017/?tls=true", options).value(),
+            "mongodb://alice:p%40ss%3Aw%2Frd%20%25@db:27017/?tls=true");
+  options = {.password = "plain"};
+  EXPECT_EQ(WithPassword("mongodb://alice@db/", options).value(), "mongodb://alice:plain@db/");
+  EXPECT_EQ(WithPassword("mongodb://alice@db/", {}).value(), "mongodb://alice@db/") << "no password set";
+
+  for (const char* uri : {"mongodb://db:27017/", "mongodb://alice:other@db/"}) {
+    auto refused = WithPassword(uri, options);
+    ASSERT_FALSE(refused) << uri;
+    EXPECT_EQ(refused.error().code(), Error::Code::kInvalidInput) << uri;
+    EXPECT_EQ(refused.error().message().find("other"), std::string::npos) << "echoed the URI's password";
+  }
+  auto missing = WithPassword("mongodb://alice@db/", {.password_file = (TempDir() / "none").string()});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Error::Code::kInvalidInput);
+}
+
+TEST(StoreTest, AUserWithoutAPasswordIsRefusedNotCrashedOn) {
+  // mongo-c-driver 1.23 dereferences the missing password at the first command.
+  auto store = Store::Open({.uri = "mongodb://alice@127.0.0.1:1/?serverSelectionTimeoutMS=100"});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code(), Error::Code::kInvalidInput);
+  EXPECT_NE(store.error().message().find("no password"), std::string::npos) << store.error().message();
 }
 
 TEST(StoreTest, InvalidMongoUriNeverEchoesThePassword) {
