@@ -216,7 +216,8 @@ FERRETDB_HOME="$ARTIFACTS/ferretdb-$FERRETDB_VERSION"
 MONGO_DATA="${IOTINFER_MONGO_DATA:-$ROOT/.cache/mongo}"
 
 mongo_install() {
-  command -v mongod >/dev/null && return 0
+  # FERRETDB_ONLY: the secured server (scripts/secure.sh) is FerretDB even where mongod is.
+  [[ -z ${FERRETDB_ONLY:-} ]] && command -v mongod >/dev/null && return 0
   [[ -x "$FERRETDB_HOME/ferretdb" ]] && return 0
   go_install || die "building FerretDB needs Go $GO_VERSION"
   log "building FerretDB $FERRETDB_VERSION from the Go module proxy into $FERRETDB_HOME"
@@ -339,17 +340,24 @@ spark_reset() {
 
 SERVICES=(kafka mongo spark)
 
+# shellcheck source=scripts/secure.sh
+source "$ROOT/scripts/secure.sh"
+
+# `--secure` (anywhere after the action) means the secured servers of scripts/secure.sh.
 cmd_services() {
   local action="${1:-status}"
   shift || true
-  local names=("$@")
+  local names=() arg suffix=""
+  for arg in "$@"; do
+    if [[ $arg == --secure ]]; then suffix=_secure; else names+=("$arg"); fi
+  done
   ((${#names[@]})) || names=("${SERVICES[@]}")
   local name rc=0
   for name in "${names[@]}"; do
     [[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${SERVICES[*]})"
     case "$action" in
-      up | down | status | reset) "${name}_${action}" || rc=$? ;;
-      *) die "usage: ./dev services up|down|status|reset [${SERVICES[*]}]" ;;
+      up | down | status | reset) "${name}${suffix}_${action}" || rc=$? ;;
+      *) die "usage: ./dev services up|down|status|reset [${SERVICES[*]}] [--secure]" ;;
     esac
   done
   return "$rc"
