@@ -172,6 +172,9 @@ expect_ok "alerts and dashboard, elsewhere" --set metrics.prometheusRule.enabled
   --set-json 'metrics.prometheusRule.alertLabels={"team":"iot"}' --set sink.enabled=false \
   --set metrics.grafanaDashboard.enabled=true --set metrics.grafanaDashboard.namespace=monitoring \
   --set metrics.grafanaDashboard.label=grafana_dashboard_iot --set metrics.grafanaDashboard.labelValue=yes
+expect_ok "apache/spark with its connectors from Maven" -f "$EXAMPLES/spark-cluster.yaml" \
+  --set spark.connect.image.repository=apache/spark --set spark.connect.allowUnverifiedPackages=true \
+  --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0","org.mongodb.spark:mongo-spark-connector_2.13:10.5.0"]'
 expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
   --set batch.engine=spark --set batch.cronJob.enabled=true
@@ -248,6 +251,8 @@ expect_refused "dead-letter ratio above 1" "deadLetters/ratio': maximum: got 5, 
 expect_refused "a duration Prometheus cannot read" "'5min' does not match pattern" --set metrics.prometheusRule.deviceFaulty.for=5min
 expect_refused "spark engine without a server" "set spark.external.url or spark.connect.enabled" --set batch.engine=spark \
   --set batch.job.enabled=true
+expect_refused "Spark packages resolved unverified" "downloaded from Maven repositories at every start of the server, with no checksum" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"]'
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"
