@@ -229,6 +229,11 @@ expect_rejected_edit "dashboard: a query that does not parse" 'unknown function 
 # shellcheck disable=SC2016 # a Grafana variable, not the shell's
 expect_rejected_edit "dashboard: an undefined variable" 'unknown variable $namspace' \
   '0,/\$namespace/s/\$namespace/$namspace/' "${dashboard[@]}"
+# Spark's Role is a template's: its defects are planted into the render.
+expect_rejected_edit "Spark's Role: a verb its executors do not need" 'Role/iotinfer-spark-connect (iotinfer/templates/spark-connect.yaml): rule 0 grants "patch" on pods' \
+  's/"delete", "deletecollection"\]/"delete", "deletecollection", "patch"]/' -f "$EXAMPLES/spark-kubernetes.yaml"
+expect_rejected_edit "Spark's Role for local executors" 'which runs no Spark driver with a k8s:// master' \
+  's|"k8s://https://kubernetes.default.svc"|"local[*]"|' -f "$EXAMPLES/spark-kubernetes.yaml"
 # Rules come from values too: additionalRules.
 rule() { printf 'metrics.prometheusRule.additionalRules=[{"alert":"IotinferTest","expr":%s,"labels":{"severity":"warning"},"annotations":{"summary":%s,"description":"d"}}]' "$1" "$2"; }
 rules_on=(--set metrics.prometheusRule.enabled=true)

@@ -1,8 +1,8 @@
 // Command check reads the multi-document YAML that `helm template` prints and decodes every
 // document strictly into the Kubernetes Go type of its apiVersion and kind, then runs a few checks
-// the types cannot express (checks.go), and checks the alerting rules' and dashboards' queries
-// (monitoring.go). It prints one line per problem, naming the document, and exits 1 if there was
-// any; else one summary line.
+// the types cannot express (checks.go), checks the alerting rules' and dashboards' queries
+// (monitoring.go) and what the render grants and isolates (security.go). It prints one line per
+// problem, naming the document, and exits 1 if there was any; else one summary line.
 //
 //	helm template iotinfer deploy/helm/iotinfer | check [-metrics FILE] [-rules FILE]
 //
@@ -223,6 +223,7 @@ func main() {
 	// Checks across objects would only echo a document that failed to decode.
 	if len(errs) == 0 {
 		errs = append(Check(objs), CheckMonitoring(objs, known)...)
+		errs = append(errs, CheckSecurity(objs)...)
 	}
 	if len(errs) == 0 && *rulesFile != "" {
 		rules, err := RuleFile(objs)
