@@ -201,6 +201,8 @@ expect_rejected "container without a memory request" 'container "stream": no mem
   --set stream.resources.requests.memory=null
 expect_rejected "probe on an unknown port" 'probe port "http"' \
   --set-json 'probes={"readiness":{"httpGet":{"path":"/readyz","port":"http"}}}'
+expect_rejected "a Kafka password in extraArgs" 'container "infer": argument --kafka=sasl.password=... puts a secret in the pod spec' \
+  --set-json 'infer.extraArgs=["--kafka=sasl.password=hunter2"]'
 # And manifests no chart value can produce.
 bad_manifests='apiVersion: v1
 metadata:
@@ -258,6 +260,19 @@ expect_refused "spark engine without a server" "set spark.external.url or spark.
   --set batch.job.enabled=true
 expect_refused "Spark packages resolved unverified" "downloaded from Maven repositories at every start of the server, with no checksum" \
   -f "$EXAMPLES/spark-cluster.yaml" --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"]'
+# Secrets in the maps the chart turns into arguments, each key of the list, and what to do instead.
+for key in sasl.password sasl.jaas.config ssl.key.password ssl.keystore.password ssl.truststore.password ssl.key.pem \
+  ssl_key.pem ssl.keystore.key sasl.oauthbearer.client.secret sasl.oauthbearer.config my.SECRET.token; do
+  expect_refused "kafka.properties: $key" "at '/kafka/properties/$key': value must be 'set in kafka.existingSecret, not here" \
+    --set "kafka.properties.${key//./\\.}=x"
+done
+expect_refused "stream.spark.kafkaProperties: a JAAS configuration" \
+  "at '/stream/spark/kafkaProperties/kafka.sasl.jaas.config': value must be 'set in a Secret, not here" \
+  --set 'stream.spark.kafkaProperties.kafka\.sasl\.jaas\.config=x'
+expect_ok "Kafka settings without secrets" \
+  --set-json 'kafka.properties={"security.protocol":"SASL_SSL","sasl.mechanisms":"SCRAM-SHA-512","sasl.username":"iotinfer","ssl.ca.location":"/etc/iotinfer/kafka-tls/ca.crt","ssl.key.location":"/etc/iotinfer/kafka-tls/tls.key","ssl.keystore.location":"/etc/iotinfer/kafka-tls/client.p12","sasl.oauthbearer.client.id":"iotinfer"}' \
+  --set stream.engine=spark --set spark.external.url=sc://spark:15002 --set stream.spark.checkpoint=/checkpoints/stream \
+  --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL","kafka.sasl.mechanism":"SCRAM-SHA-512","kafka.ssl.truststore.location":"/etc/kafka/truststore.p12"}'
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -17,6 +18,13 @@ var roleAllowList = map[string][]string{
 	"pods": {"create", "delete", "deletecollection", "get", "list", "watch"},
 }
 
+// secretKey matches the Kafka property names that hold secrets, as values.schema.json refuses
+// them in kafka.properties and stream.spark.kafkaProperties.
+var secretKey = regexp.MustCompile(`(?i)password|secret|(^|\.)(sasl\.jaas\.config|sasl\.oauthbearer\.config|ssl[._]key\.pem|ssl\.keystore\.key)$`)
+
+// A value the kubelet fills in from the container's environment, e.g. from a Secret.
+var envReference = regexp.MustCompile(`^\$\([A-Za-z_][A-Za-z0-9_]*\)$`)
+
 // podsOf returns the pod templates of a render: its workloads' and those its ConfigMaps hold.
 func podsOf(objs []Object) []*workload {
 	var pods []*workload
@@ -31,13 +39,24 @@ func podsOf(objs []Object) []*workload {
 }
 
 // CheckSecurity checks what a render grants: its Roles stay within roleAllowList and are bound
-// only to Spark drivers that start executor pods (a k8s:// master).
+// only to Spark drivers that start executor pods (a k8s:// master); and that no container
+// argument carries a Kafka secret, which anyone who reads the pod spec or the process list sees.
 func CheckSecurity(objs []Object) []error {
 	var errs []error
 	fail := func(o Object, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", o, fmt.Sprintf(format, args...)))
 	}
 	pods := podsOf(objs)
+	for _, p := range pods {
+		for _, c := range append(slices.Clone(p.pod.Spec.InitContainers), p.pod.Spec.Containers...) {
+			for _, a := range append(slices.Clone(c.Command), c.Args...) {
+				if key, value, ok := kafkaArgument(a); ok && secretKey.MatchString(key) && !envReference.MatchString(value) {
+					fail(p.obj, "container %q: argument %s=... puts a secret in the pod spec and the process list: give it from a Secret",
+						c.Name, a[:len(a)-len(value)-1])
+				}
+			}
+		}
+	}
 	roles := map[string]Object{}
 	bound := map[string]bool{}
 	for _, o := range objs {
@@ -115,6 +134,16 @@ func checkRoleRules(rules []rbacv1.PolicyRule) []string {
 		}
 	}
 	return msgs
+}
+
+// kafkaArgument splits --kafka=KEY=VALUE and --spark-kafka=KEY=VALUE.
+func kafkaArgument(arg string) (key, value string, ok bool) {
+	for _, flag := range []string{"--kafka=", "--spark-kafka="} {
+		if rest, found := strings.CutPrefix(arg, flag); found {
+			return strings.Cut(rest, "=")
+		}
+	}
+	return "", "", false
 }
 
 // runsK8sMaster says whether a container of the pod runs spark-submit with a k8s:// master.

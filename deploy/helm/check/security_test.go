@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -104,5 +105,26 @@ func TestSparkRoleGrantsOnlyWhatExecutorsNeed(t *testing.T) {
 				t.Errorf("want an error containing %q, got:\n%s", tc.want, errs)
 			}
 		})
+	}
+}
+
+func TestKafkaSecretsInArgumentsAreReported(t *testing.T) {
+	for _, tc := range []struct{ arg, want string }{
+		{"--kafka=sasl.password=hunter2", `container "infer": argument --kafka=sasl.password=... puts a secret in the pod spec`},
+		{"--spark-kafka=kafka.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required;",
+			"argument --spark-kafka=kafka.sasl.jaas.config=... puts a secret"},
+		{"--kafka=ssl.key.pem=-----BEGIN PRIVATE KEY-----", "argument --kafka=ssl.key.pem=..."},
+		{"--kafka=sasl.password=$(KAFKA_PASSWORD)", ""},
+		{"--kafka=sasl.username=iotinfer", ""},
+		{"--spark-kafka=kafka.ssl.truststore.location=/etc/kafka/truststore.p12", ""},
+	} {
+		manifest := strings.Replace(good, "args: [infer, ", "args: [infer, "+strconv.Quote(tc.arg)+", ", 1)
+		if manifest == good {
+			t.Fatal("test case does not apply to the manifest")
+		}
+		errs := runSecurity(manifest)
+		if tc.want == "" && errs != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: want an error containing %q, got:\n%s", tc.arg, tc.want, errs)
+		}
 	}
 }
