@@ -75,10 +75,21 @@ rules="$bin_dir/iotinfer-rules.yaml"
 
 render() { "$helm_bin" template iotinfer "$CHART" --namespace iotinfer "$@"; }
 
-# Checks a manifest (stdin) with the metric names above, and writes its rules to $rules.
+# The checker's flags for a render with ARGS: a render of the production example is held to
+# what production needs (check -production).
+flags=()
+set_flags() {
+  local arg
+  flags=()
+  for arg in "$@"; do
+    if [[ $arg == "$EXAMPLES/production.yaml" ]]; then flags=(-production); fi
+  done
+}
+
+# Checks a manifest (stdin) with the metric names above and $flags, and writes its rules to $rules.
 check_manifest() {
   rm -f "$rules"
-  "$checker" -metrics "$metrics" -rules "$rules"
+  "$checker" -metrics "$metrics" -rules "$rules" "${flags[@]}"
 }
 
 # NAME ARGS...: lints and renders with ARGS; the checker must accept the render, and promtool
@@ -86,6 +97,7 @@ check_manifest() {
 expect_ok() {
   local name=$1 out rules_out=""
   shift
+  set_flags "$@"
   out=$("$helm_bin" lint --strict "$CHART" --namespace iotinfer "$@" 2>&1) || die "$name: helm lint --strict failed:\n$out"
   out=$(render "$@" | check_manifest 2>&1) || die "$name: the render is not valid:\n$out"
   if [[ -f "$rules" ]]; then
@@ -99,6 +111,7 @@ expect_ok() {
 expect_rejected() {
   local name=$1 want=$2 manifest
   shift 2
+  set_flags "$@"
   manifest=$(render "$@") || die "$name: helm template failed, but this defect is the checker's to find"
   expect_rejected_manifest "$name" "$want" "$manifest"
 }
@@ -108,6 +121,7 @@ expect_rejected() {
 expect_rejected_edit() {
   local name=$1 want=$2 edit=$3 manifest edited
   shift 3
+  set_flags "$@"
   manifest=$(render "$@") || die "$name: helm template failed"
   edited=$(sed -e "$edit" <<<"$manifest")
   [[ "$edited" != "$manifest" ]] || die "$name: '$edit' changes nothing in the render: the case tests nothing"
@@ -128,6 +142,7 @@ expect_rejected_manifest() {
 expect_rules_refused() {
   local name=$1 want=$2 out
   shift 2
+  set_flags "$@"
   out=$(render "$@" | check_manifest 2>&1) || die "$name: the checker rejected the render, but this defect is promtool's to find:\n$out"
   [[ -f "$rules" ]] || die "$name: the render has no rules"
   if out=$("$promtool_bin" check rules "$rules" 2>&1); then
@@ -141,6 +156,7 @@ expect_rules_refused() {
 test_rules() {
   local name=$1 out
   shift
+  set_flags "$@"
   out=$(render "$@" | check_manifest 2>&1) || die "$name: the render is not valid:\n$out"
   # The test file names its rule file relative to itself.
   cp "$HERE/tests/alerts_test.yaml" "$bin_dir/"
@@ -175,7 +191,7 @@ expect_ok "alerts and dashboard, elsewhere" --set metrics.prometheusRule.enabled
 expect_ok "apache/spark with its connectors from Maven" -f "$EXAMPLES/spark-cluster.yaml" \
   --set spark.connect.image.repository=apache/spark --set spark.connect.allowUnverifiedPackages=true \
   --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0","org.mongodb.spark:mongo-spark-connector_2.13:10.5.0"]'
-expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 \
+expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 --set spark.external.tokenSecret=spark-token \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
   --set batch.engine=spark --set batch.cronJob.enabled=true
 
@@ -212,6 +228,7 @@ apiVersion: apps/v1
 kind: Deploymnet
 metadata:
   name: typo'
+set_flags
 out=$(check_manifest 2>&1 <<<"$bad_manifests") && die "manifests without a kind, or of an unknown kind, were accepted:\n$out"
 if ! grep -qF 'missing apiVersion or kind' <<<"$out" || ! grep -qF 'unknown apiVersion/kind apps/v1 Deploymnet' <<<"$out"; then
   die "the checker failed on the bad manifests without naming both defects:\n$out"
@@ -236,6 +253,12 @@ expect_rejected_edit "Spark's Role: a verb its executors do not need" 'Role/ioti
   's/"delete", "deletecollection"\]/"delete", "deletecollection", "patch"]/' -f "$EXAMPLES/spark-kubernetes.yaml"
 expect_rejected_edit "Spark's Role for local executors" 'which runs no Spark driver with a k8s:// master' \
   's|"k8s://https://kubernetes.default.svc"|"local[*]"|' -f "$EXAMPLES/spark-kubernetes.yaml"
+expect_rejected "production: Spark Connect without authentication" \
+  'Deployment/iotinfer-spark-connect (iotinfer/templates/spark-connect.yaml): container "spark-connect" runs Spark Connect without authentication' \
+  -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.auth.enabled=false
+expect_rejected_edit "a service with another Spark token" 'IOTINFER_SPARK_TOKEN is not the token of the Spark Connect server it uses' \
+  '/name: IOTINFER_SPARK_TOKEN/,/name: iotinfer-spark-connect-token/s/name: iotinfer-spark-connect-token/name: other/' \
+  -f "$EXAMPLES/spark-cluster.yaml"
 # Rules come from values too: additionalRules.
 rule() { printf 'metrics.prometheusRule.additionalRules=[{"alert":"IotinferTest","expr":%s,"labels":{"severity":"warning"},"annotations":{"summary":%s,"description":"d"}}]' "$1" "$2"; }
 rules_on=(--set metrics.prometheusRule.enabled=true)
@@ -273,6 +296,8 @@ expect_ok "Kafka settings without secrets" \
   --set-json 'kafka.properties={"security.protocol":"SASL_SSL","sasl.mechanisms":"SCRAM-SHA-512","sasl.username":"iotinfer","ssl.ca.location":"/etc/iotinfer/kafka-tls/ca.crt","ssl.key.location":"/etc/iotinfer/kafka-tls/tls.key","ssl.keystore.location":"/etc/iotinfer/kafka-tls/client.p12","sasl.oauthbearer.client.id":"iotinfer"}' \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002 --set stream.spark.checkpoint=/checkpoints/stream \
   --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL","kafka.sasl.mechanism":"SCRAM-SHA-512","kafka.ssl.truststore.location":"/etc/kafka/truststore.p12"}'
+expect_refused "a Spark token in the URL" "at '/spark/external/url': value must be 'a URL without ;token=" \
+  --set 'spark.external.url=sc://spark:15002/;token=s3cret'
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // roleAllowList is all a Role of the chart may grant: what Spark 4.0's Kubernetes scheduler asks
@@ -39,14 +40,18 @@ func podsOf(objs []Object) []*workload {
 }
 
 // CheckSecurity checks what a render grants: its Roles stay within roleAllowList and are bound
-// only to Spark drivers that start executor pods (a k8s:// master); and that no container
-// argument carries a Kafka secret, which anyone who reads the pod spec or the process list sees.
-func CheckSecurity(objs []Object) []error {
+// only to Spark drivers that start executor pods (a k8s:// master); no container argument
+// carries a Kafka secret, nor any place but a Secret the Spark Connect token, since anyone who
+// reads the pod spec or the process list sees them; and the services present the token of the
+// Spark Connect server they use. A production render must also authenticate its Spark Connect
+// servers.
+func CheckSecurity(objs []Object, production bool) []error {
 	var errs []error
 	fail := func(o Object, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", o, fmt.Sprintf(format, args...)))
 	}
 	pods := podsOf(objs)
+	errs = append(errs, checkSparkAuth(objs, pods, production)...)
 	for _, p := range pods {
 		for _, c := range append(slices.Clone(p.pod.Spec.InitContainers), p.pod.Spec.Containers...) {
 			for _, a := range append(slices.Clone(c.Command), c.Args...) {
@@ -134,6 +139,113 @@ func checkRoleRules(rules []rbacv1.PolicyRule) []string {
 		}
 	}
 	return msgs
+}
+
+const (
+	sparkConnectServerClass = "org.apache.spark.sql.connect.service.SparkConnectServer"
+	sparkServerTokenEnv     = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
+	sparkClientTokenEnv     = "IOTINFER_SPARK_TOKEN"
+	sparkURLEnv             = "IOTINFER_SPARK"
+)
+
+// sparkServer is a Spark Connect server of the render: its pod and the Secret of its token.
+type sparkServer struct {
+	pod   *workload
+	token *corev1.SecretKeySelector // nil: no authentication
+}
+
+func checkSparkAuth(objs []Object, pods []*workload, production bool) []error {
+	var errs []error
+	fail := func(o Object, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", o, fmt.Sprintf(format, args...)))
+	}
+	var servers []sparkServer
+	for _, p := range pods {
+		for _, c := range p.pod.Spec.Containers {
+			for _, e := range c.Env {
+				if (e.Name == sparkServerTokenEnv || e.Name == sparkClientTokenEnv) && e.Value != "" {
+					fail(p.obj, "container %q: %s is a plain value of the pod spec: take it from a Secret", c.Name, e.Name)
+				}
+				if e.Name == sparkURLEnv && strings.Contains(strings.ToLower(e.Value), "token=") {
+					fail(p.obj, "container %q: %s carries a token in the pod spec: take it from a Secret as %s",
+						c.Name, e.Name, sparkClientTokenEnv)
+				}
+			}
+			args := append(slices.Clone(c.Command), c.Args...)
+			if slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "spark.connect.authenticate.token=") }) {
+				fail(p.obj, "container %q: the Spark Connect token is an argument, in the pod spec and the process list", c.Name)
+			}
+			if !slices.Contains(args, sparkConnectServerClass) {
+				continue
+			}
+			server := sparkServer{pod: p, token: secretKeyRef(&c, sparkServerTokenEnv)}
+			if server.token == nil && production {
+				fail(p.obj, "container %q runs Spark Connect without authentication (%s from a Secret): any pod that reaches its port runs code in the driver",
+					c.Name, sparkServerTokenEnv)
+			}
+			servers = append(servers, server)
+		}
+	}
+	// Which server a service's URL names: the Service of that name selecting the server's pod.
+	serverOf := map[string]sparkServer{}
+	for _, o := range objs {
+		svc, ok := o.Obj.(*corev1.Service)
+		if !ok || len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		for _, srv := range servers {
+			if labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(srv.pod.pod.Labels)) {
+				serverOf[svc.Name] = srv
+			}
+		}
+	}
+	for _, p := range pods {
+		for _, c := range p.pod.Spec.Containers {
+			url, ok := envValue(&c, sparkURLEnv)
+			if !ok {
+				continue
+			}
+			got := secretKeyRef(&c, sparkClientTokenEnv)
+			srv, ours := serverOf[sparkHost(url)]
+			switch {
+			case ours && srv.token != nil && (got == nil || got.Name != srv.token.Name || got.Key != srv.token.Key):
+				fail(p.obj, "container %q: %s is not the token of the Spark Connect server it uses (%s, Secret %s key %s)",
+					c.Name, sparkClientTokenEnv, srv.pod.obj, srv.token.Name, srv.token.Key)
+			case got == nil && production:
+				fail(p.obj, "container %q uses Spark Connect (%s) without a token (%s from a Secret)", c.Name, url, sparkClientTokenEnv)
+			}
+		}
+	}
+	return errs
+}
+
+// secretKeyRef returns the Secret an environment variable of the container comes from.
+func secretKeyRef(c *corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
+}
+
+func envValue(c *corev1.Container, name string) (string, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value, true
+		}
+	}
+	return "", false
+}
+
+// sparkHost is the first label of the host of sc://HOST[:PORT][/;...], which names a Service
+// of the release's namespace (HOST, HOST.NAMESPACE.svc, ...).
+func sparkHost(url string) string {
+	host, _ := strings.CutPrefix(url, "sc://")
+	host, _, _ = strings.Cut(host, "/")
+	host, _, _ = strings.Cut(host, ":")
+	host, _, _ = strings.Cut(host, ".")
+	return host
 }
 
 // kafkaArgument splits --kafka=KEY=VALUE and --spark-kafka=KEY=VALUE.

@@ -29,6 +29,10 @@ spec:
           image: iotinfer-spark:4.0.0
           command: [/opt/spark/bin/spark-submit]
           args: [--class, org.apache.spark.sql.connect.service.SparkConnectServer, --master, "k8s://https://kubernetes.default.svc"]
+          env:
+            - name: SPARK_CONNECT_AUTHENTICATE_TOKEN
+              valueFrom:
+                secretKeyRef: {name: spark-connect-token, key: token}
           ports:
             - {name: grpc, containerPort: 15002}
           livenessProbe:
@@ -63,10 +67,10 @@ subjects:
   - {kind: ServiceAccount, name: spark-connect, namespace: iotinfer}
 `
 
-func runSecurity(manifest string) string {
+func runSecurity(manifest string, production bool) string {
 	objs, errs := Decode(strings.NewReader(manifest))
 	if len(errs) == 0 {
-		errs = append(Check(objs), CheckSecurity(objs)...)
+		errs = append(Check(objs), CheckSecurity(objs, production)...)
 	}
 	msgs := make([]string, len(errs))
 	for i, e := range errs {
@@ -76,7 +80,7 @@ func runSecurity(manifest string) string {
 }
 
 func TestSparkRoleGrantsOnlyWhatExecutorsNeed(t *testing.T) {
-	if errs := runSecurity(sparkOnKubernetes); errs != "" {
+	if errs := runSecurity(sparkOnKubernetes, false); errs != "" {
 		t.Fatalf("want no errors, got:\n%s", errs)
 	}
 	for _, tc := range []struct{ name, old, new, want string }{
@@ -101,7 +105,7 @@ func TestSparkRoleGrantsOnlyWhatExecutorsNeed(t *testing.T) {
 			if !strings.Contains(sparkOnKubernetes, tc.old) {
 				t.Fatalf("test case does not apply: %q not in the manifest", tc.old)
 			}
-			if errs := runSecurity(strings.Replace(sparkOnKubernetes, tc.old, tc.new, 1)); !strings.Contains(errs, tc.want) {
+			if errs := runSecurity(strings.Replace(sparkOnKubernetes, tc.old, tc.new, 1), false); !strings.Contains(errs, tc.want) {
 				t.Errorf("want an error containing %q, got:\n%s", tc.want, errs)
 			}
 		})
@@ -122,9 +126,108 @@ func TestKafkaSecretsInArgumentsAreReported(t *testing.T) {
 		if manifest == good {
 			t.Fatal("test case does not apply to the manifest")
 		}
-		errs := runSecurity(manifest)
+		errs := runSecurity(manifest, false)
 		if tc.want == "" && errs != "" || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: want an error containing %q, got:\n%s", tc.arg, tc.want, errs)
 		}
+	}
+}
+
+// The Service of the server above, and a batch run that uses it with its token.
+const sparkClient = `---
+apiVersion: v1
+kind: Service
+metadata: {name: spark-connect}
+spec:
+  selector: {app: spark-connect}
+  ports:
+    - {name: grpc, port: 15002, targetPort: grpc}
+---
+# Source: iotinfer/templates/batch-job.yaml
+apiVersion: batch/v1
+kind: Job
+metadata: {name: batch}
+spec:
+  template:
+    metadata:
+      labels: {app: batch}
+    spec:
+      restartPolicy: Never
+      securityContext:
+        runAsNonRoot: true
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+        - name: batch
+          image: iotinfer:0.1.0
+          args: [batch, --engine=spark]
+          env:
+            - {name: IOTINFER_SPARK, value: "sc://spark-connect:15002"}
+            - name: IOTINFER_SPARK_TOKEN
+              valueFrom:
+                secretKeyRef: {name: spark-connect-token, key: token}
+          resources:
+            requests: {cpu: 100m, memory: 64Mi}
+            limits: {memory: 64Mi}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+`
+
+func TestSparkConnectTokenComesFromItsSecret(t *testing.T) {
+	all := sparkOnKubernetes + sparkClient
+	for _, production := range []bool{false, true} {
+		if errs := runSecurity(all, production); errs != "" {
+			t.Fatalf("production=%v: want no errors, got:\n%s", production, errs)
+		}
+	}
+	serverToken := `            - name: SPARK_CONNECT_AUTHENTICATE_TOKEN
+              valueFrom:
+                secretKeyRef: {name: spark-connect-token, key: token}
+`
+	clientToken := `            - name: IOTINFER_SPARK_TOKEN
+              valueFrom:
+                secretKeyRef: {name: spark-connect-token, key: token}
+`
+	for _, tc := range []struct {
+		name, old, new string
+		production     bool
+		want           string
+	}{
+		{"production without authentication", serverToken, "            - {name: SPARK_LOCAL_DIRS, value: /tmp}\n", true,
+			`Deployment/spark-connect (iotinfer/templates/spark-connect.yaml): container "spark-connect" runs Spark Connect without authentication`},
+		{"a server token in the pod spec", serverToken, "            - {name: SPARK_CONNECT_AUTHENTICATE_TOKEN, value: s3cret}\n", false,
+			"container \"spark-connect\": SPARK_CONNECT_AUTHENTICATE_TOKEN is a plain value of the pod spec"},
+		{"a server token as an argument", "--master,", "--conf, spark.connect.authenticate.token=s3cret, --master,", false,
+			"the Spark Connect token is an argument"},
+		{"a client token in the pod spec", clientToken, "            - {name: IOTINFER_SPARK_TOKEN, value: s3cret}\n", false,
+			"container \"batch\": IOTINFER_SPARK_TOKEN is a plain value of the pod spec"},
+		{"a client token in the URL", `"sc://spark-connect:15002"`, `"sc://spark-connect:15002/;token=s3cret"`, false,
+			"IOTINFER_SPARK carries a token in the pod spec"},
+		{"a client without the token", clientToken, "", false,
+			"Job/batch (iotinfer/templates/batch-job.yaml): container \"batch\": IOTINFER_SPARK_TOKEN is not the token of the Spark Connect server it uses"},
+		{"a client with another Secret", "secretKeyRef: {name: spark-connect-token, key: token}\n          resources",
+			"secretKeyRef: {name: other, key: token}\n          resources", false, "is not the token of the Spark Connect server it uses"},
+		{"a client of another server without the token", clientToken + "          resources", "          resources", true,
+			"uses Spark Connect (sc://spark-connect:15002) without a token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(all, tc.old) {
+				t.Fatalf("test case does not apply: %q not in the manifest", tc.old)
+			}
+			manifest := strings.Replace(all, tc.old, tc.new, 1)
+			if tc.name == "a client of another server without the token" {
+				manifest = strings.Replace(manifest, "sc://spark-connect:15002", "sc://spark.analytics:15002", 1)
+				tc.want = strings.Replace(tc.want, "sc://spark-connect:15002", "sc://spark.analytics:15002", 1)
+			}
+			if errs := runSecurity(manifest, tc.production); !strings.Contains(errs, tc.want) {
+				t.Errorf("want an error containing %q, got:\n%s", tc.want, errs)
+			}
+		})
+	}
+	// Authentication is the production check's to demand: elsewhere a server may go without.
+	noAuth := strings.Replace(strings.Replace(all, serverToken, "", 1), clientToken, "", 1)
+	if errs := runSecurity(noAuth, false); errs != "" {
+		t.Errorf("want no errors without authentication outside production, got:\n%s", errs)
 	}
 }

@@ -87,6 +87,29 @@ app.kubernetes.io/part-of: iotinfer
 {{- end }}
 {{- end }}
 
+{{/* The Secret the chart's Spark Connect server takes its token from: "name: ..., key: ...", or "" without auth. */}}
+{{- define "iotinfer.sparkConnectTokenRef" -}}
+{{- $auth := .Values.spark.connect.auth }}
+{{- if and .Values.spark.connect.enabled $auth.enabled }}
+{{- if $auth.existingSecret }}
+{{- toYaml (dict "name" $auth.existingSecret "key" $auth.existingSecretKey) }}
+{{- else }}
+{{- toYaml (dict "name" (printf "%s-token" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect"))) "key" "token") }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret of the token the services present to Spark (IOTINFER_SPARK_TOKEN), as above. */}}
+{{- define "iotinfer.sparkTokenRef" -}}
+{{- if .Values.spark.external.url }}
+{{- with .Values.spark.external.tokenSecret }}
+{{- toYaml (dict "name" . "key" $.Values.spark.external.tokenSecretKey) }}
+{{- end }}
+{{- else }}
+{{- include "iotinfer.sparkConnectTokenRef" . }}
+{{- end }}
+{{- end }}
+
 {{- define "iotinfer.requireSparkUrl" -}}
 {{- if and .Values.spark.external.url .Values.spark.connect.enabled }}
 {{- fail "set either spark.external.url or spark.connect.enabled, not both" }}
@@ -145,6 +168,13 @@ The environment of an iotinfer container. Flags: kafka, store, spark, http (bool
 {{- if .spark }}
 - name: IOTINFER_SPARK
   value: {{ include "iotinfer.sparkUrl" $root | quote }}
+{{- /* From the Secret, never in the URL: the URL is a plain value of the pod spec. */}}
+{{- with include "iotinfer.sparkTokenRef" $root | fromYaml }}
+- name: IOTINFER_SPARK_TOKEN
+  valueFrom:
+    secretKeyRef:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- if .http }}
 - name: IOTINFER_HTTP_PORT
