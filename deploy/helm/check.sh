@@ -191,7 +191,11 @@ expect_ok "alerts and dashboard, elsewhere" --set metrics.prometheusRule.enabled
 expect_ok "apache/spark with its connectors from Maven" -f "$EXAMPLES/spark-cluster.yaml" \
   --set spark.connect.image.repository=apache/spark --set spark.connect.allowUnverifiedPackages=true \
   --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0","org.mongodb.spark:mongo-spark-connector_2.13:10.5.0"]'
-expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 --set spark.external.tokenSecret=spark-token \
+spark_tls=(-f "$EXAMPLES/spark-kubernetes.yaml" --set spark.connect.tls.enabled=true
+  --set spark.connect.tls.existingSecret=iotinfer-spark-tls --set spark.connect.tls.caSecret=iotinfer-spark-ca)
+expect_ok "Spark Connect behind its TLS proxy" "${spark_tls[@]}"
+expect_ok "external Spark" --set 'spark.external.url=sc://spark.analytics:15002/;use_ssl=true' \
+  --set spark.external.tokenSecret=spark-token --set spark.external.caSecret=spark-ca \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
   --set batch.engine=spark --set batch.cronJob.enabled=true
 
@@ -259,6 +263,8 @@ expect_rejected "production: Spark Connect without authentication" \
 expect_rejected_edit "a service with another Spark token" 'IOTINFER_SPARK_TOKEN is not the token of the Spark Connect server it uses' \
   '/name: IOTINFER_SPARK_TOKEN/,/name: iotinfer-spark-connect-token/s/name: iotinfer-spark-connect-token/name: other/' \
   -f "$EXAMPLES/spark-cluster.yaml"
+expect_rejected_edit "plaintext to Spark behind its TLS proxy" 'IOTINFER_SPARK has no use_ssl=true, but Deployment/iotinfer-spark-connect' \
+  's|/;use_ssl=true||' "${spark_tls[@]}"
 # Rules come from values too: additionalRules.
 rule() { printf 'metrics.prometheusRule.additionalRules=[{"alert":"IotinferTest","expr":%s,"labels":{"severity":"warning"},"annotations":{"summary":%s,"description":"d"}}]' "$1" "$2"; }
 rules_on=(--set metrics.prometheusRule.enabled=true)
@@ -298,6 +304,8 @@ expect_ok "Kafka settings without secrets" \
   --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL","kafka.sasl.mechanism":"SCRAM-SHA-512","kafka.ssl.truststore.location":"/etc/kafka/truststore.p12"}'
 expect_refused "a Spark token in the URL" "at '/spark/external/url': value must be 'a URL without ;token=" \
   --set 'spark.external.url=sc://spark:15002/;token=s3cret'
+expect_refused "Spark TLS without a certificate" "spark.connect.tls.enabled needs spark.connect.tls.existingSecret" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.tls.enabled=true
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"

@@ -152,6 +152,8 @@ const (
 type sparkServer struct {
 	pod   *workload
 	token *corev1.SecretKeySelector // nil: no authentication
+	// Listening on the pod's loopback, behind a TLS proxy.
+	tlsOnly bool
 }
 
 func checkSparkAuth(objs []Object, pods []*workload, production bool) []error {
@@ -178,7 +180,8 @@ func checkSparkAuth(objs []Object, pods []*workload, production bool) []error {
 			if !slices.Contains(args, sparkConnectServerClass) {
 				continue
 			}
-			server := sparkServer{pod: p, token: secretKeyRef(&c, sparkServerTokenEnv)}
+			server := sparkServer{pod: p, token: secretKeyRef(&c, sparkServerTokenEnv),
+				tlsOnly: slices.Contains(args, "spark.connect.grpc.binding.address=127.0.0.1")}
 			if server.token == nil && production {
 				fail(p.obj, "container %q runs Spark Connect without authentication (%s from a Secret): any pod that reaches its port runs code in the driver",
 					c.Name, sparkServerTokenEnv)
@@ -207,6 +210,12 @@ func checkSparkAuth(objs []Object, pods []*workload, production bool) []error {
 			}
 			got := secretKeyRef(&c, sparkClientTokenEnv)
 			srv, ours := serverOf[sparkHost(url)]
+			if ours && srv.tlsOnly && !strings.Contains(url, "use_ssl=true") {
+				fail(p.obj, "container %q: %s has no use_ssl=true, but %s takes only TLS", c.Name, sparkURLEnv, srv.pod.obj)
+			}
+			if ca, ok := envValue(&c, "IOTINFER_SPARK_CA"); ok && !mounted(&c, ca) {
+				fail(p.obj, "container %q: IOTINFER_SPARK_CA %s is in no volume the container mounts", c.Name, ca)
+			}
 			switch {
 			case ours && srv.token != nil && (got == nil || got.Name != srv.token.Name || got.Key != srv.token.Key):
 				fail(p.obj, "container %q: %s is not the token of the Spark Connect server it uses (%s, Secret %s key %s)",
@@ -227,6 +236,13 @@ func secretKeyRef(c *corev1.Container, name string) *corev1.SecretKeySelector {
 		}
 	}
 	return nil
+}
+
+// mounted says whether a file lies in a volume the container mounts (not the image's own file system).
+func mounted(c *corev1.Container, file string) bool {
+	return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return strings.HasPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+	})
 }
 
 func envValue(c *corev1.Container, name string) (string, bool) {

@@ -210,6 +210,11 @@ func TestSparkConnectTokenComesFromItsSecret(t *testing.T) {
 			"secretKeyRef: {name: other, key: token}\n          resources", false, "is not the token of the Spark Connect server it uses"},
 		{"a client of another server without the token", clientToken + "          resources", "          resources", true,
 			"uses Spark Connect (sc://spark-connect:15002) without a token"},
+		{"plaintext to a server behind its TLS proxy", "--master,", "--conf, spark.connect.grpc.binding.address=127.0.0.1, --master,", false,
+			`container "batch": IOTINFER_SPARK has no use_ssl=true, but Deployment/spark-connect (iotinfer/templates/spark-connect.yaml) takes only TLS`},
+		{"a CA that is not mounted", `            - {name: IOTINFER_SPARK, value: "sc://spark-connect:15002"}`,
+			`            - {name: IOTINFER_SPARK, value: "sc://spark-connect:15002"}` + "\n" + `            - {name: IOTINFER_SPARK_CA, value: /etc/iotinfer/spark-ca/ca.crt}`, false,
+			`container "batch": IOTINFER_SPARK_CA /etc/iotinfer/spark-ca/ca.crt is in no volume the container mounts`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(all, tc.old) {
