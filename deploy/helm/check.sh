@@ -95,11 +95,14 @@ check_manifest() {
 # NAME ARGS...: lints and renders with ARGS; the checker must accept the render, and promtool
 # its alerting rules.
 expect_ok() {
-  local name=$1 out rules_out=""
+  local name=$1 manifest out rules_out=""
   shift
   set_flags "$@"
   out=$("$helm_bin" lint --strict "$CHART" --namespace iotinfer "$@" 2>&1) || die "$name: helm lint --strict failed:\n$out"
-  out=$(render "$@" | check_manifest 2>&1) || die "$name: the render is not valid:\n$out"
+  # Separately: lint reports a template's fail as information only, and a failed render would
+  # reach the checker as an empty one.
+  manifest=$(render "$@" 2>&1) || die "$name: helm template failed:\n$manifest"
+  out=$(check_manifest 2>&1 <<<"$manifest") || die "$name: the render is not valid:\n$out"
   if [[ -f "$rules" ]]; then
     rules_out=$("$promtool_bin" check rules "$rules" 2>&1) || die "$name: promtool check rules failed:\n$rules_out"
     rules_out=", promtool:$(grep -o ' [0-9]* rules found' <<<"$rules_out")"
@@ -194,6 +197,11 @@ expect_ok "apache/spark with its connectors from Maven" -f "$EXAMPLES/spark-clus
 spark_tls=(-f "$EXAMPLES/spark-kubernetes.yaml" --set spark.connect.tls.enabled=true
   --set spark.connect.tls.existingSecret=iotinfer-spark-tls --set spark.connect.tls.caSecret=iotinfer-spark-ca)
 expect_ok "Spark Connect behind its TLS proxy" "${spark_tls[@]}"
+expect_ok "production, with Spark on Kubernetes behind its TLS proxy" -f "$EXAMPLES/production.yaml" "${spark_tls[@]}" \
+  --set stream.replicas=1 --set producer.enabled=true --set-json 'networkPolicy.sparkConnect.from=[{"podSelector":{"matchLabels":{"app":"notebook"}}}]'
+expect_ok "NetworkPolicies for a standalone Spark cluster" -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true \
+  --set spark.connect.master=spark://spark-master.spark:7077 \
+  --set-json 'networkPolicy.sparkConnect.standaloneExecutors=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"spark"}}}]'
 expect_ok "external Spark" --set 'spark.external.url=sc://spark.analytics:15002/;use_ssl=true' \
   --set spark.external.tokenSecret=spark-token --set spark.external.caSecret=spark-ca \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
@@ -265,6 +273,14 @@ expect_rejected_edit "a service with another Spark token" 'IOTINFER_SPARK_TOKEN 
   -f "$EXAMPLES/spark-cluster.yaml"
 expect_rejected_edit "plaintext to Spark behind its TLS proxy" 'IOTINFER_SPARK has no use_ssl=true, but Deployment/iotinfer-spark-connect' \
   's|/;use_ssl=true||' "${spark_tls[@]}"
+# NetworkPolicies: the production example must have them, and they must leave no pod open.
+expect_rejected "production without NetworkPolicies" 'renders no NetworkPolicy: a production render must isolate its pods' \
+  -f "$EXAMPLES/production.yaml" --set networkPolicy.enabled=false
+expect_rejected_edit "a pod no NetworkPolicy isolates" 'Deployment/iotinfer-sink (iotinfer/templates/sink.yaml): no NetworkPolicy isolates its pods for ingress' \
+  '/^kind: NetworkPolicy/,/^---/s/component: sink$/component: sinc/' -f "$EXAMPLES/production.yaml"
+expect_rejected_edit "egress to Spark's own port behind the TLS proxy" \
+  'NetworkPolicy/iotinfer-batch (iotinfer/templates/networkpolicy.yaml): egress rule 2: port 15002 is no container port of the pods it names' \
+  '/^kind: NetworkPolicy/,/^---/s/- port: 15443$/- port: 15002/' -f "$EXAMPLES/production.yaml" "${spark_tls[@]}" --set stream.replicas=1
 # Rules come from values too: additionalRules.
 rule() { printf 'metrics.prometheusRule.additionalRules=[{"alert":"IotinferTest","expr":%s,"labels":{"severity":"warning"},"annotations":{"summary":%s,"description":"d"}}]' "$1" "$2"; }
 rules_on=(--set metrics.prometheusRule.enabled=true)
@@ -306,6 +322,8 @@ expect_refused "a Spark token in the URL" "at '/spark/external/url': value must 
   --set 'spark.external.url=sc://spark:15002/;token=s3cret'
 expect_refused "Spark TLS without a certificate" "spark.connect.tls.enabled needs spark.connect.tls.existingSecret" \
   -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.tls.enabled=true
+expect_refused "NetworkPolicies and a standalone Spark cluster of unknown place" "needs networkPolicy.sparkConnect.standaloneExecutors" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true --set spark.connect.master=spark://spark-master.spark:7077
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"

@@ -9,7 +9,7 @@
 // -metrics names a file of the metric names (one a line) that queries may name; without it,
 // names are not checked. -rules writes the render's PrometheusRule groups as a Prometheus rule
 // file, for promtool (nothing when it has none). -production holds the render to what a
-// production deployment needs: an authenticated Spark Connect server.
+// production deployment needs: NetworkPolicies, and an authenticated Spark Connect server.
 package main
 
 import (

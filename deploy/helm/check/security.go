@@ -7,8 +7,11 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // roleAllowList is all a Role of the chart may grant: what Spark 4.0's Kubernetes scheduler asks
@@ -42,9 +45,10 @@ func podsOf(objs []Object) []*workload {
 // CheckSecurity checks what a render grants: its Roles stay within roleAllowList and are bound
 // only to Spark drivers that start executor pods (a k8s:// master); no container argument
 // carries a Kafka secret, nor any place but a Secret the Spark Connect token, since anyone who
-// reads the pod spec or the process list sees them; and the services present the token of the
-// Spark Connect server they use. A production render must also authenticate its Spark Connect
-// servers.
+// reads the pod spec or the process list sees them; the services present the token of the
+// Spark Connect server they use; and, where the render has NetworkPolicies, they leave no pod
+// open and name what the render has. A production render must also isolate its pods with
+// NetworkPolicies and authenticate its Spark Connect servers.
 func CheckSecurity(objs []Object, production bool) []error {
 	var errs []error
 	fail := func(o Object, format string, args ...any) {
@@ -52,6 +56,7 @@ func CheckSecurity(objs []Object, production bool) []error {
 	}
 	pods := podsOf(objs)
 	errs = append(errs, checkSparkAuth(objs, pods, production)...)
+	errs = append(errs, checkNetworkPolicies(objs, pods, production)...)
 	for _, p := range pods {
 		for _, c := range append(slices.Clone(p.pod.Spec.InitContainers), p.pod.Spec.Containers...) {
 			for _, a := range append(slices.Clone(c.Command), c.Args...) {
@@ -226,6 +231,124 @@ func checkSparkAuth(objs []Object, pods []*workload, production bool) []error {
 		}
 	}
 	return errs
+}
+
+// The label every object of a release carries: peers with it name the release's own pods.
+const instanceLabel = "app.kubernetes.io/instance"
+
+func checkNetworkPolicies(objs []Object, pods []*workload, production bool) []error {
+	var errs []error
+	fail := func(o Object, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", o, fmt.Sprintf(format, args...)))
+	}
+	ingress := map[*workload]bool{}
+	egress := map[*workload]bool{}
+	policies := 0
+	for _, o := range objs {
+		np, ok := o.Obj.(*networkingv1.NetworkPolicy)
+		if !ok {
+			continue
+		}
+		policies++
+		selected := selectPodsBy(o, &np.Spec.PodSelector, pods, fail)
+		if len(selected) == 0 {
+			fail(o, "podSelector matches no pod of this render")
+		}
+		types := np.Spec.PolicyTypes
+		if len(types) == 0 { // the API's default
+			types = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+			if len(np.Spec.Egress) > 0 {
+				types = append(types, networkingv1.PolicyTypeEgress)
+			}
+		}
+		for _, w := range selected {
+			ingress[w] = ingress[w] || slices.Contains(types, networkingv1.PolicyTypeIngress)
+			egress[w] = egress[w] || slices.Contains(types, networkingv1.PolicyTypeEgress)
+		}
+		for i, r := range np.Spec.Ingress {
+			for _, p := range r.Ports {
+				if !anyHasPort(selected, p.Port) {
+					fail(o, "ingress rule %d: port %s is no container port of the pods it selects", i, p.Port.String())
+				}
+			}
+			for _, peer := range r.From {
+				checkPeer(o, fmt.Sprintf("ingress rule %d", i), peer, nil, pods, fail)
+			}
+		}
+		for i, r := range np.Spec.Egress {
+			for _, peer := range r.To {
+				checkPeer(o, fmt.Sprintf("egress rule %d", i), peer, r.Ports, pods, fail)
+			}
+		}
+	}
+	if policies == 0 {
+		if production {
+			errs = append(errs, fmt.Errorf("renders no NetworkPolicy: a production render must isolate its pods (networkPolicy.enabled)"))
+		}
+		return errs
+	}
+	for _, w := range pods {
+		if !ingress[w] {
+			fail(w.obj, "no NetworkPolicy isolates its pods for ingress: anything in the cluster may connect to them")
+		}
+		if runsIotinfer(w) && !egress[w] {
+			fail(w.obj, "no NetworkPolicy limits where its iotinfer pods connect (egress)")
+		}
+	}
+	return errs
+}
+
+// checkPeer checks a peer that names pods of the release (a podSelector with the release's
+// label, in the policy's namespace): it must match some, and an egress rule's ports must be
+// ports of theirs, as a policy sees a Service's traffic once it reaches the pod.
+func checkPeer(o Object, where string, peer networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort,
+	pods []*workload, fail func(Object, string, ...any)) {
+	if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil {
+		return
+	}
+	if _, ours := peer.PodSelector.MatchLabels[instanceLabel]; !ours {
+		return
+	}
+	matched := selectPodsBy(o, peer.PodSelector, pods, fail)
+	if len(matched) == 0 {
+		fail(o, "%s: podSelector %s matches no pod of this render", where, metav1.FormatLabelSelector(peer.PodSelector))
+		return
+	}
+	for _, p := range ports {
+		if !anyHasPort(matched, p.Port) {
+			fail(o, "%s: port %s is no container port of the pods it names", where, p.Port.String())
+		}
+	}
+}
+
+// anyHasPort says whether a pod declares the port (by number or name); pods that declare none
+// (templates another program completes) cannot tell, and pass.
+func anyHasPort(pods []*workload, port *intstr.IntOrString) bool {
+	if port == nil {
+		return true
+	}
+	declared := false
+	for _, w := range pods {
+		for _, c := range w.pod.Spec.Containers {
+			for _, p := range c.Ports {
+				declared = true
+				if (port.Type == intstr.Int && p.ContainerPort == port.IntVal) || (port.Type == intstr.String && p.Name == port.StrVal) {
+					return true
+				}
+			}
+		}
+	}
+	return !declared
+}
+
+// runsIotinfer says whether a pod runs iotinfer: its configuration is IOTINFER_* variables.
+func runsIotinfer(w *workload) bool {
+	for _, c := range w.pod.Spec.Containers {
+		if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return strings.HasPrefix(e.Name, "IOTINFER_") }) {
+			return true
+		}
+	}
+	return false
 }
 
 // secretKeyRef returns the Secret an environment variable of the container comes from.

@@ -18,7 +18,7 @@ spec:
     matchLabels: {app: spark-connect}
   template:
     metadata:
-      labels: {app: spark-connect}
+      labels: {app: spark-connect, app.kubernetes.io/instance: iotinfer}
     spec:
       serviceAccountName: spark-connect
       securityContext:
@@ -150,7 +150,7 @@ metadata: {name: batch}
 spec:
   template:
     metadata:
-      labels: {app: batch}
+      labels: {app: batch, app.kubernetes.io/instance: iotinfer}
     spec:
       restartPolicy: Never
       securityContext:
@@ -174,8 +174,18 @@ spec:
             capabilities: {drop: [ALL]}
 `
 
+// A policy that isolates every pod, for production renders whose policies are not the point.
+const isolateAll = `---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: isolate-all}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+`
+
 func TestSparkConnectTokenComesFromItsSecret(t *testing.T) {
-	all := sparkOnKubernetes + sparkClient
+	all := sparkOnKubernetes + sparkClient + isolateAll
 	for _, production := range []bool{false, true} {
 		if errs := runSecurity(all, production); errs != "" {
 			t.Fatalf("production=%v: want no errors, got:\n%s", production, errs)
@@ -234,5 +244,105 @@ func TestSparkConnectTokenComesFromItsSecret(t *testing.T) {
 	noAuth := strings.Replace(strings.Replace(all, serverToken, "", 1), clientToken, "", 1)
 	if errs := runSecurity(noAuth, false); errs != "" {
 		t.Errorf("want no errors without authentication outside production, got:\n%s", errs)
+	}
+}
+
+// Policies for good's infer, the Spark Connect server and its batch client: each isolated, reached
+// only as it is used.
+const policies = `---
+# Source: iotinfer/templates/networkpolicy.yaml
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: infer}
+spec:
+  podSelector: {matchLabels: {app: infer}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - from:
+        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
+      ports:
+        - {port: 8080, protocol: TCP}
+  egress:
+    - to:
+        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+          podSelector: {matchLabels: {k8s-app: kube-dns}}
+      ports:
+        - {port: 53, protocol: UDP}
+---
+# Source: iotinfer/templates/networkpolicy.yaml
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: batch}
+spec:
+  podSelector: {matchLabels: {app: batch}}
+  policyTypes: [Ingress, Egress]
+  ingress: []
+  egress:
+    - to:
+        - podSelector: {matchLabels: {app: spark-connect, app.kubernetes.io/instance: iotinfer}}
+      ports:
+        - {port: 15002, protocol: TCP}
+---
+# Source: iotinfer/templates/networkpolicy.yaml
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: spark-connect}
+spec:
+  podSelector: {matchLabels: {app: spark-connect}}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels: {app.kubernetes.io/instance: iotinfer}
+            matchExpressions:
+              - {key: app, operator: In, values: [batch]}
+      ports:
+        - {port: grpc, protocol: TCP}
+`
+
+func TestNetworkPoliciesLeaveNoPodOpen(t *testing.T) {
+	all := good + sparkOnKubernetes + sparkClient + policies
+	for _, production := range []bool{false, true} {
+		if errs := runSecurity(all, production); errs != "" {
+			t.Fatalf("production=%v: want no errors, got:\n%s", production, errs)
+		}
+	}
+	if errs := runSecurity(good, true); !strings.Contains(errs, "renders no NetworkPolicy: a production render must isolate its pods") {
+		t.Errorf("want a production render without policies refused, got:\n%s", errs)
+	}
+	if errs := runSecurity(good, false); errs != "" {
+		t.Errorf("want no policies required outside production, got:\n%s", errs)
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"a policy that selects nothing", "podSelector: {matchLabels: {app: infer}}", "podSelector: {matchLabels: {app: inferr}}",
+			"NetworkPolicy/infer (iotinfer/templates/networkpolicy.yaml): podSelector matches no pod of this render"},
+		{"a pod no policy isolates", "podSelector: {matchLabels: {app: infer}}", "podSelector: {matchLabels: {app: inferr}}",
+			"Deployment/infer (iotinfer/templates/infer.yaml): no NetworkPolicy isolates its pods for ingress"},
+		{"an iotinfer pod free to connect anywhere", "metadata: {name: infer}\nspec:\n  podSelector: {matchLabels: {app: infer}}\n  policyTypes: [Ingress, Egress]",
+			"metadata: {name: infer}\nspec:\n  podSelector: {matchLabels: {app: infer}}\n  policyTypes: [Ingress]",
+			"Deployment/infer (iotinfer/templates/infer.yaml): no NetworkPolicy limits where its iotinfer pods connect (egress)"},
+		{"the Spark server left open", "metadata: {name: spark-connect}\nspec:\n  podSelector: {matchLabels: {app: spark-connect}}",
+			"metadata: {name: spark-connect}\nspec:\n  podSelector: {matchLabels: {app: spark-connecter}}",
+			"Deployment/spark-connect (iotinfer/templates/spark-connect.yaml): no NetworkPolicy isolates its pods for ingress"},
+		{"metrics allowed on another port", "{port: 8080, protocol: TCP}", "{port: 9090, protocol: TCP}",
+			"NetworkPolicy/infer (iotinfer/templates/networkpolicy.yaml): ingress rule 0: port 9090 is no container port of the pods it selects"},
+		{"a named port the pods lack", "{port: grpc, protocol: TCP}", "{port: grpcs, protocol: TCP}",
+			"NetworkPolicy/spark-connect (iotinfer/templates/networkpolicy.yaml): ingress rule 0: port grpcs is no container port"},
+		{"egress to a pod of the release that is not there", "{matchLabels: {app: spark-connect, app.kubernetes.io/instance: iotinfer}}",
+			"{matchLabels: {app: spark, app.kubernetes.io/instance: iotinfer}}",
+			"NetworkPolicy/batch (iotinfer/templates/networkpolicy.yaml): egress rule 0: podSelector app=spark,app.kubernetes.io/instance=iotinfer matches no pod of this render"},
+		{"egress to a port the server does not listen on", "{port: 15002, protocol: TCP}", "{port: 15443, protocol: TCP}",
+			"NetworkPolicy/batch (iotinfer/templates/networkpolicy.yaml): egress rule 0: port 15443 is no container port of the pods it names"},
+		{"ingress from a client of the release that is not there", "values: [batch]", "values: [stream]",
+			"NetworkPolicy/spark-connect (iotinfer/templates/networkpolicy.yaml): ingress rule 0: podSelector app in (stream),app.kubernetes.io/instance=iotinfer matches no pod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(policies, tc.old) {
+				t.Fatalf("test case does not apply: %q not in the policies", tc.old)
+			}
+			if errs := runSecurity(good+sparkOnKubernetes+sparkClient+strings.Replace(policies, tc.old, tc.new, 1), false); !strings.Contains(errs, tc.want) {
+				t.Errorf("want an error containing %q, got:\n%s", tc.want, errs)
+			}
+		})
 	}
 }

@@ -496,6 +496,14 @@ spec:
       {{- include "iotinfer.selectorLabels" . | nindent 6 }}
 {{- end }}
 
+{{/* A NetworkPolicy egress rule of networkPolicy.egress: its peers (none: any address) and ports. */}}
+{{- define "iotinfer.egressRule" -}}
+{{- $rule := dict }}
+{{- with .to }}{{ $_ := set $rule "to" . }}{{ end }}
+{{- with .ports }}{{ $_ := set $rule "ports" . }}{{ end }}
+{{- toYaml (list $rule) }}
+{{- end }}
+
 {{/*
 An alert's labels: its severity (from .alert, its values), its component, and the chart-wide
 metrics.prometheusRule.alertLabels, which cannot replace the first two nor repeat a key.
