@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Helm chart's check (ctest: deploy.helm). For the default values, each example and a few
 # combinations: `helm lint --strict`, then `helm template` decoded strictly into the Kubernetes API
-# types by check/ (Go), which also cross-checks selectors, probes and pod hardening, decodes the
-# Grafana dashboard strictly and parses every PromQL expression, holding the metrics it names to
-# those src/ exports; the alerting rules of each render pass `promtool check rules`, and those of
+# types by check/ (Go), which also cross-checks selectors, probes and pod hardening, what the
+# render grants and isolates (Roles, NetworkPolicies, secrets; more for the production example),
+# decodes the Grafana dashboard strictly and parses every PromQL expression, holding the metrics
+# it names to those src/ exports; the alerting rules of each render pass `promtool check rules`, and those of
 # the default values `promtool test rules` (tests/alerts_test.yaml). Then proof that the checks
 # are not rubber stamps: renders with a planted defect must be rejected, naming it.
 # Needs Go (the pinned one ./dev setup installs, or go on PATH), and helm 3 and promtool as
