@@ -4,9 +4,10 @@
 # types by check/ (Go), which also cross-checks selectors, probes and pod hardening, what the
 # render grants and isolates (Roles, NetworkPolicies, secrets; more for the production example),
 # decodes the Grafana dashboard strictly and parses every PromQL expression, holding the metrics
-# it names to those src/ exports; the alerting rules of each render pass `promtool check rules`, and those of
-# the default values `promtool test rules` (tests/alerts_test.yaml). Then proof that the checks
-# are not rubber stamps: renders with a planted defect must be rejected, naming it.
+# it names to those src/ exports; the alerting rules of each render pass `promtool check rules`,
+# and those of the default values `promtool test rules` (tests/alerts_test.yaml). Then proof
+# that the checks are not rubber stamps: renders with a planted defect must be rejected, naming
+# it.
 # Needs Go (the pinned one ./dev setup installs, or go on PATH), and helm 3 and promtool as
 # ./dev setup installs them (helm_install, promtool_install in scripts/deploy-tools.sh) or on
 # PATH. Exits non-zero on the first problem.
