@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The Helm chart's check (ctest: deploy.helm). For the default values, each example and a few
 # combinations: `helm lint --strict`, then `helm template` decoded strictly into the Kubernetes API
-# types by check/ (Go), which also cross-checks selectors, probes and pod hardening, decodes the
-# Grafana dashboard strictly and parses every PromQL expression, holding the metrics it names to
-# those src/ exports; the alerting rules of each render pass `promtool check rules`, and those of
-# the default values `promtool test rules` (tests/alerts_test.yaml). Then proof that the checks
-# are not rubber stamps: renders with a planted defect must be rejected, naming it.
+# types by check/ (Go), which also cross-checks selectors, probes and pod hardening, what the
+# render grants and isolates (Roles, NetworkPolicies, secrets; more for the production example),
+# decodes the Grafana dashboard strictly and parses every PromQL expression, holding the metrics
+# it names to those src/ exports; the alerting rules of each render pass `promtool check rules`,
+# and those of the default values `promtool test rules` (tests/alerts_test.yaml). Then proof
+# that the checks are not rubber stamps: renders with a planted defect must be rejected, naming
+# it.
 # Needs Go (the pinned one ./dev setup installs, or go on PATH), and helm 3 and promtool as
 # ./dev setup installs them (helm_install, promtool_install in scripts/deploy-tools.sh) or on
 # PATH. Exits non-zero on the first problem.
@@ -75,19 +77,34 @@ rules="$bin_dir/iotinfer-rules.yaml"
 
 render() { "$helm_bin" template iotinfer "$CHART" --namespace iotinfer "$@"; }
 
-# Checks a manifest (stdin) with the metric names above, and writes its rules to $rules.
+# The checker's flags for a render with ARGS: a render of the production example is held to
+# what production needs (check -production).
+flags=()
+set_flags() {
+  local arg
+  flags=()
+  for arg in "$@"; do
+    if [[ $arg == "$EXAMPLES/production.yaml" ]]; then flags=(-production); fi
+  done
+}
+
+# Checks a manifest (stdin) with the metric names above and $flags, and writes its rules to $rules.
 check_manifest() {
   rm -f "$rules"
-  "$checker" -metrics "$metrics" -rules "$rules"
+  "$checker" -metrics "$metrics" -rules "$rules" "${flags[@]}"
 }
 
 # NAME ARGS...: lints and renders with ARGS; the checker must accept the render, and promtool
 # its alerting rules.
 expect_ok() {
-  local name=$1 out rules_out=""
+  local name=$1 manifest out rules_out=""
   shift
+  set_flags "$@"
   out=$("$helm_bin" lint --strict "$CHART" --namespace iotinfer "$@" 2>&1) || die "$name: helm lint --strict failed:\n$out"
-  out=$(render "$@" | check_manifest 2>&1) || die "$name: the render is not valid:\n$out"
+  # Separately: lint reports a template's fail as information only, and a failed render would
+  # reach the checker as an empty one.
+  manifest=$(render "$@" 2>&1) || die "$name: helm template failed:\n$manifest"
+  out=$(check_manifest 2>&1 <<<"$manifest") || die "$name: the render is not valid:\n$out"
   if [[ -f "$rules" ]]; then
     rules_out=$("$promtool_bin" check rules "$rules" 2>&1) || die "$name: promtool check rules failed:\n$rules_out"
     rules_out=", promtool:$(grep -o ' [0-9]* rules found' <<<"$rules_out")"
@@ -99,6 +116,7 @@ expect_ok() {
 expect_rejected() {
   local name=$1 want=$2 manifest
   shift 2
+  set_flags "$@"
   manifest=$(render "$@") || die "$name: helm template failed, but this defect is the checker's to find"
   expect_rejected_manifest "$name" "$want" "$manifest"
 }
@@ -108,6 +126,7 @@ expect_rejected() {
 expect_rejected_edit() {
   local name=$1 want=$2 edit=$3 manifest edited
   shift 3
+  set_flags "$@"
   manifest=$(render "$@") || die "$name: helm template failed"
   edited=$(sed -e "$edit" <<<"$manifest")
   [[ "$edited" != "$manifest" ]] || die "$name: '$edit' changes nothing in the render: the case tests nothing"
@@ -128,6 +147,7 @@ expect_rejected_manifest() {
 expect_rules_refused() {
   local name=$1 want=$2 out
   shift 2
+  set_flags "$@"
   out=$(render "$@" | check_manifest 2>&1) || die "$name: the checker rejected the render, but this defect is promtool's to find:\n$out"
   [[ -f "$rules" ]] || die "$name: the render has no rules"
   if out=$("$promtool_bin" check rules "$rules" 2>&1); then
@@ -141,6 +161,7 @@ expect_rules_refused() {
 test_rules() {
   local name=$1 out
   shift
+  set_flags "$@"
   out=$(render "$@" | check_manifest 2>&1) || die "$name: the render is not valid:\n$out"
   # The test file names its rule file relative to itself.
   cp "$HERE/tests/alerts_test.yaml" "$bin_dir/"
@@ -172,7 +193,19 @@ expect_ok "alerts and dashboard, elsewhere" --set metrics.prometheusRule.enabled
   --set-json 'metrics.prometheusRule.alertLabels={"team":"iot"}' --set sink.enabled=false \
   --set metrics.grafanaDashboard.enabled=true --set metrics.grafanaDashboard.namespace=monitoring \
   --set metrics.grafanaDashboard.label=grafana_dashboard_iot --set metrics.grafanaDashboard.labelValue=yes
-expect_ok "external Spark" --set spark.external.url=sc://spark.analytics:15002 \
+expect_ok "apache/spark with its connectors from Maven" -f "$EXAMPLES/spark-cluster.yaml" \
+  --set spark.connect.image.repository=apache/spark --set spark.connect.allowUnverifiedPackages=true \
+  --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0","org.mongodb.spark:mongo-spark-connector_2.13:10.5.0"]'
+spark_tls=(-f "$EXAMPLES/spark-kubernetes.yaml" --set spark.connect.tls.enabled=true
+  --set spark.connect.tls.existingSecret=iotinfer-spark-tls --set spark.connect.tls.caSecret=iotinfer-spark-ca)
+expect_ok "Spark Connect behind its TLS proxy" "${spark_tls[@]}"
+expect_ok "production, with Spark on Kubernetes behind its TLS proxy" -f "$EXAMPLES/production.yaml" "${spark_tls[@]}" \
+  --set stream.replicas=1 --set producer.enabled=true --set-json 'networkPolicy.sparkConnect.from=[{"podSelector":{"matchLabels":{"app":"notebook"}}}]'
+expect_ok "NetworkPolicies for a standalone Spark cluster" -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true \
+  --set spark.connect.master=spark://spark-master.spark:7077 \
+  --set-json 'networkPolicy.sparkConnect.standaloneExecutors=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"spark"}}}]'
+expect_ok "external Spark" --set 'spark.external.url=sc://spark.analytics:15002/;use_ssl=true' \
+  --set spark.external.tokenSecret=spark-token --set spark.external.caSecret=spark-ca \
   --set stream.engine=spark --set stream.spark.checkpoint=s3a://iotinfer/checkpoints/stream \
   --set batch.engine=spark --set batch.cronJob.enabled=true
 
@@ -198,6 +231,8 @@ expect_rejected "container without a memory request" 'container "stream": no mem
   --set stream.resources.requests.memory=null
 expect_rejected "probe on an unknown port" 'probe port "http"' \
   --set-json 'probes={"readiness":{"httpGet":{"path":"/readyz","port":"http"}}}'
+expect_rejected "a Kafka password in extraArgs" 'container "infer": argument --kafka=sasl.password=... puts a secret in the pod spec' \
+  --set-json 'infer.extraArgs=["--kafka=sasl.password=hunter2"]'
 # And manifests no chart value can produce.
 bad_manifests='apiVersion: v1
 metadata:
@@ -207,6 +242,7 @@ apiVersion: apps/v1
 kind: Deploymnet
 metadata:
   name: typo'
+set_flags
 out=$(check_manifest 2>&1 <<<"$bad_manifests") && die "manifests without a kind, or of an unknown kind, were accepted:\n$out"
 if ! grep -qF 'missing apiVersion or kind' <<<"$out" || ! grep -qF 'unknown apiVersion/kind apps/v1 Deploymnet' <<<"$out"; then
   die "the checker failed on the bad manifests without naming both defects:\n$out"
@@ -226,6 +262,27 @@ expect_rejected_edit "dashboard: a query that does not parse" 'unknown function 
 # shellcheck disable=SC2016 # a Grafana variable, not the shell's
 expect_rejected_edit "dashboard: an undefined variable" 'unknown variable $namspace' \
   '0,/\$namespace/s/\$namespace/$namspace/' "${dashboard[@]}"
+# Spark's Role is a template's: its defects are planted into the render.
+expect_rejected_edit "Spark's Role: a verb its executors do not need" 'Role/iotinfer-spark-connect (iotinfer/templates/spark-connect.yaml): rule 0 grants "patch" on pods' \
+  's/"delete", "deletecollection"\]/"delete", "deletecollection", "patch"]/' -f "$EXAMPLES/spark-kubernetes.yaml"
+expect_rejected_edit "Spark's Role for local executors" 'which runs no Spark driver with a k8s:// master' \
+  's|"k8s://https://kubernetes.default.svc"|"local[*]"|' -f "$EXAMPLES/spark-kubernetes.yaml"
+expect_rejected "production: Spark Connect without authentication" \
+  'Deployment/iotinfer-spark-connect (iotinfer/templates/spark-connect.yaml): container "spark-connect" runs Spark Connect without authentication' \
+  -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.auth.enabled=false
+expect_rejected_edit "a service with another Spark token" 'IOTINFER_SPARK_TOKEN is not the token of the Spark Connect server it uses' \
+  '/name: IOTINFER_SPARK_TOKEN/,/name: iotinfer-spark-connect-token/s/name: iotinfer-spark-connect-token/name: other/' \
+  -f "$EXAMPLES/spark-cluster.yaml"
+expect_rejected_edit "plaintext to Spark behind its TLS proxy" 'IOTINFER_SPARK has no use_ssl=true, but Deployment/iotinfer-spark-connect' \
+  's|/;use_ssl=true||' "${spark_tls[@]}"
+# NetworkPolicies: the production example must have them, and they must leave no pod open.
+expect_rejected "production without NetworkPolicies" 'renders no NetworkPolicy: a production render must isolate its pods' \
+  -f "$EXAMPLES/production.yaml" --set networkPolicy.enabled=false
+expect_rejected_edit "a pod no NetworkPolicy isolates" 'Deployment/iotinfer-sink (iotinfer/templates/sink.yaml): no NetworkPolicy isolates its pods for ingress' \
+  '/^kind: NetworkPolicy/,/^---/s/component: sink$/component: sinc/' -f "$EXAMPLES/production.yaml"
+expect_rejected_edit "egress to Spark's own port behind the TLS proxy" \
+  'NetworkPolicy/iotinfer-batch (iotinfer/templates/networkpolicy.yaml): egress rule 2: port 15002 is no container port of the pods it names' \
+  '/^kind: NetworkPolicy/,/^---/s/- port: 15443$/- port: 15002/' -f "$EXAMPLES/production.yaml" "${spark_tls[@]}" --set stream.replicas=1
 # Rules come from values too: additionalRules.
 rule() { printf 'metrics.prometheusRule.additionalRules=[{"alert":"IotinferTest","expr":%s,"labels":{"severity":"warning"},"annotations":{"summary":%s,"description":"d"}}]' "$1" "$2"; }
 rules_on=(--set metrics.prometheusRule.enabled=true)
@@ -248,6 +305,27 @@ expect_refused "dead-letter ratio above 1" "deadLetters/ratio': maximum: got 5, 
 expect_refused "a duration Prometheus cannot read" "'5min' does not match pattern" --set metrics.prometheusRule.deviceFaulty.for=5min
 expect_refused "spark engine without a server" "set spark.external.url or spark.connect.enabled" --set batch.engine=spark \
   --set batch.job.enabled=true
+expect_refused "Spark packages resolved unverified" "downloaded from Maven repositories at every start of the server, with no checksum" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set-json 'spark.connect.packages=["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"]'
+# Secrets in the maps the chart turns into arguments, each key of the list, and what to do instead.
+for key in sasl.password sasl.jaas.config ssl.key.password ssl.keystore.password ssl.truststore.password ssl.key.pem \
+  ssl_key.pem ssl.keystore.key sasl.oauthbearer.client.secret sasl.oauthbearer.config my.SECRET.token; do
+  expect_refused "kafka.properties: $key" "at '/kafka/properties/$key': value must be 'set in kafka.existingSecret, not here" \
+    --set "kafka.properties.${key//./\\.}=x"
+done
+expect_refused "stream.spark.kafkaProperties: a JAAS configuration" \
+  "at '/stream/spark/kafkaProperties/kafka.sasl.jaas.config': value must be 'set in a Secret, not here" \
+  --set 'stream.spark.kafkaProperties.kafka\.sasl\.jaas\.config=x'
+expect_ok "Kafka settings without secrets" \
+  --set-json 'kafka.properties={"security.protocol":"SASL_SSL","sasl.mechanisms":"SCRAM-SHA-512","sasl.username":"iotinfer","ssl.ca.location":"/etc/iotinfer/kafka-tls/ca.crt","ssl.key.location":"/etc/iotinfer/kafka-tls/tls.key","ssl.keystore.location":"/etc/iotinfer/kafka-tls/client.p12","sasl.oauthbearer.client.id":"iotinfer"}' \
+  --set stream.engine=spark --set spark.external.url=sc://spark:15002 --set stream.spark.checkpoint=/checkpoints/stream \
+  --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL","kafka.sasl.mechanism":"SCRAM-SHA-512","kafka.ssl.truststore.location":"/etc/kafka/truststore.p12"}'
+expect_refused "a Spark token in the URL" "at '/spark/external/url': value must be 'a URL without ;token=" \
+  --set 'spark.external.url=sc://spark:15002/;token=s3cret'
+expect_refused "Spark TLS without a certificate" "spark.connect.tls.enabled needs spark.connect.tls.existingSecret" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.tls.enabled=true
+expect_refused "NetworkPolicies and a standalone Spark cluster of unknown place" "needs networkPolicy.sparkConnect.standaloneExecutors" \
+  -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true --set spark.connect.master=spark://spark-master.spark:7077
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
 step "deploy/helm: all checks passed"

@@ -1,14 +1,15 @@
 // Command check reads the multi-document YAML that `helm template` prints and decodes every
 // document strictly into the Kubernetes Go type of its apiVersion and kind, then runs a few checks
-// the types cannot express (checks.go), and checks the alerting rules' and dashboards' queries
-// (monitoring.go). It prints one line per problem, naming the document, and exits 1 if there was
-// any; else one summary line.
+// the types cannot express (checks.go), checks the alerting rules' and dashboards' queries
+// (monitoring.go) and what the render grants and isolates (security.go). It prints one line per
+// problem, naming the document, and exits 1 if there was any; else one summary line.
 //
-//	helm template iotinfer deploy/helm/iotinfer | check [-metrics FILE] [-rules FILE]
+//	helm template iotinfer deploy/helm/iotinfer | check [-metrics FILE] [-rules FILE] [-production]
 //
 // -metrics names a file of the metric names (one a line) that queries may name; without it,
 // names are not checked. -rules writes the render's PrometheusRule groups as a Prometheus rule
-// file, for promtool (nothing when it has none).
+// file, for promtool (nothing when it has none). -production holds the render to what a
+// production deployment needs: NetworkPolicies, and an authenticated Spark Connect server.
 package main
 
 import (
@@ -210,6 +211,7 @@ func readMetrics(path string) (map[string]bool, error) {
 func main() {
 	metricsFile := flag.String("metrics", "", "file of the metric names queries may name, one a line")
 	rulesFile := flag.String("rules", "", "write the PrometheusRule groups here, as a Prometheus rule file")
+	production := flag.Bool("production", false, "hold the render to what a production deployment needs (security.go)")
 	flag.Parse()
 	var known map[string]bool
 	if *metricsFile != "" {
@@ -223,6 +225,7 @@ func main() {
 	// Checks across objects would only echo a document that failed to decode.
 	if len(errs) == 0 {
 		errs = append(Check(objs), CheckMonitoring(objs, known)...)
+		errs = append(errs, CheckSecurity(objs, *production)...)
 	}
 	if len(errs) == 0 && *rulesFile != "" {
 		rules, err := RuleFile(objs)

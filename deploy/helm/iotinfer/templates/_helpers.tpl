@@ -78,12 +78,98 @@ app.kubernetes.io/part-of: iotinfer
 {{- if .Values.mongodb.existingSecret }}{{ .Values.mongodb.existingSecretKey }}{{ else }}uri{{ end }}
 {{- end }}
 
-{{/* The Spark Connect URL the services get, or "" when there is no server. */}}
+{{/*
+The Spark Connect URL the services get, or "" when there is no server. Behind the TLS proxy,
+the Service's name in the namespace, as the certificate names it.
+*/}}
 {{- define "iotinfer.sparkUrl" -}}
+{{- $c := .Values.spark.connect }}
 {{- if .Values.spark.external.url }}
 {{- .Values.spark.external.url }}
-{{- else if .Values.spark.connect.enabled }}
-{{- printf "sc://%s:%d" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) (int .Values.spark.connect.port) }}
+{{- else if and $c.enabled $c.tls.enabled }}
+{{- printf "sc://%s.%s.svc:%d/;use_ssl=true" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) .Release.Namespace (int $c.port) }}
+{{- else if $c.enabled }}
+{{- printf "sc://%s:%d" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) (int $c.port) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the CA the services trust for Spark Connect's TLS: "name: ..., key: ...", or "" for the system's CAs. */}}
+{{- define "iotinfer.sparkCaRef" -}}
+{{- $c := .Values.spark.connect }}
+{{- if and .Values.spark.external.url .Values.spark.external.caSecret }}
+{{- toYaml (dict "name" .Values.spark.external.caSecret "key" .Values.spark.external.caSecretKey) }}
+{{- else if and (not .Values.spark.external.url) $c.enabled $c.tls.enabled $c.tls.caSecret }}
+{{- toYaml (dict "name" $c.tls.caSecret "key" $c.tls.caSecretKey) }}
+{{- end }}
+{{- end }}
+
+{{- define "iotinfer.sparkCaDir" -}}/etc/iotinfer/spark-ca{{- end }}
+
+{{/* The port of the Spark Connect pod that clients reach: the TLS proxy's, or Spark's own. */}}
+{{- define "iotinfer.sparkConnectPodPort" -}}
+{{- $c := .Values.spark.connect }}
+{{- ternary $c.tls.port $c.port $c.tls.enabled | int }}
+{{- end }}
+
+{{/*
+The TLS proxy's nginx.conf. gRPC needs HTTP/2, which clients negotiate with ALPN h2 in the TLS
+handshake (`http2 on`: nginx 1.25.1 or later).
+*/}}
+{{- define "iotinfer.sparkTlsProxyConfig" -}}
+{{- $s := .values -}}
+daemon off;
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events {
+  worker_connections 1024;
+}
+http {
+  access_log off;
+  # The root file system is read-only.
+  client_body_temp_path /tmp/client_body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+  server {
+    listen {{ $s.tls.port }} ssl;
+    http2 on;
+    ssl_certificate /etc/iotinfer/spark-tls/tls.crt;
+    ssl_certificate_key /etc/iotinfer/spark-tls/tls.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    # A gRPC call's messages are one request body: plans and artifacts of any size.
+    client_max_body_size 0;
+    # A long query may send nothing for minutes before its results.
+    grpc_read_timeout 1h;
+    grpc_send_timeout 1h;
+    location / {
+      grpc_pass grpc://127.0.0.1:{{ $s.port }};
+    }
+  }
+}
+{{- end }}
+
+{{/* The Secret the chart's Spark Connect server takes its token from: "name: ..., key: ...", or "" without auth. */}}
+{{- define "iotinfer.sparkConnectTokenRef" -}}
+{{- $auth := .Values.spark.connect.auth }}
+{{- if and .Values.spark.connect.enabled $auth.enabled }}
+{{- if $auth.existingSecret }}
+{{- toYaml (dict "name" $auth.existingSecret "key" $auth.existingSecretKey) }}
+{{- else }}
+{{- toYaml (dict "name" (printf "%s-token" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect"))) "key" "token") }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret of the token the services present to Spark (IOTINFER_SPARK_TOKEN), as above. */}}
+{{- define "iotinfer.sparkTokenRef" -}}
+{{- if .Values.spark.external.url }}
+{{- with .Values.spark.external.tokenSecret }}
+{{- toYaml (dict "name" . "key" $.Values.spark.external.tokenSecretKey) }}
+{{- end }}
+{{- else }}
+{{- include "iotinfer.sparkConnectTokenRef" . }}
 {{- end }}
 {{- end }}
 
@@ -145,6 +231,17 @@ The environment of an iotinfer container. Flags: kafka, store, spark, http (bool
 {{- if .spark }}
 - name: IOTINFER_SPARK
   value: {{ include "iotinfer.sparkUrl" $root | quote }}
+{{- /* From the Secret, never in the URL: the URL is a plain value of the pod spec. */}}
+{{- with include "iotinfer.sparkTokenRef" $root | fromYaml }}
+- name: IOTINFER_SPARK_TOKEN
+  valueFrom:
+    secretKeyRef:
+      {{- toYaml . | nindent 6 }}
+{{- end }}
+{{- if include "iotinfer.sparkCaRef" $root }}
+- name: IOTINFER_SPARK_CA
+  value: {{ printf "%s/ca.crt" (include "iotinfer.sparkCaDir" $root) | quote }}
+{{- end }}
 {{- end }}
 {{- if .http }}
 - name: IOTINFER_HTTP_PORT
@@ -168,6 +265,11 @@ The environment of an iotinfer container. Flags: kafka, store, spark, http (bool
 {{- if and .kafka .root.Values.kafka.tls.existingSecret }}
 - name: kafka-tls
   mountPath: {{ .root.Values.kafka.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- if and .spark (include "iotinfer.sparkCaRef" .root) }}
+- name: spark-ca
+  mountPath: {{ include "iotinfer.sparkCaDir" .root }}
   readOnly: true
 {{- end }}
 {{- with .extraVolumeMounts }}
@@ -195,6 +297,15 @@ The environment of an iotinfer container. Flags: kafka, store, spark, http (bool
   secret:
     secretName: {{ .root.Values.kafka.tls.existingSecret }}
     defaultMode: 0440
+{{- end }}
+{{- with and .spark (include "iotinfer.sparkCaRef" .root | fromYaml) }}
+- name: spark-ca
+  secret:
+    secretName: {{ .name }}
+    defaultMode: 0440
+    items:
+      - key: {{ .key }}
+        path: ca.crt
 {{- end }}
 {{- with .extraVolumes }}
 {{ toYaml . }}
@@ -383,6 +494,14 @@ spec:
   selector:
     matchLabels:
       {{- include "iotinfer.selectorLabels" . | nindent 6 }}
+{{- end }}
+
+{{/* A NetworkPolicy egress rule of networkPolicy.egress: its peers (none: any address) and ports. */}}
+{{- define "iotinfer.egressRule" -}}
+{{- $rule := dict }}
+{{- with .to }}{{ $_ := set $rule "to" . }}{{ end }}
+{{- with .ports }}{{ $_ := set $rule "ports" . }}{{ end }}
+{{- toYaml (list $rule) }}
 {{- end }}
 
 {{/*
