@@ -88,6 +88,9 @@ the Service's name in the namespace, as the certificate names it.
 {{- .Values.spark.external.url }}
 {{- else if and $c.enabled $c.tls.enabled }}
 {{- printf "sc://%s.%s.svc:%d/;use_ssl=true" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) .Release.Namespace (int $c.port) }}
+{{- else if and $c.enabled $c.auth.enabled }}
+{{- /* The token goes in the clear inside the cluster only because the URL says so: a token alone implies TLS. */}}
+{{- printf "sc://%s:%d/;use_ssl=false" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) (int $c.port) }}
 {{- else if $c.enabled }}
 {{- printf "sc://%s:%d" (include "iotinfer.componentName" (dict "root" . "component" "spark-connect")) (int $c.port) }}
 {{- end }}
