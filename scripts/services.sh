@@ -301,6 +301,13 @@ spark_install() {
     base=$(basename "$jar" | sed -E 's/-[0-9][0-9.]*(-[A-Za-z0-9.]+)?\.jar$//')
     compgen -G "$(spark_home)/jars/$base-[0-9]*.jar" >/dev/null && rm "$jar"
   done
+  # The connectors run inside the server, with its access to Kafka and the store: exactly the
+  # bytes pinned, and no other jar (the image's Spark is laid out from this directory too).
+  local pinned="$ROOT/scripts/spark/connectors.sha256"
+  (cd "$SPARK_DIST/connectors" && grep -v '^#' "$pinned" | sha256sum -c --quiet --strict -) ||
+    die "the Spark connectors resolved from Maven Central do not match $pinned"
+  [[ $(find "$SPARK_DIST/connectors" -name '*.jar' | wc -l) == $(grep -vc '^#' "$pinned") ]] ||
+    die "Maven resolved connector jars that $pinned does not list"
   touch "$SPARK_DIST/.complete"
 }
 

@@ -110,7 +110,8 @@ void AddStoreFlags(CLI::App& cmd, store::StoreOptions& options) {
 
 void AddSparkFlags(CLI::App& cmd, analytics::SparkOptions& options) {
   cmd.add_option("--spark", options.url,
-                 "Spark Connect server for --engine spark: sc://HOST[:PORT][/;token=...;use_ssl=true]")
+                 "Spark Connect server for --engine spark: sc://HOST[:PORT][/;use_ssl=true] (its token: "
+                 "--spark-token-file, off the command line)")
       ->envname("IOTINFER_SPARK")
       ->capture_default_str();
   cmd.add_option("--spark-token-file", options.token_file,

@@ -69,13 +69,13 @@ TEST(MongoStoreTest, AWrongPasswordIsRefusedAtOnceAndNeverShown) {
 
   auto bad = Store::Open({.uri = with_account("hunter2-wrong"), .database = "auth_test"});
   ASSERT_FALSE(bad) << "opening creates the indexes, so it meets the refusal";
-  EXPECT_EQ(bad.error().code(), Error::Code::kFailedPrecondition) << bad.error().message();
+  EXPECT_EQ(bad.error().code(), Error::Code::kPermissionDenied) << bad.error().message();
   EXPECT_THAT(bad.error().message(), ::testing::HasSubstr("uthentication failed"));
   EXPECT_THAT(bad.error().message(), ::testing::Not(::testing::HasSubstr("hunter2")));
   for (const char* command : {"batch", "batch --engine mongo"}) {
     const auto run = iotinfer::testing::Iotinfer(
         fmt::format("{} --store '{}' --db auth_test", command, with_account("hunter2-wrong")));
-    EXPECT_NE(run.exit_code, 0) << command << "\n" << run.output;
+    EXPECT_EQ(run.exit_code, 2) << command << "\n" << run.output;
     EXPECT_THAT(run.output, ::testing::HasSubstr("uthentication failed")) << command;
     EXPECT_THAT(run.output, ::testing::Not(::testing::HasSubstr("hunter2"))) << command;
   }
