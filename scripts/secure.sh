@@ -207,25 +207,15 @@ spark_secure_up() {
   spark_install
   secure_pki
   apt_install_missing nginx-light
-  local dir=$SPARK_SECURE_DATA token jars
+  local dir=$SPARK_SECURE_DATA token
   (umask 077 && mkdir -p "$dir/tmp" "$dir/nginx" "$SECURE_DIR/spark")
   token=$(secure_secret spark-token)
   cp "$SECURE_DIR/passwords/spark-token" "$SECURE_DIR/spark/token"
-  jars=$(printf '%s,' "$SPARK_DIST"/connectors/*.jar)
   log "starting Spark $SPARK_VERSION Connect with a token on 127.0.0.1:$SPARK_SECURE_BACKEND_PORT (log: $dir/server.log)"
   # The token from the environment, as Spark reads it there (never an argument). The JVM trusts
   # the test CA, so the MongoDB connector verifies the secured store.
-  SPARK_CONNECT_AUTHENTICATE_TOKEN=$token SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 \
-    SPARK_LOCAL_DIRS="$dir/tmp" setsid "$(spark_home)/bin/spark-submit" \
-    --class org.apache.spark.sql.connect.service.SparkConnectServer --name iotinfer-spark-connect-secure \
-    --master 'local[2]' --driver-memory "${SPARK_DRIVER_MEMORY:-1g}" --jars "${jars%,}" \
-    --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/scripts/spark/log4j2.properties -Djavax.net.ssl.trustStore=$SECURE_DIR/pki/truststore.p12 -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword=iotinfer-test-ca" \
-    --conf spark.connect.grpc.binding.address=127.0.0.1 --conf spark.connect.grpc.binding.port="$SPARK_SECURE_BACKEND_PORT" \
-    --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
-    --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 \
-    --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
-    >"$dir/server.log" 2>&1 </dev/null &
-  echo $! >"$dir/pid"
+  SPARK_CONNECT_AUTHENTICATE_TOKEN=$token spark_start iotinfer-spark-connect-secure "$SPARK_SECURE_BACKEND_PORT" "$dir" \
+    "-Djavax.net.ssl.trustStore=$SECURE_DIR/pki/truststore.p12 -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword=iotinfer-test-ca"
   # nginx terminates TLS and passes gRPC on (HTTP/2 both ways, ALPN h2 to the client).
   cat >"$dir/nginx/nginx.conf" <<EOF
 pid $dir/nginx.pid;

@@ -311,28 +311,35 @@ spark_install() {
   touch "$SPARK_DIST/.complete"
 }
 
+# Starts a Spark Connect server in the background: named $1, on 127.0.0.1:$2, with its log, pid
+# and scratch space in $3; $4: more JVM options for the driver. The caller's environment reaches
+# it (a token, say).
+spark_start() {
+  local name=$1 port=$2 dir=$3 java_options=${4:-} jars
+  jars=$(printf '%s,' "$SPARK_DIST"/connectors/*.jar)
+  # local[2] on a 2-core machine; 2 shuffle partitions instead of 200, or every small
+  # aggregation and streaming state store pays for 200 tasks. The heap is kept small because
+  # Kafka and the Mongo server share the machine.
+  SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$dir/tmp" setsid "$(spark_home)/bin/spark-submit" \
+    --class org.apache.spark.sql.connect.service.SparkConnectServer --name "$name" \
+    --master 'local[2]' --driver-memory "${SPARK_DRIVER_MEMORY:-1g}" --jars "${jars%,}" \
+    --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/scripts/spark/log4j2.properties${java_options:+ $java_options}" \
+    --conf spark.connect.grpc.binding.address=127.0.0.1 --conf spark.connect.grpc.binding.port="$port" \
+    --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
+    --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 \
+    --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
+    >"$dir/server.log" 2>&1 </dev/null &
+  echo $! >"$dir/pid"
+}
+
 spark_ready() { grep -q "Spark Connect server started" "$SPARK_DATA/server.log" 2>/dev/null && port_open "$SPARK_PORT" 127.0.0.1; }
 
 spark_up() {
   already_up "$SPARK_PORT" "$SPARK_DATA/pid" "Spark Connect server" && return 0
   spark_install
   mkdir -p "$SPARK_DATA/tmp"
-  local jars
-  jars=$(printf '%s,' "$SPARK_DIST"/connectors/*.jar)
   log "starting Spark $SPARK_VERSION Connect server on 127.0.0.1:$SPARK_PORT (log: $SPARK_DATA/server.log)"
-  # local[2] on a 2-core machine; 2 shuffle partitions instead of 200, or every small
-  # aggregation and streaming state store pays for 200 tasks. The heap is kept small because
-  # Kafka and the Mongo server share the machine.
-  SPARK_HOME=$(spark_home) SPARK_LOCAL_IP=127.0.0.1 SPARK_LOCAL_DIRS="$SPARK_DATA/tmp" setsid "$(spark_home)/bin/spark-submit" \
-    --class org.apache.spark.sql.connect.service.SparkConnectServer --name iotinfer-spark-connect \
-    --master 'local[2]' --driver-memory "${SPARK_DRIVER_MEMORY:-1g}" --jars "${jars%,}" \
-    --driver-java-options "-Dlog4j2.configurationFile=file:$ROOT/scripts/spark/log4j2.properties" \
-    --conf spark.connect.grpc.binding.address=127.0.0.1 --conf spark.connect.grpc.binding.port="$SPARK_PORT" \
-    --conf spark.driver.host=127.0.0.1 --conf spark.driver.bindAddress=127.0.0.1 \
-    --conf spark.ui.enabled=false --conf spark.sql.shuffle.partitions=2 \
-    --conf spark.sql.streaming.forceDeleteTempCheckpointLocation=true \
-    >"$SPARK_DATA/server.log" 2>&1 </dev/null &
-  echo $! >"$SPARK_DATA/pid"
+  spark_start iotinfer-spark-connect "$SPARK_PORT" "$SPARK_DATA"
   wait_until_up "$SPARK_DATA/pid" "$SPARK_DATA/server.log" "Spark Connect server" spark_ready
 }
 
