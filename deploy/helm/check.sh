@@ -328,4 +328,12 @@ expect_refused "NetworkPolicies and a standalone Spark cluster of unknown place"
   -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true --set spark.connect.master=spark://spark-master.spark:7077
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
+# A password given in values reaches only a Secret: never an argument, an environment value or a
+# ConfigMap, which anyone who may read the workloads sees.
+sentinel="s3ntinel-$RANDOM$RANDOM"
+manifest=$(render -f "$EXAMPLES/production.yaml" --set mongodb.existingSecret= \
+  --set "mongodb.uri=mongodb://sink:$sentinel@mongodb:27017/?tls=true") || die "the sentinel render failed"
+holders=$(awk -v s="$sentinel" 'BEGIN { RS = "\n---" } index($0, s) { match($0, /\nkind: [A-Za-z]+/); print substr($0, RSTART + 7, RLENGTH - 7) }' <<<"$manifest" | sort -u | paste -sd' ')
+[[ $holders == Secret ]] || die "a password in mongodb.uri is rendered into: ${holders:-nothing} (want: a Secret only)"
+step "a password in values: only in a Secret"
 step "deploy/helm: all checks passed"
