@@ -142,16 +142,8 @@ sasl.username=admin
 sasl.password=$(secure_secret kafka-admin)
 EOF
   )
-  if [[ ! -f "$dir/data/meta.properties" ]]; then
-    local cluster_id=-
-    while [[ $cluster_id == -* ]]; do cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22); done
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log"
-  fi
   log "starting the secured Kafka broker on 127.0.0.1:$KAFKA_SECURE_PORT (SASL_SSL; log: $dir/kafka.log)"
-  setsid java -Xms128m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseSerialGC \
-    -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
-    kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 </dev/null &
-  echo $! >"$dir/pid"
+  kafka_start "$dir" "$(kafka_new_cluster_id)"
   wait_until_up "$dir/pid" "$dir/kafka.log" "secured Kafka" kafka_ready "$dir" "$KAFKA_SECURE_PORT"
   # Users, topics and ACLs, through the admin listener; idempotent.
   "$VENV/bin/python" "$ROOT/scripts/kafka/secure_setup.py" \

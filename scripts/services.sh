@@ -147,31 +147,43 @@ kafka_start_broker() {
   already_up "$port" "$dir/pid" Kafka && return 0
   mkdir -p "$dir"
   kafka_properties "$id" >"$dir/server.properties"
+  log "starting Kafka broker $id on $SERVICES_HOST:$port (log: $dir/kafka.log)"
+  kafka_start "$dir" "$cluster_id"
+  KAFKA_STARTED+=("$id")
+}
+
+# Starts the broker of $1/server.properties in the background (log and pid in $1), formatting
+# its storage with cluster id $2 the first time.
+kafka_start() {
+  local dir=$1 cluster_id=$2
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log"
   fi
-  log "starting Kafka broker $id on $SERVICES_HOST:$port (log: $dir/kafka.log)"
   # A small heap and SerialGC keep the broker light next to the tests on a 2-core machine.
   setsid java -Xms128m -Xmx"${KAFKA_HEAP:-512m}" -XX:+UseSerialGC \
     -Dlog4j.configuration="file:$ROOT/scripts/kafka/log4j.properties" -cp "$KAFKA_HOME/libs/*" \
     kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 </dev/null &
   echo $! >"$dir/pid"
-  KAFKA_STARTED+=("$id")
+}
+
+# A new cluster id: a URL-safe base64 UUID, as `kafka-storage random-uuid` prints without a JVM
+# start. One starting with '-' would read as an option (1 run in 64 failed so); Kafka's own never
+# does.
+kafka_new_cluster_id() {
+  local id=-
+  while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22); done
+  echo "$id"
 }
 
 kafka_up() {
   kafka_install
   mkdir -p "$KAFKA_DATA"
-  # One id for the whole cluster, kept for the brokers formatted later. A URL-safe base64 UUID,
-  # as `kafka-storage random-uuid` prints without a JVM start. One starting with '-' would read
-  # as an option (1 run in 64 failed so); Kafka's own never does.
-  local cluster_id=- id dir
+  # One id for the whole cluster, kept for the brokers formatted later.
+  local cluster_id id dir
   if [[ -f "$KAFKA_DATA/cluster-id" ]]; then
     cluster_id=$(<"$KAFKA_DATA/cluster-id")
   else
-    while [[ $cluster_id == -* ]]; do
-      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | head -c 22)
-    done
+    cluster_id=$(kafka_new_cluster_id)
   fi
   KAFKA_STARTED=()
   for ((id = 1; id <= KAFKA_BROKERS; id++)); do kafka_start_broker "$id" "$cluster_id"; done
