@@ -15,7 +15,7 @@ namespace iotinfer::stream {
 /// Each topic is read from its beginning (read_committed) by a consumer group of this process
 /// alone, which never commits, so every instance sees every letter and leaves nothing behind.
 /// A topic that does not exist yet (no service has dead-lettered anything) is looked for again
-/// every 30 s. Not thread-safe.
+/// every 5 s. Not thread-safe.
 class DeadLetterWatch {
  public:
   DeadLetterWatch(kafka::KafkaConfig kafka, std::vector<std::string> topics, std::string group);
