@@ -130,8 +130,7 @@ kafka_secure_up() {
   local dir=$KAFKA_SECURE_DATA user
   (umask 077 && mkdir -p "$dir" "$SECURE_DIR/kafka")
   (umask 077 && kafka_secure_properties >"$dir/server.properties")
-  for user in admin "${KAFKA_SECURE_USERS[@]}"; do
-    [[ $user == admin ]] && continue
+  for user in "${KAFKA_SECURE_USERS[@]}"; do
     (umask 077 && kafka_secure_client_properties "$user" >"$SECURE_DIR/kafka/$user.properties")
   done
   (umask 077 && cat >"$SECURE_DIR/kafka/admin.properties" <<EOF

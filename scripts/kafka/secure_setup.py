@@ -81,15 +81,34 @@ def read_properties(path):
     return config
 
 
+class Retriable(Exception):
+    """A request that may succeed when made again (a broker still starting)."""
+
+
 def wait_all(futures, what, tolerated=()):
     for key, future in futures.items():
         try:
             future.result()
         except KafkaException as e:
+            if e.args[0].retriable():
+                raise Retriable(f"{what} {key}: {e.args[0].str()}") from e
             if e.args[0].name() not in tolerated:
                 sys.exit(f"secure_setup: {what} {key}: {e.args[0].str()}")
 
 
+def retrying(call):
+    """call(), again while it fails as Retriable, for up to 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return call()
+        except Retriable as e:
+            if time.monotonic() > deadline:
+                sys.exit(f"secure_setup: {e}")
+            time.sleep(1)
+
+
+WAIT_FOR_GROUP = ("NON_EMPTY_GROUP", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR")
 GROUPS = ["iotinfer-infer", "iotinfer-sink", "iotinfer-stream"]
 
 
@@ -104,15 +123,18 @@ def reset(admin):
             try:
                 future.result()
             except KafkaException as e:
-                if e.args[0].name() == "NON_EMPTY_GROUP" and time.monotonic() < deadline:
+                # Also a coordinator still loading on a broker that has just started (which the
+                # client does not flag as retriable).
+                waiting = e.args[0].name() in WAIT_FOR_GROUP or e.args[0].retriable()
+                if waiting and time.monotonic() < deadline:
                     busy.append(group)
                 elif e.args[0].name() != "GROUP_ID_NOT_FOUND":
                     sys.exit(f"secure_setup: deleting group {group}: {e.args[0].str()}")
         groups = busy
         if groups:
             time.sleep(1)
-    wait_all(admin.delete_topics([t.topic for t in TOPICS], operation_timeout=30), "deleting topic",
-             tolerated=("UNKNOWN_TOPIC_OR_PART",))
+    retrying(lambda: wait_all(admin.delete_topics([t.topic for t in TOPICS], operation_timeout=30),
+                              "deleting topic", tolerated=("UNKNOWN_TOPIC_OR_PART",)))
     # Deletion completes in the background: a topic of the same name can be made only after.
     deadline = time.monotonic() + 60
     while any(t.topic in admin.list_topics(timeout=10).topics for t in TOPICS):
@@ -161,7 +183,7 @@ def main():
                                      (pathlib.Path(args.passwords) / f"kafka-{user}").read_bytes())
         for user in args.users
     ]
-    wait_all(admin.alter_user_scram_credentials(upserts, request_timeout=30), "account")
+    retrying(lambda: wait_all(admin.alter_user_scram_credentials(upserts, request_timeout=30), "account"))
     if args.reset:
         reset(admin)
     create_topics(admin)
@@ -169,7 +191,7 @@ def main():
         AclBinding(kind, name, pattern, f"User:{user}", "*", operation, AclPermissionType.ALLOW)
         for user in args.users for kind, name, pattern, operations in RIGHTS[user] for operation in operations
     ]
-    wait_all(admin.create_acls(bindings, request_timeout=30), "ACL")
+    retrying(lambda: wait_all(admin.create_acls(bindings, request_timeout=30), "ACL"))
     print(f"secure_setup: {len(args.users)} accounts, {len(TOPICS)} topics, {len(bindings)} ACLs")
 
 

@@ -18,6 +18,7 @@ Run by ctest with the kafka-secure, mongo-secure and spark-secure fixtures:
 import argparse
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import time
@@ -40,7 +41,6 @@ def secure(path):
 
 
 def free_port():
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -70,9 +70,9 @@ class Service:
     def __init__(self, name, args, env=None):
         self.name, self.port = name, free_port()
         self.log = pathlib.Path(ARGS.work) / f"{name}.log"
-        self.process = subprocess.Popen([ARGS.iotinfer, name, "--http-port", str(self.port), *args],
-                                        stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-                                        env={**os.environ, **(env or {})})
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen([ARGS.iotinfer, name, "--http-port", str(self.port), *args],
+                                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def wait_ready(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -108,7 +108,7 @@ class Service:
 
 
 def run(args, env=None, timeout=300):
-    """`iotinfer ARGS`: (exit code, output, the command line it ran with)."""
+    """`iotinfer ARGS` to its end: (exit code, stdout and stderr)."""
     done = subprocess.run([ARGS.iotinfer, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     return done.returncode, done.stdout + done.stderr
