@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <map>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -129,21 +130,39 @@ Result<bool> Store::SaveStreamState(const StreamState& state) {
   return saved.at(0);
 }
 
+namespace {
+
+// The user information of a `scheme://user[:password]@host...` URI: from `first` to the '@' at
+// `at` (which may be empty); nullopt when the URI has none.
+struct UserInfo {
+  size_t first;
+  size_t at;
+};
+std::optional<UserInfo> FindUserInfo(std::string_view uri) {
+  const size_t scheme = uri.find("://");
+  if (scheme == std::string_view::npos) return std::nullopt;
+  const size_t authority = scheme + 3;
+  const size_t end = uri.find_first_of("/?", authority);
+  const size_t at = uri.rfind('@', end == std::string_view::npos ? uri.size() : end);
+  if (at == std::string_view::npos || at < authority) return std::nullopt;
+  return UserInfo{.first = authority, .at = at};
+}
+
+}  // namespace
+
 Result<std::string> WithPassword(std::string_view uri, const StoreOptions& options) {
   std::string password = options.password;
   if (!options.password_file.empty()) {
     ASSIGN_OR_RETURN(password, ReadSecretFile(options.password_file, "store password"));
   }
   if (password.empty()) return std::string(uri);
-  const size_t scheme = uri.find("://");
-  const size_t authority = scheme == std::string_view::npos ? 0 : scheme + 3;
-  const size_t end = uri.find_first_of("/?", authority);
-  const size_t at = uri.rfind('@', end == std::string_view::npos ? uri.size() : end);
-  if (scheme == std::string_view::npos || at == std::string_view::npos || at < authority || at == authority) {
+  const std::optional<UserInfo> user = FindUserInfo(uri);
+  if (!user || user->at == user->first) {
     return std::unexpected(Error::InvalidInput(fmt::format(
         "a store password is set, but the store URI '{}' names no user (mongodb://USER@HOST/...)", RedactUri(uri))));
   }
-  if (uri.substr(authority, at - authority).find(':') != std::string_view::npos) {
+  const size_t at = user->at;
+  if (uri.substr(user->first, at - user->first).find(':') != std::string_view::npos) {
     return std::unexpected(Error::InvalidInput(
         fmt::format("a store password is set, and the store URI '{}' carries one too: give only one", RedactUri(uri))));
   }
@@ -160,15 +179,11 @@ Result<std::string> WithPassword(std::string_view uri, const StoreOptions& optio
 }
 
 std::string RedactUri(std::string_view uri) {
-  const size_t scheme = uri.find("://");
-  if (scheme == std::string_view::npos) return std::string(uri);
-  const size_t authority = scheme + 3;
-  const size_t end = uri.find_first_of("/?", authority);
-  const size_t at = uri.rfind('@', end == std::string_view::npos ? uri.size() : end);
-  if (at == std::string_view::npos || at < authority) return std::string(uri);
-  const size_t colon = uri.find(':', authority);
-  if (colon == std::string_view::npos || colon > at) return std::string(uri);
-  return fmt::format("{}***{}", uri.substr(0, colon + 1), uri.substr(at));
+  const std::optional<UserInfo> user = FindUserInfo(uri);
+  if (!user) return std::string(uri);
+  const size_t colon = uri.find(':', user->first);
+  if (colon == std::string_view::npos || colon > user->at) return std::string(uri);
+  return fmt::format("{}***{}", uri.substr(0, colon + 1), uri.substr(user->at));
 }
 
 int64_t NowMillisAsMicros() {
