@@ -77,6 +77,7 @@ mkdir -p "$logdir"
 inner_pid=""
 
 # True once no process has its root directory inside $root.
+# shellcheck disable=SC2317 # called from cleanup, which the EXIT trap calls
 root_unused() {
   local link
   for link in /proc/[0-9]*/root; do
@@ -85,6 +86,7 @@ root_unused() {
   return 0
 }
 
+# shellcheck disable=SC2317 # the EXIT trap calls it
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -116,6 +118,7 @@ started=$SECONDS
 log "making a minimal Debian $SUITE root in $root (mmdebstrap)"
 # Debian's .deb files go through the apt cache both ways; the root's own apt runs reuse them
 # through a bind mount below.
+# shellcheck disable=SC2016 # "$1" is the hook's: mmdebstrap passes it the root
 mmdebstrap --quiet --variant=minbase --mode=root \
   --aptopt='Acquire::Check-Valid-Until "false"' \
   --setup-hook='mkdir -p "$1"/var/cache/apt/archives' \
@@ -146,6 +149,7 @@ run_inside() {
   # --fork --pid: the command is pid 1 of its namespace, and all it starts (the servers too)
   # dies with it. --kill-child: and it is killed when unshare dies (SIGKILL: pid 1 of a
   # namespace ignores other signals it has no handler for). Mounts made inside are private.
+  # shellcheck disable=SC2016 # the inner script's variables are its own
   unshare --mount --pid --fork --kill-child --propagation private \
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -euo pipefail -c '
       root=$1 cache=$2 script=$3

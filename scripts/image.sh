@@ -11,6 +11,7 @@
 #
 # buildah keeps its images and layer cache in /var/lib/containers/storage: a second build
 # reuses every step whose inputs did not change (--layers).
+# shellcheck shell=bash
 
 APT_IMAGE_PACKAGES=(buildah mmdebstrap)
 IMAGE_DIR="$ARTIFACTS/images"

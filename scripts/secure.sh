@@ -14,6 +14,7 @@
 #   mongo/uri, mongo/password   the store's URI without the password, and the password
 #   spark/token                 Spark Connect's token
 # No secret is ever on a command line: servers take theirs from files and the environment.
+# shellcheck shell=bash
 
 SECURE_DIR="${IOTINFER_SECURE_DIR:-$ROOT/.cache/secure}"
 KAFKA_SECURE_PORT=9096

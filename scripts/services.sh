@@ -2,6 +2,7 @@
 # Each service has NAME_install, NAME_up, NAME_down and NAME_status. Server data and logs live
 # in $ROOT/.cache/NAME (git-ignored); downloaded artifacts in $ARTIFACTS, shared by every
 # checkout on the machine, so a fresh clone (as CI uses) reuses them.
+# shellcheck shell=bash
 
 ARTIFACTS="${XDG_CACHE_HOME:-$HOME/.cache}/iotinfer"
 # shellcheck source=scripts/go-toolchain.sh
