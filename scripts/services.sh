@@ -30,11 +30,12 @@ live_pid() {
   [[ -f "$1" ]] && pid=$(<"$1") && kill -0 "$pid" 2>/dev/null && echo "$pid"
 }
 
-# Stops the process in pidfile $1: TERM, then KILL after SERVICE_STOP_TIMEOUT seconds.
+# Stops the process in pidfile $1 (named $2): signal $3 (TERM by default), then KILL after
+# SERVICE_STOP_TIMEOUT seconds.
 stop_pidfile() {
-  local pid name="$2" i
+  local pid name="$2" signal="${3:-TERM}" i
   pid=$(live_pid "$1") || { rm -f "$1"; return 0; }
-  kill -TERM "$pid"
+  kill -"$signal" "$pid"
   for ((i = 0; i < SERVICE_STOP_TIMEOUT * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$1"; log "$name stopped"; return 0; }
     sleep 0.1
@@ -68,12 +69,13 @@ wait_until_up() {
   log "$name is up ($((SECONDS - start))s)"
 }
 
-# Prints the state of service $1 (pidfile $2, port $3, data $4); returns 3 when stopped.
+# Prints the state of service $1 (pidfile $2, port $3, data $4, address $5, by default
+# $SERVICES_HOST); returns 3 when stopped.
 service_status() {
-  local pid
+  local pid host="${5:-$SERVICES_HOST}"
   if pid=$(live_pid "$2"); then
-    echo "$1: running (pid $pid) on $SERVICES_HOST:$3, data $4"
-  elif port_open "$3"; then
+    echo "$1: running (pid $pid) on $host:$3, data $4"
+  elif port_open "$3" "$host"; then
     echo "$1: port $3 answers, but not a server this checkout started"
   else
     echo "$1: stopped"
@@ -220,13 +222,25 @@ kafka_reset() {
 }
 
 # A server speaking the MongoDB wire protocol: mongod when one is on PATH, else FerretDB 1.x
-# (built from the Go module proxy) on its embedded SQLite backend.
+# (built from the Go module proxy) on one of its backends: its embedded SQLite (the default),
+# or PostgreSQL, a private cluster of Debian's PostgreSQL 15 in the server's data directory.
 FERRETDB_VERSION=v1.24.2
 # Overridable so that a test can run a private server it may kill (tests/private_mongo.h);
 # IOTINFER_MONGO_AUTH=USER:PASSWORD makes that server take only that account (FerretDB only).
 MONGO_PORT="${IOTINFER_MONGO_PORT:-27017}"
 FERRETDB_HOME="$ARTIFACTS/ferretdb-$FERRETDB_VERSION"
 MONGO_DATA="${IOTINFER_MONGO_DATA:-$ROOT/.cache/mongo}"
+# Absolute: PostgreSQL's tools run from /.
+[[ $MONGO_DATA == /* ]] || MONGO_DATA="$PWD/$MONGO_DATA"
+# FerretDB's backend, sqlite or postgresql: `--backend` (cmd_services), else this, else the one
+# remembered in $MONGO_DATA/backend by the last `up`, else sqlite (or mongod when on PATH).
+# Naming one means FerretDB even where mongod is on PATH.
+MONGO_BACKEND="${IOTINFER_MONGO_BACKEND:-}"
+# The PostgreSQL cluster behind FerretDB's postgresql backend: Debian's postgresql-15 package,
+# listening on 127.0.0.1 only, on a port of its own (5432 is the one Debian's own cluster takes).
+PG_VERSION=15
+PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
+PG_PORT="${IOTINFER_PG_PORT:-5433}"
 
 mongo_install() {
   # FERRETDB_ONLY: the secured server (scripts/secure.sh) is FerretDB even where mongod is.
@@ -250,38 +264,151 @@ mongo_install() {
   mv "$FERRETDB_HOME/ferretdb.tmp" "$FERRETDB_HOME/ferretdb"
 }
 
+# The backend the FerretDB of $MONGO_DATA was last started on (nothing for mongod or none).
+mongo_saved_backend() { cat "$MONGO_DATA/backend" 2>/dev/null || true; }
+
+# What runs a command as the PostgreSQL cluster's owner, from /: PostgreSQL refuses to run as
+# root, so root runs it as the `postgres` user that Debian's package makes (setpriv execs, so the
+# server's pid is the one started); anyone else as themselves.
+PG_AS_OWNER=(env -C /)
+((EUID != 0)) || PG_AS_OWNER=(setpriv --reuid=postgres --regid=postgres --init-groups env -C /)
+
+# Makes the cluster in $MONGO_DATA/pg once: the superuser `ferretdb` with a random password
+# (kept, for clients, in $MONGO_DATA/pgpass, mode 0600; every connection must give it, so no
+# other user of the machine gets in) and the database `ferretdb` that FerretDB keeps its
+# collections in. Made in pg.new and renamed, so that an interrupted run leaves no half a cluster.
+pg_init() {
+  local dir="$MONGO_DATA/pg" new="$MONGO_DATA/pg.new" pwfile="$MONGO_DATA/pg.pwfile" password
+  [[ -f "$dir/PG_VERSION" ]] && return 0
+  if ((EUID == 0)); then
+    id postgres >/dev/null 2>&1 || die "no user postgres: Debian's postgresql-$PG_VERSION makes it"
+    # The postgres user may pass through the data directory (made 0700 by mktemp, say), not list it.
+    chmod o+x "$MONGO_DATA"
+    "${PG_AS_OWNER[@]}" test -x "$MONGO_DATA" ||
+      die "the postgres user cannot reach $MONGO_DATA (a directory above it is closed to others); set IOTINFER_MONGO_DATA to one it can reach"
+  fi
+  log "making a PostgreSQL $PG_VERSION cluster in $dir"
+  rm -rf "$new" "$pwfile"
+  password=$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+  (umask 077 && echo "*:*:*:ferretdb:$password" >"$MONGO_DATA/pgpass" && echo "$password" >"$pwfile" && mkdir "$new")
+  if ((EUID == 0)); then chown postgres: "$pwfile" "$new"; fi
+  # FerretDB takes only UTF8 and the C or en_US locales.
+  "${PG_AS_OWNER[@]}" "$PG_BIN/initdb" -D "$new" -U ferretdb --pwfile="$pwfile" --auth=scram-sha-256 \
+    -E UTF8 --locale=C.UTF-8 >"$MONGO_DATA/initdb.log" 2>&1 ||
+    { rm -f "$pwfile"; tail -20 "$MONGO_DATA/initdb.log" >&2; die "initdb failed (log: $MONGO_DATA/initdb.log)"; }
+  rm -f "$pwfile"
+  # In single-user mode: no server, no port, no password needed yet.
+  echo "CREATE DATABASE ferretdb" | "${PG_AS_OWNER[@]}" "$PG_BIN/postgres" --single -D "$new" postgres >>"$MONGO_DATA/initdb.log" 2>&1
+  grep -q -E '^(ERROR|FATAL)' "$MONGO_DATA/initdb.log" &&
+    { tail -20 "$MONGO_DATA/initdb.log" >&2; die "could not create the database ferretdb (log: $MONGO_DATA/initdb.log)"; }
+  mv "$new" "$dir"
+}
+
+pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+# Starts the cluster of $MONGO_DATA/pg unless it runs (making it the first time). Durable as
+# PostgreSQL ships (fsync, synchronous_commit and full_page_writes on): a commit FerretDB
+# acknowledged survives a crash of the machine, as in production, and measurements show what
+# production would pay.
+pg_up() {
+  live_pid "$MONGO_DATA/postgresql.pid" >/dev/null && return 0
+  apt_install_missing "postgresql-$PG_VERSION"
+  port_open "$PG_PORT" 127.0.0.1 && die "port $PG_PORT is taken; IOTINFER_PG_PORT=PORT runs FerretDB's PostgreSQL on another"
+  pg_init
+  # Its Unix socket in the data directory, not Debian's /run/postgresql (made only by Debian's
+  # own service), unless that path is too long for a socket: then TCP only.
+  local sockets="$MONGO_DATA/pg-socket"
+  mkdir -p "$sockets"
+  chmod 0700 "$sockets"
+  if ((EUID == 0)); then chown postgres: "$sockets"; fi
+  if ((${#sockets} + 20 > 107)); then
+    log "$sockets is too long a path for a Unix socket; PostgreSQL listens on TCP only"
+    sockets=""
+  fi
+  log "starting PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (log: $MONGO_DATA/postgresql.log)"
+  setsid "${PG_AS_OWNER[@]}" "$PG_BIN/postgres" -D "$MONGO_DATA/pg" -h 127.0.0.1 -p "$PG_PORT" -k "$sockets" \
+    -c cluster_name="iotinfer-mongo-$MONGO_PORT" >"$MONGO_DATA/postgresql.log" 2>&1 </dev/null &
+  echo $! >"$MONGO_DATA/postgresql.pid"
+  wait_until_up "$MONGO_DATA/postgresql.pid" "$MONGO_DATA/postgresql.log" "PostgreSQL $PG_VERSION" pg_ready
+}
+
+# A fast shutdown (SIGINT): FerretDB's pooled connections would hold off a smart one (SIGTERM).
+pg_down() { stop_pidfile "$MONGO_DATA/postgresql.pid" "PostgreSQL $PG_VERSION" INT; }
+
+pg_status() {
+  local port=$PG_PORT
+  [[ -f "$MONGO_DATA/pg/postmaster.pid" ]] && port=$(sed -n 4p "$MONGO_DATA/pg/postmaster.pid")
+  service_status "mongo's postgresql" "$MONGO_DATA/postgresql.pid" "$port" "$MONGO_DATA/pg" 127.0.0.1
+}
+
 mongo_up() {
+  local backend=$MONGO_BACKEND running
+  [[ -n $backend ]] || backend=$(mongo_saved_backend)
+  [[ $backend =~ ^(|sqlite|postgresql)$ ]] || die "unknown Mongo backend '$backend' (sqlite or postgresql)"
+  if live_pid "$MONGO_DATA/pid" >/dev/null; then
+    running=$(mongo_saved_backend)
+    [[ $backend == "$running" ]] ||
+      die "the Mongo server of $MONGO_DATA runs on ${running:-mongod}, not $backend; ./dev services down mongo first"
+    # Its PostgreSQL, should it have stopped under it.
+    [[ $running != postgresql ]] || pg_up
+  fi
   already_up "$MONGO_PORT" "$MONGO_DATA/pid" "Mongo server" && return 0
-  mongo_install
-  mkdir -p "$MONGO_DATA/data"
+  if [[ -n $backend ]]; then FERRETDB_ONLY=1 mongo_install; else mongo_install; fi
+  mkdir -p "$MONGO_DATA"
   local what
-  if command -v mongod >/dev/null; then
+  if [[ -z $backend ]] && command -v mongod >/dev/null; then
     [[ -z "${IOTINFER_MONGO_AUTH:-}" ]] || die "IOTINFER_MONGO_AUTH needs FerretDB, and mongod is on PATH"
     what=mongod
+    mkdir -p "$MONGO_DATA/data"
     setsid mongod --bind_ip "$SERVICES_HOST" --port "$MONGO_PORT" --dbpath "$MONGO_DATA/data" \
       >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   else
+    backend=${backend:-sqlite}
+    local args=(--handler=sqlite --sqlite-url="file:$MONGO_DATA/data/")
     what="FerretDB $FERRETDB_VERSION (SQLite)"
-    local auth=()
+    if [[ $backend == sqlite ]]; then
+      mkdir -p "$MONGO_DATA/data"
+    else
+      pg_up
+      # The password from the pgpass file (PGPASSFILE), never on the command line. TCP, as
+      # FerretDB reaches a PostgreSQL of its own in production.
+      args=(--handler=postgresql --postgresql-url="postgres://ferretdb@127.0.0.1:$PG_PORT/ferretdb")
+      what="FerretDB $FERRETDB_VERSION (PostgreSQL $PG_VERSION on :$PG_PORT)"
+    fi
     if [[ -n "${IOTINFER_MONGO_AUTH:-}" ]]; then
       what+=" with authentication"
-      auth=(--test-enable-new-auth --setup-database=admin --setup-username="${IOTINFER_MONGO_AUTH%%:*}"
+      args+=(--test-enable-new-auth --setup-database=admin --setup-username="${IOTINFER_MONGO_AUTH%%:*}"
         --setup-password="${IOTINFER_MONGO_AUTH#*:}")
     fi
-    setsid "$FERRETDB_HOME/ferretdb" --listen-addr="$SERVICES_HOST:$MONGO_PORT" --handler=sqlite \
-      --sqlite-url="file:$MONGO_DATA/data/" --state-dir="$MONGO_DATA" --debug-addr=- \
-      --telemetry=disable --log-level=warn "${auth[@]}" >"$MONGO_DATA/server.log" 2>&1 </dev/null &
+    echo "$backend" >"$MONGO_DATA/backend"
+    PGPASSFILE="$MONGO_DATA/pgpass" setsid "$FERRETDB_HOME/ferretdb" --listen-addr="$SERVICES_HOST:$MONGO_PORT" \
+      --state-dir="$MONGO_DATA" --debug-addr=- --telemetry=disable --log-level=warn "${args[@]}" \
+      >"$MONGO_DATA/server.log" 2>&1 </dev/null &
   fi
   echo $! >"$MONGO_DATA/pid"
   log "starting $what on $SERVICES_HOST:$MONGO_PORT (log: $MONGO_DATA/server.log)"
   wait_until_up "$MONGO_DATA/pid" "$MONGO_DATA/server.log" "$what" port_open "$MONGO_PORT"
 }
 
-mongo_down() { stop_pidfile "$MONGO_DATA/pid" "Mongo server"; }
+# FerretDB first, then its PostgreSQL (if it has one running), whatever the backend.
+mongo_down() {
+  stop_pidfile "$MONGO_DATA/pid" "Mongo server"
+  pg_down
+}
 
-mongo_status() { service_status mongo "$MONGO_DATA/pid" "$MONGO_PORT" "$MONGO_DATA/data"; }
+# Stopped (3) also when FerretDB runs without its PostgreSQL: `up` starts that again.
+mongo_status() {
+  local name=mongo rc=0
+  case $(mongo_saved_backend) in
+    sqlite) name+=" (FerretDB on SQLite)" ;;
+    postgresql) name+=" (FerretDB on PostgreSQL)" ;;
+  esac
+  service_status "$name" "$MONGO_DATA/pid" "$MONGO_PORT" "$MONGO_DATA" || rc=$?
+  if [[ $(mongo_saved_backend) == postgresql ]]; then pg_status || rc=$?; fi
+  return "$rc"
+}
 
-# Deletes every database of the local server.
+# Deletes every database of the local server, on either backend, and the remembered backend.
 mongo_reset() {
   mongo_down
   rm -rf "$MONGO_DATA"
@@ -370,21 +497,35 @@ SERVICES=(kafka mongo spark)
 # shellcheck source=scripts/secure.sh
 source "$ROOT/scripts/secure.sh"
 
-# `--secure` (anywhere after the action) means the secured servers of scripts/secure.sh.
+# `--secure` (anywhere after the action) means the secured servers of scripts/secure.sh;
+# `--backend sqlite|postgresql`, FerretDB's backend for the plain Mongo server's `up`.
 cmd_services() {
   local action="${1:-status}"
   shift || true
-  local names=() arg suffix=""
-  for arg in "$@"; do
-    if [[ $arg == --secure ]]; then suffix=_secure; else names+=("$arg"); fi
+  local names=() suffix="" usage backend_flag=""
+  usage="usage: ./dev services up|down|status|reset [${SERVICES[*]}] [--secure] [--backend sqlite|postgresql]"
+  while (($#)); do
+    case "$1" in
+      --secure) suffix=_secure ;;
+      --backend | --backend=*)
+        if [[ $1 == --backend ]]; then backend_flag=${2:-}; shift || true; else backend_flag=${1#--backend=}; fi
+        [[ $backend_flag =~ ^(sqlite|postgresql)$ ]] || die "$usage"
+        MONGO_BACKEND=$backend_flag
+        ;;
+      -*) die "$usage" ;;
+      *) names+=("$1") ;;
+    esac
+    shift
   done
+  [[ -z $suffix || -z $backend_flag ]] ||
+    die "--backend is for the plain Mongo server; the secured one is FerretDB on SQLite"
   ((${#names[@]})) || names=("${SERVICES[@]}")
   local name rc=0
   for name in "${names[@]}"; do
     [[ " ${SERVICES[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${SERVICES[*]})"
     case "$action" in
       up | down | status | reset) "${name}${suffix}_${action}" || rc=$? ;;
-      *) die "usage: ./dev services up|down|status|reset [${SERVICES[*]}] [--secure]" ;;
+      *) die "$usage" ;;
     esac
   done
   return "$rc"
