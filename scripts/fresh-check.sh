@@ -26,7 +26,7 @@ WORK_PARENT="${IOTINFER_FRESH_WORK:-/var/tmp}"
 SUITE=bookworm
 # The servers the suite starts listen on these host ports; ones already taken would be used by
 # the fixtures inside instead of servers of the root's own.
-SERVER_PORTS=(9092 27017 15002)
+SERVER_PORTS=(9092 27017 27019 15002)
 TAIL_LINES=40
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

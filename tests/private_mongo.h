@@ -42,10 +42,13 @@ class PrivateMongo {
   }
 
  private:
+  // On FerretDB's PostgreSQL backend (IOTINFER_MONGO_BACKEND=postgresql, as ctest's
+  // postgresql.store sets), the server's PostgreSQL listens 1000 ports above it.
   int Dev(const char* action) const {
-    const std::string command =
-        fmt::format("IOTINFER_MONGO_PORT={} IOTINFER_MONGO_DATA={} IOTINFER_MONGO_AUTH='{}' {}/dev services {} mongo",
-                    port_, dir_.path().string(), auth_, IOTINFER_SOURCE_DIR, action);
+    const std::string command = fmt::format(
+        "IOTINFER_MONGO_PORT={} IOTINFER_PG_PORT={} IOTINFER_MONGO_DATA={} IOTINFER_MONGO_AUTH='{}' {}/dev services {} "
+        "mongo",
+        port_, port_ + 1000, dir_.path().string(), auth_, IOTINFER_SOURCE_DIR, action);
     return std::system(command.c_str());
   }
   TempDir dir_;

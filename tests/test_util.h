@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -30,6 +31,13 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The MongoDB-protocol server of the store's tests: IOTINFER_TEST_MONGO_URI (ctest sets it to
+/// run them again on FerretDB's PostgreSQL backend), else the one `./dev services up mongo` runs.
+inline std::string TestMongoUri() {
+  const char* uri = std::getenv("IOTINFER_TEST_MONGO_URI");
+  return uri != nullptr && *uri != '\0' ? uri : "mongodb://127.0.0.1:27017";
+}
 
 /// The value of an unlabelled `metric` in a Prometheus /metrics text, or -1 when it is absent.
 inline double MetricValue(const std::string& text, const std::string& metric) {

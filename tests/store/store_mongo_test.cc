@@ -1,5 +1,6 @@
 // The store suite against the real MongoDB-protocol server that ./dev services starts
-// (FerretDB, or mongod when on PATH), one database per test.
+// (FerretDB, or mongod when on PATH), one database per test; IOTINFER_TEST_MONGO_URI names
+// another (ctest's postgresql.store: FerretDB on PostgreSQL).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -11,16 +12,17 @@
 #include "process_util.h"
 #include "store/store.h"
 #include "store/store_suite.h"
+#include "test_util.h"
 
 namespace iotinfer::store {
 namespace {
 
-constexpr const char* kUri = "mongodb://127.0.0.1:27017";
+using iotinfer::testing::TestMongoUri;
 
 std::unique_ptr<Store> OpenFreshMongo() {
   static int n = 0;
   std::string db = "store_test_" + std::to_string(getpid()) + "_" + std::to_string(n++);
-  auto store = Store::Open({.uri = kUri, .database = db});
+  auto store = Store::Open({.uri = TestMongoUri(), .database = db});
   EXPECT_TRUE(store) << store.error().message();
   if (!store) return nullptr;
   EXPECT_TRUE((*store)->Clear());
@@ -86,8 +88,8 @@ TEST(MongoStoreTest, AWrongPasswordIsRefusedAtOnceAndNeverShown) {
 // retry that as MongoDB 4.2+ does, so the store must, or the instance stops with E11000.
 TEST(MongoStoreTest, ConcurrentWritersOfNewResultsBothSucceed) {
   const std::string db = "store_test_" + std::to_string(getpid()) + "_concurrent";
-  auto a = Store::Open({.uri = kUri, .database = db});
-  auto b = Store::Open({.uri = kUri, .database = db});
+  auto a = Store::Open({.uri = TestMongoUri(), .database = db});
+  auto b = Store::Open({.uri = TestMongoUri(), .database = db});
   ASSERT_TRUE(a && b);
   ASSERT_TRUE((*a)->Clear());
   ASSERT_TRUE((*a)->EnsureIndexes());
