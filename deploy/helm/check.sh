@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart's check (ctest: deploy.helm). For the default values, each example and a few
 # combinations: `helm lint --strict`, then `helm template` decoded strictly into the Kubernetes API
-# types by check/ (Go), which also cross-checks selectors, probes and pod hardening, what the
+# types (and KEDA's) by check/ (Go), which also cross-checks selectors, probes and pod hardening,
+# a KEDA ScaledObject against KEDA's Kafka scaler and infer's own settings, what the
 # render grants and isolates (Roles, NetworkPolicies, secrets; more for the production example),
 # decodes the Grafana dashboard strictly and parses every PromQL expression, holding the metrics
 # it names to those src/ exports; the alerting rules of each render pass `promtool check rules`,
@@ -189,6 +190,9 @@ expect_ok "everything on" -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-clu
   --set-json 'kafka.properties={"linger.ms":5,"queue.buffering.max.messages":1000000}' \
   --set-json 'stream.spark.kafkaProperties={"kafka.security.protocol":"SASL_SSL"}'
 expect_ok "production, infer as a Deployment" -f "$EXAMPLES/production.yaml" --set infer.workload=Deployment
+expect_ok "production, infer scaled by KEDA on its lag" -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/keda.yaml"
+expect_ok "KEDA on a plaintext Kafka, from zero" --set infer.autoscaling.keda.enabled=true --set infer.autoscaling.minReplicas=0 \
+  --set infer.autoscaling.keda.activationLagThreshold=100
 expect_ok "alerts and dashboard, elsewhere" --set metrics.prometheusRule.enabled=true --set infer.workload=StatefulSet \
   --set-json 'metrics.prometheusRule.alertLabels={"team":"iot"}' --set sink.enabled=false \
   --set metrics.grafanaDashboard.enabled=true --set metrics.grafanaDashboard.namespace=monitoring \
@@ -267,6 +271,28 @@ expect_rejected_edit "Spark's Role: a verb its executors do not need" 'Role/ioti
   's/"delete", "deletecollection"\]/"delete", "deletecollection", "patch"]/' -f "$EXAMPLES/spark-kubernetes.yaml"
 expect_rejected_edit "Spark's Role for local executors" 'which runs no Spark driver with a k8s:// master' \
   's|"k8s://https://kubernetes.default.svc"|"local[*]"|' -f "$EXAMPLES/spark-kubernetes.yaml"
+# KEDA's ScaledObject: what its API types, its kafka scaler and infer's own settings refuse.
+keda=(-f "$EXAMPLES/keda.yaml")
+expect_rejected_edit "KEDA: a misspelt field" 'ScaledObject/iotinfer-infer (iotinfer/templates/keda.yaml): unknown field "spec.pollingIntervall"' \
+  's/^  pollingInterval:/  pollingIntervall:/' "${keda[@]}"
+expect_rejected_edit "KEDA: a metadata key its kafka scaler does not read" 'trigger 0 (kafka): unknown metadata key "lagTreshold"' \
+  's/^        lagThreshold:/        lagTreshold:/' "${keda[@]}"
+expect_rejected_edit "KEDA: a password in the ScaledObject" 'metadata key "password": KEDA reads it only from a TriggerAuthentication' \
+  's/^        tls: "enable"$/&\n        password: "hunter2"/' "${keda[@]}"
+expect_rejected_edit "KEDA: idle consumers" 'allowIdleConsumers is true: replicas beyond the partitions of the topic would get none' \
+  's/allowIdleConsumers: "false"/allowIdleConsumers: "true"/' "${keda[@]}"
+expect_rejected_edit "KEDA: the lag of another topic" "topic \"inferences\" is not infer's \"images\" (--input-topic)" \
+  's/^        topic: "images"/        topic: "inferences"/' "${keda[@]}"
+expect_rejected_edit "KEDA: KEDA's default offset reset policy" 'offsetResetPolicy latest, but infer starts a partition without a committed offset at the earliest' \
+  '/^        offsetResetPolicy:/d' "${keda[@]}"
+expect_rejected_edit "KEDA: SASL without a password" 'trigger 0 (kafka): sasl scram_sha512 needs password from a TriggerAuthentication' \
+  '/^    - parameter: password$/,+2d' "${keda[@]}"
+expect_rejected_edit "KEDA: a TriggerAuthentication the render lacks" \
+  'trigger 0: authenticationRef TriggerAuthentication/iotinfer-kafka is no TriggerAuthentication of this render' \
+  's/^        name: iotinfer-infer-kafka$/        name: iotinfer-kafka/' "${keda[@]}"
+expect_rejected "KEDA beyond the partitions" "maxReplicaCount 16 is above infer's 12 partitions" "${keda[@]}" --set infer.autoscaling.maxReplicas=16
+expect_rejected "KEDA: a lag threshold below a batch" "lagThreshold 1000 is below infer's --batch-max 2048" "${keda[@]}" \
+  --set infer.autoscaling.keda.lagThreshold=1000
 expect_rejected "production: Spark Connect without authentication" \
   'Deployment/iotinfer-spark-connect (iotinfer/templates/spark-connect.yaml): container "spark-connect" runs Spark Connect without authentication' \
   -f "$EXAMPLES/production.yaml" -f "$EXAMPLES/spark-cluster.yaml" --set spark.connect.auth.enabled=false
@@ -328,6 +354,17 @@ expect_refused "NetworkPolicies and a standalone Spark cluster of unknown place"
   -f "$EXAMPLES/spark-cluster.yaml" --set networkPolicy.enabled=true --set spark.connect.master=spark://spark-master.spark:7077
 expect_refused "spark stream without a checkpoint" "needs stream.spark.checkpoint" \
   --set stream.engine=spark --set spark.external.url=sc://spark:15002
+expect_refused "a CPU HPA and KEDA together" "are exclusive: two HPAs on one workload fight over its replicas" \
+  -f "$EXAMPLES/keda.yaml" --set infer.autoscaling.enabled=true
+expect_refused "KEDA over SASL without a password" "infer.autoscaling.keda.sasl=scram_sha512 needs the username and password from a Secret" \
+  --set infer.autoscaling.keda.enabled=true --set infer.autoscaling.keda.sasl=scram_sha512 --set kafka.existingSecret=iotinfer-kafka \
+  --set infer.autoscaling.keda.authentication.secretKeys.username=username
+expect_refused "KEDA: a parameter its kafka scaler takes from no Secret" \
+  "at '/infer/autoscaling/keda/authentication/secretKeys': additional properties 'lagThreshold' not allowed" \
+  -f "$EXAMPLES/keda.yaml" --set infer.autoscaling.keda.authentication.secretKeys.lagThreshold=x
+expect_refused "KEDA to zero with the alerts on" "infer.autoscaling.minReplicas=0 scales infer to zero whenever there is no lag" \
+  --set infer.autoscaling.keda.enabled=true --set infer.autoscaling.minReplicas=0 --set metrics.prometheusRule.enabled=true
+expect_refused "a CPU HPA at zero" "an HPA does not scale to zero" --set infer.autoscaling.enabled=true --set infer.autoscaling.minReplicas=0
 # A password given in values reaches only a Secret: never an argument, an environment value or a
 # ConfigMap, which anyone who may read the workloads sees.
 sentinel="s3ntinel-$RANDOM$RANDOM"

@@ -1,8 +1,9 @@
 // Command check reads the multi-document YAML that `helm template` prints and decodes every
 // document strictly into the Kubernetes Go type of its apiVersion and kind, then runs a few checks
 // the types cannot express (checks.go), checks the alerting rules' and dashboards' queries
-// (monitoring.go) and what the render grants and isolates (security.go). It prints one line per
-// problem, naming the document, and exits 1 if there was any; else one summary line.
+// (monitoring.go), what the render grants and isolates (security.go) and its KEDA objects
+// (keda.go). It prints one line per problem, naming the document, and exits 1 if there was any;
+// else one summary line.
 //
 //	helm template iotinfer deploy/helm/iotinfer | check [-metrics FILE] [-rules FILE] [-production]
 //
@@ -44,7 +45,7 @@ var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme, autoscalingv2.AddToScheme,
-		policyv1.AddToScheme, rbacv1.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme,
+		policyv1.AddToScheme, rbacv1.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme, addKEDA,
 	} {
 		if err := add(s); err != nil {
 			panic(err)
@@ -209,10 +210,13 @@ func readMetrics(path string) (map[string]bool, error) {
 }
 
 func main() {
-	metricsFile := flag.String("metrics", "", "file of the metric names queries may name, one a line")
-	rulesFile := flag.String("rules", "", "write the PrometheusRule groups here, as a Prometheus rule file")
-	production := flag.Bool("production", false, "hold the render to what a production deployment needs (security.go)")
-	flag.Parse()
+	// A flag set of our own: controller-runtime, which KEDA's API package imports, adds
+	// -kubeconfig to the global one.
+	flags := flag.NewFlagSet("check", flag.ExitOnError)
+	metricsFile := flags.String("metrics", "", "file of the metric names queries may name, one a line")
+	rulesFile := flags.String("rules", "", "write the PrometheusRule groups here, as a Prometheus rule file")
+	production := flags.Bool("production", false, "hold the render to what a production deployment needs (security.go)")
+	_ = flags.Parse(os.Args[1:]) // ExitOnError: it exits on an error
 	var known map[string]bool
 	if *metricsFile != "" {
 		var err error
@@ -226,6 +230,7 @@ func main() {
 	if len(errs) == 0 {
 		errs = append(Check(objs), CheckMonitoring(objs, known)...)
 		errs = append(errs, CheckSecurity(objs, *production)...)
+		errs = append(errs, CheckKEDA(objs)...)
 	}
 	if len(errs) == 0 && *rulesFile != "" {
 		rules, err := RuleFile(objs)

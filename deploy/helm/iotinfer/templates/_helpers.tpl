@@ -410,7 +410,7 @@ topologySpreadConstraints:
 
 {{/*
 A long-running service: a Deployment, or a StatefulSet when .workload says so. Takes what
-iotinfer.podSpec takes, plus: replicas (omitted when an HPA owns it), strategy (a Deployment's;
+iotinfer.podSpec takes, plus: replicas (omitted when an HPA or KEDA owns it), strategy (a Deployment's;
 a StatefulSet replaces one pod at a time).
 */}}
 {{- define "iotinfer.deployment" -}}
@@ -423,7 +423,8 @@ metadata:
   labels:
     {{- include "iotinfer.labels" . | nindent 4 }}
 spec:
-  {{- if not (and $v.autoscaling $v.autoscaling.enabled) }}
+  {{- /* An autoscaler owns the count: a value here would reset it at every upgrade. */}}
+  {{- if not (or (dig "autoscaling" "enabled" false $v) (dig "autoscaling" "keda" "enabled" false $v)) }}
   replicas: {{ $v.replicas }}
   {{- end }}
   revisionHistoryLimit: 3
