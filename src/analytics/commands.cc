@@ -68,6 +68,10 @@ Result<std::string> ReportResults(const store::StoreOptions& options, bool windo
 }
 
 Result<std::string> ReportLatencyText(const LatencyOptions& options) {
+  if (options.stages) {
+    ASSIGN_OR_RETURN(const StagesReport report, ReportLatencyStages(options));
+    return options.json ? LatencyStagesJson(report) : FormatLatencyStages(report);
+  }
   ASSIGN_OR_RETURN(const LatencyReport report, ReportLatency(options));
   return FormatLatency(report);
 }

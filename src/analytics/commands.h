@@ -29,7 +29,7 @@ Status RunBatchCommand(BatchCommand command, const std::function<const std::atom
 /// incorrect_inference_windows, as a table.
 Result<std::string> ReportResults(const store::StoreOptions& store, bool windows);
 
-/// `iotinfer report latency`: ReportLatency, formatted.
+/// `iotinfer report latency`: ReportLatency or ReportLatencyStages, formatted.
 Result<std::string> ReportLatencyText(const LatencyOptions& options);
 
 }  // namespace iotinfer::analytics

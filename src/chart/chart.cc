@@ -731,7 +731,13 @@ Status Validate(const BarChart& c) {
     }
     return CheckFinite(s.y, what);
   };
-  for (size_t i = 0; i < c.bars.size(); ++i) TRY(check(c.bars[i], "bar " + Describe(c.bars[i], i)));
+  for (size_t i = 0; i < c.bars.size(); ++i) {
+    TRY(check(c.bars[i], "bar " + Describe(c.bars[i], i)));
+    if (c.stacked && std::ranges::any_of(c.bars[i].y, [](double v) { return v < 0; })) {
+      return std::unexpected(
+          Error::InvalidInput(fmt::format("stacked bar {} has a negative value", Describe(c.bars[i], i))));
+    }
+  }
   if (c.line) TRY(check(*c.line, "line " + Describe(*c.line, 0)));
   return Ok();
 }
@@ -1011,11 +1017,17 @@ void DrawBarChart(Painter& p, const BarChart& c) {
   const size_t n = c.categories.size(), m = c.bars.size();
   double top = DrawTitle(p, c.title, width);
 
+  // Where each bar begins and ends: side by side, from 0; stacked, on the bars before it.
+  std::vector<std::vector<std::pair<double, double>>> spans(m, std::vector<std::pair<double, double>>(n));
   double lo = 0, hi = 0;
-  for (const Series& s : c.bars) {
-    for (double v : s.y) {
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
+  for (size_t i = 0; i < n; ++i) {
+    double base = 0;
+    for (size_t j = 0; j < m; ++j) {
+      const double v = c.bars[j].y[i];
+      spans[j][i] = c.stacked ? std::pair{base, base + v} : std::pair{0.0, v};
+      if (c.stacked) base += v;
+      lo = std::min(lo, spans[j][i].second);
+      hi = std::max(hi, spans[j][i].second);
     }
   }
   if (lo == hi) hi = 1;
@@ -1063,8 +1075,8 @@ void DrawBarChart(Painter& p, const BarChart& c) {
         auto group_x = [&](size_t i) { return frame.x0 + (i + 0.5) * group_width; };
         for (size_t i = 0; i < n; ++i) {
           double gx = frame.x0 + i * group_width;
-          for (const Series& s : c.bars) {
-            double a = MapY(y, frame, 0), b = MapY(y, frame, s.y[i]);
+          for (size_t j = 0; j < m; ++j) {
+            double a = MapY(y, frame, spans[j][i].first), b = MapY(y, frame, spans[j][i].second);
             if (Box{gx, std::min(a, b), gx + group_width, std::max(a, b)}.Overlaps(box)) return true;
           }
           if (c.line) {
@@ -1083,16 +1095,19 @@ void DrawBarChart(Painter& p, const BarChart& c) {
   DrawHorizontalGrid(p, y, frame);
 
   const double group_width = frame.width() / n;
-  const double inner = group_width * (m == 1 ? 0.7 : 0.8);
-  const double bar_width = inner / m;
+  const size_t columns = c.stacked ? 1 : m;
+  const double inner = group_width * (columns == 1 ? 0.7 : 0.8);
+  const double bar_width = inner / columns;
   // A hairline of white between neighbouring bars of a group, when they are wide enough.
-  const double gap = m > 1 && bar_width > 6 ? 1 : 0;
+  const double gap = columns > 1 && bar_width > 6 ? 1 : 0;
   for (size_t i = 0; i < n; ++i) {
     double gx = frame.x0 + i * group_width + (group_width - inner) / 2;
     for (size_t j = 0; j < m; ++j) {
-      double a = MapY(y, frame, 0), b = MapY(y, frame, c.bars[j].y[i]);
+      double a = MapY(y, frame, spans[j][i].first), b = MapY(y, frame, spans[j][i].second);
+      const size_t column = c.stacked ? 0 : j;
       p.SetColor(kPalette[j % kPalette.size()]);
-      p.FillRect({gx + j * bar_width + gap / 2, std::min(a, b), gx + (j + 1) * bar_width - gap / 2, std::max(a, b)});
+      p.FillRect(
+          {gx + column * bar_width + gap / 2, std::min(a, b), gx + (column + 1) * bar_width - gap / 2, std::max(a, b)});
     }
   }
 

@@ -45,6 +45,7 @@ struct BarChart {
   std::string title, x_label, y_label;
   std::vector<std::string> categories;  // e.g. producer ids; thinned or rotated when they do not fit
   std::vector<Series> bars;             // only y used; y.size() == categories.size(); side by side
+  bool stacked = false;                 // bars on top of each other instead; every y must be >= 0
   std::optional<Series> line;           // only y used; y.size() == categories.size()
   std::string line_axis_label;          // right axis label
   bool line_axis_percent = false;       // right axis ticks as percentages of fractions (0.25 -> 25%)

@@ -7,7 +7,9 @@ namespace {
 
 void AddLatencyCommand(CLI::App& report, Action& action) {
   auto* cmd = report.add_subcommand(
-      "latency", "Produce-to-infer latency percentiles of the inferences topic, and its CDF chart (PNG and SVG)");
+      "latency",
+      "Produce-to-infer latency percentiles of the inferences topic, and its CDF chart (PNG and SVG); with --stages, "
+      "each stage from device to store, from what sink stored");
   auto options = std::make_shared<analytics::LatencyOptions>();
   auto kafka = std::make_shared<KafkaFlags>();
   analytics::LatencyOptions& o = *options;
@@ -15,8 +17,19 @@ void AddLatencyCommand(CLI::App& report, Action& action) {
   cmd->add_option("--topic", o.topic, "topic with inference records")->capture_default_str();
   cmd->add_option("--run", o.run_id, "only the images of this produce run (its run id); default: all");
   cmd->add_option("--out", o.out_dir, "directory for the charts")->capture_default_str();
-  cmd->add_option("--chart-name", o.chart_name, "chart file name without extension")->capture_default_str();
-  cmd->callback([&action, options, kafka] {
+  cmd->add_option("--chart-name", o.chart_name,
+                  "chart file name without extension (default: latency-cdf, with "
+                  "--stages latency-stages)");
+  auto* topic = cmd->get_option("--topic");
+  auto* chart_name = cmd->get_option("--chart-name");
+  auto* stages =
+      cmd->add_flag("--stages", o.stages,
+                    "per-stage percentiles (device to broker, broker to infer, batch wait, classify, writes, commit, "
+                    "sink, store write) and a stacked chart of them, read from --topic inferences.accepted by default");
+  cmd->add_flag("--json", o.json, "one JSON object instead of the table")->needs(stages);
+  cmd->callback([&action, options, kafka, topic, chart_name] {
+    if (options->stages && topic->count() == 0) options->topic = topics::kInferencesAccepted;
+    if (options->stages && chart_name->count() == 0) options->chart_name = "latency-stages";
     action = [options, kafka]() -> Status {
       TRY(options->kafka.AddProperties(kafka->config_file, kafka->properties));
       return PrintResult(analytics::ReportLatencyText(*options));

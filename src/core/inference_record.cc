@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
+#include <utility>
 
 namespace iotinfer {
 namespace {
@@ -43,6 +47,20 @@ Result<std::optional<int64_t>> OptionalMicros(const Json& object, const char* na
   return v->get<int64_t>();
 }
 
+// The stage times' fields, in the order they happen. Absent rather than null when unknown:
+// they are many, and a reader of the original schema has no use for them.
+template <typename Record>
+auto StageFields(Record& r) {
+  using Field = std::conditional_t<std::is_const_v<Record>, const std::optional<int64_t>*, std::optional<int64_t>*>;
+  return std::array<std::pair<const char*, Field>, 7>{{{"appended_at", &r.appended_at_us},
+                                                       {"polled_at", &r.polled_at_us},
+                                                       {"batch_at", &r.batch_at_us},
+                                                       {"inference_appended_at", &r.sink.appended_at_us},
+                                                       {"sink_polled_at", &r.sink.polled_at_us},
+                                                       {"write_sent_at", &r.sink.write_sent_at_us},
+                                                       {"stored_at", &r.sink.stored_at_us}}};
+}
+
 }  // namespace
 
 std::string EncodeInferenceRecord(const InferenceRecord& r) {
@@ -55,6 +73,11 @@ std::string EncodeInferenceRecord(const InferenceRecord& r) {
   json["model"] = r.model;
   json["produced_at"] = r.produced_at_us ? nlohmann::ordered_json(*r.produced_at_us) : nlohmann::ordered_json(nullptr);
   json["inferred_at"] = r.inferred_at_us;
+  // Absent rather than null: the stage times are many, and a reader of the original schema
+  // has no use for them.
+  for (const auto& [name, value] : StageFields(r)) {
+    if (*value) json[name] = **value;
+  }
   return json.dump();
 }
 
@@ -87,7 +110,25 @@ Result<InferenceRecord> DecodeInferenceRecord(std::string_view text) {
   ASSIGN_OR_RETURN(r.produced_at_us, OptionalMicros(json, "produced_at"));
   ASSIGN_OR_RETURN(std::optional<int64_t> inferred_at, OptionalMicros(json, "inferred_at"));
   r.inferred_at_us = inferred_at.value_or(0);
+  for (const auto& [name, value] : StageFields(r)) {
+    ASSIGN_OR_RETURN(*value, OptionalMicros(json, name));
+  }
   return r;
+}
+
+std::string WithSinkTimes(std::string_view json, const SinkTimes& times) {
+  // The object's closing brace; only whitespace may follow it in a value that was accepted.
+  std::string out(json.substr(0, json.rfind('}')));
+  const std::pair<const char*, const std::optional<int64_t>*> fields[] = {
+      {"inference_appended_at", &times.appended_at_us},
+      {"sink_polled_at", &times.polled_at_us},
+      {"write_sent_at", &times.write_sent_at_us},
+      {"stored_at", &times.stored_at_us}};
+  for (const auto& [name, value] : fields) {
+    if (*value) fmt::format_to(std::back_inserter(out), R"(,"{}":{})", name, **value);
+  }
+  out += '}';
+  return out;
 }
 
 }  // namespace iotinfer

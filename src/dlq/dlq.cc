@@ -6,6 +6,7 @@
 #include <set>
 #include <span>
 
+#include "core/clock.h"
 #include "core/text.h"
 #include "dlq/letter.h"
 #include "kafka/dead_letter.h"
@@ -20,11 +21,6 @@ constexpr std::chrono::minutes kReadTimeout{10};
 constexpr std::chrono::minutes kReplayTimeout{60};
 constexpr size_t kListedAtMost = 50;
 constexpr size_t kShownValueBytes = 200;
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string AllowedReasons() {
   std::string codes;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
@@ -16,14 +17,18 @@
 namespace iotinfer::infer {
 namespace {
 
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+// When an image reached the broker and this service, and when its batch closed.
+struct StageTimes {
+  std::optional<int64_t> appended_at, polled_at, batch_at;
+};
+
+StageTimes TimesOf(const kafka::InputMessage& in, int64_t batch_at) {
+  return {.appended_at = in.appended_at_us(), .polled_at = in.received_at_us, .batch_at = batch_at};
 }
 
 kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord& image,
                                      const model::Prediction& prediction, const model::Classifier& classifier,
-                                     int64_t inferred_at) {
+                                     int64_t inferred_at, const StageTimes& times) {
   const InferenceRecord record{.id = image.id,
                                .image_prediction = classifier.class_names()[prediction.label],
                                .actual_value = image.label,
@@ -31,7 +36,10 @@ kafka::OutputMessage InferenceOutput(const std::string& topic, const ImageRecord
                                .confidence = prediction.confidence,
                                .model = classifier.model_id(),
                                .produced_at_us = image.produced_at_us,
-                               .inferred_at_us = inferred_at};
+                               .inferred_at_us = inferred_at,
+                               .appended_at_us = times.appended_at,
+                               .polled_at_us = times.polled_at,
+                               .batch_at_us = times.batch_at};
   return {topic, {std::to_string(image.producer_id), EncodeInferenceRecord(record), {{"id", image.id}}}};
 }
 
@@ -272,6 +280,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
   kafka::ServiceLoop<InferStats> loop(
       *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   std::vector<ImageRecord> records;
+  std::vector<StageTimes> times;  // of each record
   std::vector<ImageView> views;
   std::vector<model::Prediction> predictions;
   std::vector<kafka::OutputMessage> outputs;
@@ -292,14 +301,17 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     stats.models_refused = models->refused();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
     if (batch.empty()) continue;
+    const int64_t batch_at = NowMicros();
 
     records.clear();
+    times.clear();
     outputs.clear();
     kafka::ReasonCounts dead{};
     std::vector<Decoded> decoded = DecodeAll(batch, options.limits, *classifier);
     for (size_t i = 0; i < batch.size(); ++i) {
       if (decoded[i].record) {
         records.push_back(std::move(*decoded[i].record));
+        times.push_back(TimesOf(batch[i], batch_at));
       } else {
         outputs.push_back(kafka::DeadLetter(options.dlq_topic, batch[i], decoded[i].reason,
                                             decoded[i].record.error().message(),
@@ -338,11 +350,12 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     const auto shadow_end = std::chrono::steady_clock::now();
     const int64_t inferred_at = NowMicros();
     for (size_t i = 0; i < records.size(); ++i) {
-      outputs.push_back(InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at));
+      outputs.push_back(
+          InferenceOutput(options.output_topic, records[i], predictions[i], *classifier, inferred_at, times[i]));
     }
     for (size_t s = 0; s < shadow_records.size(); ++s) {
       outputs.push_back(InferenceOutput(options.shadow_topic, records[shadow_records[s]], shadow_predictions[s],
-                                        *shadow, inferred_at));
+                                        *shadow, inferred_at, times[shadow_records[s]]));
     }
     const double classify_seconds = std::chrono::duration<double>(classify_end - classify_start).count();
     const double shadow_seconds = std::chrono::duration<double>(shadow_end - classify_end).count();

@@ -68,7 +68,12 @@ Status CreateTopics(rd_kafka_t* rk, const std::vector<TopicSpec>& topics, std::c
     NewTopic topic(
         rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, error.data(), error.size()));
     if (!topic) return std::unexpected(Error::InvalidInput(fmt::format("topic {}: {}", spec.name, error.data())));
-    for (const auto& [name, value] : spec.configs) {
+    std::map<std::string, std::string> configs = spec.configs;
+    // The broker's append time, not the producer's: a device with a wrong clock must not have
+    // its records deleted at once by time-based retention, and the latency report's stages
+    // need the time each record reached the broker (docs/latency.md).
+    configs.try_emplace("message.timestamp.type", "LogAppendTime");
+    for (const auto& [name, value] : configs) {
       if (rd_kafka_NewTopic_set_config(topic.get(), name.c_str(), value.c_str())) {
         return std::unexpected(Error::InvalidInput(fmt::format("topic {}: config {}={}", spec.name, name, value)));
       }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +59,17 @@ struct InputMessage {
   int64_t offset = 0;
   // The record's timestamp, milliseconds since the epoch; -1 when it has none.
   int64_t timestamp_ms = -1;
+  // Whether timestamp_ms is the broker's append time (the topic's message.timestamp.type is
+  // LogAppendTime) rather than the one its producer gave.
+  bool log_append_time = false;
+  // When the client handed the record to this process, microseconds since the epoch.
+  int64_t received_at_us = 0;
+
+  /// The broker's append time in microseconds since the epoch, where the record has one.
+  std::optional<int64_t> appended_at_us() const {
+    if (!log_append_time || timestamp_ms < 0) return std::nullopt;
+    return timestamp_ms * 1000;
+  }
   // Set when the client could not read the record (a corrupt batch, unknown compression):
   // why. `message` is then empty, and the message stands only for its place in the partition,
   // which must still be dead-lettered and committed past, or the partition would stall.
@@ -78,6 +90,7 @@ struct TopicSpec {
   static constexpr int kBrokerDefault = -1;
   int replication_factor = kBrokerDefault;
   // Topic configs for a topic that is created (max.message.bytes, min.insync.replicas, ...).
+  // message.timestamp.type is LogAppendTime unless set here.
   std::map<std::string, std::string> configs;
 };
 

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/inference_record.h"
 #include "kafka/service_loop.h"
 #include "kafka/transactional_pipe.h"
@@ -124,6 +125,13 @@ void Publish(ops::Endpoints& endpoints, const SinkStats& s, SinkStats& last) {
   last = s;
 }
 
+SinkTimes TimesOf(const kafka::InputMessage& in, int64_t write_sent_at, int64_t stored_at) {
+  return {.appended_at_us = in.appended_at_us(),
+          .polled_at_us = in.received_at_us,
+          .write_sent_at_us = write_sent_at,
+          .stored_at_us = stored_at};
+}
+
 }  // namespace
 
 std::string FormatStats(const SinkStats& s) {
@@ -203,6 +211,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
 
     // Per record: what the store did, or nullopt where it refused the record.
     std::vector<std::optional<store::Insertion>> outcomes(records.size());
+    const int64_t write_sent_at = NowMicros();
     Result<std::vector<store::Insertion>> written = writer.Write(records, offsets);
     Status status = Ok();
     if (written) {
@@ -241,6 +250,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       return std::unexpected(status.error());
     }
 
+    const int64_t stored_at = NowMicros();
     SinkStats counted;
     for (size_t i = 0; i < records.size(); ++i) {
       if (!outcomes[i]) continue;
@@ -248,7 +258,11 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
         case store::Insertion::Kind::kInserted:
         case store::Insertion::Kind::kReplayed:
           (outcomes[i]->kind == store::Insertion::Kind::kInserted ? counted.inserted : counted.replayed)++;
-          if (!options.accepted_topic.empty()) out.push_back({options.accepted_topic, sources[i]->message});
+          if (!options.accepted_topic.empty()) {
+            WireMessage accepted = sources[i]->message;
+            accepted.value = WithSinkTimes(accepted.value, TimesOf(*sources[i], write_sent_at, stored_at));
+            out.push_back({options.accepted_topic, std::move(accepted)});
+          }
           break;
         case store::Insertion::Kind::kDuplicate:
           counted.duplicates++;

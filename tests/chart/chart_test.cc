@@ -282,6 +282,31 @@ TEST(ChartTest, RejectsInconsistentLineCharts) {
   ExpectInvalid(with([](LineChart& c) { c.size = {900, 20000}; }), "chart size 900x20000");
 }
 
+TEST(ChartTest, StackedBarsReachTheirSum) {
+  TempDir dir;
+  BarChart chart{.title = "Stages", .y_label = "ms", .categories = {"p50", "p99"}, .stacked = true};
+  chart.bars = {{.name = "a", .y = {10, 40}}, {.name = "b", .y = {5, 60}}};
+  ASSERT_OK(WriteChart(chart, dir.file("stacked.png")));
+  cv::Mat stacked = ExpectPng(dir.file("stacked.png"), chart.size);
+  ASSERT_OK(WriteChart(chart, dir.file("stacked.svg")));
+  ExpectSvg(dir.file("stacked.svg"), chart.size);
+  // Side by side the bars are half as wide and the axis ends at 60, not 100: the second
+  // colour covers a different area.
+  chart.stacked = false;
+  ASSERT_OK(WriteChart(chart, dir.file("side.png")));
+  cv::Mat side = ExpectPng(dir.file("side.png"), chart.size);
+  EXPECT_GT(CountColor(stacked, 0x1f77b4), 2000);
+  EXPECT_GT(CountColor(stacked, 0xff7f0e), 2000);
+  EXPECT_NE(CountColor(stacked, 0xff7f0e), CountColor(side, 0xff7f0e));
+
+  chart.stacked = true;
+  chart.bars[1].y[0] = -1;
+  auto refused = WriteChart(chart, dir.file("negative.png"));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message().find("stacked bar series 'b' has a negative value"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST(ChartTest, RejectsInconsistentBarCharts) {
   auto with = [](const std::function<void(BarChart&)>& change) {
     return [change](const std::string& path) {

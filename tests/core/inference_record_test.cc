@@ -29,6 +29,40 @@ TEST(InferenceRecordTest, RoundTripsWithTheOriginalFieldOrder) {
   EXPECT_TRUE(decoded->incorrect());
 }
 
+TEST(InferenceRecordTest, StageTimesRoundTripAndAreAbsentWhenUnknown) {
+  EXPECT_EQ(EncodeInferenceRecord(Sample()).find("_at\":null"), std::string::npos) << "no stage time is null";
+  EXPECT_EQ(EncodeInferenceRecord(Sample()).find("polled_at"), std::string::npos);
+  InferenceRecord r = Sample();
+  r.appended_at_us = 1700000000001000;
+  r.polled_at_us = 1700000000001500;
+  r.batch_at_us = 1700000000002000;
+  const std::string json = EncodeInferenceRecord(r);
+  auto decoded = DecodeInferenceRecord(json);
+  ASSERT_OK(decoded);
+  EXPECT_EQ(*decoded, r);
+  EXPECT_FALSE(decoded->sink.polled_at_us.has_value());
+
+  // What sink publishes to inferences.accepted: the record as it came, then its own times.
+  const std::string accepted = WithSinkTimes(json + "  ", {.appended_at_us = std::nullopt,
+                                                           .polled_at_us = 1700000000009000,
+                                                           .write_sent_at_us = 1700000000009100,
+                                                           .stored_at_us = 1700000000012000});
+  EXPECT_EQ(accepted.rfind(json.substr(0, json.size() - 1), 0), 0u) << accepted;
+  EXPECT_EQ(accepted.find("inference_appended_at"), std::string::npos) << "unknown times are left out";
+  auto stored = DecodeInferenceRecord(accepted);
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->batch_at_us, r.batch_at_us);
+  EXPECT_EQ(stored->sink.polled_at_us, 1700000000009000);
+  EXPECT_EQ(stored->sink.write_sent_at_us, 1700000000009100);
+  EXPECT_EQ(stored->sink.stored_at_us, 1700000000012000);
+
+  auto bad = DecodeInferenceRecord(R"({"id":"a","image_prediction":"Bag","actual_value":null,"producer_id":1,)"
+                                   R"("stored_at":"yesterday"})");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("field 'stored_at' must be an integer"), std::string::npos)
+      << bad.error().message();
+}
+
 TEST(InferenceRecordTest, UnlabelledRecordsAreNeverIncorrect) {
   InferenceRecord r = Sample();
   r.actual_value.reset();

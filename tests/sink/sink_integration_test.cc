@@ -7,11 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <thread>
 
 #include "analytics/batch.h"
+#include "analytics/latency.h"
 #include "analytics_test_util.h"
 #include "infer_test_util.h"
 #include "kafka_test_util.h"
@@ -110,6 +112,8 @@ std::vector<std::string> Encoded(int from, int to) {
 InferenceRecord AsStored(InferenceRecord r) {
   if (r.produced_at_us) r.produced_at_us = *r.produced_at_us / 1000 * 1000;
   r.inferred_at_us = r.inferred_at_us / 1000 * 1000;
+  // The stage times travel on the topics for `report latency --stages`; the store keeps none.
+  r.appended_at_us = r.polled_at_us = r.batch_at_us = std::nullopt;
   return r;
 }
 
@@ -150,6 +154,30 @@ TEST(SinkIntegrationTest, PipelineStoresEachInferenceOnceAndAReplayChangesNothin
   EXPECT_EQ(first->consumed, kImages);
   EXPECT_EQ(first->inserted, kImages);
   EXPECT_EQ(first->dead_lettered, 0);
+
+  // Every stored record went through every stage, and `report latency --stages` can tell
+  // each apart: the topics the services made stamp records with the broker's append time.
+  iotinfer::testing::TempDir charts;
+  analytics::LatencyOptions latency{.topic = names.accepted, .out_dir = charts.file("charts"), .stages = true};
+  auto stages = analytics::ReportLatencyStages(latency);
+  ASSERT_OK(stages);
+  EXPECT_EQ(stages->records, kImages);
+  EXPECT_EQ(stages->complete, kImages);
+  ASSERT_EQ(stages->stages.size(), 8u);
+  double at_p50 = 0;
+  for (size_t s = 0; s < stages->stages.size(); ++s) {
+    const auto& stage = stages->stages[s];
+    EXPECT_EQ(stage.latency.count, kImages) << stage.name;
+    // A broker's append time is whole milliseconds, so a stage that ends at one can seem to
+    // end up to 1 ms early; no stage runs backwards by more.
+    EXPECT_GT(stage.latency.sorted_ms.front(), -1.0) << stage.name;
+    at_p50 += stages->at_p50_ms[s];
+  }
+  EXPECT_GT(stages->end_to_end.p50_ms, 0);
+  // Around the median, the stages' means add up to the records' own end-to-end latency.
+  EXPECT_NEAR(at_p50, stages->end_to_end.p50_ms, 0.25 * stages->end_to_end.p50_ms + 1);
+  ASSERT_EQ(stages->charts.size(), 2u);
+  EXPECT_GT(std::filesystem::file_size(stages->charts[0]), 1000u);
 
   std::map<std::string, InferenceRecord> published;
   ASSERT_OK(kafka::ScanTopic({}, names.inferences, [&](const kafka::InputMessage& in) -> Status {
