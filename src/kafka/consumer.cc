@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/clock.h"
 #include "kafka/kafka_internal.h"
 
 namespace iotinfer::kafka {
@@ -14,6 +15,8 @@ InputMessage Convert(const rd_kafka_message_t* m) {
   in.offset = m->offset;
   rd_kafka_timestamp_type_t type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
   in.timestamp_ms = rd_kafka_message_timestamp(m, &type);
+  in.log_append_time = type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME;
+  in.received_at_us = NowMicros();
   if (m->key) in.message.key.assign(static_cast<const char*>(m->key), m->key_len);
   if (m->payload) in.message.value.assign(static_cast<const char*>(m->payload), m->len);
   rd_kafka_headers_t* headers = nullptr;
@@ -126,9 +129,14 @@ Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono:
   auto keep = [&](const TopicPartition& tp) { return !options.keep || options.keep(tp); };
   size_t bytes = 0;
   while (static_cast<int>(batch.size()) < options.max_batch && bytes < options.max_batch_bytes) {
-    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (remaining.count() < 0) break;
-    const Message m(rd_kafka_consumer_poll(consumer, static_cast<int>(remaining.count())));
+    const Clock::duration left = deadline - Clock::now();
+    // Past the deadline, a batch still takes what the client holds already, without waiting:
+    // with no wait at all, a batch is exactly what had come.
+    const bool overdue = left <= Clock::duration::zero();
+    if (overdue && batch.empty()) break;
+    const auto wait = overdue ? std::chrono::milliseconds(0) : std::chrono::ceil<std::chrono::milliseconds>(left);
+    const Message m(rd_kafka_consumer_poll(consumer, static_cast<int>(wait.count())));
+    if (!m && overdue) break;
     if (options.failed) {
       if (std::optional<Error> failed = options.failed()) return std::unexpected(std::move(*failed));
     }

@@ -82,6 +82,11 @@ struct TransactionalPipe::Impl {
     // out; Kafka's 60 s default is long for batches that take milliseconds.
     producer_config.properties.try_emplace("transaction.timeout.ms", "10000");
     producer_config.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
+    // Until the markers of the last commit are written, the coordinator answers the next
+    // transaction's offsets with CONCURRENT_TRANSACTIONS, which librdkafka retries after
+    // retry.backoff.ms. Its 100 ms default held one commit in ten back that long at 50 images/s
+    // (docs/latency.md). Retries still back off exponentially, to retry.backoff.max.ms.
+    producer_config.properties.try_emplace("retry.backoff.ms", "5");
     ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
     rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
     rd_kafka_conf_set_opaque(producer_conf.get(), this);

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "core/clock.h"
 #include "dataset/faults.h"
 
 namespace iotinfer::produce {
@@ -19,11 +20,6 @@ using Clock = std::chrono::steady_clock;
 std::string RandomRunId() {
   std::random_device device;
   return fmt::format("{:08x}", device());
-}
-
-int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 Status Validate(const ProduceOptions& o) {
@@ -47,7 +43,11 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
   ASSIGN_OR_RETURN(dataset::Dataset data, dataset::Load(options.dataset));
   if (data.size() == 0) return std::unexpected(Error::InvalidInput("the dataset has no images"));
   TRY(kafka::EnsureTopics(options.kafka, {{options.topic, options.partitions}}));
-  ASSIGN_OR_RETURN(auto producer, kafka::Producer::Create(options.kafka, {.topics = {options.topic}}));
+  ASSIGN_OR_RETURN(auto producer,
+                   kafka::Producer::Create(
+                       // A real device has one image to send at a time: lingering only delays it. Under
+                       // load batches still form, from what waits while a request is in flight.
+                       options.kafka, {.linger = std::chrono::milliseconds(0), .topics = {options.topic}}));
 
   // A seeded shuffle: devices see varied images, and the same seed sends the same ones.
   std::vector<uint32_t> order(data.size());

@@ -29,11 +29,12 @@ struct SinkOptions {
   std::string accepted_topic = topics::kInferencesAccepted;
   int partitions = 6;  // for topics that have to be created
   // A batch is written when it holds batch_max records or flush_interval passed since its
-  // first one: the first bounds memory and the write size, the second the latency.
+  // first one: the first bounds memory and the write size, the second the latency. 0: a
+  // batch is what has come by then (infer's batch_wait says why that is the default).
   int batch_max = 5000;
   // And at most this many bytes of records: invalid records may be up to the topic's limit.
   size_t batch_max_bytes = 64 << 20;
-  std::chrono::milliseconds flush_interval{200};
+  std::chrono::milliseconds flush_interval{0};
   // While the store is unavailable, retries back off from retry_initial, doubling up to
   // retry_max; consumption waits meanwhile, so memory stays at one batch.
   std::chrono::milliseconds retry_initial{200};
