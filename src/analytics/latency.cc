@@ -211,7 +211,12 @@ Result<StagesReport> ReportLatencyStages(const LatencyOptions& options) {
     for (size_t s = 0; s + 1 < kTimes; ++s) {
       if (times[s] && times[s + 1]) stage_ms[s].push_back(Ms(*times[s], *times[s + 1]));
     }
-    if (times.front() && times.back()) end_to_end.push_back(Ms(*times.front(), *times.back()));
+    if (times.front() && times.back()) {
+      end_to_end.push_back(Ms(*times.front(), *times.back()));
+      report.first_produced_at_us =
+          end_to_end.size() == 1 ? *times.front() : std::min(report.first_produced_at_us, *times.front());
+      report.last_stored_at_us = std::max(report.last_stored_at_us, *times.back());
+    }
     if (std::ranges::all_of(times, [](const auto& t) { return t.has_value(); })) {
       Stages stages{};
       for (size_t s = 0; s + 1 < kTimes; ++s) stages[s] = Ms(*times[s], *times[s + 1]);
@@ -271,6 +276,8 @@ std::string LatencyStagesJson(const StagesReport& r) {
   nlohmann::ordered_json json{{"records", r.records},
                               {"complete", r.complete},
                               {"end_to_end", SummaryJson(r.end_to_end)},
+                              {"first_produced_at_us", r.first_produced_at_us},
+                              {"last_stored_at_us", r.last_stored_at_us},
                               {"stages", nlohmann::ordered_json::array()},
                               {"charts", r.charts}};
   for (size_t s = 0; s < r.stages.size(); ++s) {

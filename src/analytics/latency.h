@@ -59,6 +59,9 @@ struct StagesReport {
   int64_t complete = 0;       // records with every stage time
   int64_t invalid = 0;        // values that are not inference records
   LatencySummary end_to_end;  // produced_at to stored_at
+  // The first produced_at and the last stored_at of those records: what the run's throughput
+  // is measured over.
+  int64_t first_produced_at_us = 0, last_stored_at_us = 0;
   std::vector<StageLatency> stages;
   // Each stage's mean over the complete records whose end-to-end latency lies within half a
   // percent of the ranks around its p50 and its p99: unlike the stages' own percentiles, these

@@ -131,9 +131,9 @@ Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono:
   while (static_cast<int>(batch.size()) < options.max_batch && bytes < options.max_batch_bytes) {
     const Clock::duration left = deadline - Clock::now();
     // Past the deadline, a batch still takes what the client holds already, without waiting:
-    // with no wait at all, a batch is exactly what had come.
+    // with no wait at all, a batch is exactly what had come (and a caller that may not wait,
+    // idle 0, still gets what is there).
     const bool overdue = left <= Clock::duration::zero();
-    if (overdue && batch.empty()) break;
     const auto wait = overdue ? std::chrono::milliseconds(0) : std::chrono::ceil<std::chrono::milliseconds>(left);
     const Message m(rd_kafka_consumer_poll(consumer, static_cast<int>(wait.count())));
     if (!m && overdue) break;
