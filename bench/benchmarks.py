@@ -56,9 +56,10 @@ def write_section(report_path, name, lines):
     return section
 
 
-def server_name(mongo):
+def server_name(mongo, backend="SQLite"):
+    """The server behind `mongo`; FerretDB does not say its backend, so the caller does."""
     import pymongo  # only the drivers that talk to a store need it
 
     info = pymongo.MongoClient(mongo).admin.command("buildInfo")
     ferret = info.get("ferretdbVersion") or info.get("ferretdb", {}).get("version")
-    return f"FerretDB {ferret} (SQLite backend)" if ferret else f"mongod {info.get('version')}"
+    return f"FerretDB {ferret} ({backend} backend)" if ferret else f"mongod {info.get('version')}"

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""`./dev bench latency`: device-to-stored latency, stage by stage, at paced rates.
+
+16 simulated devices send at a fixed total rate (1,000 images/s, then 5,000/s) through the
+real broker, `iotinfer infer` and `iotinfer sink` into a Mongo-wire server, each service with
+its defaults. After a warm-up, one run sends for --seconds; `iotinfer report latency --stages
+--json` then reads what the sink stored and gives each stage's percentiles. Each rate runs
+--runs times on the first store (its median run is reported, and every run's p99), once on
+each other store. The CPU each process spent per image in the measured run comes from /proc,
+for CAPACITY.md. A seed-style pipeline (bench/seed_pipeline.py and bench/seed_sink.py: one
+image at a time, auto-commit, insert_one) runs once at the first rate for reference.
+
+Writes the tables into BENCHMARKS.md, the stacked stage charts into --charts.
+"""
+import argparse
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from benchmarks import machine_line, server_name, write_section
+from pipeline import create_topics
+
+TARGETS = {1000: {"p50": 15, "p99": 50, "max": 150}, 5000: {"p99": 100}}  # ms, from issue 26
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def cpu_seconds(pid):
+    """utime + stime of a live process, in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_line(path, needle, timeout_s, processes):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if os.path.exists(path) and needle in open(path, errors="replace").read():
+            return
+        for p in processes:
+            if p.poll() is not None:
+                raise SystemExit(f"bench latency: {p.args[1]} exited ({p.returncode}); see {path}")
+        time.sleep(0.2)
+    raise SystemExit(f"bench latency: '{needle}' did not appear in {path} within {timeout_s} s")
+
+
+def stages_json(args, topic, run_id, out_dir):
+    out = subprocess.run([args.iotinfer, "report", "latency", "--stages", "--json", "--brokers", args.brokers,
+                          "--topic", topic, "--run", run_id, "--out", out_dir, "--chart-name", "latency-stages"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def run_iotinfer(args, store, rate, logs):
+    """One paced run through infer and sink into `store`; returns the stage report and CPU use."""
+    tag = f"{store['name']}-{rate}-{uuid.uuid4().hex[:8]}"
+    images, inferences, accepted = f"lat-img-{tag}", f"lat-inf-{tag}", f"lat-acc-{tag}"
+    common = ["--brokers", args.brokers, "--partitions", str(args.partitions), "--log-every-ms", "0"]
+    infer_log, sink_log = os.path.join(logs, f"infer-{tag}.log"), os.path.join(logs, f"sink-{tag}.log")
+    infer = subprocess.Popen([args.iotinfer, "infer", *common, "--group", f"lat-infer-{tag}", "--input-topic", images,
+                              "--output-topic", inferences, "--dlq-topic", f"lat-dlq-{tag}", *args.infer_args],
+                             stdout=subprocess.DEVNULL, stderr=open(infer_log, "w"))
+    sink = subprocess.Popen([args.iotinfer, "sink", *common, "--group", f"lat-sink-{tag}", "--input-topic", inferences,
+                             "--dlq-topic", f"lat-sdlq-{tag}", "--accepted-topic", accepted, "--store", store["uri"],
+                             "--db", f"latency_{tag.replace('-', '_')}", *args.sink_args],
+                            stdout=subprocess.DEVNULL, stderr=open(sink_log, "w"))
+    try:
+        wait_for_line(infer_log, "assigned", 60, [infer, sink])
+        wait_for_line(sink_log, "assigned", 60, [infer, sink])
+        produce = [args.iotinfer, "produce", "--brokers", args.brokers, "--topic", images, "--producers",
+                   str(args.devices), "--rate", str(rate), "--partitions", str(args.partitions)]
+        subprocess.run([*produce, "--duration", str(args.warmup_seconds), "--run-id", f"w{tag}"], check=True,
+                       capture_output=True)
+        time.sleep(1)
+        pids = {"infer": infer.pid, "sink": sink.pid, **store["pids"], "broker": args.broker_pid}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run_id = f"m{tag}"
+        sent = subprocess.run([*produce, "--duration", str(args.seconds), "--run-id", run_id], check=True,
+                              capture_output=True, text=True)
+        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        expected = int(rate * args.seconds)
+        deadline, report = time.time() + 120, None
+        while time.time() < deadline:
+            report = stages_json(args, accepted, run_id, os.path.join(args.charts, tag))
+            if report["end_to_end"]["count"] >= expected:
+                break
+            time.sleep(2)
+        cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        cpu["produce"] = (after_children.ru_utime + after_children.ru_stime
+                          - children.ru_utime - children.ru_stime)
+    finally:
+        for p in (infer, sink):
+            p.send_signal(signal.SIGTERM)
+        for p in (infer, sink):
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    count = report["end_to_end"]["count"]
+    if count < expected:
+        raise SystemExit(f"bench latency: only {count} of {expected} images stored ({sent.stderr.strip()}); "
+                         f"logs in {logs}")
+    span_s = (report["last_stored_at_us"] - report["first_produced_at_us"]) / 1e6
+    return {"tag": tag, "rate": rate, "store": store["name"], "report": report, "images": count,
+            "stored_per_s": count / span_s, "cpu_ms_per_image": {k: 1000 * v / count for k, v in cpu.items()},
+            "chart": os.path.join(args.charts, tag, "latency-stages.png")}
+
+
+def run_seed(args, store, rate, seconds):
+    """The seed-style pipeline at `rate` for `seconds`: Python, one image at a time."""
+    tag = f"seed-{uuid.uuid4().hex[:8]}"
+    images, inferences = f"lat-img-{tag}", f"lat-inf-{tag}"
+    create_topics(args.brokers, [images, inferences], args.partitions)  # the seed's clients make none
+    python = sys.executable
+    pipeline = subprocess.Popen([python, os.path.join(HERE, "seed_pipeline.py"), "--brokers", args.brokers,
+                                 "--input", images, "--output", inferences, "--group", f"lat-{tag}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    count = int(rate * seconds)
+    sink = subprocess.Popen([python, os.path.join(HERE, "seed_sink.py"), "--brokers", args.brokers, "--topic",
+                             inferences, "--mongo", store["uri"], "--db", f"latency_{tag.replace('-', '_')}",
+                             "--count", str(count), "--latencies"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # PyTorch's import and the groups' joins
+        subprocess.run([args.iotinfer, "produce", "--brokers", args.brokers, "--topic", images, "--producers",
+                        str(args.devices), "--rate", str(rate), "--duration", str(seconds), "--run-id", tag],
+                       check=True, capture_output=True)
+        out, _ = sink.communicate(timeout=600)
+    finally:
+        pipeline.send_signal(signal.SIGTERM)
+        pipeline.wait(60)
+        if sink.poll() is None:
+            sink.kill()
+    return json.loads(out)
+
+
+def stage(report, name):
+    return next(s for s in report["stages"] if s["name"] == name)
+
+
+def report_lines(args, results, seed, facts):
+    first = args_stores(args)[0]["name"]
+    fmt = lambda ms: f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms"
+    lines = [f"### Latency: device to stored, paced, exactly once ({time.strftime('%Y-%m-%d')})", "",
+             f"{machine_line()} Apache Kafka 3.9.1 on 127.0.0.1 (`./dev services`), topics of {args.partitions} "
+             f"partitions; {args.devices} devices (`iotinfer produce`, stored PNGs) paced at the rate given over all "
+             f"of them; `iotinfer infer` (int8 with FP32 rechecks) and `iotinfer sink` with their defaults, each one "
+             f"process, exactly once; everything on the same cores. Stores: {facts['stores']}. Each run: "
+             f"{args.warmup_seconds:g} s of warm-up, then {args.seconds:g} s measured; `iotinfer report latency "
+             f"--stages` over what the sink stored. Device to stored: from `produced_at` to the store's "
+             f"acknowledgement of the write.", "",
+             "| store | rate | runs | images stored/s | p50 | p90 | p99 (each run) | p99.9 | max | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (store, rate), runs in results.items():
+        runs = sorted(runs, key=lambda r: r["report"]["end_to_end"]["p99_ms"])
+        median = runs[len(runs) // 2]
+        e2e = median["report"]["end_to_end"]
+        target = TARGETS.get(rate, {})
+        met = [f"{k} <= {v} ms: {'yes' if all(r['report']['end_to_end'][k + '_ms'] <= v for r in runs) else 'no'}"
+               for k, v in target.items()]
+        lines.append(f"| {store} | {rate:,}/s | {len(runs)} | {median['stored_per_s']:,.0f} | {fmt(e2e['p50_ms'])} | "
+                     f"{fmt(e2e['p90_ms'])} | {', '.join(fmt(r['report']['end_to_end']['p99_ms']) for r in runs)} | "
+                     f"{fmt(e2e['p999_ms'])} | {fmt(e2e['max_ms'])} | {'; '.join(met) or '-'} |")
+    if seed:
+        lines.append(f"| seed-style Python, {first} | {seed['rate']:,}/s | 1 | {seed['per_s']:,.0f} | "
+                     f"{fmt(seed['p50_ms'])} | {fmt(seed['p90_ms'])} | {fmt(seed['p99_ms'])} | - | "
+                     f"{fmt(seed['max_ms'])} | cannot keep up: a backlog builds |")
+    lines += ["", "Rows of the first store: the median run by p99; p99 of each run in its column. Stages of that "
+              "median run (p50 / p99 of each stage alone; 'at p99': each stage's mean over the records around the "
+              "end-to-end p99, which add up to it):", "",
+              "| stage | " + " | ".join(f"{rate:,}/s p50 | p99 | at p99" for rate in args.rates) + " |",
+              "|---|" + "---:|---:|---:|" * len(args.rates)]
+    medians = {}
+    for rate in args.rates:
+        runs = sorted(results[(first, rate)], key=lambda r: r["report"]["end_to_end"]["p99_ms"])
+        medians[rate] = runs[len(runs) // 2]
+    for s in medians[args.rates[0]]["report"]["stages"]:
+        cells = []
+        for rate in args.rates:
+            st = stage(medians[rate]["report"], s["name"])
+            cells.append(f"{fmt(st['p50_ms'])} | {fmt(st['p99_ms'])} | {fmt(st.get('at_p99_ms', 0))}")
+        lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+    lines += ["", "CPU per image in the median run, milliseconds of CPU time of each process over the images stored "
+              "(from /proc; the broker's and the store's include their idle work):", "",
+              "| rate | " + " | ".join(medians[args.rates[0]]["cpu_ms_per_image"]) + " |",
+              "|---:|" + "---:|" * len(medians[args.rates[0]]["cpu_ms_per_image"])]
+    for rate in args.rates:
+        cpu = medians[rate]["cpu_ms_per_image"]
+        lines.append(f"| {rate:,}/s | " + " | ".join(f"{v:.3f}" for v in cpu.values()) + " |")
+    return lines
+
+
+def args_stores(args):
+    stores = []
+    for spec in args.mongo:
+        name, rest = spec.split("=", 1)
+        uri, *pids = rest.split(",")
+        stores.append({"name": name, "uri": uri, "pids": {f"store ({name})" if i == 0 else f"store's {name}": int(p)
+                                                         for i, p in enumerate(pids)}})
+    return stores
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap.add_argument("--broker-pid", type=int, required=True)
+    ap.add_argument("--mongo", action="append", required=True,
+                    help="NAME=URI,PID[,PID...]: a store and its processes; the first gets --runs runs")
+    ap.add_argument("--rates", type=lambda s: [int(r) for r in s.split(",")], default=[1000, 5000])
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--warmup-seconds", type=float, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--devices", type=int, default=16)
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--seed-seconds", type=float, default=10, help="0: no seed-style row")
+    ap.add_argument("--infer-args", type=str.split, default=[], help="more flags for infer, e.g. '--batch-wait-ms 5'")
+    ap.add_argument("--sink-args", type=str.split, default=[], help="more flags for sink")
+    ap.add_argument("--charts", default=os.path.join(tempfile.gettempdir(), "iotinfer-bench-latency"))
+    args = ap.parse_args()
+    stores = args_stores(args)
+    logs = tempfile.mkdtemp(prefix="iotinfer-bench-latency-")
+    results = {}
+    for index, store in enumerate(stores):
+        for rate in args.rates:
+            for _ in range(args.runs if index == 0 else 1):
+                r = run_iotinfer(args, store, rate, logs)
+                e2e = r["report"]["end_to_end"]
+                print(f"{store['name']} {rate}/s: {r['images']} images, {r['stored_per_s']:.0f}/s stored, "
+                      f"p50 {e2e['p50_ms']:.1f} p99 {e2e['p99_ms']:.1f} max {e2e['max_ms']:.1f} ms; "
+                      f"chart {r['chart']}", flush=True)
+                results.setdefault((store["name"], rate), []).append(r)
+    seed = None
+    if args.seed_seconds > 0:
+        seed = run_seed(args, stores[0], args.rates[0], args.seed_seconds)
+        seed["rate"] = args.rates[0]
+        print(f"seed-style: {json.dumps(seed)}", flush=True)
+    backends = {"sqlite": "SQLite", "postgresql": "PostgreSQL 15"}
+    facts = {"stores": ", ".join(f"{s['name']}: {server_name(s['uri'], backends.get(s['name'], s['name']))}"
+                                 for s in stores)}
+    print(write_section(args.report, "latency", report_lines(args, results, seed, facts)))
+
+
+if __name__ == "__main__":
+    main()
