@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -152,24 +153,37 @@ LatencySummary SummarizeLatency(std::vector<double> latencies_ms) {
   return s;
 }
 
-Result<LatencyReport> ReportLatency(const LatencyOptions& options) {
-  LatencyReport report;
-  std::vector<double> samples;
+namespace {
+
+// Reads `options.topic` to its end and hands `on_record` each record of the run; counts the
+// run's records and the values that are not records.
+Status ScanRun(const LatencyOptions& options, int64_t& records, int64_t& invalid,
+               const std::function<void(const InferenceRecord&)>& on_record) {
   const std::string prefix = options.run_id.empty() ? "" : options.run_id + "-";
-  TRY(kafka::ScanTopic(options.kafka, options.topic, [&](const kafka::InputMessage& in) -> Status {
+  return kafka::ScanTopic(options.kafka, options.topic, [&](const kafka::InputMessage& in) -> Status {
     Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
     if (!record) {
-      ++report.invalid;
+      ++invalid;
       return Ok();
     }
     if (!record->id.starts_with(prefix)) return Ok();
-    ++report.records;
-    if (!record->produced_at_us || record->inferred_at_us == 0) {
-      ++report.without_times;
-      return Ok();
-    }
-    samples.push_back(static_cast<double>(record->inferred_at_us - *record->produced_at_us) / 1000.0);
+    ++records;
+    on_record(*record);
     return Ok();
+  });
+}
+
+}  // namespace
+
+Result<LatencyReport> ReportLatency(const LatencyOptions& options) {
+  LatencyReport report;
+  std::vector<double> samples;
+  TRY(ScanRun(options, report.records, report.invalid, [&](const InferenceRecord& record) {
+    if (!record.produced_at_us || record.inferred_at_us == 0) {
+      ++report.without_times;
+      return;
+    }
+    samples.push_back(static_cast<double>(record.inferred_at_us - *record.produced_at_us) / 1000.0);
   }));
   report.latency = SummarizeLatency(std::move(samples));
   if (report.latency.count > 0) {
@@ -198,16 +212,8 @@ Result<StagesReport> ReportLatencyStages(const LatencyOptions& options) {
   std::array<std::vector<double>, kTimes - 1> stage_ms;
   std::vector<double> end_to_end;
   std::vector<std::pair<double, Stages>> complete;  // end to end, and each stage
-  const std::string prefix = options.run_id.empty() ? "" : options.run_id + "-";
-  TRY(kafka::ScanTopic(options.kafka, options.topic, [&](const kafka::InputMessage& in) -> Status {
-    Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
-    if (!record) {
-      ++report.invalid;
-      return Ok();
-    }
-    if (!record->id.starts_with(prefix)) return Ok();
-    ++report.records;
-    const auto times = Timeline(*record);
+  TRY(ScanRun(options, report.records, report.invalid, [&](const InferenceRecord& record) {
+    const auto times = Timeline(record);
     for (size_t s = 0; s + 1 < kTimes; ++s) {
       if (times[s] && times[s + 1]) stage_ms[s].push_back(Ms(*times[s], *times[s + 1]));
     }
@@ -222,7 +228,6 @@ Result<StagesReport> ReportLatencyStages(const LatencyOptions& options) {
       for (size_t s = 0; s + 1 < kTimes; ++s) stages[s] = Ms(*times[s], *times[s + 1]);
       complete.emplace_back(Ms(*times.front(), *times.back()), stages);
     }
-    return Ok();
   }));
   report.complete = static_cast<int64_t>(complete.size());
   report.end_to_end = SummarizeLatency(std::move(end_to_end));
