@@ -493,6 +493,8 @@ Result<std::string> ModelId(const std::string& path) {
   return ModelIdOf(path, bytes);
 }
 
+std::string_view OnednnIsa() { return OnednnNet::Isa(); }
+
 std::string DefaultModelPath() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);

@@ -10,6 +10,7 @@
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn/all_layers.hpp>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -345,6 +346,25 @@ int OnednnNet::NativeWeightBits() {
       return 8;
     default:
       return 7;
+  }
+}
+
+std::string_view OnednnNet::Isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
   }
 }
 

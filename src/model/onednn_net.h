@@ -5,6 +5,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn.hpp>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -37,6 +38,10 @@ class OnednnNet {
   /// oneDNN's 16-bit pair sums could saturate with 8-bit weights. Both compute exact integer
   /// sums, so a net with given `weight_bits` gives the same logits on either kind of CPU.
   static int NativeWeightBits();
+  /// oneDNN's effective instruction set: the CPU's best, or less where ONEDNN_MAX_CPU_ISA caps
+  /// it. "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni", "avx512_core_bf16",
+  /// "avx512_core_amx", or "other" (SSE4.1, AVX, Xeon Phi).
+  static std::string_view Isa();
   ~OnednnNet();
   OnednnNet(const OnednnNet&) = delete;
   OnednnNet& operator=(const OnednnNet&) = delete;
