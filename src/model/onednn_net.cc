@@ -27,6 +27,37 @@ constexpr memory::data_type kS8 = memory::data_type::s8;
 // Images per primitive run: oneDNN is at its best from about 64 on this model (BENCHMARKS.md).
 constexpr memory::dim kChunk = 64;
 
+// Whether to pass over oneDNN's brgemm-based convolutions for its older direct JIT ones. On
+// AVX-512 without AMX (measured on an AMD EPYC with AVX-512, VNNI and bf16), brgconv, oneDNN
+// 2.6's first choice, took 1.6x the direct kernel's time on the first convolution (one input
+// channel) and 1.15x on the int8 ones (docs/bench-log.md, 2026-12-05). With AMX, brgconv is
+// the only kernel that uses it. On AVX2, oneDNN 2.6 has no brgconv.
+bool AvoidBrgconv() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// `pd` moved to its first implementation that AvoidBrgconv() allows, if it has one. The
+// operation descriptor `pd` was made from must still exist: oneDNN 2.6's iterator reads it
+// through a pointer (with a temporary, next_impl() found nothing at -O2).
+void PreferDirect(dnnl::convolution_forward::primitive_desc& pd) {
+  static const bool avoid = AvoidBrgconv();
+  if (!avoid) return;
+  const dnnl::convolution_forward::primitive_desc first = pd;
+  while (std::string_view(pd.impl_info_str()).starts_with("brg")) {
+    if (!pd.next_impl()) {
+      pd = first;
+      return;
+    }
+  }
+}
+
 // One layer as read from OpenCV: a convolution (with or without a ReLU after it) or the
 // final fully connected layer. Weights keep OpenCV's layouts: OIHW, and [out, in].
 struct Layer {
@@ -283,11 +314,13 @@ struct OnednnNet::Impl {
         dnnl::post_ops post;
         if (l.relu) post.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
         p.attr.set_post_ops(post);
-        dnnl::convolution_forward::primitive_desc pd(
-            {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, weights_desc,
-             p.bias.get_desc(), memory::desc({n, out[0], out[1], out[2]}, precision.dst_type, Tag::any), l.strides,
-             l.pads_begin, l.pads_end},
-            p.attr, engine);
+        // Named: oneDNN 2.6's implementation iterator keeps a pointer to it (PreferDirect).
+        const dnnl::convolution_forward::desc desc(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, weights_desc,
+            p.bias.get_desc(), memory::desc({n, out[0], out[1], out[2]}, precision.dst_type, Tag::any), l.strides,
+            l.pads_begin, l.pads_end);
+        dnnl::convolution_forward::primitive_desc pd(desc, p.attr, engine);
+        PreferDirect(pd);
         std::tie(step, wanted_src, wanted_weights, dst) =
             std::tuple(dnnl::convolution_forward(pd), pd.src_desc(), pd.weights_desc(), memory(pd.dst_desc(), engine));
         plan.activations.push_back(dst);
