@@ -10,6 +10,7 @@
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn/all_layers.hpp>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
@@ -153,7 +154,8 @@ struct Plan {
   memory output;  // [n, classes] f32, the caller's buffer
   std::vector<dnnl::primitive> steps;
   std::vector<std::unordered_map<int, memory>> args;
-  std::vector<memory> activations;  // each convolution's output, for calibration
+  std::vector<memory> activations;           // each convolution's output, for calibration
+  std::vector<std::string> implementations;  // what runs each step, as Implementations() says
 };
 
 // Per-output-channel int8 weights: OIHW (or [out, in]) s8 values and the scale of each row,
@@ -207,8 +209,10 @@ struct OnednnNet::Impl {
     memory result(to, engine);
     dnnl::primitive_attr attr;
     if (factor != 1.f) attr.set_output_scales(0, {factor});
-    plan.steps.push_back(dnnl::reorder(dnnl::reorder::primitive_desc(from, result, attr)));
+    const dnnl::reorder::primitive_desc pd(from, result, attr);
+    plan.steps.push_back(dnnl::reorder(pd));
     plan.args.push_back({{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, result}});
+    plan.implementations.push_back(fmt::format("reorder {}", pd.impl_info_str()));
     return result;
   }
 
@@ -281,6 +285,21 @@ struct OnednnNet::Impl {
     return p;
   }
 
+  // The plan for batches of `n`, built on first use. Internal naming oneDNN's complaint when
+  // it cannot be built.
+  Result<Plan*> PlanFor(memory::dim n) {
+    auto [it, added] = plans.try_emplace(n);
+    if (added) {
+      try {
+        it->second = Build(n);
+      } catch (const dnnl::error& e) {
+        plans.erase(it);
+        return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
+      }
+    }
+    return &it->second;
+  }
+
   Plan Build(memory::dim n) {
     Plan plan;
     plan.input = memory({{n, input_shape[0], input_shape[1], input_shape[2]}, kF32, Tag::nchw}, engine, nullptr);
@@ -297,6 +316,7 @@ struct OnednnNet::Impl {
       const memory::desc any_src(src_dims, precision.src_type, Tag::any);
       const memory::desc weights_desc(weight_dims, p.weights.get_desc().data_type(), Tag::any);
       dnnl::primitive step;
+      std::string implementation;
       memory::desc wanted_src, wanted_weights;
       memory dst;
       if (l.dense) {
@@ -307,8 +327,8 @@ struct OnednnNet::Impl {
         dnnl::inner_product_forward::primitive_desc pd(
             {dnnl::prop_kind::forward_inference, dense_src, weights_desc, p.bias.get_desc(), plan.output.get_desc()},
             p.attr, engine);
-        std::tie(step, wanted_src, wanted_weights, dst) =
-            std::tuple(dnnl::inner_product_forward(pd), pd.src_desc(), pd.weights_desc(), plan.output);
+        std::tie(step, implementation, wanted_src, wanted_weights, dst) = std::tuple(
+            dnnl::inner_product_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(), plan.output);
       } else {
         const Dims out = ConvolutionOutput(l);
         dnnl::post_ops post;
@@ -321,13 +341,15 @@ struct OnednnNet::Impl {
             l.pads_begin, l.pads_end);
         dnnl::convolution_forward::primitive_desc pd(desc, p.attr, engine);
         PreferDirect(pd);
-        std::tie(step, wanted_src, wanted_weights, dst) =
-            std::tuple(dnnl::convolution_forward(pd), pd.src_desc(), pd.weights_desc(), memory(pd.dst_desc(), engine));
+        std::tie(step, implementation, wanted_src, wanted_weights, dst) =
+            std::tuple(dnnl::convolution_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(),
+                       memory(pd.dst_desc(), engine));
         plan.activations.push_back(dst);
       }
       // Quantizes the first convolution's float32 output; otherwise a change of layout.
       memory in = Reordered(plan, src, wanted_src, src_scale / precision.src_scale);
       plan.steps.push_back(step);
+      plan.implementations.push_back(implementation);
       plan.args.push_back({{DNNL_ARG_SRC, in},
                            {DNNL_ARG_WEIGHTS, Weights(p.weights, wanted_weights)},
                            {DNNL_ARG_BIAS, p.bias},
@@ -454,22 +476,28 @@ Status OnednnNet::Run(std::span<const float> input, std::span<float> logits,
       in = impl.padded_input.data();
       out = impl.padded_logits.data();
     }
-    auto [it, added] = impl.plans.try_emplace(size);
+    ASSIGN_OR_RETURN(auto plan, impl.PlanFor(size));
     try {
-      if (added) it->second = impl.Build(size);
-      Plan& plan = it->second;
-      plan.input.set_data_handle(const_cast<float*>(in));
-      plan.output.set_data_handle(out);
-      for (size_t i = 0; i < plan.steps.size(); ++i) plan.steps[i].execute(impl.stream, plan.args[i]);
+      plan->input.set_data_handle(const_cast<float*>(in));
+      plan->output.set_data_handle(out);
+      for (size_t i = 0; i < plan->steps.size(); ++i) plan->steps[i].execute(impl.stream, plan->args[i]);
       impl.stream.wait();
-      if (observe) observe(plan.activations);
+      if (observe) observe(plan->activations);
     } catch (const dnnl::error& e) {
-      if (added) impl.plans.erase(it);
       return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
     }
     if (size != m) std::copy_n(impl.padded_logits.begin(), m * classes, logits.begin() + begin * classes);
   }
   return Ok();
+}
+
+Result<std::vector<std::string>> OnednnNet::Implementations(int n) {
+  if (n < 1) return std::unexpected(Error::InvalidInput(fmt::format("a batch has at least 1 image, not {}", n)));
+  omp_set_num_threads(1);  // as Run(): oneDNN may choose by thread count
+  memory::dim size = 1;
+  while (size < std::min<memory::dim>(n, kChunk)) size *= 2;
+  ASSIGN_OR_RETURN(auto plan, impl_->PlanFor(size));
+  return plan->implementations;
 }
 
 bool OnednnNet::int8() const { return !impl_->ranges.empty(); }

@@ -5,6 +5,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn.hpp>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -51,6 +52,11 @@ class OnednnNet {
   /// Calibration for int8: the largest |value| each convolution outputs over `input`, in
   /// order. FailedPrecondition on an int8 net.
   Result<std::vector<float>> ActivationRanges(std::span<const float> input);
+  /// What runs each step of a batch of `n` images (n >= 1), in order: oneDNN's name for each
+  /// primitive's implementation ("jit:avx2", "jit_uni_int8:avx2", "reorder jit:uni", ...).
+  /// Builds that batch size's plan if it has none yet. For tests and benchmarks: a name that
+  /// starts with "ref" is a reference kernel, hundreds of times slower than the JIT ones.
+  Result<std::vector<std::string>> Implementations(int n);
   int classes() const;
   bool int8() const;
 
