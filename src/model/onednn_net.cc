@@ -27,8 +27,22 @@ using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
 constexpr memory::data_type kU8 = memory::data_type::u8;
 constexpr memory::data_type kS8 = memory::data_type::s8;
-// Images per primitive run: oneDNN is at its best from about 64 on this model (BENCHMARKS.md).
-constexpr memory::dim kChunk = 64;
+// Images per primitive run: 16 took the same CPU time per image as 64 in int8, and 3-8% less
+// in float32, whose activations for 16 images stay in a core's L2 cache (the first
+// convolution's output is 25 KB an image), on AVX2 and AVX-512 (docs/bench-log.md, 2026-12-05).
+constexpr memory::dim kChunk = 16;
+// A last chunk of up to this many images runs at its own size; a larger one is padded to the
+// next power of two. The float32 rechecks of the int8 engine come a few images at a time, and
+// padding them to a power of two was a fifth of their work (docs/bench-log.md, 2026-12-05).
+constexpr memory::dim kExactUpTo = 8;
+
+// The batch size of the plan that runs a chunk of `m` images.
+memory::dim PlanSize(memory::dim m) {
+  if (m <= kExactUpTo) return m;
+  memory::dim size = 1;
+  while (size < m) size *= 2;
+  return size;
+}
 
 // Whether to pass over oneDNN's brgemm-based convolutions for its older direct JIT ones. On
 // AVX-512 without AMX (measured on an AMD EPYC with AVX-512, VNNI and bf16), brgconv, oneDNN
@@ -189,9 +203,11 @@ struct OnednnNet::Impl {
   dnnl::stream stream{engine};
   Dims input_shape;  // {C, H, W}
   std::vector<Layer> layers;
-  // Weights in the layouts the primitives chose, per batch size (oneDNN may pick others for
-  // other sizes); plans are built on first use of a batch size and kept.
+  // Plans are built on first use of a batch size and kept.
   std::map<memory::dim, Plan> plans;
+  // Each layer's weights in the layouts its primitives asked for (oneDNN may pick another for
+  // another batch size, so there can be more than one), shared by the plans.
+  std::vector<std::vector<memory>> weights;
   std::vector<float> padded_input, padded_logits;  // a last chunk rounded up to its plan's size
   // int8 when not empty: the largest |value| each convolution outputs, from calibration.
   std::vector<float> ranges;
@@ -237,12 +253,18 @@ struct OnednnNet::Impl {
     return result;
   }
 
-  // Weights reordered once, at plan time, into the layout the primitive asked for.
-  memory Weights(memory plain, const memory::desc& wanted) {
+  // Layer `layer`'s weights in the layout its primitive asked for: `plain` reordered once, and
+  // kept for the plans that ask for the same.
+  memory Weights(size_t layer, memory plain, const memory::desc& wanted) {
     if (plain.get_desc() == wanted) return plain;
+    if (weights.size() <= layer) weights.resize(layer + 1);
+    for (const memory& w : weights[layer]) {
+      if (w.get_desc() == wanted) return w;
+    }
     memory result(wanted, engine);
     dnnl::reorder(plain, result).execute(stream, plain, result);
     stream.wait();
+    weights[layer].push_back(result);
     return result;
   }
 
@@ -371,7 +393,7 @@ struct OnednnNet::Impl {
       memory in = Reordered(plan, src, wanted_src, src_scale / precision.src_scale);
       Append(plan, step,
              {{DNNL_ARG_SRC, in},
-              {DNNL_ARG_WEIGHTS, Weights(p.weights, wanted_weights)},
+              {DNNL_ARG_WEIGHTS, Weights(i, p.weights, wanted_weights)},
               {DNNL_ARG_BIAS, p.bias},
               {DNNL_ARG_DST, dst}},
              implementation);
@@ -480,13 +502,13 @@ Status OnednnNet::Run(std::span<const float> input, std::span<float> logits,
   // better on this small network than threads inside each layer (as with OpenCV).
   omp_set_num_threads(1);
   // Primitives are built (JIT-compiled) per batch size, which costs milliseconds: the batch
-  // runs in chunks of kChunk, and a last, smaller chunk as the next power of two, padded. So
-  // at most 1 + log2(kChunk) plans, whatever sizes a dynamic batcher sends. The padding
-  // repeats the chunk's first image, so that calibration sees no activation of a made-up one.
+  // runs in chunks of kChunk, and a last, smaller chunk at its own size up to kExactUpTo
+  // images, else as the next power of two, padded. So at most kExactUpTo + log2(kChunk /
+  // kExactUpTo) plans, whatever sizes a dynamic batcher sends. The padding repeats the chunk's
+  // first image, so that calibration sees no activation of a made-up one.
   for (memory::dim begin = 0; begin < n; begin += kChunk) {
     const memory::dim m = std::min<memory::dim>(kChunk, n - begin);
-    memory::dim size = 1;
-    while (size < m) size *= 2;
+    const memory::dim size = PlanSize(m);
     const float* in = input.data() + begin * image;
     float* out = logits.data() + begin * classes;
     if (size != m) {
@@ -515,9 +537,7 @@ Status OnednnNet::Run(std::span<const float> input, std::span<float> logits,
 Result<std::vector<std::string>> OnednnNet::Implementations(int n) {
   if (n < 1) return std::unexpected(Error::InvalidInput(fmt::format("a batch has at least 1 image, not {}", n)));
   omp_set_num_threads(1);  // as Run(): oneDNN may choose by thread count
-  memory::dim size = 1;
-  while (size < std::min<memory::dim>(n, kChunk)) size *= 2;
-  ASSIGN_OR_RETURN(auto plan, impl_->PlanFor(size));
+  ASSIGN_OR_RETURN(auto plan, impl_->PlanFor(PlanSize(std::min<memory::dim>(n, kChunk))));
   return plan->implementations;
 }
 

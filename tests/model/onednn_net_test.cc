@@ -41,14 +41,14 @@ cv::Mat OpenCvLogits(cv::dnn::Net& net, std::vector<float>& input, int n) {
 }
 
 // oneDNN runs the committed model with the weights OpenCV loaded, and computes what OpenCV
-// computes, at every batch size (run padded to a power of two, or in chunks of 64) and again
-// on reuse.
+// computes, at every batch size (run at its own size, padded to a power of two, or in chunks)
+// and again on reuse.
 TEST(OnednnNetTest, ComputesOpenCvsLogitsForTheCommittedModel) {
   cv::dnn::Net net = cv::dnn::readNetFromONNX(iotinfer::testing::ModelPath());
   auto onednn = OnednnNet::FromOpenCv(net, 1, 28, 28);
   ASSERT_TRUE(onednn) << onednn.error().message();
   ASSERT_EQ((*onednn)->classes(), 10);
-  for (int n : {1, 7, 64, 256, 7}) {
+  for (int n : {1, 7, 12, 64, 256, 7}) {
     std::vector<float> input = Images(n);
     const cv::Mat expected = OpenCvLogits(net, input, n);
     std::vector<float> logits(n * 10);
