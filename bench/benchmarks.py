@@ -22,16 +22,23 @@ def load_trained_model():
     return train, metrics, model.eval()
 
 
-def cpu_facts():
-    """(model name, MHz, FP32 FMAs per cycle per core)."""
+def cpu_flags():
+    """The CPU's flags, as /proc/cpuinfo lists them."""
+    info = open("/proc/cpuinfo").read()
+    return set(re.search(r"flags\s*:\s*(.*)", info).group(1).split())
+
+
+def cpu_facts(avx512=True):
+    """(model name, MHz, FP32 FMAs per cycle per core), the last with AVX-512 counted only
+    where `avx512` allows it (False: the code runs AVX2 at most)."""
     info = open("/proc/cpuinfo").read()
     model = re.search(r"model name\s*:\s*(.*)", info).group(1).strip()
     mhz = float(re.search(r"cpu MHz\s*:\s*([\d.]+)", info).group(1))
-    flags = re.search(r"flags\s*:\s*(.*)", info).group(1).split()
+    flags = cpu_flags()
     vendor = re.search(r"vendor_id\s*:\s*(.*)", info).group(1).strip()
     # Two FMA pipes of 8 lanes (AVX2, and AMD Zen 4's double-pumped AVX-512) or of 16 lanes
     # (Intel cores with two AVX-512 FMA units).
-    lanes = 16 if ("avx512f" in flags and vendor == "GenuineIntel") else 8
+    lanes = 16 if (avx512 and "avx512f" in flags and vendor == "GenuineIntel") else 8
     return model, mhz, 2 * lanes if "fma" in flags else 4
 
 

@@ -165,10 +165,16 @@ struct Classifier::Impl {
     float* dst = input.ptr<float>();
     for (const ImageView& image : images) {
       ASSIGN_OR_RETURN(const cv::Mat converted, ToInputShape(image));
-      // HWC u8 -> CHW float, the layout the network was trained on.
+      // HWC u8 -> CHW float, the layout the network was trained on; one plane at a time, so
+      // that a grey image is one contiguous loop the compiler vectorizes (the nested loop cost
+      // 3% of the int8 engine's time).
       const uint8_t* p = converted.ptr<uint8_t>();
-      for (size_t i = 0; i < plane; ++i) {
-        for (int c = 0; c < channels; ++c) dst[c * plane + i] = p[i * channels + c];
+      if (channels == 1) {
+        for (size_t i = 0; i < plane; ++i) dst[i] = p[i];
+      } else {
+        for (int c = 0; c < channels; ++c) {
+          for (size_t i = 0; i < plane; ++i) dst[c * plane + i] = p[i * channels + c];
+        }
       }
       dst += plane * channels;
     }
@@ -492,6 +498,8 @@ Result<std::string> ModelId(const std::string& path) {
   ASSIGN_OR_RETURN(std::vector<char> bytes, ReadFile(path));
   return ModelIdOf(path, bytes);
 }
+
+std::string_view OnednnIsa() { return OnednnNet::Isa(); }
 
 std::string DefaultModelPath() {
   std::error_code ec;

@@ -107,6 +107,10 @@ class Classifier {
 /// or InvalidInput (empty) as Create.
 Result<std::string> ModelId(const std::string& path);
 
+/// The instruction set oneDNN runs the network with here (OnednnNet::Isa()): "avx2",
+/// "avx512_core_vnni", ... The int8 engine's speed, and its weights' bits, depend on it.
+std::string_view OnednnIsa();
+
 /// The committed model: $prefix/share/iotinfer/fmnist-cnn.onnx next to an installed binary,
 /// else model/fmnist-cnn.onnx in the source tree the binary was built from.
 std::string DefaultModelPath();

@@ -10,9 +10,13 @@
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn/all_layers.hpp>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
+
+#include "model/quantize.h"
 
 namespace iotinfer::model {
 namespace {
@@ -23,8 +27,53 @@ using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
 constexpr memory::data_type kU8 = memory::data_type::u8;
 constexpr memory::data_type kS8 = memory::data_type::s8;
-// Images per primitive run: oneDNN is at its best from about 64 on this model (BENCHMARKS.md).
-constexpr memory::dim kChunk = 64;
+// Images per primitive run: 16 took the same CPU time per image as 64 in int8, and 3-8% less
+// in float32, whose activations for 16 images stay in a core's L2 cache (the first
+// convolution's output is 25 KB an image), on AVX2 and AVX-512 (docs/bench-log.md, 2026-12-05).
+constexpr memory::dim kChunk = 16;
+// A last chunk of up to this many images runs at its own size; a larger one is padded to the
+// next power of two. The float32 rechecks of the int8 engine come a few images at a time, and
+// padding them to a power of two was a fifth of their work (docs/bench-log.md, 2026-12-05).
+constexpr memory::dim kExactUpTo = 8;
+
+// The batch size of the plan that runs a chunk of `m` images.
+memory::dim PlanSize(memory::dim m) {
+  if (m <= kExactUpTo) return m;
+  memory::dim size = 1;
+  while (size < m) size *= 2;
+  return size;
+}
+
+// Whether to pass over oneDNN's brgemm-based convolutions for its older direct JIT ones. On
+// AVX-512 without AMX (measured on an AMD EPYC with AVX-512, VNNI and bf16), brgconv, oneDNN
+// 2.6's first choice, took 1.6x the direct kernel's time on the first convolution (one input
+// channel) and 1.15x on the int8 ones (docs/bench-log.md, 2026-12-05). With AMX, brgconv is
+// the only kernel that uses it. On AVX2, oneDNN 2.6 has no brgconv.
+bool AvoidBrgconv() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// `pd` moved to its first implementation that AvoidBrgconv() allows, if it has one. The
+// operation descriptor `pd` was made from must still exist: oneDNN 2.6's iterator reads it
+// through a pointer (with a temporary, next_impl() found nothing at -O2).
+void PreferDirect(dnnl::convolution_forward::primitive_desc& pd) {
+  static const bool avoid = AvoidBrgconv();
+  if (!avoid) return;
+  const dnnl::convolution_forward::primitive_desc first = pd;
+  while (std::string_view(pd.impl_info_str()).starts_with("brg")) {
+    if (!pd.next_impl()) {
+      pd = first;
+      return;
+    }
+  }
+}
 
 // One layer as read from OpenCV: a convolution (with or without a ReLU after it) or the
 // final fully connected layer. Weights keep OpenCV's layouts: OIHW, and [out, in].
@@ -115,13 +164,14 @@ Result<std::vector<Layer>> ReadLayers(cv::dnn::Net& net, Dims shape) {
   return layers;
 }
 
-// The primitives for one batch size, with their memories.
+// The steps for one batch size, with their memories: oneDNN primitives, and the quantization
+// of the first convolution's output where it is done here.
 struct Plan {
   memory input;   // NCHW f32, the caller's buffer
   memory output;  // [n, classes] f32, the caller's buffer
-  std::vector<dnnl::primitive> steps;
-  std::vector<std::unordered_map<int, memory>> args;
-  std::vector<memory> activations;  // each convolution's output, for calibration
+  std::vector<std::function<void(dnnl::stream&)>> steps;
+  std::vector<memory> activations;           // each convolution's output, for calibration
+  std::vector<std::string> implementations;  // what runs each step, as Implementations() says
 };
 
 // Per-output-channel int8 weights: OIHW (or [out, in]) s8 values and the scale of each row,
@@ -153,9 +203,11 @@ struct OnednnNet::Impl {
   dnnl::stream stream{engine};
   Dims input_shape;  // {C, H, W}
   std::vector<Layer> layers;
-  // Weights in the layouts the primitives chose, per batch size (oneDNN may pick others for
-  // other sizes); plans are built on first use of a batch size and kept.
+  // Plans are built on first use of a batch size and kept.
   std::map<memory::dim, Plan> plans;
+  // Each layer's weights in the layouts its primitives asked for (oneDNN may pick another for
+  // another batch size, so there can be more than one), shared by the plans.
+  std::vector<std::vector<memory>> weights;
   std::vector<float> padded_input, padded_logits;  // a last chunk rounded up to its plan's size
   // int8 when not empty: the largest |value| each convolution outputs, from calibration.
   std::vector<float> ranges;
@@ -168,24 +220,51 @@ struct OnednnNet::Impl {
     return m;
   }
 
+  // Appends `primitive` to the plan's steps, run with `args`; `implementation` names it.
+  static void Append(Plan& plan, dnnl::primitive primitive, std::unordered_map<int, memory> args,
+                     std::string implementation) {
+    plan.steps.push_back(
+        [primitive = std::move(primitive), args = std::move(args)](dnnl::stream& s) { primitive.execute(s, args); });
+    plan.implementations.push_back(std::move(implementation));
+  }
+
   // `from` in the layout and type `to` describes, its values multiplied by `factor` (no step
-  // when nothing changes).
+  // when nothing changes). Quantizing float32 into u8 NHWC, the int8 layers' input, is done
+  // here where the CPU allows: oneDNN 2.6's reorder for it took 40% of the first convolution's
+  // time, 2.4x what QuantizeToNhwcU8 takes.
   memory Reordered(Plan& plan, const memory& from, const memory::desc& to, float factor) {
     if (from.get_desc() == to && factor == 1.f) return from;
     memory result(to, engine);
+    const auto runs = ChannelRunsOf(from.get_desc());
+    if (runs && CanQuantizeToNhwcU8() && to == memory::desc(to.dims(), kU8, Tag::nhwc)) {
+      plan.steps.push_back([from, result, runs = *runs, factor](dnnl::stream& s) {
+        s.wait();
+        QuantizeToNhwcU8(static_cast<const float*>(from.get_data_handle()), runs, factor,
+                         static_cast<uint8_t*>(result.get_data_handle()));
+      });
+      plan.implementations.push_back("reorder iotinfer:avx2");
+      return result;
+    }
     dnnl::primitive_attr attr;
     if (factor != 1.f) attr.set_output_scales(0, {factor});
-    plan.steps.push_back(dnnl::reorder(dnnl::reorder::primitive_desc(from, result, attr)));
-    plan.args.push_back({{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, result}});
+    const dnnl::reorder::primitive_desc pd(from, result, attr);
+    Append(plan, dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, result}},
+           fmt::format("reorder {}", pd.impl_info_str()));
     return result;
   }
 
-  // Weights reordered once, at plan time, into the layout the primitive asked for.
-  memory Weights(memory plain, const memory::desc& wanted) {
+  // Layer `layer`'s weights in the layout its primitive asked for: `plain` reordered once, and
+  // kept for the plans that ask for the same.
+  memory Weights(size_t layer, memory plain, const memory::desc& wanted) {
     if (plain.get_desc() == wanted) return plain;
+    if (weights.size() <= layer) weights.resize(layer + 1);
+    for (const memory& w : weights[layer]) {
+      if (w.get_desc() == wanted) return w;
+    }
     memory result(wanted, engine);
     dnnl::reorder(plain, result).execute(stream, plain, result);
     stream.wait();
+    weights[layer].push_back(result);
     return result;
   }
 
@@ -249,6 +328,21 @@ struct OnednnNet::Impl {
     return p;
   }
 
+  // The plan for batches of `n`, built on first use. Internal naming oneDNN's complaint when
+  // it cannot be built.
+  Result<Plan*> PlanFor(memory::dim n) {
+    auto [it, added] = plans.try_emplace(n);
+    if (added) {
+      try {
+        it->second = Build(n);
+      } catch (const dnnl::error& e) {
+        plans.erase(it);
+        return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
+      }
+    }
+    return &it->second;
+  }
+
   Plan Build(memory::dim n) {
     Plan plan;
     plan.input = memory({{n, input_shape[0], input_shape[1], input_shape[2]}, kF32, Tag::nchw}, engine, nullptr);
@@ -265,6 +359,7 @@ struct OnednnNet::Impl {
       const memory::desc any_src(src_dims, precision.src_type, Tag::any);
       const memory::desc weights_desc(weight_dims, p.weights.get_desc().data_type(), Tag::any);
       dnnl::primitive step;
+      std::string implementation;
       memory::desc wanted_src, wanted_weights;
       memory dst;
       if (l.dense) {
@@ -275,29 +370,33 @@ struct OnednnNet::Impl {
         dnnl::inner_product_forward::primitive_desc pd(
             {dnnl::prop_kind::forward_inference, dense_src, weights_desc, p.bias.get_desc(), plan.output.get_desc()},
             p.attr, engine);
-        std::tie(step, wanted_src, wanted_weights, dst) =
-            std::tuple(dnnl::inner_product_forward(pd), pd.src_desc(), pd.weights_desc(), plan.output);
+        std::tie(step, implementation, wanted_src, wanted_weights, dst) = std::tuple(
+            dnnl::inner_product_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(), plan.output);
       } else {
         const Dims out = ConvolutionOutput(l);
         dnnl::post_ops post;
         if (l.relu) post.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
         p.attr.set_post_ops(post);
-        dnnl::convolution_forward::primitive_desc pd(
-            {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, weights_desc,
-             p.bias.get_desc(), memory::desc({n, out[0], out[1], out[2]}, precision.dst_type, Tag::any), l.strides,
-             l.pads_begin, l.pads_end},
-            p.attr, engine);
-        std::tie(step, wanted_src, wanted_weights, dst) =
-            std::tuple(dnnl::convolution_forward(pd), pd.src_desc(), pd.weights_desc(), memory(pd.dst_desc(), engine));
+        // Named: oneDNN 2.6's implementation iterator keeps a pointer to it (PreferDirect).
+        const dnnl::convolution_forward::desc desc(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, any_src, weights_desc,
+            p.bias.get_desc(), memory::desc({n, out[0], out[1], out[2]}, precision.dst_type, Tag::any), l.strides,
+            l.pads_begin, l.pads_end);
+        dnnl::convolution_forward::primitive_desc pd(desc, p.attr, engine);
+        PreferDirect(pd);
+        std::tie(step, implementation, wanted_src, wanted_weights, dst) =
+            std::tuple(dnnl::convolution_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(),
+                       memory(pd.dst_desc(), engine));
         plan.activations.push_back(dst);
       }
       // Quantizes the first convolution's float32 output; otherwise a change of layout.
       memory in = Reordered(plan, src, wanted_src, src_scale / precision.src_scale);
-      plan.steps.push_back(step);
-      plan.args.push_back({{DNNL_ARG_SRC, in},
-                           {DNNL_ARG_WEIGHTS, Weights(p.weights, wanted_weights)},
-                           {DNNL_ARG_BIAS, p.bias},
-                           {DNNL_ARG_DST, dst}});
+      Append(plan, step,
+             {{DNNL_ARG_SRC, in},
+              {DNNL_ARG_WEIGHTS, Weights(i, p.weights, wanted_weights)},
+              {DNNL_ARG_BIAS, p.bias},
+              {DNNL_ARG_DST, dst}},
+             implementation);
       src = dst;
       src_scale = precision.dst_scale;
     }
@@ -348,6 +447,25 @@ int OnednnNet::NativeWeightBits() {
   }
 }
 
+std::string_view OnednnNet::Isa() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
+  }
+}
+
 Status OnednnNet::Forward(std::span<const float> input, std::span<float> logits) { return Run(input, logits, nullptr); }
 
 Result<std::vector<float>> OnednnNet::ActivationRanges(std::span<const float> input) {
@@ -384,13 +502,13 @@ Status OnednnNet::Run(std::span<const float> input, std::span<float> logits,
   // better on this small network than threads inside each layer (as with OpenCV).
   omp_set_num_threads(1);
   // Primitives are built (JIT-compiled) per batch size, which costs milliseconds: the batch
-  // runs in chunks of kChunk, and a last, smaller chunk as the next power of two, padded. So
-  // at most 1 + log2(kChunk) plans, whatever sizes a dynamic batcher sends. The padding
-  // repeats the chunk's first image, so that calibration sees no activation of a made-up one.
+  // runs in chunks of kChunk, and a last, smaller chunk at its own size up to kExactUpTo
+  // images, else as the next power of two, padded. So at most kExactUpTo + log2(kChunk /
+  // kExactUpTo) plans, whatever sizes a dynamic batcher sends. The padding repeats the chunk's
+  // first image, so that calibration sees no activation of a made-up one.
   for (memory::dim begin = 0; begin < n; begin += kChunk) {
     const memory::dim m = std::min<memory::dim>(kChunk, n - begin);
-    memory::dim size = 1;
-    while (size < m) size *= 2;
+    const memory::dim size = PlanSize(m);
     const float* in = input.data() + begin * image;
     float* out = logits.data() + begin * classes;
     if (size != m) {
@@ -401,22 +519,26 @@ Status OnednnNet::Run(std::span<const float> input, std::span<float> logits,
       in = impl.padded_input.data();
       out = impl.padded_logits.data();
     }
-    auto [it, added] = impl.plans.try_emplace(size);
+    ASSIGN_OR_RETURN(auto plan, impl.PlanFor(size));
     try {
-      if (added) it->second = impl.Build(size);
-      Plan& plan = it->second;
-      plan.input.set_data_handle(const_cast<float*>(in));
-      plan.output.set_data_handle(out);
-      for (size_t i = 0; i < plan.steps.size(); ++i) plan.steps[i].execute(impl.stream, plan.args[i]);
+      plan->input.set_data_handle(const_cast<float*>(in));
+      plan->output.set_data_handle(out);
+      for (auto& step : plan->steps) step(impl.stream);
       impl.stream.wait();
-      if (observe) observe(plan.activations);
+      if (observe) observe(plan->activations);
     } catch (const dnnl::error& e) {
-      if (added) impl.plans.erase(it);
       return std::unexpected(Error::Internal(fmt::format("oneDNN: {} ({})", e.what(), static_cast<int>(e.status))));
     }
     if (size != m) std::copy_n(impl.padded_logits.begin(), m * classes, logits.begin() + begin * classes);
   }
   return Ok();
+}
+
+Result<std::vector<std::string>> OnednnNet::Implementations(int n) {
+  if (n < 1) return std::unexpected(Error::InvalidInput(fmt::format("a batch has at least 1 image, not {}", n)));
+  omp_set_num_threads(1);  // as Run(): oneDNN may choose by thread count
+  ASSIGN_OR_RETURN(auto plan, impl_->PlanFor(PlanSize(std::min<memory::dim>(n, kChunk))));
+  return plan->implementations;
 }
 
 bool OnednnNet::int8() const { return !impl_->ranges.empty(); }

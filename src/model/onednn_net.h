@@ -5,6 +5,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn.hpp>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -37,6 +39,10 @@ class OnednnNet {
   /// oneDNN's 16-bit pair sums could saturate with 8-bit weights. Both compute exact integer
   /// sums, so a net with given `weight_bits` gives the same logits on either kind of CPU.
   static int NativeWeightBits();
+  /// oneDNN's effective instruction set: the CPU's best, or less where ONEDNN_MAX_CPU_ISA caps
+  /// it. "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni", "avx512_core_bf16",
+  /// "avx512_core_amx", or "other" (SSE4.1, AVX, Xeon Phi).
+  static std::string_view Isa();
   ~OnednnNet();
   OnednnNet(const OnednnNet&) = delete;
   OnednnNet& operator=(const OnednnNet&) = delete;
@@ -46,6 +52,11 @@ class OnednnNet {
   /// Calibration for int8: the largest |value| each convolution outputs over `input`, in
   /// order. FailedPrecondition on an int8 net.
   Result<std::vector<float>> ActivationRanges(std::span<const float> input);
+  /// What runs each step of a batch of `n` images (n >= 1), in order: oneDNN's name for each
+  /// primitive's implementation ("jit:avx2", "jit_uni_int8:avx2", "reorder jit:uni", ...).
+  /// Builds that batch size's plan if it has none yet. For tests and benchmarks: a name that
+  /// starts with "ref" is a reference kernel, hundreds of times slower than the JIT ones.
+  Result<std::vector<std::string>> Implementations(int n);
   int classes() const;
   bool int8() const;
 

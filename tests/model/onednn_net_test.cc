@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <opencv2/dnn.hpp>
+#include <string_view>
 #include <vector>
 
 #include "dataset/dataset.h"
@@ -40,14 +41,14 @@ cv::Mat OpenCvLogits(cv::dnn::Net& net, std::vector<float>& input, int n) {
 }
 
 // oneDNN runs the committed model with the weights OpenCV loaded, and computes what OpenCV
-// computes, at every batch size (run padded to a power of two, or in chunks of 64) and again
-// on reuse.
+// computes, at every batch size (run at its own size, padded to a power of two, or in chunks)
+// and again on reuse.
 TEST(OnednnNetTest, ComputesOpenCvsLogitsForTheCommittedModel) {
   cv::dnn::Net net = cv::dnn::readNetFromONNX(iotinfer::testing::ModelPath());
   auto onednn = OnednnNet::FromOpenCv(net, 1, 28, 28);
   ASSERT_TRUE(onednn) << onednn.error().message();
   ASSERT_EQ((*onednn)->classes(), 10);
-  for (int n : {1, 7, 64, 256, 7}) {
+  for (int n : {1, 7, 12, 64, 256, 7}) {
     std::vector<float> input = Images(n);
     const cv::Mat expected = OpenCvLogits(net, input, n);
     std::vector<float> logits(n * 10);
@@ -91,6 +92,41 @@ TEST(OnednnNetTest, Int8CalibratedOnTrainingImagesAgreesWithFloat32) {
   std::vector<float> small(7 * 10);
   ASSERT_TRUE((*int8)->Forward({input.data(), 7 * 784}, small));
   for (size_t i = 0; i < small.size(); ++i) ASSERT_NEAR(small[i], got[i], 0.05f) << i;
+}
+
+// Every step runs on a JIT kernel: a layout oneDNN has no fast kernel for (float32 NHWC on
+// AVX2, u8 nChw8c) falls to a reference one hundreds of times slower. The layers hand their
+// outputs on in the layout the next one takes: no reorder but the int8 engine's quantization.
+// On AVX-512 without AMX the direct convolutions run, not brgconv (docs/bench-log.md,
+// 2026-12-05). The ctest model.avx2 runs this as on a CPU without AVX-512.
+TEST(OnednnNetTest, RunsOnJitKernelsWithoutReordersBetweenLayers) {
+  cv::dnn::Net net = cv::dnn::readNetFromONNX(iotinfer::testing::ModelPath());
+  auto f32 = OnednnNet::FromOpenCv(net, 1, 28, 28);
+  auto int8 = OnednnNet::FromOpenCv(net, 1, 28, 28, std::vector<float>{3.45f, 2.14f, 4.28f});
+  ASSERT_TRUE(f32 && int8);
+  const std::string_view isa = OnednnNet::Isa();
+  const bool avx512_without_amx = isa == "avx512_core" || isa == "avx512_core_vnni" || isa == "avx512_core_bf16";
+  for (OnednnNet* onednn : {f32->get(), int8->get()}) {
+    for (int n : {1, 7, 64}) {
+      auto names = onednn->Implementations(n);
+      ASSERT_TRUE(names) << names.error().message();
+      int reorders = 0;
+      for (std::string_view name : *names) {
+        if (name.starts_with("reorder ")) {
+          ++reorders;
+          name.remove_prefix(std::string_view("reorder ").size());
+        }
+        EXPECT_FALSE(name.starts_with("ref")) << isa << ", batch " << n << ": " << name;
+        if (avx512_without_amx) {
+          EXPECT_FALSE(name.starts_with("brg")) << isa << ", batch " << n << ": " << name;
+        }
+      }
+      if (isa != "other") {
+        EXPECT_EQ(reorders, onednn->int8() ? 1 : 0) << isa << ", batch " << n;
+      }
+    }
+  }
+  EXPECT_FALSE((*f32)->Implementations(0));
 }
 
 // Calibration is computed from what the net outputs, so it must be all of it, and usable.
