@@ -120,6 +120,11 @@ struct ProducerOptions {
   // Looked up at creation, so the first messages to them are not held back ~1 s while
   // librdkafka learns where they live.
   std::vector<std::string> topics;
+  // Create() returns only once the idempotent producer holds its producer id (or after 10 s):
+  // librdkafka often asks for it before it has a broker to ask, then asks again 500 ms later,
+  // and every message sent meanwhile waits. For senders whose clock starts at creation (the
+  // devices of `produce`). Costs a statistics report every 100 ms, unless --kafka sets one.
+  bool await_producer_id = false;
 };
 
 /// Delivery accounting: every message sent is eventually acknowledged or failed.

@@ -2,6 +2,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstring>
 
 #include "kafka/kafka.h"
 #include "kafka/kafka_internal.h"
@@ -43,7 +45,15 @@ rd_kafka_resp_err_t Produce(rd_kafka_t* rk, const std::string& topic, const Wire
 struct Producer::Impl {
   ProducerStats stats;
   ErrorListener errors;
+  bool has_producer_id = false;
   Handle rk;  // last: destroyed first, while what its callbacks use still exists
+
+  // librdkafka's statistics are the only place it tells whether the producer id is assigned.
+  static int OnStatistics(rd_kafka_t*, char* json, size_t, void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    if (!impl->has_producer_id) impl->has_producer_id = std::strstr(json, "\"idemp_state\":\"Assigned\"") != nullptr;
+    return 0;  // librdkafka frees `json`
+  }
 
   static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
@@ -70,12 +80,31 @@ Result<std::unique_ptr<Producer>> Producer::Create(const KafkaConfig& config, co
   effective.properties.try_emplace("linger.ms", std::to_string(options.linger.count()));
   effective.properties.try_emplace("partitioner", kJavaCompatiblePartitioner);
   ASSIGN_OR_RETURN(Conf conf, MakeConf(effective, ClientRole::kProducer));
+  // As librdkafka resolved them: --kafka may have turned idempotence off (then no id comes) or
+  // statistics off (then nothing would say so).
+  auto setting = [&](const char* name) {
+    char value[32] = "";
+    size_t size = sizeof value;
+    return rd_kafka_conf_get(conf.get(), name, value, &size) == RD_KAFKA_CONF_OK ? std::string(value) : "";
+  };
+  if (options.await_producer_id && !effective.properties.contains("statistics.interval.ms") &&
+      !effective.properties.contains("producer.statistics.interval.ms")) {
+    rd_kafka_conf_set(conf.get(), "statistics.interval.ms", "100", nullptr, 0);
+  }
+  const bool await_id =
+      options.await_producer_id && setting("enable.idempotence") == "true" && setting("statistics.interval.ms") != "0";
   auto impl = std::make_unique<Impl>();
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::OnDelivery);
   rd_kafka_conf_set_error_cb(conf.get(), &RecordErrorsOf<Impl>);
+  if (await_id) rd_kafka_conf_set_stats_cb(conf.get(), &Impl::OnStatistics);
   rd_kafka_conf_set_opaque(conf.get(), impl.get());
   ASSIGN_OR_RETURN(impl->rk, MakeHandle(RD_KAFKA_PRODUCER, std::move(conf)));
   LookUpTopics(impl->rk.get(), options.topics);
+  // Not an error when it does not come: the messages then wait for it, as they would anyway.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (await_id && !impl->has_producer_id && !impl->errors.stop && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_poll(impl->rk.get(), 10);
+  }
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
 }
 

@@ -47,7 +47,8 @@ Result<ProduceProgress> Produce(const ProduceOptions& options,
                    kafka::Producer::Create(
                        // A real device has one image to send at a time: lingering only delays it. Under
                        // load batches still form, from what waits while a request is in flight.
-                       options.kafka, {.linger = std::chrono::milliseconds(0), .topics = {options.topic}}));
+                       options.kafka,
+                       {.linger = std::chrono::milliseconds(0), .topics = {options.topic}, .await_producer_id = true}));
 
   // A seeded shuffle: devices see varied images, and the same seed sends the same ones.
   std::vector<uint32_t> order(data.size());
