@@ -16,7 +16,6 @@ live count's freshness.
    steady --rate for --seconds; the k-th record's freshness is the time from its delivery
    to Kafka until the stored total first reaches k (polled every 10 ms), p50 and p99.
 """
-import argparse
 import collections
 import json
 import multiprocessing
@@ -33,7 +32,7 @@ import pymongo
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import machine_line, server_name, write_section
+from benchmarks import driver_arguments, machine_line, server_name, write_section
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 BATCH = 10000
@@ -202,11 +201,8 @@ def freshness(args, mongo, db, engine_args=(), warmup=5):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
+    ap = driver_arguments(__doc__)
     ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
     ap.add_argument("--docs", type=int, default=10_000_000)
     ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness run")
     ap.add_argument("--seconds", type=int, default=20)

@@ -1,5 +1,6 @@
 """What every `./dev bench NAME` driver shares: machine facts, and rewriting its own section
 of BENCHMARKS.md (between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->`)."""
+import argparse
 import importlib.util
 import json
 import os
@@ -20,6 +21,16 @@ def load_trained_model():
     model = train.FashionCNN(metrics["arch"])
     model.load_state_dict(torch.load(os.path.join(MODEL_DIR, "fmnist-cnn.pt")))
     return train, metrics, model.eval()
+
+
+def driver_arguments(description):
+    """A parser with the flags every driver takes: the binary, the report it rewrites, the
+    brokers."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--iotinfer", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    return ap
 
 
 def cpu_flags():

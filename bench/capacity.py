@@ -12,7 +12,6 @@ the broker, the store and the devices. Then `cluster down`.
 
 Writes its block into CAPACITY.md (--report).
 """
-import argparse
 import datetime
 import os
 import re
@@ -27,7 +26,7 @@ import uuid
 import pymongo
 from confluent_kafka.admin import AdminClient
 
-from benchmarks import machine_line, server_name, write_section
+from benchmarks import driver_arguments, machine_line, server_name, write_section
 from latency import cpu_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,10 +239,7 @@ def report_lines(args, results, facts):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap = driver_arguments(__doc__)
     ap.add_argument("--mongo", default="mongodb://127.0.0.1:27017")
     ap.add_argument("--broker-pid", type=int, required=True)
     ap.add_argument("--store-pid", type=int, required=True)

@@ -12,7 +12,6 @@ image at a time, auto-commit, insert_one) runs once at the first rate for refere
 
 Writes the tables into BENCHMARKS.md, the stacked stage charts into --charts.
 """
-import argparse
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import tempfile
 import time
 import uuid
 
-from benchmarks import machine_line, server_name, write_section
+from benchmarks import driver_arguments, machine_line, server_name, write_section
 from pipeline import create_topics
 
 TARGETS = {1000: {"p50": 15, "p99": 50, "max": 150}, 5000: {"p99": 100}}  # ms, from issue 26
@@ -212,10 +211,7 @@ def args_stores(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap = driver_arguments(__doc__)
     ap.add_argument("--broker-pid", type=int, required=True)
     ap.add_argument("--mongo", action="append", required=True,
                     help="NAME=URI,PID[,PID...]: a store and its processes; the first gets --runs runs")

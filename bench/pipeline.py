@@ -11,7 +11,6 @@ it can; images/s = N / (last inferred_at - first produced_at), so it covers the 
 Latency: the same, with the devices held to --rate images/s for --rate-seconds; percentiles
 of inferred_at - produced_at (nearest rank), read back with read_committed.
 """
-import argparse
 import datetime
 import json
 import math
@@ -26,7 +25,7 @@ import uuid
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import machine_line, write_section
+from benchmarks import driver_arguments, machine_line, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The Kafka issue's target: iotinfer's throughput over the seed-style pipeline's.
@@ -101,10 +100,7 @@ def latencies(records):
 
 def arguments(description):
     """The flags of every benchmark that runs `run`."""
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap = driver_arguments(description)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--images", type=int, default=30000, help="images for iotinfer's throughput run")
     ap.add_argument("--rate", type=float, default=1000)

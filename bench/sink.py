@@ -9,7 +9,6 @@ first insert to its last; for iotinfer the documents' `stored_at` (taken when ea
 write starts) gives rate = documents written between the first and the last batch's start /
 that interval. Writes the table into BENCHMARKS.md.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ import pymongo
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import machine_line, server_name, write_section
+from benchmarks import driver_arguments, machine_line, server_name, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The store issue's target: iotinfer's documents/s over the seed-style sink's.
@@ -79,10 +78,7 @@ def run_baseline(args, topic, db, count):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
+    ap = driver_arguments(__doc__)
     ap.add_argument("--mongo", default="mongodb://127.0.0.1:27017")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--records", type=int, default=100000, help="records for iotinfer's run")

@@ -16,7 +16,6 @@ each rewriting its own section of the report (`--parts stream,batch`, both by de
    every engine's counts against the loader's. Peak memory of the client and of the store
    server are shown, and Spark's own (the Connect server's JVM).
 """
-import argparse
 import os
 import statistics
 import tempfile
@@ -26,7 +25,7 @@ import time
 import pymongo
 
 import analytics as a
-from benchmarks import machine_line, server_name, write_section
+from benchmarks import driver_arguments, machine_line, server_name, write_section
 
 # The Spark issue's targets: native batch >= 10x Spark's speed; native stream freshness p99 at
 # most 1/20 of Spark's.
@@ -179,15 +178,12 @@ def stream_section(args, server, runs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--iotinfer", required=True)
-    ap.add_argument("--report", required=True)
+    ap = driver_arguments(__doc__)
     ap.add_argument("--mongo", required=True, help="the private server ./dev started for this run")
     ap.add_argument("--server-pid", type=int, required=True)
     ap.add_argument("--spark", default="sc://127.0.0.1:15002")
     ap.add_argument("--spark-pid", type=int, required=True, help="the Spark Connect server's pid, for its memory")
     ap.add_argument("--spark-version", required=True)
-    ap.add_argument("--brokers", default="127.0.0.1:9092")
     ap.add_argument("--parts", default="stream,batch", help="which of stream and batch to run (and rewrite)")
     ap.add_argument("--docs", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--rate", type=int, default=2000, help="records/s for the freshness runs")
