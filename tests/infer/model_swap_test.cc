@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -232,12 +233,21 @@ TEST(ModelSwapTest, TheControlTopicPromotesAndRollsBack) {
     ASSERT_OK(models::WriteChoice({.brokers = iotinfer::testing::kTestBrokers}, options.model_control_topic,
                                   {.group = options.group, .model = version, .by = "model_swap_test"}));
   };
+  // Until `version` has classified images: the stats name the serving model from the start,
+  // before the first image, and a choice made then would leave the active model no batch.
   auto serving = [&](const std::string& version) {
+    std::optional<int64_t> named_at;  // images classified when the stats first named it
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
       {
         std::lock_guard lock(mutex);
-        if (last.model == version) return true;
+        if (last.model != version) {
+          named_at.reset();
+        } else if (!named_at) {
+          named_at = last.inferred;
+        } else if (last.inferred > *named_at) {
+          return true;
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
