@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <utility>
@@ -128,8 +129,13 @@ struct TransactionalPipe::Impl {
   // Waits until every output of the open transaction is delivered, or one has failed: the
   // transaction is lost then, and the messages queued behind the failed one would only
   // time out (transaction.timeout.ms) before commit_transaction reported it.
-  rd_kafka_resp_err_t AwaitDeliveries() {
-    while (rd_kafka_outq_len(producer.get()) > 0 && !delivery_error) rd_kafka_poll(producer.get(), 5);
+  // With a `limit`, gives up waiting then (the outputs still in flight may never be answered).
+  rd_kafka_resp_err_t AwaitDeliveries(std::optional<std::chrono::milliseconds> limit = std::nullopt) {
+    const auto deadline = std::chrono::steady_clock::now() + limit.value_or(std::chrono::milliseconds(0));
+    while (rd_kafka_outq_len(producer.get()) > 0 && !delivery_error) {
+      if (limit && std::chrono::steady_clock::now() >= deadline) break;
+      rd_kafka_poll(producer.get(), 5);
+    }
     return delivery_error;
   }
 
@@ -220,6 +226,14 @@ struct TransactionalPipe::Impl {
           rd_kafka_error_txn_requires_abort(sent.get())) {
         KafkaError cause{rd_kafka_commit_transaction(rk, static_cast<int>(kCauseTimeout.count()))};
         if (cause && rd_kafka_error_code(cause.get()) != RD_KAFKA_RESP_ERR__STATE) sent = std::move(cause);
+      }
+      // An output the broker refused (too large, say) breaks the producer's sequence, and this
+      // call may report only that ("skipped sequence numbers"): the refusal is the reason, and
+      // it decides whether the batch is isolated. A fatal error stays the reason: the producer
+      // must be replaced whatever an output met.
+      if (!rd_kafka_error_is_fatal(sent.get()) && AwaitDeliveries(kCauseTimeout)) {
+        return Failure{KafkaError(rd_kafka_error_new(delivery_error, "%s", delivery_failure.c_str())),
+                       "committing the transaction"};
       }
       return Failure{std::move(sent), "sending offsets to the transaction"};
     }
