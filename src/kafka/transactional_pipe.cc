@@ -229,9 +229,11 @@ struct TransactionalPipe::Impl {
       }
       // An output the broker refused (too large, say) breaks the producer's sequence, and this
       // call may report only that ("skipped sequence numbers"): the refusal is the reason, and
-      // it decides whether the batch is isolated. A fatal error stays the reason: the producer
-      // must be replaced whatever an output met.
-      if (!rd_kafka_error_is_fatal(sent.get()) && AwaitDeliveries(kCauseTimeout)) {
+      // it decides whether the batch is isolated. Only such a refusal: the outputs of a
+      // transaction that failed otherwise (no right to a topic, a fatal error) fail for that,
+      // which stays the reason.
+      if (!rd_kafka_error_is_fatal(sent.get()) && !IsRefusal(rd_kafka_error_code(sent.get())) &&
+          IsRefusedContent(AwaitDeliveries(kCauseTimeout))) {
         return Failure{KafkaError(rd_kafka_error_new(delivery_error, "%s", delivery_failure.c_str())),
                        "committing the transaction"};
       }
