@@ -73,7 +73,7 @@ def run_iotinfer(args, store, rate, logs):
         wait_for_line(infer_log, "assigned", 60, [infer, sink])
         wait_for_line(sink_log, "assigned", 60, [infer, sink])
         produce = [args.iotinfer, "produce", "--brokers", args.brokers, "--topic", images, "--producers",
-                   str(args.devices), "--rate", str(rate), "--partitions", str(args.partitions)]
+                   str(args.devices), "--rate", str(rate), "--partitions", str(args.partitions), *args.produce_args]
         subprocess.run([*produce, "--duration", str(args.warmup_seconds), "--run-id", f"w{tag}"], check=True,
                        capture_output=True)
         time.sleep(1)
@@ -224,6 +224,7 @@ def main():
     ap.add_argument("--seed-seconds", type=float, default=10, help="0: no seed-style row")
     ap.add_argument("--infer-args", type=str.split, default=[], help="more flags for infer, e.g. '--batch-wait-ms 5'")
     ap.add_argument("--sink-args", type=str.split, default=[], help="more flags for sink")
+    ap.add_argument("--produce-args", type=str.split, default=[], help="more flags for the devices' produce")
     ap.add_argument("--charts", default=os.path.join(tempfile.gettempdir(), "iotinfer-bench-latency"))
     args = ap.parse_args()
     stores = args_stores(args)

@@ -141,6 +141,7 @@ Status FillBatch(rd_kafka_t* consumer, const ErrorListener& errors, std::chrono:
       if (std::optional<Error> failed = options.failed()) return std::unexpected(std::move(*failed));
     }
     if (errors.stop) return std::unexpected(*errors.stop);
+    if (!m && options.interrupted && options.interrupted()) break;
     if (!m) continue;
     if (m->err) {
       if (std::optional<Error> stop = StopError(consumer, m.get())) return std::unexpected(std::move(*stop));

@@ -201,6 +201,9 @@ struct FillBatchOptions {
   /// Optional: told about each unreadable record and each consumer error librdkafka retries
   /// by itself ("consumer: ..."). Unset: they pass silently.
   std::function<void(const std::string&)> log;
+  /// Optional: checked when a poll returned nothing; true ends the wait (the caller has
+  /// something else to do, and yielded the consumer's queue to say so).
+  std::function<bool()> interrupted;
 };
 
 /// Polls `consumer` into `batch` until it holds `max_batch` messages or `max_batch_bytes`, or

@@ -82,6 +82,14 @@ class ServiceLoop {
         initial_limit_(pipe.max_batch()),
         limit_(initial_limit_) {}
 
+  // A commit still in flight reads this loop's batch: it ends first (a service that returns
+  // with an error leaves one so).
+  ~ServiceLoop() {
+    if (pipe_.commit_in_flight()) (void)pipe_.AwaitCommit({});
+  }
+  ServiceLoop(const ServiceLoop&) = delete;
+  ServiceLoop& operator=(const ServiceLoop&) = delete;
+
   /// The next batch (possibly empty). Reports a change in assigned partitions to on_progress
   /// (so a caller can tell when the service is ready) and logs the counters when due.
   Result<std::vector<InputMessage>> Poll() {
@@ -102,34 +110,32 @@ class ServiceLoop {
   /// Committed() after updating the service's own counters; kIsolated is counted here (one
   /// message consumed and dead-lettered). An error when the pipe cannot go on (fenced, fatal).
   Result<Outcome> Commit(std::span<const InputMessage> batch, std::span<const OutputMessage> outputs) {
-    Status committed = pipe_.Commit(batch, outputs);
-    if (committed) return Outcome::kCommitted;
-    ASSIGN_OR_RETURN(const bool content, Aborted(committed.error()));
-    const std::string& failure = last_failure_;  // as Aborted took it
-    if (!splitting_ && same_in_a_row_ >= options_.split_after) {
-      Log(fmt::format("a batch of {} failed to commit {} times in a row the same way; splitting it", batch.size(),
-                      same_in_a_row_));
-      splitting_ = true;
-      split_on_ = failure;
-      split_remaining_ = static_cast<int64_t>(batch.size());
-      commits_since_split_ = 0;
-      alone_failures_ = 0;
-    }
-    if (splitting_ && failure == split_on_) {
-      if (batch.size() > 1) {
-        SetLimit(static_cast<int>(batch.size() / 2));
-        return Outcome::kAborted;  // the halves are tried at once: the failure is known
-      }
-      // Alone and failing: the culprit, once the failure is known to follow the message.
-      // Failing alone time after time also makes it one; were the cluster at fault, its dead
-      // letter could not commit either (and a dead letter keeps what it can for a replay).
-      if (content || commits_since_split_ > 0 || ++alone_failures_ >= options_.split_after) {
-        return Isolate(batch.front(), committed.error());
-      }
-    }
-    SleepUnlessStopped(Backoff(), stop_);
-    return Outcome::kAborted;
+    return Settle(pipe_.Commit(batch, outputs), batch);
   }
+
+  /// Commit, overlapped with what the caller does next: returns once the commit is under way
+  /// (TransactionalPipe::StartCommit). Until FinishCommit, call only Poll and the accessors.
+  void StartCommit(std::vector<InputMessage> batch, std::vector<OutputMessage> outputs) {
+    committing_ = std::move(batch);
+    committing_outputs_ = std::move(outputs);
+    pipe_.StartCommit(committing_, committing_outputs_);
+  }
+  bool commit_in_flight() const { return pipe_.commit_in_flight(); }
+  bool commit_finished() const { return pipe_.commit_finished(); }
+
+  /// Waits for the commit StartCommit began: Commit's outcome for its batch, whose size
+  /// committing_size() gives. On any outcome but kCommitted, `polled_since` (what Poll returned
+  /// meanwhile) is read again too, and the caller drops it.
+  Result<Outcome> FinishCommit(std::span<const InputMessage> polled_since) {
+    Result<Outcome> outcome = Settle(pipe_.AwaitCommit(polled_since), committing_);
+    committing_outputs_.clear();
+    return outcome;
+  }
+  size_t committing_size() const { return committing_.size(); }
+
+  /// While a failing batch is split to find its culprit, batches must be committed one at a
+  /// time, each as polled.
+  bool splitting() const { return splitting_; }
 
   /// Counts a committed batch of `size` messages and reports the counters; call it after the
   /// service's own counters are updated.
@@ -169,6 +175,36 @@ class ServiceLoop {
 
  private:
   using Clock = std::chrono::steady_clock;
+
+  // What `committed`, the commit of `batch`, makes of it: retried, split or isolated.
+  Result<Outcome> Settle(Status committed, std::span<const InputMessage> batch) {
+    if (committed) return Outcome::kCommitted;
+    ASSIGN_OR_RETURN(const bool content, Aborted(committed.error()));
+    const std::string& failure = last_failure_;  // as Aborted took it
+    if (!splitting_ && same_in_a_row_ >= options_.split_after) {
+      Log(fmt::format("a batch of {} failed to commit {} times in a row the same way; splitting it", batch.size(),
+                      same_in_a_row_));
+      splitting_ = true;
+      split_on_ = failure;
+      split_remaining_ = static_cast<int64_t>(batch.size());
+      commits_since_split_ = 0;
+      alone_failures_ = 0;
+    }
+    if (splitting_ && failure == split_on_) {
+      if (batch.size() > 1) {
+        SetLimit(static_cast<int>(batch.size() / 2));
+        return Outcome::kAborted;  // the halves are tried at once: the failure is known
+      }
+      // Alone and failing: the culprit, once the failure is known to follow the message.
+      // Failing alone time after time also makes it one; were the cluster at fault, its dead
+      // letter could not commit either (and a dead letter keeps what it can for a replay).
+      if (content || commits_since_split_ > 0 || ++alone_failures_ >= options_.split_after) {
+        return Isolate(batch.front(), committed.error());
+      }
+    }
+    SleepUnlessStopped(Backoff(), stop_);
+    return Outcome::kAborted;
+  }
 
   void Log(const std::string& line) const { std::fprintf(stderr, "%s: %s\n", options_.name.c_str(), line.c_str()); }
 
@@ -261,6 +297,9 @@ class ServiceLoop {
   // The pipe's batch limit: as configured, and now.
   int initial_limit_;
   int limit_;
+  // The batch of the commit StartCommit began, and its outputs: the pipe reads them meanwhile.
+  std::vector<InputMessage> committing_;
+  std::vector<OutputMessage> committing_outputs_;
 };
 
 }  // namespace iotinfer::kafka

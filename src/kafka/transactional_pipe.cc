@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "kafka/kafka_internal.h"
@@ -193,10 +195,29 @@ struct TransactionalPipe::Impl {
     std::string step;
   };
 
+  struct Settled {
+    Status status;
+    bool rewind = false;
+  };
+  Settled Transact(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs,
+                   const rd_kafka_consumer_group_metadata_t* group);
+  // `settled`, once the consumer is back where `consumed` and `polled_since` began if it must be.
+  Status Settle(Settled settled, std::span<const InputMessage> consumed, std::span<const InputMessage> polled_since);
+
+  // A commit StartCommit began, on a thread of its own.
+  struct InFlight {
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Settled settled;
+    std::span<const InputMessage> consumed;
+    Queue wake;  // the consumer's, yielded when done
+  };
+  std::unique_ptr<InFlight> in_flight;
+
   // One try at the transaction of `outputs` and the offsets past `consumed`: none when it
   // committed, else how it failed, with the transaction left to abort.
-  std::optional<Failure> TryTransaction(std::span<const InputMessage> consumed,
-                                        std::span<const OutputMessage> outputs) {
+  std::optional<Failure> TryTransaction(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs,
+                                        const rd_kafka_consumer_group_metadata_t* group) {
     rd_kafka_t* rk = producer.get();
     delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
     transaction++;
@@ -215,8 +236,7 @@ struct TransactionalPipe::Impl {
     for (const auto& [tp, offset] : next) {
       rd_kafka_topic_partition_list_add(offsets.get(), tp.first.c_str(), tp.second)->offset = offset;
     }
-    const GroupMetadata group(rd_kafka_consumer_group_metadata(consumer.get()));
-    KafkaError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(), -1)};
+    KafkaError sent{rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group, -1)};
     if (sent) {
       // When an output partition could not join the transaction (the cluster refused to add it:
       // no right to write its topic, say), the transaction fails in the background, and this
@@ -272,12 +292,14 @@ struct TransactionalPipe::Impl {
   // Back to where `batch` began in each of its partitions: those offsets follow the last
   // committed batch, so the aborted batch is read again and nothing after it is skipped.
   // With `past`, to just after where it ends instead.
-  Status Rewind(std::span<const InputMessage> batch, bool past = false) {
+  Status Rewind(std::initializer_list<std::span<const InputMessage>> batches, bool past = false) {
     std::map<TopicPartition, int64_t> first;
-    for (const InputMessage& in : batch) {
-      const int64_t offset = past ? in.offset + 1 : in.offset;
-      auto [it, inserted] = first.try_emplace({in.topic, in.partition}, offset);
-      if (!inserted) it->second = past ? std::max(it->second, offset) : std::min(it->second, offset);
+    for (std::span<const InputMessage> batch : batches) {
+      for (const InputMessage& in : batch) {
+        const int64_t offset = past ? in.offset + 1 : in.offset;
+        auto [it, inserted] = first.try_emplace({in.topic, in.partition}, offset);
+        if (!inserted) it->second = past ? std::max(it->second, offset) : std::min(it->second, offset);
+      }
     }
     for (const auto& [tp, offset] : first) {
       if (!assigned.contains(tp)) continue;  // its new owner starts at the committed offset
@@ -333,39 +355,45 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
                               .max_batch_bytes = impl.options.max_batch_bytes,
                               .max_wait = impl.options.max_wait,
                               .fill_wait = FillWait::kFromFirst,
-                              .log = impl.options.log};
+                              .log = impl.options.log,
+                              .interrupted = [&impl] { return impl.in_flight && impl.in_flight->done.load(); }};
   TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
 
-Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
-  Impl& impl = *impl_;
+// What a commit came to on the producer's side: what to return, and whether the consumer must
+// go back to where the batch began (it is read again). Runs on StartCommit's thread too: it
+// touches the producer alone, never the consumer.
+TransactionalPipe::Impl::Settled TransactionalPipe::Impl::Transact(std::span<const InputMessage> consumed,
+                                                                   std::span<const OutputMessage> outputs,
+                                                                   const rd_kafka_consumer_group_metadata_t* group) {
   // After a fatal error, or with no producer since one: a new producer, and the batch read again.
-  auto renew = [&](const std::string& what, const rd_kafka_error_t* fatal) -> Status {
+  auto renew = [&](const std::string& what, const rd_kafka_error_t* fatal) -> Settled {
     if (fatal) {
       // The error that made the producer fatal, which a later call may only echo as a state error.
       std::array<char, 256> reason{};
-      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(impl.producer.get(), reason.data(), reason.size());
-      if (IsRefusal(rd_kafka_error_code(fatal)) || IsRefusal(cause)) return std::unexpected(Refused(what));
+      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(producer.get(), reason.data(), reason.size());
+      if (IsRefusal(rd_kafka_error_code(fatal)) || IsRefusal(cause)) return {std::unexpected(Refused(what)), false};
       if (MustStop(rd_kafka_error_code(fatal)) || MustStop(cause)) {
-        return std::unexpected(Error::FailedPrecondition(what));
+        return {std::unexpected(Error::FailedPrecondition(what)), false};
       }
     }
-    Status renewed = impl.Renew(what);
-    TRY(impl.Rewind(consumed));
-    if (!renewed) return std::unexpected(Error::Unavailable(fmt::format("{}; {}", what, renewed.error().message())));
-    return std::unexpected(Error::Unavailable(what + " (a new producer will commit the batch, read again)"));
+    Status renewed = Renew(what);
+    if (!renewed) {
+      return {std::unexpected(Error::Unavailable(fmt::format("{}; {}", what, renewed.error().message()))), true};
+    }
+    return {std::unexpected(Error::Unavailable(what + " (a new producer will commit the batch, read again)")), true};
   };
-  if (!impl.producer) return renew("no transactional producer since a fatal error", nullptr);
+  if (!producer) return renew("no transactional producer since a fatal error", nullptr);
   for (int attempt = 0;; ++attempt) {
-    std::optional<Impl::Failure> failed = impl.TryTransaction(consumed, outputs);
-    if (!failed) return Ok();
+    std::optional<Failure> failed = TryTransaction(consumed, outputs, group);
+    if (!failed) return {Ok(), false};
     std::string what = fmt::format("{}: {}", failed->step, rd_kafka_error_string(failed->error.get()));
     if (rd_kafka_error_is_fatal(failed->error.get())) return renew(what, failed->error.get());
-    if (KafkaError abort{rd_kafka_abort_transaction(impl.producer.get(), 30000)}) {
+    if (KafkaError abort{rd_kafka_abort_transaction(producer.get(), 30000)}) {
       what += fmt::format("; abort failed: {}", rd_kafka_error_string(abort.get()));
       if (rd_kafka_error_is_fatal(abort.get())) return renew(what, abort.get());
-      return std::unexpected(Error::FailedPrecondition(what));
+      return {std::unexpected(Error::FailedPrecondition(what)), false};
     }
     // Purged by the client itself, or refused for its state, while it finished the epoch bump
     // of the previous abort: that says nothing of these outputs, so they are tried again at once.
@@ -374,26 +402,66 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
                          code == RD_KAFKA_RESP_ERR__STATE)) {
       continue;
     }
-    TRY(impl.Rewind(consumed));
     // No right to write an output topic (the dead letters', say) comes by retrying: the service
     // stops and says where it wrote, rather than stalling every partition behind a batch that
     // cannot commit. The broker's answer does not name the topic.
     if (IsRefusal(code)) {
       std::set<std::string> topics;
       for (const OutputMessage& out : outputs) topics.insert(out.topic);
-      return std::unexpected(Refused(fmt::format("{} (the transaction wrote to {}, and read from {})", what,
-                                                 fmt::join(topics, ", "), fmt::join(impl.options.input_topics, ", "))));
+      return {std::unexpected(Refused(fmt::format("{} (the transaction wrote to {}, and read from {})", what,
+                                                  fmt::join(topics, ", "), fmt::join(options.input_topics, ", ")))),
+              true};
     }
     what += " (aborted; the batch will be read again)";
-    if (IsRefusedContent(code)) return std::unexpected(Error::InvalidInput(what));
-    return std::unexpected(Error::Unavailable(what));
+    if (IsRefusedContent(code)) return {std::unexpected(Error::InvalidInput(what)), true};
+    return {std::unexpected(Error::Unavailable(what)), true};
   }
+}
+
+Status TransactionalPipe::Impl::Settle(Settled settled, std::span<const InputMessage> consumed,
+                                       std::span<const InputMessage> polled_since) {
+  if (settled.rewind) TRY(Rewind({consumed, polled_since}));
+  return settled.status;
+}
+
+Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
+  Impl& impl = *impl_;
+  if (impl.in_flight) return std::unexpected(Error::FailedPrecondition("Commit while a commit is in flight"));
+  const GroupMetadata group(rd_kafka_consumer_group_metadata(impl.consumer.get()));
+  return impl.Settle(impl.Transact(consumed, outputs, group.get()), consumed, {});
+}
+
+void TransactionalPipe::StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
+  Impl& impl = *impl_;
+  auto flight = std::make_unique<Impl::InFlight>();
+  flight->consumed = consumed;
+  flight->wake.reset(rd_kafka_queue_get_consumer(impl.consumer.get()));
+  // Taken here: the consumer is the caller's thread's.
+  flight->thread = std::thread(
+      [&impl, f = flight.get(), outputs, group = GroupMetadata(rd_kafka_consumer_group_metadata(impl.consumer.get()))] {
+        f->settled = impl.Transact(f->consumed, outputs, group.get());
+        f->done.store(true);
+        rd_kafka_queue_yield(f->wake.get());  // a PollBatch waiting for messages returns
+      });
+  impl.in_flight = std::move(flight);
+}
+
+bool TransactionalPipe::commit_in_flight() const { return impl_->in_flight != nullptr; }
+
+bool TransactionalPipe::commit_finished() const { return impl_->in_flight && impl_->in_flight->done.load(); }
+
+Status TransactionalPipe::AwaitCommit(std::span<const InputMessage> polled_since) {
+  Impl& impl = *impl_;
+  if (!impl.in_flight) return std::unexpected(Error::FailedPrecondition("AwaitCommit with no commit in flight"));
+  impl.in_flight->thread.join();
+  std::unique_ptr<Impl::InFlight> flight = std::move(impl.in_flight);
+  return impl.Settle(std::move(flight->settled), flight->consumed, polled_since);
 }
 
 Status TransactionalPipe::CommitInstead(std::span<const InputMessage> consumed,
                                         std::span<const OutputMessage> outputs) {
   TRY(Commit(consumed, outputs));
-  return impl_->Rewind(consumed, /*past=*/true);
+  return impl_->Rewind({consumed}, /*past=*/true);
 }
 
 size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
@@ -411,6 +479,11 @@ int TransactionalPipe::assigned_partitions() const { return static_cast<int>(imp
 int64_t TransactionalPipe::lag() const { return Lag(impl_->consumer.get(), impl_->assigned); }
 
 void TransactionalPipe::Close() {
+  // A commit in flight finishes first: its thread uses the producer.
+  if (impl_ && impl_->in_flight) {
+    impl_->in_flight->thread.join();
+    impl_->in_flight.reset();
+  }
   if (impl_ && impl_->consumer) {
     rd_kafka_consumer_close(impl_->consumer.get());
     impl_->consumer.reset();

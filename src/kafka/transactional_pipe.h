@@ -72,6 +72,20 @@ class TransactionalPipe {
   /// FailedPrecondition: the process must stop.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
 
+  /// Commit, on a thread of its own: returns at once, so that the caller can poll and work on
+  /// the next batch while the transaction completes. `consumed` and `outputs` must live until
+  /// AwaitCommit, and until then only PollBatch, commit_in_flight, commit_finished,
+  /// assigned_partitions and lag may be called. A PollBatch waiting for messages returns when
+  /// the commit finishes.
+  void StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
+  bool commit_in_flight() const;
+  bool commit_finished() const;  // AwaitCommit would not wait
+
+  /// Waits for the commit StartCommit began and returns what Commit would have. Where Commit
+  /// would rewind, the consumer also goes back to where `polled_since` began: what PollBatch
+  /// returned meanwhile, which the caller then drops (it is read again).
+  Status AwaitCommit(std::span<const InputMessage> polled_since);
+
   /// Commits `outputs` in place of `consumed`'s own (e.g. a dead letter for a message that no
   /// transaction holding it could commit), then moves the consumer past `consumed`: a failed
   /// Commit rewound it to where they began. Errors as Commit's.

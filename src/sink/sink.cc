@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <thread>
 #include <vector>
 
@@ -132,6 +133,131 @@ SinkTimes TimesOf(const kafka::InputMessage& in, int64_t write_sent_at, int64_t 
           .stored_at_us = stored_at};
 }
 
+// What a stored batch (or several, once stored ahead of their commit) comes to: its messages,
+// its outputs (dead letters, accepted records) and what its commit adds to the counters.
+struct Stored {
+  std::vector<kafka::InputMessage> batch;
+  std::vector<kafka::OutputMessage> out;
+  int64_t inserted = 0, replayed = 0, duplicates = 0, conflicts = 0;
+  kafka::ReasonCounts dead{};
+
+  void Append(Stored&& more) {
+    std::ranges::move(more.batch, std::back_inserter(batch));
+    std::ranges::move(more.out, std::back_inserter(out));
+    inserted += more.inserted;
+    replayed += more.replayed;
+    duplicates += more.duplicates;
+    conflicts += more.conflicts;
+    for (size_t r = 0; r < dead.size(); ++r) dead[r] += more.dead[r];
+  }
+
+  void AddTo(SinkStats& stats) const {
+    stats.inserted += inserted;
+    stats.replayed += replayed;
+    stats.duplicates += duplicates;
+    stats.conflicts += conflicts;
+    for (size_t r = 0; r < dead.size(); ++r) {
+      stats.dead_lettered += dead[r];
+      stats.dead_lettered_by_reason[r] += dead[r];
+    }
+  }
+};
+
+// Validates `batch` and writes its valid records to the store, first write wins: what its
+// commit is to hold (Stored::batch left empty). An error when the store is unavailable (a
+// stop requested during the outage) or fails for the whole batch.
+Result<Stored> StoreBatch(const std::vector<kafka::InputMessage>& batch, const SinkOptions& options,
+                          size_t dlq_max_bytes, Writer& writer) {
+  Stored stored;
+  std::vector<InferenceRecord> records;
+  std::vector<std::string> offsets;                 // where records[i] came from, as the store keeps it
+  std::vector<const kafka::InputMessage*> sources;  // and the message itself
+  auto dead_letter = [&](const kafka::InputMessage& in, kafka::DeadLetterReason reason, const std::string& error) {
+    stored.out.push_back(kafka::DeadLetter(options.dlq_topic, in, reason, error, dlq_max_bytes));
+    stored.dead[kafka::ReasonIndex(reason)]++;
+  };
+  for (const kafka::InputMessage& in : batch) {
+    if (!in.unreadable.empty()) {
+      dead_letter(in, kafka::DeadLetterReason::kUnreadableRecord, in.unreadable);
+      continue;
+    }
+    Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
+    if (record) {
+      records.push_back(std::move(*record));
+      offsets.push_back(fmt::format("{}/{}/{}", in.topic, in.partition, in.offset));
+      sources.push_back(&in);
+    } else {
+      dead_letter(in, kafka::DeadLetterReason::kInvalidRecord, record.error().message());
+    }
+  }
+
+  // Per record: what the store did, or nullopt where it refused the record.
+  std::vector<std::optional<store::Insertion>> outcomes(records.size());
+  const int64_t write_sent_at = NowMicros();
+  Result<std::vector<store::Insertion>> written = writer.Write(records, offsets);
+  Status status = Ok();
+  if (written) {
+    std::ranges::copy(*written, outcomes.begin());
+  } else if (written.error().code() == Error::Code::kUnavailable) {
+    status = std::unexpected(written.error());
+  } else {
+    // The store refused something in the batch: write record by record, so that only the
+    // refused ones are dead-lettered, with the store's reason. A refusal the store calls
+    // invalid is the record's; another one is only when other records of the batch were
+    // written, or it would dead-letter every record for a fault of the store.
+    std::vector<std::pair<size_t, Error>> refused;
+    for (size_t i = 0; status && i < records.size(); ++i) {
+      Result<std::vector<store::Insertion>> one = writer.Write({&records[i], 1}, {&offsets[i], 1});
+      if (one) {
+        outcomes[i] = one->at(0);
+      } else if (one.error().code() == Error::Code::kUnavailable) {
+        status = std::unexpected(one.error());
+      } else {
+        refused.emplace_back(i, one.error());
+      }
+    }
+    const bool some_written = std::ranges::any_of(outcomes, [](const auto& o) { return o.has_value(); });
+    for (const auto& [i, error] : refused) {
+      if (!status) break;
+      if (error.code() != Error::Code::kInvalidInput && !some_written) {
+        status = std::unexpected(error);
+        break;
+      }
+      dead_letter(*sources[i], kafka::DeadLetterReason::kStoreRefused, "store refused: " + error.message());
+    }
+  }
+  TRY(status);
+
+  const int64_t stored_at = NowMicros();
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!outcomes[i]) continue;
+    switch (outcomes[i]->kind) {
+      case store::Insertion::Kind::kInserted:
+      case store::Insertion::Kind::kReplayed:
+        (outcomes[i]->kind == store::Insertion::Kind::kInserted ? stored.inserted : stored.replayed)++;
+        if (!options.accepted_topic.empty()) {
+          WireMessage accepted = sources[i]->message;
+          accepted.value = WithSinkTimes(accepted.value, TimesOf(*sources[i], write_sent_at, stored_at));
+          stored.out.push_back({options.accepted_topic, std::move(accepted)});
+        }
+        break;
+      case store::Insertion::Kind::kDuplicate:
+        stored.duplicates++;
+        break;
+      case store::Insertion::Kind::kConflict:
+        stored.conflicts++;
+        dead_letter(
+            *sources[i], kafka::DeadLetterReason::kIdConflict,
+            fmt::format("id '{}' is stored already, from {}, with other device fields (producer_id, actual_value, "
+                        "produced_at): the first record of an id wins",
+                        records[i].id,
+                        outcomes[i]->stored_source.empty() ? "an unknown source" : outcomes[i]->stored_source));
+        break;
+    }
+  }
+  return stored;
+}
+
 }  // namespace
 
 std::string FormatStats(const SinkStats& s) {
@@ -176,122 +302,47 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
   kafka::ServiceLoop<SinkStats> loop(
       *pipe, stats, {.name = log_name, .log_every = options.log_every, .dlq_topic = options.dlq_topic}, stop, report);
   Writer writer(*store, options, stop, stats, report);
-  std::vector<InferenceRecord> records;
-  std::vector<std::string> offsets;                 // where records[i] came from, as the store keeps it
-  std::vector<const kafka::InputMessage*> sources;  // and the message itself
-  std::vector<kafka::OutputMessage> out;            // dead letters and accepted records
+  // Batches are stored while the commit of those before them is in flight: a record that
+  // arrives during a commit does not wait for it to be stored (docs/latency.md). What was
+  // stored meanwhile is committed as one batch once that commit is done; a commit that fails
+  // drops it too, to be read again (first write wins: its records find themselves stored).
+  Stored stored;      // stored, to be committed next
+  Stored committing;  // the counters of the commit in flight (the loop holds its batch)
+  auto finish = [&]() -> Status {
+    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.FinishCommit(stored.batch));
+    if (outcome != kafka::Outcome::kCommitted) {
+      stored = {};  // read again; an isolated message the loop has counted
+      return Ok();
+    }
+    committing.AddTo(stats);
+    loop.Committed(loop.committing_size());
+    return Ok();
+  };
   while (!stop.load()) {
     if (endpoints) endpoints->Beat();
     ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll());
-    if (batch.empty()) continue;
-
-    records.clear();
-    offsets.clear();
-    sources.clear();
-    out.clear();
-    kafka::ReasonCounts dead{};
-    auto dead_letter = [&](const kafka::InputMessage& in, kafka::DeadLetterReason reason, const std::string& error) {
-      out.push_back(kafka::DeadLetter(options.dlq_topic, in, reason, error, dlq_max_bytes));
-      dead[kafka::ReasonIndex(reason)]++;
-    };
-    for (const kafka::InputMessage& in : batch) {
-      if (!in.unreadable.empty()) {
-        dead_letter(in, kafka::DeadLetterReason::kUnreadableRecord, in.unreadable);
-        continue;
+    if (!batch.empty()) {
+      Result<Stored> done = StoreBatch(batch, options, dlq_max_bytes, writer);
+      if (!done) {
+        // Stopped during an outage: what is not committed is read again on restart.
+        if (done.error().code() == Error::Code::kUnavailable && stop.load()) break;
+        if (loop.commit_in_flight()) TRY(finish());
+        return std::unexpected(done.error());
       }
-      Result<InferenceRecord> record = DecodeInferenceRecord(in.message.value);
-      if (record) {
-        records.push_back(std::move(*record));
-        offsets.push_back(fmt::format("{}/{}/{}", in.topic, in.partition, in.offset));
-        sources.push_back(&in);
-      } else {
-        dead_letter(in, kafka::DeadLetterReason::kInvalidRecord, record.error().message());
-      }
+      done->batch = std::move(batch);
+      stored.Append(std::move(*done));
     }
-
-    // Per record: what the store did, or nullopt where it refused the record.
-    std::vector<std::optional<store::Insertion>> outcomes(records.size());
-    const int64_t write_sent_at = NowMicros();
-    Result<std::vector<store::Insertion>> written = writer.Write(records, offsets);
-    Status status = Ok();
-    if (written) {
-      std::ranges::copy(*written, outcomes.begin());
-    } else if (written.error().code() == Error::Code::kUnavailable) {
-      status = std::unexpected(written.error());
-    } else {
-      // The store refused something in the batch: write record by record, so that only the
-      // refused ones are dead-lettered, with the store's reason. A refusal the store calls
-      // invalid is the record's; another one is only when other records of the batch were
-      // written, or it would dead-letter every record for a fault of the store.
-      std::vector<std::pair<size_t, Error>> refused;
-      for (size_t i = 0; status && i < records.size(); ++i) {
-        Result<std::vector<store::Insertion>> one = writer.Write({&records[i], 1}, {&offsets[i], 1});
-        if (one) {
-          outcomes[i] = one->at(0);
-        } else if (one.error().code() == Error::Code::kUnavailable) {
-          status = std::unexpected(one.error());
-        } else {
-          refused.emplace_back(i, one.error());
-        }
-      }
-      const bool some_written = std::ranges::any_of(outcomes, [](const auto& o) { return o.has_value(); });
-      for (const auto& [i, error] : refused) {
-        if (!status) break;
-        if (error.code() != Error::Code::kInvalidInput && !some_written) {
-          status = std::unexpected(error);
-          break;
-        }
-        dead_letter(*sources[i], kafka::DeadLetterReason::kStoreRefused, "store refused: " + error.message());
-      }
+    if (loop.commit_in_flight()) {
+      if (!loop.commit_finished()) continue;
+      TRY(finish());
     }
-    if (!status) {
-      // Stopped during an outage: nothing committed, so the batch is read again on restart.
-      if (status.error().code() == Error::Code::kUnavailable && stop.load()) break;
-      return std::unexpected(status.error());
-    }
-
-    const int64_t stored_at = NowMicros();
-    SinkStats counted;
-    for (size_t i = 0; i < records.size(); ++i) {
-      if (!outcomes[i]) continue;
-      switch (outcomes[i]->kind) {
-        case store::Insertion::Kind::kInserted:
-        case store::Insertion::Kind::kReplayed:
-          (outcomes[i]->kind == store::Insertion::Kind::kInserted ? counted.inserted : counted.replayed)++;
-          if (!options.accepted_topic.empty()) {
-            WireMessage accepted = sources[i]->message;
-            accepted.value = WithSinkTimes(accepted.value, TimesOf(*sources[i], write_sent_at, stored_at));
-            out.push_back({options.accepted_topic, std::move(accepted)});
-          }
-          break;
-        case store::Insertion::Kind::kDuplicate:
-          counted.duplicates++;
-          break;
-        case store::Insertion::Kind::kConflict:
-          counted.conflicts++;
-          dead_letter(
-              *sources[i], kafka::DeadLetterReason::kIdConflict,
-              fmt::format("id '{}' is stored already, from {}, with other device fields (producer_id, actual_value, "
-                          "produced_at): the first record of an id wins",
-                          records[i].id,
-                          outcomes[i]->stored_source.empty() ? "an unknown source" : outcomes[i]->stored_source));
-          break;
-      }
-    }
-
-    ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.Commit(batch, out));
-    // Aborted and rewound: the batch comes again, and its records find themselves stored.
-    if (outcome != kafka::Outcome::kCommitted) continue;
-    stats.inserted += counted.inserted;
-    stats.replayed += counted.replayed;
-    stats.duplicates += counted.duplicates;
-    stats.conflicts += counted.conflicts;
-    for (size_t r = 0; r < dead.size(); ++r) {
-      stats.dead_lettered += dead[r];
-      stats.dead_lettered_by_reason[r] += dead[r];
-    }
-    loop.Committed(batch.size());
+    if (stored.batch.empty()) continue;
+    committing = std::move(stored);
+    stored = {};
+    loop.StartCommit(std::move(committing.batch), std::move(committing.out));
+    if (loop.splitting()) TRY(finish());  // one batch at a time while a failing one is split
   }
+  if (loop.commit_in_flight()) TRY(finish());
   loop.Finish();
   return stats;
 }

@@ -80,6 +80,9 @@ std::string FormatStats(const SinkStats& stats);
 /// offsets and are published again: the store ends with one document per id, and
 /// `accepted_topic` holds each document's record once (what makes `stream` agree with
 /// `batch`). A device's retry of an id (same device fields) is counted, not published.
+/// While a commit is in flight, the batches that come are validated and written already, and
+/// committed together once it is done (a failed commit has them read again too), so that a
+/// record does not wait for the commit of the batch before its own to be stored.
 /// While the store is unavailable the batch is retried with backoff and a log line; a stop
 /// requested meanwhile returns without committing (the batch is read again on restart).
 /// `on_progress` (optional) sees the counters after every committed batch and whenever the

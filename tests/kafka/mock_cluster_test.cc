@@ -117,5 +117,110 @@ TEST(MockClusterTest, AProducerLostToAFatalErrorIsReplacedAndTheBatchCommittedOn
   for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(values.contains(fmt::format("m{}", i))) << i;
 }
 
+// The sink stores its next batch while the last one's commit is in flight (StartCommit). A
+// poll waiting for messages returns when the commit finishes; a commit that fails rewinds the
+// consumer to where its batch began and to where what was polled meanwhile began, so that both
+// are read again and nothing after them is skipped.
+TEST(MockClusterTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
+  char error[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", error, sizeof error), RD_KAFKA_CONF_OK);
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner(
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error), &rd_kafka_destroy);
+  ASSERT_NE(owner, nullptr) << error;
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(owner.get());
+  const KafkaConfig kafka{.brokers = rd_kafka_mock_cluster_bootstraps(mock)};
+  for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
+
+  // The first batch from one partition, what comes meanwhile from the other: a rewind of the
+  // first batch alone would not read the others again.
+  constexpr int kMessages = 10;
+  auto send = [&](int32_t partition, int from, int to) {
+    rd_kafka_conf_t* producer_conf = rd_kafka_conf_new();
+    ASSERT_EQ(rd_kafka_conf_set(producer_conf, "bootstrap.servers", kafka.brokers.c_str(), error, sizeof error),
+              RD_KAFKA_CONF_OK);
+    std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> producer(
+        rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, error, sizeof error), &rd_kafka_destroy);
+    ASSERT_NE(producer, nullptr) << error;
+    for (int i = from; i < to; ++i) {
+      const std::string value = fmt::format("m{}", i);
+      ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_PARTITION(partition),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(producer.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  };
+  send(0, 0, kMessages / 2);
+  auto pipe = TransactionalPipe::Create({.kafka = kafka,
+                                         .group = "overlap",
+                                         .input_topics = {"in"},
+                                         .output_topics = {"out"},
+                                         .transactional_id = "overlap-0",
+                                         .max_wait = std::chrono::milliseconds(0)});
+  ASSERT_OK(pipe);
+  auto poll_up_to = [&](size_t count) {
+    std::vector<InputMessage> batch;
+    for (int i = 0; i < 100 && batch.size() < count; ++i) {
+      auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
+      EXPECT_TRUE(more) << more.error().message();
+      if (more) batch.insert(batch.end(), more->begin(), more->end());
+    }
+    return batch;
+  };
+  auto outputs_of = [](const std::vector<InputMessage>& batch) {
+    std::vector<OutputMessage> outputs;
+    for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
+    return outputs;
+  };
+  auto values_of = [](const std::vector<InputMessage>& batch) {
+    std::multiset<std::string> values;
+    for (const auto& in : batch) values.insert(in.message.value);
+    return values;
+  };
+
+  std::vector<InputMessage> first = poll_up_to(kMessages / 2);
+  ASSERT_EQ(first.size(), static_cast<size_t>(kMessages / 2));
+  std::vector<OutputMessage> first_outputs = outputs_of(first);
+  constexpr int16_t kEndTxn = 26;  // the Kafka protocol's api key of EndTxn (commit or abort)
+  rd_kafka_mock_push_request_errors(mock, kEndTxn, 1, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
+  (*pipe)->StartCommit(first, first_outputs);
+  EXPECT_TRUE((*pipe)->commit_in_flight());
+  send(1, kMessages / 2, kMessages);
+  std::vector<InputMessage> meanwhile = poll_up_to(kMessages / 2);
+  ASSERT_EQ(meanwhile.size(), static_cast<size_t>(kMessages / 2)) << "the next messages come while it commits";
+  Status failed = (*pipe)->AwaitCommit(meanwhile);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), Error::Code::kUnavailable) << failed.error().message();
+  EXPECT_FALSE((*pipe)->commit_in_flight());
+
+  std::vector<InputMessage> again = poll_up_to(kMessages);
+  std::multiset<std::string> expected = values_of(first);
+  expected.merge(values_of(meanwhile));
+  EXPECT_EQ(values_of(again), expected) << "both read again, once each";
+
+  std::vector<OutputMessage> again_outputs = outputs_of(again);
+  (*pipe)->StartCommit(again, again_outputs);
+  // Nothing more to read: the poll returns when the commit finishes, not after its idle wait.
+  const auto started = std::chrono::steady_clock::now();
+  auto nothing = (*pipe)->PollBatch(std::chrono::seconds(60));
+  ASSERT_OK(nothing);
+  EXPECT_TRUE(nothing->empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+  EXPECT_TRUE((*pipe)->commit_finished());
+  ASSERT_OK((*pipe)->AwaitCommit({}));
+  // Nothing uncommitted is read again by a new member of the group.
+  pipe->reset();
+  auto next = TransactionalPipe::Create({.kafka = kafka,
+                                         .group = "overlap",
+                                         .input_topics = {"in"},
+                                         .output_topics = {"out"},
+                                         .transactional_id = "overlap-1"});
+  ASSERT_OK(next);
+  auto rest = (*next)->PollBatch(std::chrono::seconds(3));
+  ASSERT_OK(rest);
+  EXPECT_TRUE(rest->empty()) << rest->size() << " messages read again after their commit";
+}
+
 }  // namespace
 }  // namespace iotinfer::kafka
