@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "kafka/kafka.h"
 #include "kafka/kafka_internal.h"
@@ -48,10 +50,16 @@ struct Producer::Impl {
   bool has_producer_id = false;
   Handle rk;  // last: destroyed first, while what its callbacks use still exists
 
-  // librdkafka's statistics are the only place it tells whether the producer id is assigned.
+  // librdkafka's statistics are the only place it tells whether it holds a producer id: its
+  // "eos" object's producer_id, -1 until then. Not the "Assigned" state: an idle producer
+  // reaches that only once its partitions are served, which with nothing to send took 10 s.
   static int OnStatistics(rd_kafka_t*, char* json, size_t, void* opaque) {
     auto* impl = static_cast<Impl*>(opaque);
-    if (!impl->has_producer_id) impl->has_producer_id = std::strstr(json, "\"idemp_state\":\"Assigned\"") != nullptr;
+    if (impl->has_producer_id) return 0;
+    constexpr std::string_view kField = "\"producer_id\":";
+    if (const char* at = std::strstr(json, kField.data())) {
+      impl->has_producer_id = std::strtoll(at + kField.size(), nullptr, 10) >= 0;
+    }
     return 0;  // librdkafka frees `json`
   }
 
