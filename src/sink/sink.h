@@ -30,7 +30,7 @@ struct SinkOptions {
   int partitions = 6;  // for topics that have to be created
   // A batch is written when it holds batch_max records or flush_interval passed since its
   // first one: the first bounds memory and the write size, the second the latency. 0: a
-  // batch is what has come by then (infer's batch_wait says why that is the default).
+  // batch is what has come by then, which is what serves latency (docs/latency.md).
   int batch_max = 5000;
   // And at most this many bytes of records: invalid records may be up to the topic's limit.
   size_t batch_max_bytes = 64 << 20;
