@@ -51,23 +51,33 @@ TEST(MockClusterTest, CarriesProduceAndTransactionalInfer) {
   EXPECT_EQ(ids.size(), static_cast<size_t>(kImages));
 }
 
+// A mock cluster of one broker, in which requests can be made to fail on demand, with topics
+// "in" and "out" of 2 partitions each.
+class MockPipeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    ASSERT_EQ(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", error, sizeof error), RD_KAFKA_CONF_OK);
+    owner.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error));
+    ASSERT_NE(owner, nullptr) << error;
+    mock = rd_kafka_handle_mock_cluster(owner.get());
+    kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+    for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
+  }
+
+  char error[512] = "";
+  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner{nullptr, &rd_kafka_destroy};
+  rd_kafka_mock_cluster_t* mock = nullptr;
+  KafkaConfig kafka;
+};
+
 // The loss of the transaction coordinator during a commit (a broker killed, as in the chaos
 // run) can leave librdkafka's producer in a fatal state, in which it can never commit again. The
 // pipe replaces it with a new one under the same transactional id, and the batch, read again,
 // is committed. The mock cluster is the one place where that error can be made on demand; it
 // writes no transaction markers, though, so its readers see the aborted attempt's records too:
 // that each record is then visible once is shown on real brokers, by the chaos run.
-TEST(MockClusterTest, AProducerLostToAFatalErrorIsReplacedAndTheBatchCommittedOnce) {
-  char error[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  ASSERT_EQ(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", error, sizeof error), RD_KAFKA_CONF_OK);
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner(
-      rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error), &rd_kafka_destroy);
-  ASSERT_NE(owner, nullptr) << error;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(owner.get());
-  const KafkaConfig kafka{.brokers = rd_kafka_mock_cluster_bootstraps(mock)};
-  for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
-
+TEST_F(MockPipeTest, AProducerLostToAFatalErrorIsReplacedAndTheBatchCommittedOnce) {
   constexpr int kMessages = 10;
   {
     auto producer = Producer::Create(kafka);
@@ -121,17 +131,7 @@ TEST(MockClusterTest, AProducerLostToAFatalErrorIsReplacedAndTheBatchCommittedOn
 // poll waiting for messages returns when the commit finishes; a commit that fails rewinds the
 // consumer to where its batch began and to where what was polled meanwhile began, so that both
 // are read again and nothing after them is skipped.
-TEST(MockClusterTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
-  char error[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  ASSERT_EQ(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", error, sizeof error), RD_KAFKA_CONF_OK);
-  std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner(
-      rd_kafka_new(RD_KAFKA_PRODUCER, conf, error, sizeof error), &rd_kafka_destroy);
-  ASSERT_NE(owner, nullptr) << error;
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(owner.get());
-  const KafkaConfig kafka{.brokers = rd_kafka_mock_cluster_bootstraps(mock)};
-  for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
-
+TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   // The first batch from one partition, what comes meanwhile from the other: a rewind of the
   // first batch alone would not read the others again.
   constexpr int kMessages = 10;
