@@ -115,10 +115,11 @@ class ServiceLoop {
 
   /// Commit, overlapped with what the caller does next: returns once the commit is under way
   /// (TransactionalPipe::StartCommit). Until FinishCommit, call only Poll and the accessors.
-  void StartCommit(std::vector<InputMessage> batch, std::vector<OutputMessage> outputs) {
+  Status StartCommit(std::vector<InputMessage> batch, std::vector<OutputMessage> outputs) {
+    if (pipe_.commit_in_flight()) return std::unexpected(Error::FailedPrecondition("a commit is in flight already"));
     committing_ = std::move(batch);
     committing_outputs_ = std::move(outputs);
-    pipe_.StartCommit(committing_, committing_outputs_);
+    return pipe_.StartCommit(committing_, committing_outputs_);
   }
   bool commit_in_flight() const { return pipe_.commit_in_flight(); }
   bool commit_finished() const { return pipe_.commit_finished(); }

@@ -392,7 +392,12 @@ TransactionalPipe::Impl::Settled TransactionalPipe::Impl::Transact(std::span<con
     if (rd_kafka_error_is_fatal(failed->error.get())) return renew(what, failed->error.get());
     if (KafkaError abort{rd_kafka_abort_transaction(producer.get(), 30000)}) {
       what += fmt::format("; abort failed: {}", rd_kafka_error_string(abort.get()));
-      if (rd_kafka_error_is_fatal(abort.get())) return renew(what, abort.get());
+      // Outputs that timed out mean the transaction outlived transaction.timeout.ms (a broker
+      // was away that long), and the coordinator aborted it itself, bumping the epoch: the
+      // abort then finds this producer fenced, though no other instance took its id (the
+      // chaos run met it). A new producer under the same id goes on, the batch read again.
+      const bool outlived = rd_kafka_error_code(failed->error.get()) == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+      if (rd_kafka_error_is_fatal(abort.get())) return renew(what, outlived ? nullptr : abort.get());
       return {std::unexpected(Error::FailedPrecondition(what)), false};
     }
     // Purged by the client itself, or refused for its state, while it finished the epoch bump
@@ -431,8 +436,9 @@ Status TransactionalPipe::Commit(std::span<const InputMessage> consumed, std::sp
   return impl.Settle(impl.Transact(consumed, outputs, group.get()), consumed, {});
 }
 
-void TransactionalPipe::StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
+Status TransactionalPipe::StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs) {
   Impl& impl = *impl_;
+  if (impl.in_flight) return std::unexpected(Error::FailedPrecondition("StartCommit while a commit is in flight"));
   auto flight = std::make_unique<Impl::InFlight>();
   flight->consumed = consumed;
   flight->wake.reset(rd_kafka_queue_get_consumer(impl.consumer.get()));
@@ -444,6 +450,7 @@ void TransactionalPipe::StartCommit(std::span<const InputMessage> consumed, std:
         rd_kafka_queue_yield(f->wake.get());  // a PollBatch waiting for messages returns
       });
   impl.in_flight = std::move(flight);
+  return Ok();
 }
 
 bool TransactionalPipe::commit_in_flight() const { return impl_->in_flight != nullptr; }

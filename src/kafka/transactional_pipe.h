@@ -75,9 +75,9 @@ class TransactionalPipe {
   /// Commit, on a thread of its own: returns at once, so that the caller can poll and work on
   /// the next batch while the transaction completes. `consumed` and `outputs` must live until
   /// AwaitCommit, and until then only PollBatch, commit_in_flight, commit_finished,
-  /// assigned_partitions and lag may be called. A PollBatch waiting for messages returns when
-  /// the commit finishes.
-  void StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
+  /// assigned_partitions and lag may be called (FailedPrecondition for a second StartCommit). A
+  /// PollBatch waiting for messages returns when the commit finishes.
+  Status StartCommit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
   bool commit_in_flight() const;
   bool commit_finished() const;  // AwaitCommit would not wait
 

@@ -339,10 +339,17 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     if (stored.batch.empty()) continue;
     committing = std::move(stored);
     stored = {};
-    loop.StartCommit(std::move(committing.batch), std::move(committing.out));
+    TRY(loop.StartCommit(std::move(committing.batch), std::move(committing.out)));
     if (loop.splitting()) TRY(finish());  // one batch at a time while a failing one is split
   }
   if (loop.commit_in_flight()) TRY(finish());
+  // Stored when the stop came: committed now, rather than read again after a restart.
+  if (!stored.batch.empty()) {
+    committing = std::move(stored);
+    stored = {};
+    TRY(loop.StartCommit(std::move(committing.batch), std::move(committing.out)));
+    TRY(finish());
+  }
   loop.Finish();
   return stats;
 }

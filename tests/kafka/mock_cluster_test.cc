@@ -184,8 +184,9 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   std::vector<OutputMessage> first_outputs = outputs_of(first);
   constexpr int16_t kEndTxn = 26;  // the Kafka protocol's api key of EndTxn (commit or abort)
   rd_kafka_mock_push_request_errors(mock, kEndTxn, 1, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
-  (*pipe)->StartCommit(first, first_outputs);
+  ASSERT_OK((*pipe)->StartCommit(first, first_outputs));
   EXPECT_TRUE((*pipe)->commit_in_flight());
+  EXPECT_FALSE((*pipe)->StartCommit(first, first_outputs)) << "one commit at a time";
   send(1, kMessages / 2, kMessages);
   std::vector<InputMessage> meanwhile = poll_up_to(kMessages / 2);
   ASSERT_EQ(meanwhile.size(), static_cast<size_t>(kMessages / 2)) << "the next messages come while it commits";
@@ -200,7 +201,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   EXPECT_EQ(values_of(again), expected) << "both read again, once each";
 
   std::vector<OutputMessage> again_outputs = outputs_of(again);
-  (*pipe)->StartCommit(again, again_outputs);
+  ASSERT_OK((*pipe)->StartCommit(again, again_outputs));
   // Nothing more to read: the poll returns when the commit finishes, not after its idle wait.
   const auto started = std::chrono::steady_clock::now();
   auto nothing = (*pipe)->PollBatch(std::chrono::seconds(60));
@@ -220,6 +221,56 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   auto rest = (*next)->PollBatch(std::chrono::seconds(3));
   ASSERT_OK(rest);
   EXPECT_TRUE(rest->empty()) << rest->size() << " messages read again after their commit";
+}
+
+// A transaction that outlives transaction.timeout.ms (its outputs timed out while a broker was
+// away: the chaos run) is aborted by the coordinator, which bumps the epoch; the producer's own
+// abort then finds itself fenced, though no other instance took its id. The pipe goes on with
+// a new producer under the same id, and the batch is read again, instead of stopping.
+TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) {
+  {
+    auto producer = Producer::Create(kafka);
+    ASSERT_OK(producer);
+    for (int i = 0; i < 4; ++i) ASSERT_OK((*producer)->Send("in", {std::to_string(i), fmt::format("m{}", i), {}}));
+    ASSERT_OK((*producer)->Flush());
+  }
+  KafkaConfig short_timeout = kafka;
+  short_timeout.properties["producer.transaction.timeout.ms"] = "1500";
+  auto pipe = TransactionalPipe::Create({.kafka = short_timeout,
+                                         .group = "outlived",
+                                         .input_topics = {"in"},
+                                         .output_topics = {"out"},
+                                         .transactional_id = "outlived-0"});
+  ASSERT_OK(pipe);
+  std::vector<InputMessage> batch;
+  for (int i = 0; i < 100 && batch.size() < 4; ++i) {
+    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
+    ASSERT_OK(more);
+    batch.insert(batch.end(), more->begin(), more->end());
+  }
+  ASSERT_EQ(batch.size(), 4u);
+  std::vector<OutputMessage> outputs;
+  for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
+
+  constexpr int16_t kProduce = 0, kInitProducerId = 22;  // the Kafka protocol's api keys
+  // The outputs' answer comes after they timed out; the epoch bump of the abort is refused as
+  // fenced.
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock, 1, kProduce, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 4000),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_mock_push_request_errors(mock, kInitProducerId, 1, RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+  Status failed = (*pipe)->Commit(batch, outputs);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), Error::Code::kUnavailable) << failed.error().message();
+  EXPECT_THAT(failed.error().message(), ::testing::HasSubstr("timed out"));
+
+  std::vector<InputMessage> again;
+  for (int i = 0; i < 100 && again.size() < 4; ++i) {
+    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
+    ASSERT_OK(more);
+    again.insert(again.end(), more->begin(), more->end());
+  }
+  ASSERT_EQ(again.size(), 4u) << "the batch is read again";
+  ASSERT_OK((*pipe)->Commit(again, outputs));
 }
 
 }  // namespace
