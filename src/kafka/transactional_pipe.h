@@ -69,7 +69,8 @@ class TransactionalPipe {
   /// fail again. A producer in a fatal state is replaced by a new one under the same
   /// transactional id (Unavailable, the batch read again), unless another instance fenced it
   /// or the cluster refuses this client: that, and a rewind that fails, return
-  /// FailedPrecondition: the process must stop.
+  /// FailedPrecondition: the process must stop. A fencing met after outputs timed out is the
+  /// coordinator's own abort of a transaction that outlived its timeout: renewed.
   Status Commit(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs);
 
   /// Commit, on a thread of its own: returns at once, so that the caller can poll and work on
