@@ -65,6 +65,24 @@ class MockPipeTest : public ::testing::Test {
     for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
   }
 
+  // What the pipe's polls return until `count` messages came (or 100 polls passed).
+  static std::vector<InputMessage> PollUpTo(TransactionalPipe& pipe, size_t count) {
+    std::vector<InputMessage> batch;
+    for (int i = 0; i < 100 && batch.size() < count; ++i) {
+      auto more = pipe.PollBatch(std::chrono::milliseconds(200));
+      EXPECT_TRUE(more) << more.error().message();
+      if (more) batch.insert(batch.end(), more->begin(), more->end());
+    }
+    return batch;
+  }
+
+  // Each message of `batch` again, to "out".
+  static std::vector<OutputMessage> OutputsOf(const std::vector<InputMessage>& batch) {
+    std::vector<OutputMessage> outputs;
+    for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
+    return outputs;
+  }
+
   char error[512] = "";
   std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner{nullptr, &rd_kafka_destroy};
   rd_kafka_mock_cluster_t* mock = nullptr;
@@ -94,33 +112,20 @@ TEST_F(MockPipeTest, AProducerLostToAFatalErrorIsReplacedAndTheBatchCommittedOnc
                                          .transactional_id = "renew-0",
                                          .log = [&](const std::string& line) { log.push_back(line); }});
   ASSERT_OK(pipe);
-  auto poll_all = [&] {
-    std::vector<InputMessage> batch;
-    for (int i = 0; i < 100 && batch.size() < kMessages; ++i) {
-      auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
-      EXPECT_TRUE(more) << more.error().message();
-      if (more) batch.insert(batch.end(), more->begin(), more->end());
-    }
-    return batch;
-  };
-  auto outputs_of = [](const std::vector<InputMessage>& batch) {
-    std::vector<OutputMessage> outputs;
-    for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
-    return outputs;
-  };
+  auto poll_all = [&] { return PollUpTo(**pipe, kMessages); };
 
   std::vector<InputMessage> batch = poll_all();
   ASSERT_EQ(batch.size(), static_cast<size_t>(kMessages));
   constexpr int16_t kEndTxn = 26;  // the Kafka protocol's api key of EndTxn (commit or abort)
   rd_kafka_mock_push_request_errors(mock, kEndTxn, 1, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
-  Status failed = (*pipe)->Commit(batch, outputs_of(batch));
+  Status failed = (*pipe)->Commit(batch, OutputsOf(batch));
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), Error::Code::kUnavailable) << failed.error().message();
   EXPECT_THAT(log, ::testing::Contains(::testing::HasSubstr("starting a new transactional producer")));
 
   std::vector<InputMessage> again = poll_all();
   ASSERT_EQ(again.size(), static_cast<size_t>(kMessages)) << "the batch is read again from its start";
-  ASSERT_OK((*pipe)->Commit(again, outputs_of(again)));
+  ASSERT_OK((*pipe)->Commit(again, OutputsOf(again)));
   auto records = testing::ReadAll("out", 2 * kMessages, std::chrono::seconds(1), kafka.brokers);
   std::set<std::string> values;
   for (const auto& m : records) values.insert(m.value);
@@ -159,20 +164,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
                                          .transactional_id = "overlap-0",
                                          .max_wait = std::chrono::milliseconds(0)});
   ASSERT_OK(pipe);
-  auto poll_up_to = [&](size_t count) {
-    std::vector<InputMessage> batch;
-    for (int i = 0; i < 100 && batch.size() < count; ++i) {
-      auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
-      EXPECT_TRUE(more) << more.error().message();
-      if (more) batch.insert(batch.end(), more->begin(), more->end());
-    }
-    return batch;
-  };
-  auto outputs_of = [](const std::vector<InputMessage>& batch) {
-    std::vector<OutputMessage> outputs;
-    for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
-    return outputs;
-  };
+  auto poll_up_to = [&](size_t count) { return PollUpTo(**pipe, count); };
   auto values_of = [](const std::vector<InputMessage>& batch) {
     std::multiset<std::string> values;
     for (const auto& in : batch) values.insert(in.message.value);
@@ -181,7 +173,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
 
   std::vector<InputMessage> first = poll_up_to(kMessages / 2);
   ASSERT_EQ(first.size(), static_cast<size_t>(kMessages / 2));
-  std::vector<OutputMessage> first_outputs = outputs_of(first);
+  std::vector<OutputMessage> first_outputs = OutputsOf(first);
   constexpr int16_t kEndTxn = 26;  // the Kafka protocol's api key of EndTxn (commit or abort)
   rd_kafka_mock_push_request_errors(mock, kEndTxn, 1, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
   ASSERT_OK((*pipe)->StartCommit(first, first_outputs));
@@ -200,7 +192,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   expected.merge(values_of(meanwhile));
   EXPECT_EQ(values_of(again), expected) << "both read again, once each";
 
-  std::vector<OutputMessage> again_outputs = outputs_of(again);
+  std::vector<OutputMessage> again_outputs = OutputsOf(again);
   ASSERT_OK((*pipe)->StartCommit(again, again_outputs));
   // Nothing more to read: the poll returns when the commit finishes, not after its idle wait.
   const auto started = std::chrono::steady_clock::now();
@@ -242,15 +234,9 @@ TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) {
                                          .output_topics = {"out"},
                                          .transactional_id = "outlived-0"});
   ASSERT_OK(pipe);
-  std::vector<InputMessage> batch;
-  for (int i = 0; i < 100 && batch.size() < 4; ++i) {
-    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
-    ASSERT_OK(more);
-    batch.insert(batch.end(), more->begin(), more->end());
-  }
+  std::vector<InputMessage> batch = PollUpTo(**pipe, 4);
   ASSERT_EQ(batch.size(), 4u);
-  std::vector<OutputMessage> outputs;
-  for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
+  std::vector<OutputMessage> outputs = OutputsOf(batch);
 
   constexpr int16_t kProduce = 0, kInitProducerId = 22;  // the Kafka protocol's api keys
   // The outputs' answer comes after they timed out; the epoch bump of the abort is refused as
@@ -263,12 +249,7 @@ TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) {
   EXPECT_EQ(failed.error().code(), Error::Code::kUnavailable) << failed.error().message();
   EXPECT_THAT(failed.error().message(), ::testing::HasSubstr("timed out"));
 
-  std::vector<InputMessage> again;
-  for (int i = 0; i < 100 && again.size() < 4; ++i) {
-    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
-    ASSERT_OK(more);
-    again.insert(again.end(), more->begin(), more->end());
-  }
+  std::vector<InputMessage> again = PollUpTo(**pipe, 4);
   ASSERT_EQ(again.size(), 4u) << "the batch is read again";
   ASSERT_OK((*pipe)->Commit(again, outputs));
 }
