@@ -374,10 +374,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
     stats.inferred += static_cast<int64_t>(records.size());
     stats.rechecked = rechecked_before + static_cast<int64_t>(classifier->rechecked());
     stats.shadowed += static_cast<int64_t>(shadow_records.size());
-    for (size_t r = 0; r < dead.size(); ++r) {
-      stats.dead_lettered += dead[r];
-      stats.dead_lettered_by_reason[r] += dead[r];
-    }
+    kafka::CountDeadLetters(stats, dead);
     loop.Committed(batch.size());
   }
   loop.Finish();

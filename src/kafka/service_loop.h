@@ -30,6 +30,16 @@ inline std::function<void(const std::string&)> StderrLog(std::string name) {
   };
 }
 
+/// Adds the dead letters of a committed batch, by reason, to a service's counters (`Stats` as
+/// ServiceLoop's).
+template <typename Stats>
+void CountDeadLetters(Stats& stats, const ReasonCounts& dead) {
+  for (size_t r = 0; r < dead.size(); ++r) {
+    stats.dead_lettered += dead[r];
+    stats.dead_lettered_by_reason[r] += dead[r];
+  }
+}
+
 /// How a ServiceLoop names itself and deals with batches that fail to commit.
 struct LoopOptions {
   std::string name;                        // prefixes log lines

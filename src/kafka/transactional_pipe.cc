@@ -356,7 +356,7 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
                               .max_wait = impl.options.max_wait,
                               .fill_wait = FillWait::kFromFirst,
                               .log = impl.options.log,
-                              .interrupted = [&impl] { return impl.in_flight && impl.in_flight->done.load(); }};
+                              .interrupted = [this] { return commit_finished(); }};
   TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iterator>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -156,10 +157,7 @@ struct Stored {
     stats.replayed += replayed;
     stats.duplicates += duplicates;
     stats.conflicts += conflicts;
-    for (size_t r = 0; r < dead.size(); ++r) {
-      stats.dead_lettered += dead[r];
-      stats.dead_lettered_by_reason[r] += dead[r];
-    }
+    kafka::CountDeadLetters(stats, dead);
   }
 };
 
@@ -308,6 +306,10 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
   // drops it too, to be read again (first write wins: its records find themselves stored).
   Stored stored;      // stored, to be committed next
   Stored committing;  // the counters of the commit in flight (the loop holds its batch)
+  auto start = [&]() -> Status {
+    committing = std::exchange(stored, {});
+    return loop.StartCommit(std::move(committing.batch), std::move(committing.out));
+  };
   auto finish = [&]() -> Status {
     ASSIGN_OR_RETURN(kafka::Outcome outcome, loop.FinishCommit(stored.batch));
     if (outcome != kafka::Outcome::kCommitted) {
@@ -324,7 +326,7 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     if (!batch.empty()) {
       Result<Stored> done = StoreBatch(batch, options, dlq_max_bytes, writer);
       if (!done) {
-        // Stopped during an outage: what is not committed is read again on restart.
+        // Stopped during an outage: this batch is read again on restart.
         if (done.error().code() == Error::Code::kUnavailable && stop.load()) break;
         if (loop.commit_in_flight()) TRY(finish());
         return std::unexpected(done.error());
@@ -337,17 +339,13 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       TRY(finish());
     }
     if (stored.batch.empty()) continue;
-    committing = std::move(stored);
-    stored = {};
-    TRY(loop.StartCommit(std::move(committing.batch), std::move(committing.out)));
+    TRY(start());
     if (loop.splitting()) TRY(finish());  // one batch at a time while a failing one is split
   }
   if (loop.commit_in_flight()) TRY(finish());
   // Stored when the stop came: committed now, rather than read again after a restart.
   if (!stored.batch.empty()) {
-    committing = std::move(stored);
-    stored = {};
-    TRY(loop.StartCommit(std::move(committing.batch), std::move(committing.out)));
+    TRY(start());
     TRY(finish());
   }
   loop.Finish();
