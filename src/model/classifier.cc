@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
@@ -49,12 +51,18 @@ struct Replica {
   cv::dnn::Net net;
   std::unique_ptr<OnednnNet> onednn;  // runs the network instead of `net` when set
   cv::Mat input;                      // [max_batch, C, H, W] float32, grown on demand
-  std::vector<float> logits;          // oneDNN's output
-  // With an int8 `onednn`: the float32 net that classifies its close calls again.
+  std::vector<float> logits;          // [batch, classes], of its last batch
+  // With an int8 `onednn`: the float32 net that classifies close calls again.
   std::unique_ptr<OnednnNet> check;
-  std::vector<int> close;  // rows of the batch to check
+  std::vector<int> close;  // rows of its last batch to check
   std::vector<float> check_input, check_logits;
   uint64_t rechecked = 0;
+};
+
+// A row of some replica's batch, to classify again in float32.
+struct CloseCall {
+  Replica* owner;
+  int row;
 };
 
 // How far the top logit of `row` leads the next.
@@ -87,6 +95,24 @@ float LargestShift(std::span<const float> exact, std::span<const float> int8, in
 // any fault profile with this factor (docs/bench-log.md).
 constexpr float kRecheckSafety = 2.f;
 
+// Whether `done` came true within a short spin (none unless `spin`). A sleeping thread took
+// tens of microseconds to wake, and a batch of 64 on two replicas takes under a millisecond:
+// the replicas spent 7% of it waiting for each other (docs/bench-log.md, 2026-12-05). The
+// spin costs at most this much CPU a batch when no work follows.
+template <typename Done>
+bool SpinUntil(bool spin, Done done) {
+  constexpr auto kSpin = std::chrono::microseconds(50);
+  if (!spin) return done();
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return false;
+  }
+}
+
 }  // namespace
 
 struct Classifier::Impl {
@@ -95,20 +121,24 @@ struct Classifier::Impl {
   std::vector<Replica> replicas;
   float recheck_margin = 0.f;  // of the calibration, for this CPU's weight bits
 
-  // Workers 1..n-1 each own replicas[i]; the calling thread runs replicas[0].
-  struct Slice {
-    std::span<const ImageView> images;
-    std::span<Prediction> out;
-    Status status;
-  };
+  // Workers 1..n-1 each own replicas[i]; the calling thread runs replicas[0]. A batch runs in
+  // steps, each a job that every replica below `active` runs on its own thread (Dispatch).
   std::vector<std::jthread> workers;
-  std::vector<Slice> slices;
+  std::vector<Status> statuses;  // of each replica's part of the job
+  const std::function<Status(size_t)>* job = nullptr;
+  size_t active = 0;
   std::mutex mu;
   std::condition_variable work_ready;
   std::condition_variable work_done;
-  uint64_t generation = 0;
-  int pending = 0;
-  bool stopping = false;
+  // Written under `mu`; read without it while spinning.
+  std::atomic<uint64_t> generation = 0;
+  std::atomic<int> pending = 0;
+  std::atomic<bool> stopping = false;
+  // Whether a waiting replica spins first: not with more replicas than cores, where a spinning
+  // one would hold back a busy one.
+  bool spin = false;
+  // The close calls of a batch that ran on several replicas, any replica's rows.
+  std::vector<CloseCall> close_calls;
 
   ~Impl() {
     {
@@ -122,16 +152,41 @@ struct Classifier::Impl {
   void WorkerLoop(size_t index) {
     uint64_t seen = 0;
     for (;;) {
-      std::unique_lock lock(mu);
-      work_ready.wait(lock, [&] { return stopping || generation != seen; });
+      auto ready = [&] { return stopping || generation != seen; };
+      if (!SpinUntil(spin, ready)) {
+        std::unique_lock lock(mu);
+        work_ready.wait(lock, ready);
+      }
       if (stopping) return;
       seen = generation;
-      Slice& slice = slices[index];
-      lock.unlock();
-      if (!slice.images.empty()) slice.status = Run(replicas[index], slice.images, slice.out);
-      lock.lock();
-      if (--pending == 0) work_done.notify_one();
+      if (index < active) statuses[index] = (*job)(index);
+      if (pending.fetch_sub(1) == 1) {
+        std::lock_guard lock(mu);  // the caller is spinning, or waiting with `mu` released
+        work_done.notify_one();
+      }
     }
+  }
+
+  // Runs `run(i)` for i in [0, parts) on replica i's thread, the calling thread taking 0; the
+  // first error.
+  Status Dispatch(size_t parts, const std::function<Status(size_t)>& run) {
+    {
+      std::lock_guard lock(mu);
+      job = &run;
+      active = parts;
+      pending = static_cast<int>(workers.size());
+      ++generation;
+    }
+    work_ready.notify_all();
+    const Status mine = run(0);
+    auto done = [&] { return pending == 0; };
+    if (!SpinUntil(spin, done)) {
+      std::unique_lock lock(mu);
+      work_done.wait(lock, done);
+    }
+    TRY(mine);
+    for (size_t i = 1; i < parts; ++i) TRY(statuses[i]);
+    return Ok();
   }
 
   // `image` in the network's channels, rows and cols, as u8 HWC (a header over its pixels
@@ -192,56 +247,104 @@ struct Classifier::Impl {
     return cv::Mat({n, options.input_channels, options.input_rows, options.input_cols}, CV_32F, replica.input.data);
   }
 
-  // Replaces the logits of the rows whose top logit leads by less than the recheck margin
-  // with float32's.
-  Status Recheck(Replica& replica, const cv::Mat& batch, int classes) const {
-    const int n = batch.size[0];
+  // `images` into `replica`'s logits; with a float32 net to check it, the rows whose top
+  // logit leads by less than the recheck margin into its `close`.
+  Status Forward(Replica& replica, std::span<const ImageView> images) const {
+    const int n = static_cast<int>(images.size());
+    ASSIGN_OR_RETURN(cv::Mat batch, Prepare(replica, images));
+    const int classes = static_cast<int>(options.class_names.size());
+    replica.logits.resize(static_cast<size_t>(n) * classes);
+    if (replica.onednn) {
+      TRY(replica.onednn->Forward({batch.ptr<float>(), batch.total()}, replica.logits));
+    } else {
+      try {
+        replica.net.setInput(batch);
+        const cv::Mat logits = replica.net.forward();
+        std::copy_n(logits.ptr<float>(), replica.logits.size(), replica.logits.begin());
+      } catch (const cv::Exception& e) {
+        return std::unexpected(Error::Internal(fmt::format("model {}: inference failed: {}", model_id, e.err)));
+      }
+    }
     replica.close.clear();
+    if (!replica.check) return Ok();
     for (int i = 0; i < n; ++i) {
       if (Lead(replica.logits.data() + static_cast<size_t>(i) * classes, classes) < recheck_margin) {
         replica.close.push_back(i);
       }
     }
-    if (replica.close.empty()) return Ok();
-    const size_t image = batch.total() / n;
-    replica.check_input.resize(replica.close.size() * image);
-    replica.check_logits.resize(replica.close.size() * classes);
-    for (size_t k = 0; k < replica.close.size(); ++k) {
-      std::copy_n(batch.ptr<float>(replica.close[k]), image, replica.check_input.begin() + k * image);
-    }
-    TRY(replica.check->Forward(replica.check_input, replica.check_logits));
-    for (size_t k = 0; k < replica.close.size(); ++k) {
-      std::copy_n(replica.check_logits.begin() + k * classes, classes,
-                  replica.logits.begin() + static_cast<size_t>(replica.close[k]) * classes);
-    }
-    replica.rechecked += replica.close.size();
     return Ok();
   }
 
-  Status Run(Replica& replica, std::span<const ImageView> images, std::span<Prediction> out) const {
-    const int n = static_cast<int>(images.size());
-    ASSIGN_OR_RETURN(cv::Mat batch, Prepare(replica, images));
+  // Replaces the logits of `calls`, rows of any replica's last batch, with float32's, computed
+  // by `self`'s float32 net.
+  Status Recheck(Replica& self, std::span<const CloseCall> calls) const {
+    if (calls.empty()) return Ok();
     const int classes = static_cast<int>(options.class_names.size());
-    cv::Mat logits;
-    if (replica.onednn) {
-      replica.logits.resize(static_cast<size_t>(n) * classes);
-      TRY(replica.onednn->Forward({batch.ptr<float>(), batch.total()}, replica.logits));
-      if (replica.check) TRY(Recheck(replica, batch, classes));
-      logits = cv::Mat(n, classes, CV_32F, replica.logits.data());
-    } else {
-      try {
-        replica.net.setInput(batch);
-        logits = replica.net.forward();
-      } catch (const cv::Exception& e) {
-        return std::unexpected(Error::Internal(fmt::format("model {}: inference failed: {}", model_id, e.err)));
-      }
+    const size_t image = static_cast<size_t>(options.input_channels) * options.input_rows * options.input_cols;
+    self.check_input.resize(calls.size() * image);
+    self.check_logits.resize(calls.size() * classes);
+    for (size_t k = 0; k < calls.size(); ++k) {
+      std::copy_n(calls[k].owner->input.ptr<float>(calls[k].row), image, self.check_input.begin() + k * image);
     }
-    for (int i = 0; i < n; ++i) {
-      const float* row = logits.ptr<float>(i);
+    TRY(self.check->Forward(self.check_input, self.check_logits));
+    for (size_t k = 0; k < calls.size(); ++k) {
+      std::copy_n(self.check_logits.begin() + k * classes, classes,
+                  calls[k].owner->logits.begin() + static_cast<size_t>(calls[k].row) * classes);
+    }
+    self.rechecked += calls.size();
+    return Ok();
+  }
+
+  // The top class and its softmax probability of each row of `replica`'s last batch.
+  void Predict(const Replica& replica, std::span<Prediction> out) const {
+    const size_t classes = options.class_names.size();
+    for (size_t i = 0; i < out.size(); ++i) {
+      const float* row = replica.logits.data() + i * classes;
       const float* best = std::max_element(row, row + classes);
       float sum = 0.f;
-      for (int c = 0; c < classes; ++c) sum += std::exp(row[c] - *best);
+      for (size_t c = 0; c < classes; ++c) sum += std::exp(row[c] - *best);
       out[i] = {static_cast<int>(best - row), 1.f / sum};
+    }
+  }
+
+  // `images` on the calling thread alone.
+  Status Run(std::span<const ImageView> images, std::span<Prediction> out) {
+    Replica& replica = replicas[0];
+    TRY(Forward(replica, images));
+    close_calls.clear();
+    for (int row : replica.close) close_calls.push_back({&replica, row});
+    TRY(Recheck(replica, close_calls));
+    Predict(replica, out);
+    return Ok();
+  }
+
+  // `images` split between `parts` replicas. The close calls of every part are then shared out
+  // afresh: a replica's part of a batch of 64 has about three on AVX2, a few more or less, and
+  // each takes as long as two images in int8, so a replica with more kept the other waiting.
+  Status RunParallel(std::span<const ImageView> images, std::span<Prediction> out, size_t parts) {
+    const size_t n = images.size(), base = n / parts, extra = n % parts;
+    auto part = [&](size_t i) { return std::pair(i * base + std::min(i, extra), base + (i < extra ? 1 : 0)); };
+    TRY(Dispatch(parts, [&](size_t i) {
+      const auto [begin, count] = part(i);
+      return Forward(replicas[i], images.subspan(begin, count));
+    }));
+    close_calls.clear();
+    for (size_t i = 0; i < parts; ++i) {
+      for (int row : replicas[i].close) close_calls.push_back({&replicas[i], row});
+    }
+    const size_t checkers = std::min(parts, close_calls.size());
+    if (checkers == 1) {
+      TRY(Recheck(replicas[0], close_calls));
+    } else if (checkers > 1) {
+      const std::span<const CloseCall> calls = close_calls;
+      TRY(Dispatch(checkers, [&](size_t i) {
+        const size_t begin = calls.size() * i / checkers, end = calls.size() * (i + 1) / checkers;
+        return Recheck(replicas[i], calls.subspan(begin, end - begin));
+      }));
+    }
+    for (size_t i = 0; i < parts; ++i) {
+      const auto [begin, count] = part(i);
+      Predict(replicas[i], out.subspan(begin, count));
     }
     return Ok();
   }
@@ -354,7 +457,8 @@ Result<std::unique_ptr<Classifier>> Classifier::Create(const ClassifierOptions& 
     }
   }
 
-  impl->slices.resize(threads);
+  impl->statuses.resize(threads);
+  impl->spin = static_cast<unsigned>(threads) <= std::thread::hardware_concurrency();
   for (int i = 1; i < threads; ++i) impl->workers.emplace_back([raw = impl.get(), i] { raw->WorkerLoop(i); });
   return std::unique_ptr<Classifier>(new Classifier(std::move(impl)));
 }
@@ -369,27 +473,8 @@ Status Classifier::Classify(std::span<const ImageView> images, std::span<Predict
   if (n == 0) return Ok();
   // Waking a worker costs more than one image takes, so tiny batches stay on this thread.
   const size_t parts = std::min(impl.replicas.size(), n);
-  if (parts == 1) return impl.Run(impl.replicas[0], images, out);
-
-  const size_t base = n / parts, extra = n % parts;
-  {
-    std::lock_guard lock(impl.mu);
-    size_t begin = 0;
-    for (size_t i = 0; i < impl.slices.size(); ++i) {
-      size_t count = i < parts ? base + (i < extra ? 1 : 0) : 0;
-      impl.slices[i] = {images.subspan(begin, count), out.subspan(begin, count), Ok()};
-      begin += count;
-    }
-    impl.pending = static_cast<int>(impl.workers.size());
-    ++impl.generation;
-  }
-  impl.work_ready.notify_all();
-  Status mine = impl.Run(impl.replicas[0], impl.slices[0].images, impl.slices[0].out);
-  std::unique_lock lock(impl.mu);
-  impl.work_done.wait(lock, [&] { return impl.pending == 0; });
-  TRY(mine);
-  for (const auto& slice : impl.slices) TRY(slice.status);
-  return Ok();
+  if (parts == 1) return impl.Run(images, out);
+  return impl.RunParallel(images, out, parts);
 }
 
 Result<Calibration> Classifier::Calibrate(std::span<const ImageView> images) {
