@@ -61,8 +61,10 @@ Status Calibrate(CalibrateOptions options, const std::function<void(const std::s
   const std::string path = options.out.empty() ? model::DefaultCalibrationPath(o.classifier.model_path) : options.out;
   TRY(model::WriteCalibration(path, calibration));
   std::vector<std::string> margins;
-  for (const auto& [bits, margin] : calibration.recheck_margins)
-    margins.push_back(fmt::format("{}-bit weights {:.3f}", bits, margin));
+  for (const auto& [bits, margin] : calibration.recheck_margins) {
+    margins.push_back(bits == 7 ? fmt::format("paired weights (CPUs without VNNI) {:.3f}", margin)
+                                : fmt::format("{}-bit weights {:.3f}", bits, margin));
+  }
   print(fmt::format("calibrated {} on {} {} images in {:.1f} s: activation ranges {}; recheck margins {}\nwrote {}\n",
                     classifier->model_id(), n, options.split, seconds, fmt::join(calibration.activation_ranges, ", "),
                     fmt::join(margins, ", "), path));

@@ -32,12 +32,16 @@ class OnednnNet {
   /// after a ReLU (s8 otherwise) scaled to span their convolution's range, float32 logits.
   /// InvalidInput if the count is wrong or a range is not a positive number.
   ///
-  /// `weight_bits` (7 or 8) sets the weights' precision; 0 means NativeWeightBits().
+  /// `weight_bits` sets the weights' precision: 8, each output channel's weights spanning 8
+  /// bits; 7, for CPUs without VNNI, where two weights' products share a 16-bit sum: 8 bits
+  /// too, but the largest sum of such a pair spans them (so each has at least 7 bits).
+  /// 0 means NativeWeightBits().
   static Result<std::unique_ptr<OnednnNet>> FromOpenCv(cv::dnn::Net& net, int channels, int rows, int cols,
                                                        std::span<const float> int8_ranges = {}, int weight_bits = 0);
   /// 8 where the CPU multiplies u8 by s8 exactly in 32 bits (VNNI); 7 elsewhere, where
-  /// oneDNN's 16-bit pair sums could saturate with 8-bit weights. Both compute exact integer
-  /// sums, so a net with given `weight_bits` gives the same logits on either kind of CPU.
+  /// oneDNN's 16-bit pair sums could saturate with plain 8-bit weights. Both compute exact
+  /// integer sums, so a net with given `weight_bits` gives the same logits on either kind of
+  /// CPU, up to the rounding of its scales (about 0.02 logits at most on the training set).
   static int NativeWeightBits();
   /// oneDNN's effective instruction set: the CPU's best, or less where ONEDNN_MAX_CPU_ISA caps
   /// it. "avx2", "avx2_vnni", "avx512_core", "avx512_core_vnni", "avx512_core_bf16",

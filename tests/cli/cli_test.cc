@@ -36,7 +36,8 @@ TEST(CliTest, CalibrateThenClassifyInInt8) {
   CommandRun calibrate = Iotinfer("calibrate --limit 2000 --out " + calibration);
   EXPECT_EQ(calibrate.exit_code, 0) << calibrate.output;
   EXPECT_THAT(calibrate.output, HasSubstr("on 2000 train images"));
-  EXPECT_THAT(calibrate.output, ::testing::ContainsRegex("recheck margins 7-bit weights 0\\.[0-9]+, 8-bit"));
+  EXPECT_THAT(calibrate.output,
+              ::testing::ContainsRegex("recheck margins paired weights \\(CPUs without VNNI\\) 0\\.[0-9]+, 8-bit"));
   EXPECT_THAT(calibrate.output, HasSubstr("wrote " + calibration));
   // Checked on the other split at once.
   EXPECT_THAT(calibrate.output, ::testing::ContainsRegex("checked on 10000 test images: int8 with its rechecks "
