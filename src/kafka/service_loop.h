@@ -100,10 +100,11 @@ class ServiceLoop {
   ServiceLoop(const ServiceLoop&) = delete;
   ServiceLoop& operator=(const ServiceLoop&) = delete;
 
-  /// The next batch (possibly empty). Reports a change in assigned partitions to on_progress
-  /// (so a caller can tell when the service is ready) and logs the counters when due.
-  Result<std::vector<InputMessage>> Poll() {
-    ASSIGN_OR_RETURN(std::vector<InputMessage> batch, pipe_.PollBatch());
+  /// The next batch (possibly empty); `held` as PollBatch's. Reports a change in assigned
+  /// partitions to on_progress (so a caller can tell when the service is ready) and logs the
+  /// counters when due.
+  Result<std::vector<InputMessage>> Poll(std::span<const InputMessage> held = {}) {
+    ASSIGN_OR_RETURN(std::vector<InputMessage> batch, pipe_.PollBatch(std::chrono::milliseconds(200), held));
     if (const int partitions = pipe_.assigned_partitions(); partitions != stats_.partitions) {
       stats_.partitions = partitions;
       if (on_progress_) on_progress_(stats_);
@@ -133,6 +134,7 @@ class ServiceLoop {
   }
   bool commit_in_flight() const { return pipe_.commit_in_flight(); }
   bool commit_finished() const { return pipe_.commit_finished(); }
+  bool Fills(std::span<const InputMessage> held) const { return pipe_.Fills(held); }
 
   /// Waits for the commit StartCommit began: Commit's outcome for its batch, whose size
   /// committing_size() gives. On any outcome but kCommitted, `polled_since` (what Poll returned

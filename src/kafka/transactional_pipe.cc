@@ -343,7 +343,16 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   return std::unique_ptr<TransactionalPipe>(new TransactionalPipe(std::move(impl)));
 }
 
-Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::milliseconds idle) {
+namespace {
+size_t WireSizeOf(std::span<const InputMessage> messages) {
+  size_t bytes = 0;
+  for (const InputMessage& m : messages) bytes += WireSize(m.message);
+  return bytes;
+}
+}  // namespace
+
+Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::milliseconds idle,
+                                                               std::span<const InputMessage> held) {
   Impl& impl = *impl_;
   std::vector<InputMessage> batch;
   impl.filling = &batch;
@@ -351,12 +360,14 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
     Impl& impl;
     ~Done() { impl.filling = nullptr; }
   } done{impl};
-  const FillBatchOptions fill{.max_batch = impl.options.max_batch,
-                              .max_batch_bytes = impl.options.max_batch_bytes,
-                              .max_wait = impl.options.max_wait,
-                              .fill_wait = FillWait::kFromFirst,
-                              .log = impl.options.log,
-                              .interrupted = [this] { return commit_finished(); }};
+  const size_t held_bytes = WireSizeOf(held);
+  const FillBatchOptions fill{
+      .max_batch = std::max(impl.options.max_batch - static_cast<int>(held.size()), 1),
+      .max_batch_bytes = held_bytes < impl.options.max_batch_bytes ? impl.options.max_batch_bytes - held_bytes : 1,
+      .max_wait = impl.options.max_wait,
+      .fill_wait = FillWait::kFromFirst,
+      .log = impl.options.log,
+      .interrupted = [this] { return commit_finished(); }};
   TRY(FillBatch(impl.consumer.get(), impl.errors, idle, fill, batch));
   return batch;
 }
@@ -475,6 +486,11 @@ size_t TransactionalPipe::max_message_bytes(const std::string& topic) const {
   impl_->TakeTopicLimits();
   auto it = impl_->max_message_bytes.find(topic);
   return it == impl_->max_message_bytes.end() ? impl_->producer_room : it->second;
+}
+
+bool TransactionalPipe::Fills(std::span<const InputMessage> held) const {
+  return static_cast<int>(held.size()) >= impl_->options.max_batch ||
+         WireSizeOf(held) >= impl_->options.max_batch_bytes;
 }
 
 void TransactionalPipe::set_max_batch(int max_batch) { impl_->options.max_batch = std::max(max_batch, 1); }

@@ -59,7 +59,12 @@ class TransactionalPipe {
   /// rebalance while the batch filled are dropped: their new owner reads them again. A record
   /// the client could not read (a corrupt batch) comes as a message with `unreadable` set: the
   /// caller dead-letters it like any bad input, so that the partition goes on.
-  Result<std::vector<InputMessage>> PollBatch(std::chrono::milliseconds idle = std::chrono::milliseconds(200));
+  /// `held`: messages the caller holds toward its next commit (polled while one was in
+  /// flight); the batch fills to the limits less these, at least one message.
+  Result<std::vector<InputMessage>> PollBatch(std::chrono::milliseconds idle = std::chrono::milliseconds(200),
+                                              std::span<const InputMessage> held = {});
+  /// Whether `held` reaches max_batch messages or max_batch_bytes.
+  bool Fills(std::span<const InputMessage> held) const;
 
   /// Writes `outputs` and commits the offsets past `consumed` (the last batch PollBatch
   /// returned), atomically. On an abortable failure the transaction is aborted and the

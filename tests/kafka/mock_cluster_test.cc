@@ -65,6 +65,24 @@ class MockPipeTest : public ::testing::Test {
     for (const char* topic : {"in", "out"}) ASSERT_EQ(rd_kafka_mock_topic_create(mock, topic, 2, 1), 0);
   }
 
+  // Messages "m<from>" to "m<to - 1>" to partition `partition` of "in".
+  void Send(int32_t partition, int from, int to) {
+    rd_kafka_conf_t* producer_conf = rd_kafka_conf_new();
+    ASSERT_EQ(rd_kafka_conf_set(producer_conf, "bootstrap.servers", kafka.brokers.c_str(), error, sizeof error),
+              RD_KAFKA_CONF_OK);
+    std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> producer(
+        rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, error, sizeof error), &rd_kafka_destroy);
+    ASSERT_NE(producer, nullptr) << error;
+    for (int i = from; i < to; ++i) {
+      const std::string value = fmt::format("m{}", i);
+      ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_PARTITION(partition),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(producer.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
   // What the pipe's polls return until `count` messages came (or 100 polls passed).
   static std::vector<InputMessage> PollUpTo(TransactionalPipe& pipe, size_t count) {
     std::vector<InputMessage> batch;
@@ -140,23 +158,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   // The first batch from one partition, what comes meanwhile from the other: a rewind of the
   // first batch alone would not read the others again.
   constexpr int kMessages = 10;
-  auto send = [&](int32_t partition, int from, int to) {
-    rd_kafka_conf_t* producer_conf = rd_kafka_conf_new();
-    ASSERT_EQ(rd_kafka_conf_set(producer_conf, "bootstrap.servers", kafka.brokers.c_str(), error, sizeof error),
-              RD_KAFKA_CONF_OK);
-    std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> producer(
-        rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, error, sizeof error), &rd_kafka_destroy);
-    ASSERT_NE(producer, nullptr) << error;
-    for (int i = from; i < to; ++i) {
-      const std::string value = fmt::format("m{}", i);
-      ASSERT_EQ(rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_PARTITION(partition),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
-    ASSERT_EQ(rd_kafka_flush(producer.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  };
-  send(0, 0, kMessages / 2);
+  Send(0, 0, kMessages / 2);
   auto pipe = TransactionalPipe::Create({.kafka = kafka,
                                          .group = "overlap",
                                          .input_topics = {"in"},
@@ -179,7 +181,7 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   ASSERT_OK((*pipe)->StartCommit(first, first_outputs));
   EXPECT_TRUE((*pipe)->commit_in_flight());
   EXPECT_FALSE((*pipe)->StartCommit(first, first_outputs)) << "one commit at a time";
-  send(1, kMessages / 2, kMessages);
+  Send(1, kMessages / 2, kMessages);
   std::vector<InputMessage> meanwhile = poll_up_to(kMessages / 2);
   ASSERT_EQ(meanwhile.size(), static_cast<size_t>(kMessages / 2)) << "the next messages come while it commits";
   Status failed = (*pipe)->AwaitCommit(meanwhile);
@@ -213,6 +215,37 @@ TEST_F(MockPipeTest, ACommitInFlightLetsTheNextBatchInAndAFailureRewindsBoth) {
   auto rest = (*next)->PollBatch(std::chrono::seconds(3));
   ASSERT_OK(rest);
   EXPECT_TRUE(rest->empty()) << rest->size() << " messages read again after their commit";
+}
+
+// What a service holds toward its next commit (processed while one was in flight) counts
+// against the batch limits: a poll fills only the rest, so that memory stays within a batch.
+TEST_F(MockPipeTest, APollFillsOnlyWhatTheHeldMessagesLeaveOfABatch) {
+  Send(0, 0, 10);
+  auto pipe = TransactionalPipe::Create({.kafka = kafka,
+                                         .group = "held",
+                                         .input_topics = {"in"},
+                                         .output_topics = {"out"},
+                                         .transactional_id = "held-0",
+                                         .max_batch = 4,
+                                         .max_wait = std::chrono::milliseconds(0)});
+  ASSERT_OK(pipe);
+  std::vector<InputMessage> held = PollUpTo(**pipe, 3);
+  ASSERT_GE(held.size(), 3u);
+  held.resize(3);
+  EXPECT_FALSE((*pipe)->Fills(held));
+  std::vector<InputMessage> more;
+  for (int i = 0; i < 100 && more.empty(); ++i) {
+    auto polled = (*pipe)->PollBatch(std::chrono::milliseconds(200), held);
+    ASSERT_OK(polled);
+    more = std::move(*polled);
+  }
+  EXPECT_EQ(more.size(), 1u) << "room for one of the batch of 4";
+  held.push_back(more.front());
+  EXPECT_TRUE((*pipe)->Fills(held));
+  // However much is held, a poll still takes one message: a service never stalls on it.
+  auto one = (*pipe)->PollBatch(std::chrono::seconds(5), held);
+  ASSERT_OK(one);
+  EXPECT_EQ(one->size(), 1u);
 }
 
 // A transaction that outlives transaction.timeout.ms (its outputs timed out while a broker was
