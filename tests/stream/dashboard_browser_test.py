@@ -191,8 +191,17 @@ class DashboardTest(unittest.TestCase):
             self.assertEqual({p: v[:2] for p, v in page.items()}, stored())
             # What was not counted was dead-lettered by infer, each one shown by its reason.
             damaged = images - sum(t for t, _ in stored().values())
-            wait_for("the dead letters on the page",
-                     lambda: browser.rows("dead-reasons") == [["undecodable-image", str(damaged)]], 30)
+            shown = []
+
+            def dead_letters_shown():
+                shown[:] = browser.rows("dead-reasons")
+                return shown == [["undecodable-image", str(damaged)]]
+
+            try:
+                wait_for("the dead letters on the page", dead_letters_shown, 30)
+            except AssertionError as e:  # seen under a loaded suite twice: what did it show?
+                raise AssertionError(f"{e}: the page showed {shown} ({damaged} dead-lettered), "
+                                     "the demo's last lines:\n" + "\n".join(demo.lines[-30:])) from None
 
             shown_images = metric_values(url, "iotinfer_producer_images_total")
             shown_incorrect = metric_values(url, "iotinfer_producer_incorrect_total")
