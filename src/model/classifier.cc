@@ -168,8 +168,9 @@ struct Classifier::Impl {
   }
 
   // Runs `run(i)` for i in [0, parts) on replica i's thread, the calling thread taking 0; the
-  // first error.
+  // first error. One part wakes no worker.
   Status Dispatch(size_t parts, const std::function<Status(size_t)>& run) {
+    if (parts == 1) return run(0);
     {
       std::lock_guard lock(mu);
       job = &run;
@@ -307,21 +308,10 @@ struct Classifier::Impl {
     }
   }
 
-  // `images` on the calling thread alone.
-  Status Run(std::span<const ImageView> images, std::span<Prediction> out) {
-    Replica& replica = replicas[0];
-    TRY(Forward(replica, images));
-    close_calls.clear();
-    for (int row : replica.close) close_calls.push_back({&replica, row});
-    TRY(Recheck(replica, close_calls));
-    Predict(replica, out);
-    return Ok();
-  }
-
   // `images` split between `parts` replicas. The close calls of every part are then shared out
   // afresh: a replica's part of a batch of 64 has about three on AVX2, a few more or less, and
   // each takes as long as two images in int8, so a replica with more kept the other waiting.
-  Status RunParallel(std::span<const ImageView> images, std::span<Prediction> out, size_t parts) {
+  Status Run(std::span<const ImageView> images, std::span<Prediction> out, size_t parts) {
     const size_t n = images.size(), base = n / parts, extra = n % parts;
     auto part = [&](size_t i) { return std::pair(i * base + std::min(i, extra), base + (i < extra ? 1 : 0)); };
     TRY(Dispatch(parts, [&](size_t i) {
@@ -332,10 +322,7 @@ struct Classifier::Impl {
     for (size_t i = 0; i < parts; ++i) {
       for (int row : replicas[i].close) close_calls.push_back({&replicas[i], row});
     }
-    const size_t checkers = std::min(parts, close_calls.size());
-    if (checkers == 1) {
-      TRY(Recheck(replicas[0], close_calls));
-    } else if (checkers > 1) {
+    if (const size_t checkers = std::min(parts, close_calls.size()); checkers > 0) {
       const std::span<const CloseCall> calls = close_calls;
       TRY(Dispatch(checkers, [&](size_t i) {
         const size_t begin = calls.size() * i / checkers, end = calls.size() * (i + 1) / checkers;
@@ -472,9 +459,7 @@ Status Classifier::Classify(std::span<const ImageView> images, std::span<Predict
   const size_t n = images.size();
   if (n == 0) return Ok();
   // Waking a worker costs more than one image takes, so tiny batches stay on this thread.
-  const size_t parts = std::min(impl.replicas.size(), n);
-  if (parts == 1) return impl.Run(images, out);
-  return impl.RunParallel(images, out, parts);
+  return impl.Run(images, out, std::min(impl.replicas.size(), n));
 }
 
 Result<Calibration> Classifier::Calibrate(std::span<const ImageView> images) {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 
 #include "infer_test_util.h"
 #include "kafka/transactional_pipe.h"
@@ -83,11 +84,13 @@ class MockPipeTest : public ::testing::Test {
     ASSERT_EQ(rd_kafka_flush(producer.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
 
-  // What the pipe's polls return until `count` messages came (or 100 polls passed).
-  static std::vector<InputMessage> PollUpTo(TransactionalPipe& pipe, size_t count) {
+  // What the pipe's polls return until `count` messages came (or 100 polls passed); `held` as
+  // PollBatch's.
+  static std::vector<InputMessage> PollUpTo(TransactionalPipe& pipe, size_t count,
+                                            std::span<const InputMessage> held = {}) {
     std::vector<InputMessage> batch;
     for (int i = 0; i < 100 && batch.size() < count; ++i) {
-      auto more = pipe.PollBatch(std::chrono::milliseconds(200));
+      auto more = pipe.PollBatch(std::chrono::milliseconds(200), held);
       EXPECT_TRUE(more) << more.error().message();
       if (more) batch.insert(batch.end(), more->begin(), more->end());
     }
@@ -233,13 +236,8 @@ TEST_F(MockPipeTest, APollFillsOnlyWhatTheHeldMessagesLeaveOfABatch) {
   ASSERT_GE(held.size(), 3u);
   held.resize(3);
   EXPECT_FALSE((*pipe)->Fills(held));
-  std::vector<InputMessage> more;
-  for (int i = 0; i < 100 && more.empty(); ++i) {
-    auto polled = (*pipe)->PollBatch(std::chrono::milliseconds(200), held);
-    ASSERT_OK(polled);
-    more = std::move(*polled);
-  }
-  EXPECT_EQ(more.size(), 1u) << "room for one of the batch of 4";
+  std::vector<InputMessage> more = PollUpTo(**pipe, 1, held);
+  ASSERT_EQ(more.size(), 1u) << "room for one of the batch of 4";
   held.push_back(more.front());
   EXPECT_TRUE((*pipe)->Fills(held));
   // However much is held, a poll still takes one message: a service never stalls on it.
