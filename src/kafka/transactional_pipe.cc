@@ -407,7 +407,11 @@ TransactionalPipe::Impl::Settled TransactionalPipe::Impl::Transact(std::span<con
       // was away that long), and the coordinator aborted it itself, bumping the epoch: the
       // abort then finds this producer fenced, though no other instance took its id (the
       // chaos run met it). A new producer under the same id goes on, the batch read again.
-      const bool outlived = rd_kafka_error_code(failed->error.get()) == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+      // Decided from the outputs' own reports: the timeout may surface first through another
+      // call (send_offsets_to_transaction's "message(s) timed out"), with another code.
+      rd_kafka_poll(producer.get(), 0);
+      const bool outlived = rd_kafka_error_code(failed->error.get()) == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
+                            delivery_error == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
       if (rd_kafka_error_is_fatal(abort.get())) return renew(what, outlived ? nullptr : abort.get());
       return {std::unexpected(Error::FailedPrecondition(what)), false};
     }

@@ -104,6 +104,8 @@ class MockPipeTest : public ::testing::Test {
     return outputs;
   }
 
+  void OutliveTheTimeout(bool offsets_late);
+
   char error[512] = "";
   std::unique_ptr<rd_kafka_t, decltype(&rd_kafka_destroy)> owner{nullptr, &rd_kafka_destroy};
   rd_kafka_mock_cluster_t* mock = nullptr;
@@ -250,7 +252,11 @@ TEST_F(MockPipeTest, APollFillsOnlyWhatTheHeldMessagesLeaveOfABatch) {
 // away: the chaos run) is aborted by the coordinator, which bumps the epoch; the producer's own
 // abort then finds itself fenced, though no other instance took its id. The pipe goes on with
 // a new producer under the same id, and the batch is read again, instead of stopping.
-TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) {
+// A transaction whose outputs were answered only after transaction.timeout.ms; with
+// `offsets_late`, the offsets too, so that the timeout is reported first by
+// send_offsets_to_transaction, with another code than the outputs' (_TIMED_OUT, not
+// _MSG_TIMED_OUT), as a loaded machine once had it.
+void MockPipeTest::OutliveTheTimeout(bool offsets_late) {
   {
     auto producer = Producer::Create(kafka);
     ASSERT_OK(producer);
@@ -269,20 +275,32 @@ TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) {
   ASSERT_EQ(batch.size(), 4u);
   std::vector<OutputMessage> outputs = OutputsOf(batch);
 
-  constexpr int16_t kProduce = 0, kInitProducerId = 22;  // the Kafka protocol's api keys
-  // The outputs' answer comes after they timed out; the epoch bump of the abort is refused as
-  // fenced.
-  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock, 1, kProduce, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 4000),
+  // The Kafka protocol's api keys.
+  constexpr int16_t kProduce = 0, kInitProducerId = 22, kAddOffsetsToTxn = 25;
+  // The outputs' answer comes after they timed out; or the offsets' answer does, and the
+  // coordinator's answers about the outputs' partitions queue behind it, so that the outputs
+  // time out unsent. The epoch bump of the abort is refused as fenced.
+  const int16_t late = offsets_late ? kAddOffsetsToTxn : kProduce;
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock, 1, late, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 4000),
             RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_mock_push_request_errors(mock, kInitProducerId, 1, RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
   Status failed = (*pipe)->Commit(batch, outputs);
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), Error::Code::kUnavailable) << failed.error().message();
-  EXPECT_THAT(failed.error().message(), ::testing::HasSubstr("timed out"));
+  EXPECT_THAT(failed.error().message(), ::testing::ContainsRegex("[Tt]imed out"));
+  if (offsets_late) {
+    EXPECT_THAT(failed.error().message(), ::testing::HasSubstr("sending offsets"));
+  }
 
   std::vector<InputMessage> again = PollUpTo(**pipe, 4);
   ASSERT_EQ(again.size(), 4u) << "the batch is read again";
   ASSERT_OK((*pipe)->Commit(again, outputs));
+}
+
+TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutIsRenewedNotStopped) { OutliveTheTimeout(false); }
+
+TEST_F(MockPipeTest, ATransactionThatOutlivedItsTimeoutWhileSendingOffsetsIsRenewedNotStopped) {
+  OutliveTheTimeout(true);
 }
 
 }  // namespace
