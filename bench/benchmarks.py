@@ -74,6 +74,21 @@ def write_section(report_path, name, lines):
     return section
 
 
+def delete_topics(brokers, names):
+    """Deletes a run's topics: runs repeated for days otherwise fill the broker's disk (tens of
+    GB of images). A topic that cannot be deleted is reported, not fatal."""
+    from confluent_kafka import KafkaError, KafkaException  # only the drivers that talk to Kafka need it
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for topic, future in admin.delete_topics(list(names), operation_timeout=30).items():
+        try:
+            future.result(60)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # one the run never made
+                print(f"bench: topic {topic} was not deleted: {e}", flush=True)
+
+
 def server_name(mongo, backend="SQLite"):
     """The server behind `mongo`; FerretDB does not say its backend, so the caller does."""
     import pymongo  # only the drivers that talk to a store need it

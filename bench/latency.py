@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 
-from benchmarks import driver_arguments, machine_line, server_name, write_section
+from benchmarks import delete_topics, driver_arguments, machine_line, server_name, write_section
 from pipeline import create_topics
 
 TARGETS = {1000: {"p50": 15, "p99": 50, "max": 150}, 5000: {"p99": 100}}  # ms, from issue 26
@@ -114,6 +114,7 @@ def run_iotinfer(args, store, rate, logs):
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        delete_topics(args.brokers, [images, inferences, accepted, f"lat-dlq-{tag}", f"lat-sdlq-{tag}"])
     count = report["end_to_end"]["count"]
     if count < expected:
         raise SystemExit(f"bench latency: only {count} of {expected} images stored ({sent.stderr.strip()}); "
@@ -148,6 +149,7 @@ def run_seed(args, store, rate, seconds):
         pipeline.wait(60)
         if sink.poll() is None:
             sink.kill()
+        delete_topics(args.brokers, [images, inferences])
     return json.loads(out)
 
 
@@ -252,8 +254,9 @@ def main():
                 r = run_iotinfer(args, store, rate, logs)
                 e2e = r["report"]["end_to_end"]
                 print(f"{store['name']} {rate}/s: {r['images']} images, {r['stored_per_s']:.0f}/s stored, "
-                      f"p50 {e2e['p50_ms']:.1f} p99 {e2e['p99_ms']:.1f} max {e2e['max_ms']:.1f} ms; "
-                      f"chart {r['chart']}", flush=True)
+                      f"p50 {e2e['p50_ms']:.1f} p99 {e2e['p99_ms']:.1f} max {e2e['max_ms']:.1f} ms; CPU ms an image: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in r["cpu_ms_per_image"].items()) + f"; chart {r['chart']}",
+                      flush=True)
                 results.setdefault((store["name"], rate), []).append(r)
     seed = None
     if args.seed_seconds > 0:

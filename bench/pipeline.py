@@ -25,7 +25,7 @@ import uuid
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import driver_arguments, machine_line, write_section
+from benchmarks import delete_topics, driver_arguments, machine_line, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The Kafka issue's target: iotinfer's throughput over the seed-style pipeline's.
@@ -86,6 +86,7 @@ def run(args, engine, images, rate=0.0, png_compression=0, infer_args=()):
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(60)
+        delete_topics(args.brokers, [source, sink, dlq])
 
 
 def throughput(records):

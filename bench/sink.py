@@ -20,7 +20,7 @@ import pymongo
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import driver_arguments, machine_line, server_name, write_section
+from benchmarks import delete_topics, driver_arguments, machine_line, server_name, write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The store issue's target: iotinfer's documents/s over the seed-style sink's.
@@ -94,6 +94,7 @@ def main():
     ours = run_iotinfer(args, topic, f"bench_sink_{run_id}", args.records, args.batch_max)
     for db in (f"bench_seed_{run_id}", f"bench_sink_{run_id}"):
         client.drop_database(db)
+    delete_topics(args.brokers, [topic, f"{topic}.dlq"])
     if ours["count"] != args.records or baseline["count"] != args.baseline_records:
         raise SystemExit(f"bench: wrong document counts: {ours['count']}, {baseline['count']}")
 

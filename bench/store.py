@@ -27,7 +27,7 @@ import pymongo
 import analytics
 import latency
 import sink
-from benchmarks import driver_arguments, machine_line, server_name, write_section
+from benchmarks import delete_topics, driver_arguments, machine_line, server_name, write_section
 
 BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL 15"}
 
@@ -79,6 +79,7 @@ def sink_rounds(args, stores):
             print(f"bench store: sink into {store['name']}: {run['rate']:,.0f} documents/s, "
                   f"store CPU {run['store_cpu_ms']:.3f} ms a document", flush=True)
             runs[store["name"]].append(run)
+    delete_topics(args.brokers, [topic, f"{topic}.dlq"])
     return runs
 
 
