@@ -7,7 +7,8 @@ what decides which backend the tests and benchmarks use (issue 26):
    steady-state documents/s as bench/sink.py counts it, and the store's CPU per document
    (every process of the store: FerretDB, and PostgreSQL's server with its backends).
 2. Device to stored at --latency-rate images/s: bench/latency.py's paced run (16 devices,
-   infer, sink), --latency-seconds long, into each store in turn.
+   infer, sink), --latency-seconds long, --rounds runs into each store with the order
+   alternated, after one discarded run.
 3. `iotinfer batch` over --docs documents loaded into each store (pymongo `insert_many`, as
    bench/analytics.py loads them): `--engine native` (the documents stream through C++) and
    `--engine mongo` (the store runs the $group), whole commands, counts checked against the
