@@ -10,6 +10,7 @@
 
 #include "core/image_message.h"
 #include "kafka/kafka.h"
+#include "kafka/transactional_pipe.h"
 #include "kafka/transactional_producer.h"
 #include "kafka_test_util.h"
 #include "process_util.h"
@@ -153,6 +154,43 @@ TEST(TransactionalProducerTest, ANewProducerOfTheSameIdFencesTheOldOne) {
   std::vector<std::string> values;
   for (const WireMessage& m : ReadAll(topic, 2, std::chrono::seconds(1))) values.push_back(m.value);
   EXPECT_EQ(values, (std::vector<std::string>{"committed", "after"}));
+}
+
+// The pipe renews a producer the coordinator fenced on its own (a transaction that outlived
+// its timeout: mock_cluster_test.cc, where the mock cannot fence one instance by another); one
+// fenced because another instance took its transactional id must stop the service instead,
+// or the two would fence each other in turn. On a real broker the fence is the commit's own
+// fatal error, before any abort.
+TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
+  const std::string in = UniqueTopic("fence-in"), out = UniqueTopic("fence-out"), id = UniqueTopic("fence-id");
+  ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
+  {
+    auto producer = Producer::Create({});
+    ASSERT_OK(producer);
+    for (int i = 0; i < 4; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
+    ASSERT_OK((*producer)->Flush());
+  }
+  auto open = [&](const std::string& group) {
+    return TransactionalPipe::Create(
+        {.group = group, .input_topics = {in}, .output_topics = {out}, .transactional_id = id});
+  };
+  auto pipe = open(UniqueTopic("fence-group"));
+  ASSERT_OK(pipe);
+  std::vector<InputMessage> batch;
+  for (int i = 0; i < 100 && batch.size() < 4; ++i) {
+    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
+    ASSERT_OK(more);
+    batch.insert(batch.end(), more->begin(), more->end());
+  }
+  ASSERT_EQ(batch.size(), 4u);
+  auto successor = open(UniqueTopic("fence-group"));  // its initialisation fences the first
+  ASSERT_OK(successor);
+  std::vector<OutputMessage> outputs;
+  for (const InputMessage& m : batch) outputs.push_back({out, {m.message.key, m.message.value, {}}});
+  Status failed = (*pipe)->Commit(batch, outputs);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
+  EXPECT_THAT(ReadAll(out, 0, std::chrono::seconds(1)), ::testing::IsEmpty());
 }
 
 TEST(KafkaIntegrationTest, KeysGoToThePartitionsJavaClientsChoose) {
