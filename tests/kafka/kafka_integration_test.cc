@@ -13,6 +13,7 @@
 #include "kafka/transactional_pipe.h"
 #include "kafka/transactional_producer.h"
 #include "kafka_test_util.h"
+#include "pipe_test_util.h"
 #include "process_util.h"
 #include "test_util.h"
 
@@ -176,18 +177,11 @@ TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
   };
   auto pipe = open(UniqueTopic("fence-group"));
   ASSERT_OK(pipe);
-  std::vector<InputMessage> batch;
-  for (int i = 0; i < 100 && batch.size() < 4; ++i) {
-    auto more = (*pipe)->PollBatch(std::chrono::milliseconds(200));
-    ASSERT_OK(more);
-    batch.insert(batch.end(), more->begin(), more->end());
-  }
+  std::vector<InputMessage> batch = PollUpTo(**pipe, 4);
   ASSERT_EQ(batch.size(), 4u);
   auto successor = open(UniqueTopic("fence-group"));  // its initialisation fences the first
   ASSERT_OK(successor);
-  std::vector<OutputMessage> outputs;
-  for (const InputMessage& m : batch) outputs.push_back({out, {m.message.key, m.message.value, {}}});
-  Status failed = (*pipe)->Commit(batch, outputs);
+  Status failed = (*pipe)->Commit(batch, OutputsOf(batch, out));
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
   EXPECT_THAT(ReadAll(out, 0, std::chrono::seconds(1)), ::testing::IsEmpty());

@@ -15,6 +15,7 @@
 #include "infer_test_util.h"
 #include "kafka/transactional_pipe.h"
 #include "kafka_test_util.h"
+#include "pipe_test_util.h"
 #include "produce/produce.h"
 #include "test_util.h"
 
@@ -82,26 +83,6 @@ class MockPipeTest : public ::testing::Test {
                 RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     ASSERT_EQ(rd_kafka_flush(producer.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  }
-
-  // What the pipe's polls return until `count` messages came (or 100 polls passed); `held` as
-  // PollBatch's.
-  static std::vector<InputMessage> PollUpTo(TransactionalPipe& pipe, size_t count,
-                                            std::span<const InputMessage> held = {}) {
-    std::vector<InputMessage> batch;
-    for (int i = 0; i < 100 && batch.size() < count; ++i) {
-      auto more = pipe.PollBatch(std::chrono::milliseconds(200), held);
-      EXPECT_TRUE(more) << more.error().message();
-      if (more) batch.insert(batch.end(), more->begin(), more->end());
-    }
-    return batch;
-  }
-
-  // Each message of `batch` again, to "out".
-  static std::vector<OutputMessage> OutputsOf(const std::vector<InputMessage>& batch) {
-    std::vector<OutputMessage> outputs;
-    for (const auto& in : batch) outputs.push_back({"out", {in.message.key, in.message.value, {}}});
-    return outputs;
   }
 
   void OutliveTheTimeout(bool offsets_late);
