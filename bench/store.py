@@ -36,26 +36,20 @@ BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL 15"}
 def tree_cpu_seconds(pid):
     """CPU seconds of `pid` and every process under it, the exited ones its descendants waited
     for included: PostgreSQL does its work in a backend process per connection."""
-    parents = {}
+    stats = {}  # pid: (parent, utime + stime + cutime + cstime in ticks)
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                parents[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass  # gone meanwhile
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
     tree, grew = {pid}, True
     while grew:
-        more = {p for p, parent in parents.items() if parent in tree} - tree
+        more = {p for p, (parent, _) in stats.items() if parent in tree} - tree
         tree |= more
         grew = bool(more)
-    total = 0.0
-    for p in tree:
-        try:
-            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def store_cpu(store):
@@ -129,18 +123,20 @@ def report_lines(args, stores, sinks, latencies, batches, facts):
     def row(label, values, fmt, higher_is_better):
         lines.append(f"| {label} | " + " | ".join(fmt(v) for v in values) + f" | {faster(values, higher_is_better)} |")
 
-    sink_rates = [[run["rate"] for run in sinks[n]] for n in names]
-    lines.append(f"| `iotinfer sink`, documents/s ({args.records:,} records, each round) | "
-                 + " | ".join(", ".join(f"{r:,.0f}" for r in rates) for rates in sink_rates) + " | "
-                 + faster([statistics.median(rates) for rates in sink_rates], True) + " |")
+    def each_round(label, rounds, fmt, higher_is_better):
+        """A row of every round's value for each store, judged on their medians."""
+        lines.append(f"| {label} | " + " | ".join(", ".join(fmt(v) for v in values) for values in rounds)
+                     + f" | {faster([statistics.median(values) for values in rounds], higher_is_better)} |")
+
+    each_round(f"`iotinfer sink`, documents/s ({args.records:,} records, each round)",
+               [[run["rate"] for run in sinks[n]] for n in names], lambda v: f"{v:,.0f}", True)
     row("store CPU a stored document (median round)",
         [statistics.median([r["store_cpu_ms"] for r in sinks[n]]) for n in names], lambda v: f"{v:.3f} ms", False)
     if latencies:
         for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
-            runs = [[run["report"]["end_to_end"][key] for run in latencies[n]] for n in names]
-            lines.append(f"| device to stored at {args.latency_rate:,}/s, {label} (each round) | "
-                         + " | ".join(", ".join(f"{v:.1f} ms" for v in values) for values in runs) + " | "
-                         + faster([statistics.median(values) for values in runs], False) + " |")
+            each_round(f"device to stored at {args.latency_rate:,}/s, {label} (each round)",
+                       [[run["report"]["end_to_end"][key] for run in latencies[n]] for n in names],
+                       lambda v: f"{v:.1f} ms", False)
     row(f"`insert_many` load of {args.docs:,} documents, documents/s", [args.docs / batches[n][0] for n in names],
         lambda v: f"{v:,.0f}", True)
     for engine, label in (("native", "`iotinfer batch --engine native`"),
