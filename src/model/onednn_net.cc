@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/dnn/all_layers.hpp>
 #include <string>
@@ -58,6 +59,16 @@ bool AvoidBrgconv() {
     default:
       return false;
   }
+}
+
+// Attributes for a primitive that uses the scratchpad its plan step passes it, not the
+// library's. The replicas' nets build the same primitives, which oneDNN's primitive cache
+// shares between their threads, and run them at once; oneDNN's guide makes a scratchpad of
+// each caller's own the condition for running one primitive on several threads.
+dnnl::primitive_attr OwnScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
 }
 
 // `pd` moved to its first implementation that AvoidBrgconv() allows, if it has one. The
@@ -237,9 +248,11 @@ struct OnednnNet::Impl {
     return m;
   }
 
-  // Appends `primitive` to the plan's steps, run with `args`; `implementation` names it.
-  static void Append(Plan& plan, dnnl::primitive primitive, std::unordered_map<int, memory> args,
-                     std::string implementation) {
+  // Appends `primitive` to the plan's steps, run with `args` and a scratchpad of its own as
+  // `scratchpad` describes; `implementation` names it.
+  void Append(Plan& plan, dnnl::primitive primitive, std::unordered_map<int, memory> args, std::string implementation,
+              const memory::desc& scratchpad) const {
+    if (scratchpad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpad, engine));
     plan.steps.push_back(
         [primitive = std::move(primitive), args = std::move(args)](dnnl::stream& s) { primitive.execute(s, args); });
     plan.implementations.push_back(std::move(implementation));
@@ -262,11 +275,11 @@ struct OnednnNet::Impl {
       plan.implementations.push_back("reorder iotinfer:avx2");
       return result;
     }
-    dnnl::primitive_attr attr;
+    dnnl::primitive_attr attr = OwnScratchpad();
     if (factor != 1.f) attr.set_output_scales(0, {factor});
     const dnnl::reorder::primitive_desc pd(from, result, attr);
     Append(plan, dnnl::reorder(pd), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, result}},
-           fmt::format("reorder {}", pd.impl_info_str()));
+           fmt::format("reorder {}", pd.impl_info_str()), pd.scratchpad_desc());
     return result;
   }
 
@@ -279,7 +292,10 @@ struct OnednnNet::Impl {
       if (w.get_desc() == wanted) return w;
     }
     memory result(wanted, engine);
-    dnnl::reorder(plain, result).execute(stream, plain, result);
+    const dnnl::reorder::primitive_desc pd(plain, result, OwnScratchpad());
+    std::unordered_map<int, memory> args{{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, result}};
+    if (pd.scratchpad_desc().get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), engine));
+    dnnl::reorder(pd).execute(stream, args);
     stream.wait();
     weights[layer].push_back(result);
     return result;
@@ -323,7 +339,7 @@ struct OnednnNet::Impl {
   // scale. oneDNN adds the bias to that sum before it applies the output scales, so the bias
   // is divided by the sum's scale.
   LayerParams Params(const Layer& l, const Dims& weight_dims, const Precision& precision) const {
-    LayerParams p;
+    LayerParams p{.attr = OwnScratchpad()};
     std::vector<float> bias(l.outputs, 0.f);
     if (!l.bias.empty()) std::copy_n(l.bias.ptr<float>(), l.outputs, bias.begin());
     p.bias = memory({{l.outputs}, kF32, Tag::a}, engine);
@@ -350,6 +366,14 @@ struct OnednnNet::Impl {
   Result<Plan*> PlanFor(memory::dim n) {
     auto [it, added] = plans.try_emplace(n);
     if (added) {
+      // One build at a time in the process. With two replicas building plans at once (their
+      // first batches, their first rechecks), a replica's float32 net now and then came out
+      // computing garbage for good (logits of 1e14 on a Xeon with AMX, brgconv kernels; a
+      // test caught a wrong class in about one run in four), and never with builds taken in
+      // turn (0 of 20 runs), nor with oneDNN's primitive cache off. A build takes
+      // milliseconds, once per batch size and net.
+      static std::mutex building;
+      std::lock_guard lock(building);
       try {
         it->second = Build(n);
       } catch (const dnnl::error& e) {
@@ -377,7 +401,7 @@ struct OnednnNet::Impl {
       const memory::desc weights_desc(weight_dims, p.weights.get_desc().data_type(), Tag::any);
       dnnl::primitive step;
       std::string implementation;
-      memory::desc wanted_src, wanted_weights;
+      memory::desc wanted_src, wanted_weights, scratchpad;
       memory dst;
       if (l.dense) {
         plan.output = memory({{n, l.outputs}, kF32, Tag::nc}, engine, nullptr);
@@ -387,8 +411,9 @@ struct OnednnNet::Impl {
         dnnl::inner_product_forward::primitive_desc pd(
             {dnnl::prop_kind::forward_inference, dense_src, weights_desc, p.bias.get_desc(), plan.output.get_desc()},
             p.attr, engine);
-        std::tie(step, implementation, wanted_src, wanted_weights, dst) = std::tuple(
-            dnnl::inner_product_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(), plan.output);
+        std::tie(step, implementation, wanted_src, wanted_weights, dst, scratchpad) =
+            std::tuple(dnnl::inner_product_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(),
+                       plan.output, pd.scratchpad_desc());
       } else {
         const Dims out = ConvolutionOutput(l);
         dnnl::post_ops post;
@@ -401,9 +426,9 @@ struct OnednnNet::Impl {
             l.pads_begin, l.pads_end);
         dnnl::convolution_forward::primitive_desc pd(desc, p.attr, engine);
         PreferDirect(pd);
-        std::tie(step, implementation, wanted_src, wanted_weights, dst) =
+        std::tie(step, implementation, wanted_src, wanted_weights, dst, scratchpad) =
             std::tuple(dnnl::convolution_forward(pd), pd.impl_info_str(), pd.src_desc(), pd.weights_desc(),
-                       memory(pd.dst_desc(), engine));
+                       memory(pd.dst_desc(), engine), pd.scratchpad_desc());
         plan.activations.push_back(dst);
       }
       // Quantizes the first convolution's float32 output; otherwise a change of layout.
@@ -413,7 +438,7 @@ struct OnednnNet::Impl {
               {DNNL_ARG_WEIGHTS, Weights(i, p.weights, wanted_weights)},
               {DNNL_ARG_BIAS, p.bias},
               {DNNL_ARG_DST, dst}},
-             implementation);
+             implementation, scratchpad);
       src = dst;
       src_scale = precision.dst_scale;
     }
