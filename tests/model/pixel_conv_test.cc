@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -55,6 +56,26 @@ std::vector<uint8_t> OneDnnBytes(const PixelConvolution::Shape& s, int64_t n, co
   return bytes;
 }
 
+// A convolution over a 28x28 image: kernel, strides {rows, cols}, padding {top, left, bottom,
+// right} and output channels.
+PixelConvolution::Shape ImageShape(int64_t kernel_rows, int64_t kernel_cols, std::array<int64_t, 2> strides,
+                                   std::array<int64_t, 4> pads, int64_t outputs) {
+  return {.rows = 28,
+          .cols = 28,
+          .kernel_rows = kernel_rows,
+          .kernel_cols = kernel_cols,
+          .stride_rows = strides[0],
+          .stride_cols = strides[1],
+          .pad_top = pads[0],
+          .pad_left = pads[1],
+          .pad_bottom = pads[2],
+          .pad_right = pads[3],
+          .outputs = outputs};
+}
+
+// The committed model's first convolution.
+PixelConvolution::Shape ModelsFirst() { return ImageShape(5, 5, {2, 2}, {2, 2, 2, 2}, 32); }
+
 // PixelConvolution replaces oneDNN's float32 first convolution and the quantization after it in
 // the int8 engine on AVX2, whose calibrated recheck margins assume those bytes: it must give
 // them, from windows inside the image and over its padding, for kernels unrolled (3, 5
@@ -66,39 +87,10 @@ TEST(PixelConvolutionTest, GivesOneDnnsBytes) {
   const dataset::Dataset data = *dataset::LoadFashionMnist(dataset::kFashionMnistDefaultDir, dataset::Split::kTest);
   std::mt19937 random(11);
   const PixelConvolution::Shape shapes[] = {
-      // The committed model's first convolution.
-      {.rows = 28,
-       .cols = 28,
-       .kernel_rows = 5,
-       .kernel_cols = 5,
-       .stride_rows = 2,
-       .stride_cols = 2,
-       .pad_top = 2,
-       .pad_left = 2,
-       .pad_bottom = 2,
-       .pad_right = 2,
-       .outputs = 32},
-      {.rows = 28,
-       .cols = 28,
-       .kernel_rows = 3,
-       .kernel_cols = 3,
-       .pad_top = 1,
-       .pad_left = 1,
-       .pad_bottom = 1,
-       .pad_right = 1,
-       .outputs = 16},
+      ModelsFirst(),
+      ImageShape(3, 3, {1, 1}, {1, 1, 1, 1}, 16),
       // Uneven strides and padding, a kernel no pass unrolls, 48 channels: 3 groups of 16.
-      {.rows = 28,
-       .cols = 28,
-       .kernel_rows = 4,
-       .kernel_cols = 7,
-       .stride_rows = 1,
-       .stride_cols = 3,
-       .pad_top = 0,
-       .pad_left = 3,
-       .pad_bottom = 2,
-       .pad_right = 1,
-       .outputs = 48},
+      ImageShape(4, 7, {1, 3}, {0, 3, 2, 1}, 48),
   };
   for (const PixelConvolution::Shape& s : shapes) {
     // Enough images that sums rounded in another order would flip some byte.
@@ -136,17 +128,7 @@ TEST(PixelConvolutionTest, GivesOneDnnsBytes) {
 }
 
 TEST(PixelConvolutionTest, RefusesWhatItCannotRun) {
-  const PixelConvolution::Shape model{.rows = 28,
-                                      .cols = 28,
-                                      .kernel_rows = 5,
-                                      .kernel_cols = 5,
-                                      .stride_rows = 2,
-                                      .stride_cols = 2,
-                                      .pad_top = 2,
-                                      .pad_left = 2,
-                                      .pad_bottom = 2,
-                                      .pad_right = 2,
-                                      .outputs = 32};
+  const PixelConvolution::Shape model = ModelsFirst();
   const std::vector<float> weights(32 * 25, 0.01f), bias(32, 0.f);
   if (!CanQuantizeToNhwcU8()) {
     EXPECT_FALSE(PixelConvolution::Make(model, weights, bias, 1.f));
