@@ -50,8 +50,8 @@ class PixelConvolution {
   std::pair<int64_t, int64_t> inner_rows_, inner_cols_;
   std::vector<Lanes> weights_;  // [group of 16 channels][tap][8-channel block]
   std::vector<Lanes> bias_;     // [group][block]
-  // The image, zero-padded. oneDNN skips the taps in the padding; adding their zero products
-  // changes no sum (x + 0 is x), so the window needs no special case.
+  // The image with its padding, so that a window's corner may lie in the padding; the passes
+  // skip the padding's taps as oneDNN does.
   std::vector<float> padded_;
 };
 

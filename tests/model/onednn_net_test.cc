@@ -1,15 +1,12 @@
 #include "model/onednn_net.h"
 
-#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <opencv2/dnn.hpp>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "dataset/dataset.h"
