@@ -259,11 +259,19 @@ struct OnednnNet::Impl {
     return m;
   }
 
+  // `args` with a scratchpad of their own as `scratchpad` describes, if it needs one
+  // (OwnScratchpad).
+  std::unordered_map<int, memory> WithScratchpad(std::unordered_map<int, memory> args,
+                                                 const memory::desc& scratchpad) const {
+    if (scratchpad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpad, engine));
+    return args;
+  }
+
   // Appends `primitive` to the plan's steps, run with `args` and a scratchpad of its own as
   // `scratchpad` describes; `implementation` names it.
   void Append(Plan& plan, dnnl::primitive primitive, std::unordered_map<int, memory> args, std::string implementation,
               const memory::desc& scratchpad) const {
-    if (scratchpad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratchpad, engine));
+    args = WithScratchpad(std::move(args), scratchpad);
     plan.steps.push_back(
         [primitive = std::move(primitive), args = std::move(args)](dnnl::stream& s) { primitive.execute(s, args); });
     plan.implementations.push_back(std::move(implementation));
@@ -304,9 +312,8 @@ struct OnednnNet::Impl {
     }
     memory result(wanted, engine);
     const dnnl::reorder::primitive_desc pd(plain, result, OwnScratchpad());
-    std::unordered_map<int, memory> args{{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, result}};
-    if (pd.scratchpad_desc().get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), engine));
-    dnnl::reorder(pd).execute(stream, args);
+    dnnl::reorder(pd).execute(stream,
+                              WithScratchpad({{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, result}}, pd.scratchpad_desc()));
     stream.wait();
     weights[layer].push_back(result);
     return result;
