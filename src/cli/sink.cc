@@ -28,6 +28,9 @@ void AddSinkCommand(CLI::App& app, Action& action) {
       ->check(Positive());
   AddMillisOption(*cmd, "--flush-ms", o.flush_interval, "longest a record waits for its batch to fill")
       ->check(NonNegative());
+  AddMillisOption(*cmd, "--commit-interval-ms", o.commit_interval,
+                  "least time between the starts of two commits (documents are stored before theirs)")
+      ->check(NonNegative());
   AddMillisOption(*cmd, "--retry-max-ms", o.retry_max, "longest wait between retries while the store is down")
       ->check(Positive());
   cmd->callback([&action, options, service] {

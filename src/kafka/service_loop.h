@@ -100,11 +100,12 @@ class ServiceLoop {
   ServiceLoop(const ServiceLoop&) = delete;
   ServiceLoop& operator=(const ServiceLoop&) = delete;
 
-  /// The next batch (possibly empty); `held` as PollBatch's. Reports a change in assigned
-  /// partitions to on_progress (so a caller can tell when the service is ready) and logs the
-  /// counters when due.
-  Result<std::vector<InputMessage>> Poll(std::span<const InputMessage> held = {}) {
-    ASSIGN_OR_RETURN(std::vector<InputMessage> batch, pipe_.PollBatch(std::chrono::milliseconds(200), held));
+  /// The next batch (possibly empty); `held` and `idle` as PollBatch's. Reports a change in
+  /// assigned partitions to on_progress (so a caller can tell when the service is ready) and
+  /// logs the counters when due.
+  Result<std::vector<InputMessage>> Poll(std::span<const InputMessage> held = {},
+                                         std::chrono::milliseconds idle = std::chrono::milliseconds(200)) {
+    ASSIGN_OR_RETURN(std::vector<InputMessage> batch, pipe_.PollBatch(idle, held));
     if (const int partitions = pipe_.assigned_partitions(); partitions != stats_.partitions) {
       stats_.partitions = partitions;
       if (on_progress_) on_progress_(stats_);

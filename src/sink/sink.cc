@@ -321,9 +321,17 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
     loop.Committed(loop.committing_size());
     return Ok();
   };
+  // When the next commit may start (SinkOptions::commit_interval).
+  std::chrono::steady_clock::time_point next_commit{};
   while (!stop.load()) {
     if (endpoints) endpoints->Beat();
-    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll(stored.batch));
+    // What waits for the next commit is committed on time even when nothing more comes.
+    std::chrono::milliseconds idle{200};
+    if (!stored.batch.empty() && !loop.commit_in_flight()) {
+      idle = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(next_commit - std::chrono::steady_clock::now()),
+                        std::chrono::milliseconds(0), idle);
+    }
+    ASSIGN_OR_RETURN(std::vector<kafka::InputMessage> batch, loop.Poll(stored.batch, idle));
     if (!batch.empty()) {
       Result<Stored> done = StoreBatch(batch, options, dlq_max_bytes, writer);
       if (!done) {
@@ -345,6 +353,8 @@ Result<SinkStats> RunSink(const SinkOptions& options, const std::atomic<bool>& s
       TRY(finish());
     }
     if (stored.batch.empty()) continue;
+    if (std::chrono::steady_clock::now() < next_commit && !loop.Fills(stored.batch) && !loop.splitting()) continue;
+    next_commit = std::chrono::steady_clock::now() + options.commit_interval;
     TRY(start());
     if (loop.splitting()) TRY(finish());  // one batch at a time while a failing one is split
   }
