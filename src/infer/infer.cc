@@ -264,6 +264,7 @@ Result<InferStats> RunInfer(const InferOptions& options, const std::atomic<bool>
                                    .input_topics = {options.input_topic},
                                    .output_topics = outputs_to,
                                    .transactional_id = kafka::TransactionalId(options.group, options.instance_id),
+                                   .alternate_producers = true,
                                    .max_batch = options.batch_max,
                                    .max_batch_bytes = options.batch_max_bytes,
                                    .max_wait = options.batch_wait,

@@ -61,23 +61,31 @@ struct TransactionalPipe::Impl {
   mutable std::map<std::string, size_t> max_message_bytes;
   size_t producer_room = RoomUnder(1'000'000);  // librdkafka's default message.max.bytes
   Handle consumer;
-  Handle producer;
+  // A transactional producer, and the state of its open transaction.
+  struct Producer {
+    std::string transactional_id;
+    Handle handle;  // none after a fatal error until a new one is made
+    // Numbers the transactions, so that reports on an aborted one's messages, which may come
+    // during the next, are told apart.
+    uintptr_t transaction = 0;
+    // The first output of the open transaction that the cluster refused, and why.
+    rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::string delivery_failure;
+  };
+  // One, or two taking turns (PipeOptions::alternate_producers); held by pointer, which their
+  // delivery reports carry.
+  std::vector<std::unique_ptr<Producer>> producers;
+  size_t turn = 0;  // the producer of the next transaction
   std::set<TopicPartition> assigned;
-  mutable Queue limits;                          // declared after producer: destroyed first
+  mutable Queue limits;                          // of producers[0], declared after it: destroyed first
   std::vector<InputMessage>* filling = nullptr;  // the batch PollBatch is filling, if any
   ErrorListener errors;                          // of the consumer
-  // Numbers the transactions, so that reports on an aborted one's messages, which may come
-  // during the next, are told apart.
-  uintptr_t transaction = 0;
-  // The first output of the open transaction that the cluster refused, and why.
-  rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
-  std::string delivery_failure;
 
-  // Creates the transactional producer and initialises its transactions: this aborts
+  // Creates `p`'s transactional producer and initialises its transactions: this aborts
   // whatever transaction an earlier producer of the same transactional id left open.
-  Status StartProducer(std::chrono::milliseconds init_timeout) {
+  Status StartProducer(Producer& p, std::chrono::milliseconds init_timeout) {
     KafkaConfig producer_config = options.kafka;
-    producer_config.properties["transactional.id"] = options.transactional_id;
+    producer_config.properties["transactional.id"] = p.transactional_id;
     // A batch's records are all queued before commit_transaction flushes them, so lingering
     // only delays the commit (by ~3 ms of ~14 ms on a local broker).
     producer_config.properties.try_emplace("linger.ms", "0");
@@ -92,15 +100,15 @@ struct TransactionalPipe::Impl {
     producer_config.properties.try_emplace("retry.backoff.ms", "5");
     ASSIGN_OR_RETURN(Conf producer_conf, MakeConf(producer_config, ClientRole::kProducer));
     rd_kafka_conf_set_dr_msg_cb(producer_conf.get(), &Impl::OnDelivery);
-    rd_kafka_conf_set_opaque(producer_conf.get(), this);
+    rd_kafka_conf_set_opaque(producer_conf.get(), &p);
     ASSIGN_OR_RETURN(Handle created, MakeHandle(RD_KAFKA_PRODUCER, std::move(producer_conf)));
     if (KafkaError e{rd_kafka_init_transactions(created.get(), static_cast<int>(init_timeout.count()))}) {
       const std::string what =
-          fmt::format("initialising transactions as {}: {}", options.transactional_id, rd_kafka_error_string(e.get()));
+          fmt::format("initialising transactions as {}: {}", p.transactional_id, rd_kafka_error_string(e.get()));
       if (IsRefusal(rd_kafka_error_code(e.get()))) return std::unexpected(Refused(what));
       return std::unexpected(Error::Unavailable(what));
     }
-    producer = std::move(created);
+    p.handle = std::move(created);
     return Ok();
   }
 
@@ -108,12 +116,13 @@ struct TransactionalPipe::Impl {
   // error says to stop (MustStop), one under the same transactional id takes its place, so
   // that the loss of the transaction coordinator in the middle of a commit (a broker killed)
   // costs a retry and not the process. Till one is made, commits fail as Unavailable.
-  Status Renew(const std::string& what) {
+  Status Renew(Producer& p, const std::string& what) {
     if (options.log) options.log(fmt::format("{}; starting a new transactional producer", what));
-    limits.reset();
-    producer.reset();
-    TRY(StartProducer(kRenewTimeout));
-    AskTopicLimits();
+    const bool asks_limits = &p == producers.front().get();
+    if (asks_limits) limits.reset();
+    p.handle.reset();
+    TRY(StartProducer(p, kRenewTimeout));
+    if (asks_limits) AskTopicLimits();
     if (options.log) options.log("the new transactional producer is ready");
     return Ok();
   }
@@ -121,10 +130,10 @@ struct TransactionalPipe::Impl {
   static constexpr std::chrono::milliseconds kRenewTimeout{10000};
 
   static void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-    auto* impl = static_cast<Impl*>(opaque);
-    if (!m->err || impl->delivery_error || reinterpret_cast<uintptr_t>(m->_private) != impl->transaction) return;
-    impl->delivery_error = m->err;
-    impl->delivery_failure =
+    auto* p = static_cast<Producer*>(opaque);
+    if (!m->err || p->delivery_error || reinterpret_cast<uintptr_t>(m->_private) != p->transaction) return;
+    p->delivery_error = m->err;
+    p->delivery_failure =
         fmt::format("producing to {}[{}]: {}", rd_kafka_topic_name(m->rkt), m->partition, rd_kafka_err2str(m->err));
   }
 
@@ -132,13 +141,14 @@ struct TransactionalPipe::Impl {
   // transaction is lost then, and the messages queued behind the failed one would only
   // time out (transaction.timeout.ms) before commit_transaction reported it.
   // With a `limit`, gives up waiting then (the outputs still in flight may never be answered).
-  rd_kafka_resp_err_t AwaitDeliveries(std::optional<std::chrono::milliseconds> limit = std::nullopt) {
+  static rd_kafka_resp_err_t AwaitDeliveries(Producer& p,
+                                             std::optional<std::chrono::milliseconds> limit = std::nullopt) {
     const auto deadline = std::chrono::steady_clock::now() + limit.value_or(std::chrono::milliseconds(0));
-    while (rd_kafka_outq_len(producer.get()) > 0 && !delivery_error) {
+    while (rd_kafka_outq_len(p.handle.get()) > 0 && !p.delivery_error) {
       if (limit && std::chrono::steady_clock::now() >= deadline) break;
-      rd_kafka_poll(producer.get(), 5);
+      rd_kafka_poll(p.handle.get(), 5);
     }
-    return delivery_error;
+    return p.delivery_error;
   }
 
   // Asks the cluster for the output topics' max.message.bytes without waiting for the answer:
@@ -149,8 +159,9 @@ struct TransactionalPipe::Impl {
       resources.emplace_back(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
     }
     std::vector<rd_kafka_ConfigResource_t*> pointers = Pointers(resources);
-    limits.reset(rd_kafka_queue_new(producer.get()));
-    rd_kafka_DescribeConfigs(producer.get(), pointers.data(), pointers.size(), nullptr, limits.get());
+    rd_kafka_t* rk = producers.front()->handle.get();
+    limits.reset(rd_kafka_queue_new(rk));
+    rd_kafka_DescribeConfigs(rk, pointers.data(), pointers.size(), nullptr, limits.get());
   }
 
   // Takes the answer to AskTopicLimits if it has come.
@@ -216,14 +227,15 @@ struct TransactionalPipe::Impl {
 
   // One try at the transaction of `outputs` and the offsets past `consumed`: none when it
   // committed, else how it failed, with the transaction left to abort.
-  std::optional<Failure> TryTransaction(std::span<const InputMessage> consumed, std::span<const OutputMessage> outputs,
-                                        const rd_kafka_consumer_group_metadata_t* group) {
-    rd_kafka_t* rk = producer.get();
-    delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
-    transaction++;
+  static std::optional<Failure> TryTransaction(Producer& p, std::span<const InputMessage> consumed,
+                                               std::span<const OutputMessage> outputs,
+                                               const rd_kafka_consumer_group_metadata_t* group) {
+    rd_kafka_t* rk = p.handle.get();
+    p.delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    p.transaction++;
     if (KafkaError e{rd_kafka_begin_transaction(rk)}) return Failure{std::move(e), "begin transaction"};
     for (const OutputMessage& out : outputs) {
-      if (auto err = Produce(rk, out.topic, out.message, reinterpret_cast<void*>(transaction))) {
+      if (auto err = Produce(rk, out.topic, out.message, reinterpret_cast<void*>(p.transaction))) {
         return Failure{KafkaError(rd_kafka_error_new(err, "%s", rd_kafka_err2str(err))), "producing " + out.topic};
       }
     }
@@ -253,16 +265,17 @@ struct TransactionalPipe::Impl {
       // transaction that failed otherwise (no right to a topic, a fatal error) fail for that,
       // which stays the reason.
       if (!rd_kafka_error_is_fatal(sent.get()) && !IsRefusal(rd_kafka_error_code(sent.get())) &&
-          IsRefusedContent(AwaitDeliveries(kCauseTimeout))) {
-        return Failure{KafkaError(rd_kafka_error_new(delivery_error, "%s", delivery_failure.c_str())),
+          IsRefusedContent(AwaitDeliveries(p, kCauseTimeout))) {
+        return Failure{KafkaError(rd_kafka_error_new(p.delivery_error, "%s", p.delivery_failure.c_str())),
                        "committing the transaction"};
       }
       return Failure{std::move(sent), "sending offsets to the transaction"};
     }
-    if (auto err = AwaitDeliveries()) {
+    if (auto err = AwaitDeliveries(p)) {
       // Those not sent yet would only wait out their timeout before the abort could finish.
       rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
-      return Failure{KafkaError(rd_kafka_error_new(err, "%s", delivery_failure.c_str())), "committing the transaction"};
+      return Failure{KafkaError(rd_kafka_error_new(err, "%s", p.delivery_failure.c_str())),
+                     "committing the transaction"};
     }
     for (int attempt = 0;; ++attempt) {
       KafkaError e{rd_kafka_commit_transaction(rk, -1)};
@@ -325,13 +338,18 @@ Result<std::unique_ptr<TransactionalPipe>> TransactionalPipe::Create(const PipeO
   auto impl = std::make_unique<Impl>();
   impl->options = options;
 
-  TRY(impl->StartProducer(std::chrono::seconds(30)));
+  for (int i = 0; i < (options.alternate_producers ? 2 : 1); ++i) {
+    auto p = std::make_unique<Impl::Producer>();
+    p->transactional_id = i == 0 ? options.transactional_id : options.transactional_id + "#2";
+    TRY(impl->StartProducer(*p, std::chrono::seconds(30)));
+    impl->producers.push_back(std::move(p));
+  }
 
-  LookUpTopics(impl->producer.get(), options.output_topics);
+  rd_kafka_t* first = impl->producers.front()->handle.get();
+  LookUpTopics(first, options.output_topics);
   std::array<char, 32> value{};
   size_t value_size = value.size();
-  if (rd_kafka_conf_get(rd_kafka_conf(impl->producer.get()), "message.max.bytes", value.data(), &value_size) ==
-      RD_KAFKA_CONF_OK) {
+  if (rd_kafka_conf_get(rd_kafka_conf(first), "message.max.bytes", value.data(), &value_size) == RD_KAFKA_CONF_OK) {
     impl->producer_room = RoomUnder(std::strtoll(value.data(), nullptr, 10));
   }
   for (const std::string& topic : options.output_topics) impl->max_message_bytes[topic] = impl->producer_room;
@@ -378,30 +396,34 @@ Result<std::vector<InputMessage>> TransactionalPipe::PollBatch(std::chrono::mill
 TransactionalPipe::Impl::Settled TransactionalPipe::Impl::Transact(std::span<const InputMessage> consumed,
                                                                    std::span<const OutputMessage> outputs,
                                                                    const rd_kafka_consumer_group_metadata_t* group) {
+  Producer& p = *producers[turn];
   // After a fatal error, or with no producer since one: a new producer, and the batch read again.
   auto renew = [&](const std::string& what, const rd_kafka_error_t* fatal) -> Settled {
     if (fatal) {
       // The error that made the producer fatal, which a later call may only echo as a state error.
       std::array<char, 256> reason{};
-      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(producer.get(), reason.data(), reason.size());
+      rd_kafka_resp_err_t cause = rd_kafka_fatal_error(p.handle.get(), reason.data(), reason.size());
       if (IsRefusal(rd_kafka_error_code(fatal)) || IsRefusal(cause)) return {std::unexpected(Refused(what)), false};
       if (MustStop(rd_kafka_error_code(fatal)) || MustStop(cause)) {
         return {std::unexpected(Error::FailedPrecondition(what)), false};
       }
     }
-    Status renewed = Renew(what);
+    Status renewed = Renew(p, what);
     if (!renewed) {
       return {std::unexpected(Error::Unavailable(fmt::format("{}; {}", what, renewed.error().message()))), true};
     }
     return {std::unexpected(Error::Unavailable(what + " (a new producer will commit the batch, read again)")), true};
   };
-  if (!producer) return renew("no transactional producer since a fatal error", nullptr);
+  if (!p.handle) return renew("no transactional producer since a fatal error", nullptr);
   for (int attempt = 0;; ++attempt) {
-    std::optional<Failure> failed = TryTransaction(consumed, outputs, group);
-    if (!failed) return {Ok(), false};
+    std::optional<Failure> failed = TryTransaction(p, consumed, outputs, group);
+    if (!failed) {
+      turn = (turn + 1) % producers.size();
+      return {Ok(), false};
+    }
     std::string what = fmt::format("{}: {}", failed->step, rd_kafka_error_string(failed->error.get()));
     if (rd_kafka_error_is_fatal(failed->error.get())) return renew(what, failed->error.get());
-    if (KafkaError abort{rd_kafka_abort_transaction(producer.get(), 30000)}) {
+    if (KafkaError abort{rd_kafka_abort_transaction(p.handle.get(), 30000)}) {
       what += fmt::format("; abort failed: {}", rd_kafka_error_string(abort.get()));
       // Outputs that timed out mean the transaction outlived transaction.timeout.ms (a broker
       // was away that long), and the coordinator aborted it itself, bumping the epoch: the
@@ -409,9 +431,9 @@ TransactionalPipe::Impl::Settled TransactionalPipe::Impl::Transact(std::span<con
       // chaos run met it). A new producer under the same id goes on, the batch read again.
       // Decided from the outputs' own reports: the timeout may surface first through another
       // call (send_offsets_to_transaction's "message(s) timed out"), with another code.
-      rd_kafka_poll(producer.get(), 0);
+      rd_kafka_poll(p.handle.get(), 0);
       const bool outlived = rd_kafka_error_code(failed->error.get()) == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
-                            delivery_error == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+                            p.delivery_error == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
       if (rd_kafka_error_is_fatal(abort.get())) return renew(what, outlived ? nullptr : abort.get());
       return {std::unexpected(Error::FailedPrecondition(what)), false};
     }
@@ -515,7 +537,7 @@ void TransactionalPipe::Close() {
     rd_kafka_consumer_close(impl_->consumer.get());
     impl_->consumer.reset();
     impl_->limits.reset();
-    impl_->producer.reset();
+    impl_->producers.clear();
   }
 }
 

@@ -23,6 +23,12 @@ struct PipeOptions {
   std::vector<std::string> output_topics;
   // Unique per running instance; zombies are fenced through the consumer group (KIP-447).
   std::string transactional_id;
+  // Two transactional producers taking turns, the second as "<transactional_id>#2". Kafka's
+  // coordinator answers a commit before it has written the commit's markers, and refuses the
+  // same producer's next transaction until it has (CONCURRENT_TRANSACTIONS, which librdkafka
+  // retries 5-20 ms later); a service that commits back to back then often waits that long.
+  // With two, a producer's next transaction comes a whole transaction after its last commit.
+  bool alternate_producers = false;
   int max_batch = 512;
   // A batch also ends once its messages hold this many bytes (keys, values, headers), so that
   // a backlog of large messages is not held max_batch at a time. It holds at least one.

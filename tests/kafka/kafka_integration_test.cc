@@ -161,30 +161,133 @@ TEST(TransactionalProducerTest, ANewProducerOfTheSameIdFencesTheOldOne) {
 // its timeout: mock_cluster_test.cc, where the mock cannot fence one instance by another); one
 // fenced because another instance took its transactional id must stop the service instead,
 // or the two would fence each other in turn. On a real broker the fence is the commit's own
-// fatal error, before any abort.
+// fatal error, before any abort. With alternating producers the successor fences both: the
+// commit after the first is the second producer's.
 TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
-  const std::string in = UniqueTopic("fence-in"), out = UniqueTopic("fence-out"), id = UniqueTopic("fence-id");
+  for (const bool alternate : {false, true}) {
+    SCOPED_TRACE(alternate ? "two producers" : "one producer");
+    const std::string in = UniqueTopic("fence-in"), out = UniqueTopic("fence-out"), id = UniqueTopic("fence-id");
+    ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
+    {
+      auto producer = Producer::Create({});
+      ASSERT_OK(producer);
+      for (int i = 0; i < 4; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
+      ASSERT_OK((*producer)->Flush());
+    }
+    auto open = [&](const std::string& group) {
+      return TransactionalPipe::Create({.group = group,
+                                        .input_topics = {in},
+                                        .output_topics = {out},
+                                        .transactional_id = id,
+                                        .alternate_producers = alternate,
+                                        .max_batch = 2});
+    };
+    auto pipe = open(UniqueTopic("fence-group"));
+    ASSERT_OK(pipe);
+    const std::vector<InputMessage> first = PollUpTo(**pipe, 2);
+    ASSERT_EQ(first.size(), 2u);
+    ASSERT_OK((*pipe)->Commit(first, OutputsOf(first, out)));
+    const std::vector<InputMessage> second = PollUpTo(**pipe, 2);
+    ASSERT_EQ(second.size(), 2u);
+    auto successor = open(UniqueTopic("fence-group"));  // its initialisation fences the first
+    ASSERT_OK(successor);
+    Status failed = (*pipe)->Commit(second, OutputsOf(second, out));
+    ASSERT_FALSE(failed);
+    EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
+    std::vector<std::string> values;
+    for (const WireMessage& m : ReadAll(out, 2, std::chrono::seconds(1))) values.push_back(m.value);
+    EXPECT_EQ(values, (std::vector<std::string>{"m0", "m1"}));
+  }
+}
+
+// The two producers take turns: an instance that fences only the first (one that does not
+// alternate, under the same transactional id) stops the pipe at its first producer's next
+// turn, not before.
+TEST(TransactionalPipeTest, AlternatingProducersTakeTurns) {
+  const std::string in = UniqueTopic("turns-in"), out = UniqueTopic("turns-out"), id = UniqueTopic("turns-id");
   ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
   {
     auto producer = Producer::Create({});
     ASSERT_OK(producer);
-    for (int i = 0; i < 4; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
+    for (int i = 0; i < 6; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
     ASSERT_OK((*producer)->Flush());
   }
-  auto open = [&](const std::string& group) {
-    return TransactionalPipe::Create(
-        {.group = group, .input_topics = {in}, .output_topics = {out}, .transactional_id = id});
+  auto open = [&](bool alternate) {
+    return TransactionalPipe::Create({.group = UniqueTopic("turns-group"),
+                                      .input_topics = {in},
+                                      .output_topics = {out},
+                                      .transactional_id = id,
+                                      .alternate_producers = alternate,
+                                      .max_batch = 2});
   };
-  auto pipe = open(UniqueTopic("fence-group"));
+  auto pipe = open(true);
   ASSERT_OK(pipe);
-  std::vector<InputMessage> batch = PollUpTo(**pipe, 4);
-  ASSERT_EQ(batch.size(), 4u);
-  auto successor = open(UniqueTopic("fence-group"));  // its initialisation fences the first
+  const std::vector<InputMessage> first = PollUpTo(**pipe, 2);
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_OK((*pipe)->Commit(first, OutputsOf(first, out)));
+  auto successor = open(false);  // fences the transactional id itself, not its "#2"
   ASSERT_OK(successor);
-  Status failed = (*pipe)->Commit(batch, OutputsOf(batch, out));
+  const std::vector<InputMessage> second = PollUpTo(**pipe, 2);
+  ASSERT_EQ(second.size(), 2u);
+  ASSERT_OK((*pipe)->Commit(second, OutputsOf(second, out)));
+  const std::vector<InputMessage> third = PollUpTo(**pipe, 2);
+  ASSERT_EQ(third.size(), 2u);
+  Status failed = (*pipe)->Commit(third, OutputsOf(third, out));
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
-  EXPECT_THAT(ReadAll(out, 0, std::chrono::seconds(1)), ::testing::IsEmpty());
+  std::vector<std::string> values;
+  for (const WireMessage& m : ReadAll(out, 4, std::chrono::seconds(1))) values.push_back(m.value);
+  EXPECT_EQ(values, (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
+}
+
+// Back-to-back commits taking turns between two producers: each output is read once and in
+// order, and the group's offsets end at the last commit's, though the coordinator may still
+// be writing one producer's offsets when the other commits later ones.
+TEST(TransactionalPipeTest, AlternatingProducersCommitEachBatchOnceAndTheirOffsetsInOrder) {
+  const std::string in = UniqueTopic("alt-in"), out = UniqueTopic("alt-out"), group = UniqueTopic("alt-group");
+  ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
+  constexpr int kMessages = 60;
+  std::vector<std::string> sent;
+  for (int i = 0; i < kMessages; ++i) {
+    sent.push_back(fmt::format("m{}", i));
+    ASSERT_OK((*producer)->Send(in, {"k", sent.back(), {}}));
+  }
+  ASSERT_OK((*producer)->Flush());
+  const PipeOptions options{.group = group,
+                            .input_topics = {in},
+                            .output_topics = {out},
+                            .transactional_id = UniqueTopic("alt-id"),
+                            .alternate_producers = true,
+                            .max_batch = 3,
+                            .max_wait = std::chrono::milliseconds(0)};
+  {
+    auto pipe = TransactionalPipe::Create(options);
+    ASSERT_OK(pipe);
+    int consumed = 0, commits = 0;
+    while (consumed < kMessages) {
+      const std::vector<InputMessage> batch = PollUpTo(**pipe, 1);
+      ASSERT_FALSE(batch.empty());
+      ASSERT_OK((*pipe)->Commit(batch, OutputsOf(batch, out)));
+      consumed += static_cast<int>(batch.size());
+      commits++;
+    }
+    EXPECT_GE(commits, kMessages / 3);
+  }
+  std::vector<std::string> values;
+  for (const WireMessage& m : ReadAll(out, kMessages, std::chrono::seconds(1))) values.push_back(m.value);
+  EXPECT_EQ(values, sent);
+
+  // A new member of the group starts where the last commit ended: the next message first.
+  ASSERT_OK((*producer)->Send(in, {"k", "next", {}}));
+  ASSERT_OK((*producer)->Flush());
+  auto resumed = TransactionalPipe::Create(
+      {.group = group, .input_topics = {in}, .output_topics = {out}, .transactional_id = options.transactional_id});
+  ASSERT_OK(resumed);
+  const std::vector<InputMessage> next = PollUpTo(**resumed, 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].message.value, "next");
 }
 
 TEST(KafkaIntegrationTest, KeysGoToThePartitionsJavaClientsChoose) {
