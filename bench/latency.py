@@ -38,12 +38,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def age_seconds(pid):
-    """How long ago a live process started."""
-    started = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-    return float(open("/proc/uptime").read().split()[0]) - started
-
-
 def wait_for_line(path, needle, timeout_s, processes):
     deadline = time.time() + timeout_s
     while time.time() < deadline:
@@ -164,7 +158,9 @@ def report_lines(args, results, seed, facts):
              f"{machine_line()} Apache Kafka 3.9.1 on 127.0.0.1 (`./dev services`), topics of {args.partitions} "
              f"partitions; {args.devices} devices (`iotinfer produce`, stored PNGs) paced at the rate given over all "
              f"of them; `iotinfer infer` (int8 with FP32 rechecks) and `iotinfer sink` with their defaults, each one "
-             f"process, exactly once; everything on the same cores. Stores: {facts['stores']}. Each run: "
+             f"process, exactly once; everything on the same cores. Stores: {facts['stores']}. First, discarded "
+             f"runs until the broker has used {args.broker_warm_cpu_seconds:g} s of CPU (a fresh one settles over "
+             f"minutes). Each run: "
              f"{args.warmup_seconds:g} s of warm-up, then {args.seconds:g} s measured; `iotinfer report latency "
              f"--stages` over what the sink stored. Device to stored: from `produced_at` to the store's "
              f"acknowledgement of the write.", "",
@@ -175,8 +171,12 @@ def report_lines(args, results, seed, facts):
         median = runs[len(runs) // 2]
         e2e = median["report"]["end_to_end"]
         target = TARGETS.get(rate, {})
-        met = [f"{k} <= {v} ms: {'yes' if all(r['report']['end_to_end'][k + '_ms'] <= v for r in runs) else 'no'}"
-               for k, v in target.items()]
+        # As issue 26 judges them: the p99 in every run, the others on the median of the runs.
+        met = []
+        for k, v in target.items():
+            values = [r["report"]["end_to_end"][k + "_ms"] for r in runs]
+            ok = all(x <= v for x in values) if k == "p99" else statistics.median(values) <= v
+            met.append(f"{k} <= {v} ms{' (every run)' if k == 'p99' and len(runs) > 1 else ''}: {'yes' if ok else 'no'}")
         lines.append(f"| {store} | {rate:,}/s | {len(runs)} | {median['stored_per_s']:,.0f} | {fmt(e2e['p50_ms'])} | "
                      f"{fmt(e2e['p90_ms'])} | {', '.join(fmt(r['report']['end_to_end']['p99_ms']) for r in runs)} | "
                      f"{fmt(e2e['p999_ms'])} | {fmt(e2e['max_ms'])} | {'; '.join(met) or '-'} |")
@@ -184,7 +184,8 @@ def report_lines(args, results, seed, facts):
         lines.append(f"| seed-style Python, {first} | {seed['rate']:,}/s | 1 | {seed['per_s']:,.0f} | "
                      f"{fmt(seed['p50_ms'])} | {fmt(seed['p90_ms'])} | {fmt(seed['p99_ms'])} | - | "
                      f"{fmt(seed['max_ms'])} | cannot keep up: a backlog builds |")
-    lines += ["", "Rows of the first store: the median run by p99; p99 of each run in its column. Stages of that "
+    lines += ["", "Rows of the first store: the median run by p99; p99 of each run in its column; the p99 "
+              "target is judged on every run, the others on the median of the runs' values. Stages of that "
               "median run (p50 / p99 of each stage alone; 'at p99': each stage's mean over the records around the "
               "end-to-end p99, which add up to it):", "",
               "| stage | " + " | ".join(f"{rate:,}/s p50 | p99 | at p99" for rate in args.rates) + " |",
@@ -228,8 +229,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--warmup-seconds", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--broker-warmup-seconds", type=float, default=60,
-                    help="a broker younger than this gets a discarded run this long first (0: never)")
+    ap.add_argument("--broker-warm-cpu-seconds", type=float, default=150,
+                    help="discarded 60 s runs first until the broker has used this much CPU (0: none)")
     ap.add_argument("--devices", type=int, default=16)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--seed-seconds", type=float, default=10, help="0: no seed-style row")
@@ -241,13 +242,17 @@ def main():
     stores = args_stores(args)
     logs = tempfile.mkdtemp(prefix="iotinfer-bench-latency-")
     results = {}
-    if age_seconds(args.broker_pid) < args.broker_warmup_seconds:
-        # A broker started moments ago compiles its code paths for a minute: its first runs had
-        # p99s 20-40 ms above the next ones' (docs/bench-log.md). One discarded run warms it.
-        warm = argparse.Namespace(**{**vars(args), "seconds": args.broker_warmup_seconds})
+    # A fresh broker takes minutes of load to settle (its JIT, its heap's sizing): after one
+    # discarded minute its next runs at 1,000/s still had p50 23.2, 19.8 and 18.1 ms, p99 66.7,
+    # 52.7 and 40.4, and its CPU an image fell from 0.90 to 0.75 ms (docs/bench-log.md). So it
+    # gets discarded runs until it has used as much CPU as it does in about three of them.
+    warm = argparse.Namespace(**{**vars(args), "seconds": 60})
+    for _ in range(5):
+        if cpu_seconds(args.broker_pid) >= args.broker_warm_cpu_seconds:
+            break
         r = run_iotinfer(warm, stores[0], args.rates[0], logs)
-        print(f"broker warm-up at {args.rates[0]}/s (not reported): p99 {r['report']['end_to_end']['p99_ms']:.1f} ms",
-              flush=True)
+        print(f"broker warm-up at {args.rates[0]}/s (not reported): p99 {r['report']['end_to_end']['p99_ms']:.1f} ms, "
+              f"broker CPU {cpu_seconds(args.broker_pid):.0f} s", flush=True)
     for index, store in enumerate(stores):
         for rate in args.rates:
             for _ in range(args.runs if index == 0 else 1):
