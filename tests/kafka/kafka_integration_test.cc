@@ -157,6 +157,28 @@ TEST(TransactionalProducerTest, ANewProducerOfTheSameIdFencesTheOldOne) {
   EXPECT_EQ(values, (std::vector<std::string>{"committed", "after"}));
 }
 
+// Sends "m0", "m1", ... to `topic`, all with one key.
+void SendNumbered(const std::string& topic, int count) {
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
+  for (int i = 0; i < count; ++i) ASSERT_OK((*producer)->Send(topic, {"k", fmt::format("m{}", i), {}}));
+  ASSERT_OK((*producer)->Flush());
+}
+
+// The values of `topic` that read_committed readers see, waiting for `count`.
+std::vector<std::string> CommittedValues(const std::string& topic, size_t count) {
+  std::vector<std::string> values;
+  for (const WireMessage& m : ReadAll(topic, count, std::chrono::seconds(1))) values.push_back(m.value);
+  return values;
+}
+
+// Commits the pipe's next two messages to `out`, each as it came.
+Status CommitNextTwo(TransactionalPipe& pipe, const std::string& out) {
+  const std::vector<InputMessage> batch = PollUpTo(pipe, 2);
+  EXPECT_EQ(batch.size(), 2u);
+  return pipe.Commit(batch, OutputsOf(batch, out));
+}
+
 // The pipe renews a producer the coordinator fenced on its own (a transaction that outlived
 // its timeout: mock_cluster_test.cc, where the mock cannot fence one instance by another); one
 // fenced because another instance took its transactional id must stop the service instead,
@@ -168,12 +190,7 @@ TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
     SCOPED_TRACE(alternate ? "two producers" : "one producer");
     const std::string in = UniqueTopic("fence-in"), out = UniqueTopic("fence-out"), id = UniqueTopic("fence-id");
     ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
-    {
-      auto producer = Producer::Create({});
-      ASSERT_OK(producer);
-      for (int i = 0; i < 4; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
-      ASSERT_OK((*producer)->Flush());
-    }
+    SendNumbered(in, 4);
     auto open = [&](const std::string& group) {
       return TransactionalPipe::Create({.group = group,
                                         .input_topics = {in},
@@ -184,19 +201,13 @@ TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
     };
     auto pipe = open(UniqueTopic("fence-group"));
     ASSERT_OK(pipe);
-    const std::vector<InputMessage> first = PollUpTo(**pipe, 2);
-    ASSERT_EQ(first.size(), 2u);
-    ASSERT_OK((*pipe)->Commit(first, OutputsOf(first, out)));
-    const std::vector<InputMessage> second = PollUpTo(**pipe, 2);
-    ASSERT_EQ(second.size(), 2u);
+    ASSERT_OK(CommitNextTwo(**pipe, out));
     auto successor = open(UniqueTopic("fence-group"));  // its initialisation fences the first
     ASSERT_OK(successor);
-    Status failed = (*pipe)->Commit(second, OutputsOf(second, out));
+    Status failed = CommitNextTwo(**pipe, out);
     ASSERT_FALSE(failed);
     EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
-    std::vector<std::string> values;
-    for (const WireMessage& m : ReadAll(out, 2, std::chrono::seconds(1))) values.push_back(m.value);
-    EXPECT_EQ(values, (std::vector<std::string>{"m0", "m1"}));
+    EXPECT_EQ(CommittedValues(out, 2), (std::vector<std::string>{"m0", "m1"}));
   }
 }
 
@@ -206,12 +217,7 @@ TEST(TransactionalPipeTest, APipeFencedByAnotherInstanceStops) {
 TEST(TransactionalPipeTest, AlternatingProducersTakeTurns) {
   const std::string in = UniqueTopic("turns-in"), out = UniqueTopic("turns-out"), id = UniqueTopic("turns-id");
   ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
-  {
-    auto producer = Producer::Create({});
-    ASSERT_OK(producer);
-    for (int i = 0; i < 6; ++i) ASSERT_OK((*producer)->Send(in, {"k", fmt::format("m{}", i), {}}));
-    ASSERT_OK((*producer)->Flush());
-  }
+  SendNumbered(in, 6);
   auto open = [&](bool alternate) {
     return TransactionalPipe::Create({.group = UniqueTopic("turns-group"),
                                       .input_topics = {in},
@@ -222,22 +228,14 @@ TEST(TransactionalPipeTest, AlternatingProducersTakeTurns) {
   };
   auto pipe = open(true);
   ASSERT_OK(pipe);
-  const std::vector<InputMessage> first = PollUpTo(**pipe, 2);
-  ASSERT_EQ(first.size(), 2u);
-  ASSERT_OK((*pipe)->Commit(first, OutputsOf(first, out)));
+  ASSERT_OK(CommitNextTwo(**pipe, out));
   auto successor = open(false);  // fences the transactional id itself, not its "#2"
   ASSERT_OK(successor);
-  const std::vector<InputMessage> second = PollUpTo(**pipe, 2);
-  ASSERT_EQ(second.size(), 2u);
-  ASSERT_OK((*pipe)->Commit(second, OutputsOf(second, out)));
-  const std::vector<InputMessage> third = PollUpTo(**pipe, 2);
-  ASSERT_EQ(third.size(), 2u);
-  Status failed = (*pipe)->Commit(third, OutputsOf(third, out));
+  ASSERT_OK(CommitNextTwo(**pipe, out));
+  Status failed = CommitNextTwo(**pipe, out);
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), Error::Code::kFailedPrecondition) << failed.error().message();
-  std::vector<std::string> values;
-  for (const WireMessage& m : ReadAll(out, 4, std::chrono::seconds(1))) values.push_back(m.value);
-  EXPECT_EQ(values, (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
+  EXPECT_EQ(CommittedValues(out, 4), (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
 }
 
 // Back-to-back commits taking turns between two producers: each output is read once and in
@@ -246,15 +244,10 @@ TEST(TransactionalPipeTest, AlternatingProducersTakeTurns) {
 TEST(TransactionalPipeTest, AlternatingProducersCommitEachBatchOnceAndTheirOffsetsInOrder) {
   const std::string in = UniqueTopic("alt-in"), out = UniqueTopic("alt-out"), group = UniqueTopic("alt-group");
   ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
-  auto producer = Producer::Create({});
-  ASSERT_OK(producer);
   constexpr int kMessages = 60;
+  SendNumbered(in, kMessages);
   std::vector<std::string> sent;
-  for (int i = 0; i < kMessages; ++i) {
-    sent.push_back(fmt::format("m{}", i));
-    ASSERT_OK((*producer)->Send(in, {"k", sent.back(), {}}));
-  }
-  ASSERT_OK((*producer)->Flush());
+  for (int i = 0; i < kMessages; ++i) sent.push_back(fmt::format("m{}", i));
   const PipeOptions options{.group = group,
                             .input_topics = {in},
                             .output_topics = {out},
@@ -275,11 +268,11 @@ TEST(TransactionalPipeTest, AlternatingProducersCommitEachBatchOnceAndTheirOffse
     }
     EXPECT_GE(commits, kMessages / 3);
   }
-  std::vector<std::string> values;
-  for (const WireMessage& m : ReadAll(out, kMessages, std::chrono::seconds(1))) values.push_back(m.value);
-  EXPECT_EQ(values, sent);
+  EXPECT_EQ(CommittedValues(out, kMessages), sent);
 
   // A new member of the group starts where the last commit ended: the next message first.
+  auto producer = Producer::Create({});
+  ASSERT_OK(producer);
   ASSERT_OK((*producer)->Send(in, {"k", "next", {}}));
   ASSERT_OK((*producer)->Flush());
   auto resumed = TransactionalPipe::Create(
