@@ -157,12 +157,16 @@ TEST(TransactionalProducerTest, ANewProducerOfTheSameIdFencesTheOldOne) {
   EXPECT_EQ(values, (std::vector<std::string>{"committed", "after"}));
 }
 
-// Sends "m0", "m1", ... to `topic`, all with one key.
-void SendNumbered(const std::string& topic, int count) {
-  auto producer = Producer::Create({});
-  ASSERT_OK(producer);
-  for (int i = 0; i < count; ++i) ASSERT_OK((*producer)->Send(topic, {"k", fmt::format("m{}", i), {}}));
-  ASSERT_OK((*producer)->Flush());
+// Writes "m0", "m1", ... to `topic`, all with one key; returns them.
+std::vector<std::string> SendNumbered(const std::string& topic, int count) {
+  std::vector<std::string> values;
+  std::vector<OutputMessage> messages;
+  for (int i = 0; i < count; ++i) {
+    values.push_back(fmt::format("m{}", i));
+    messages.push_back({topic, {"k", values.back(), {}}});
+  }
+  iotinfer::testing::WriteAll(messages);
+  return values;
 }
 
 // The values of `topic` that read_committed readers see, waiting for `count`.
@@ -245,9 +249,7 @@ TEST(TransactionalPipeTest, AlternatingProducersCommitEachBatchOnceAndTheirOffse
   const std::string in = UniqueTopic("alt-in"), out = UniqueTopic("alt-out"), group = UniqueTopic("alt-group");
   ASSERT_OK(EnsureTopics({}, {{in, 1}, {out, 1}}));
   constexpr int kMessages = 60;
-  SendNumbered(in, kMessages);
-  std::vector<std::string> sent;
-  for (int i = 0; i < kMessages; ++i) sent.push_back(fmt::format("m{}", i));
+  const std::vector<std::string> sent = SendNumbered(in, kMessages);
   const PipeOptions options{.group = group,
                             .input_topics = {in},
                             .output_topics = {out},
@@ -271,10 +273,7 @@ TEST(TransactionalPipeTest, AlternatingProducersCommitEachBatchOnceAndTheirOffse
   EXPECT_EQ(CommittedValues(out, kMessages), sent);
 
   // A new member of the group starts where the last commit ended: the next message first.
-  auto producer = Producer::Create({});
-  ASSERT_OK(producer);
-  ASSERT_OK((*producer)->Send(in, {"k", "next", {}}));
-  ASSERT_OK((*producer)->Flush());
+  iotinfer::testing::WriteAll({{in, {"k", "next", {}}}});
   auto resumed = TransactionalPipe::Create(
       {.group = group, .input_topics = {in}, .output_topics = {out}, .transactional_id = options.transactional_id});
   ASSERT_OK(resumed);

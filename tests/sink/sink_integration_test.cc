@@ -216,44 +216,33 @@ TEST(SinkIntegrationTest, RecordsThatTrickleInAreCommittedOncePerInterval) {
   options.flush_interval = milliseconds(0);
   options.commit_interval = milliseconds(300);
   constexpr int kRecords = 40;
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> committed{0};
   std::atomic<int> partitions{0};
-  Result<SinkStats> result = std::unexpected(Error::Internal("did not run"));
-  std::thread service([&] {
-    result = RunSink(options, stop, [&](const SinkStats& s) {
-      committed = s.consumed;
-      partitions = s.partitions;
-    });
-  });
-  struct Joined {  // the service stops and is joined however the test leaves
-    std::atomic<bool>& stop;
-    std::thread& service;
-    ~Joined() {
-      stop = true;
-      if (service.joinable()) service.join();
-    }
-  } joined{stop, service};
-  auto producer = kafka::Producer::Create({});
-  ASSERT_OK(producer);
+  std::chrono::steady_clock::time_point started;
   // Sent once the sink has its partitions, so that it sees them come one at a time.
-  const auto assigned_by = std::chrono::steady_clock::now() + seconds(60);
-  while (partitions == 0 && std::chrono::steady_clock::now() < assigned_by)
-    std::this_thread::sleep_for(milliseconds(50));
-  const auto started = std::chrono::steady_clock::now();
-  for (const std::string& value : Encoded(0, kRecords)) {
-    ASSERT_OK((*producer)->Send(names.inferences, {"1", value, {}}));
-    ASSERT_OK((*producer)->Flush());
-    std::this_thread::sleep_for(milliseconds(25));
-  }
-  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
-  while (committed < kRecords && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  std::thread sender([&] {
+    auto producer = kafka::Producer::Create({});
+    ASSERT_OK(producer);
+    const auto assigned_by = std::chrono::steady_clock::now() + seconds(60);
+    while (partitions == 0 && std::chrono::steady_clock::now() < assigned_by) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+    started = std::chrono::steady_clock::now();
+    for (const std::string& value : Encoded(0, kRecords)) {
+      ASSERT_OK((*producer)->Send(names.inferences, {"1", value, {}}));
+      ASSERT_OK((*producer)->Flush());
+      std::this_thread::sleep_for(milliseconds(25));
+    }
+  });
+  auto result = RunSinkUntil(
+      options,
+      [&](const SinkStats& s) {
+        partitions = s.partitions;
+        return s.consumed >= kRecords;
+      },
+      seconds(120));
+  sender.join();
   const double elapsed_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  stop = true;
-  service.join();
   ASSERT_OK(result);
   EXPECT_EQ(result->consumed, kRecords);
   EXPECT_EQ(result->inserted, kRecords);
