@@ -46,11 +46,13 @@ inline rd_kafka_t* SubscribeFromStart(const std::string& topic, const char* grou
 /// Reads messages of `topic` from the beginning until `expected` arrived or 60 s passed,
 /// then goes on reading for `settle`, so that anything beyond `expected` (a duplicate) shows.
 /// librdkafka's default isolation.level, read_committed, applies.
-inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
-                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0),
-                                        const std::string& brokers = kTestBrokers) {
+/// Each message with its timestamp in ms (the broker's append time where the topic has
+/// LogAppendTime, as topics made by kafka::EnsureTopics do).
+inline std::vector<std::pair<WireMessage, int64_t>> ReadAllTimed(
+    const std::string& topic, size_t expected, std::chrono::milliseconds settle = std::chrono::milliseconds(0),
+    const std::string& brokers = kTestBrokers) {
   rd_kafka_t* rk = SubscribeFromStart(topic, "reader", brokers);
-  std::vector<WireMessage> out;
+  std::vector<std::pair<WireMessage, int64_t>> out;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto settle_until = std::chrono::steady_clock::time_point::max();
   while (std::chrono::steady_clock::now() < std::min(deadline, settle_until)) {
@@ -71,12 +73,20 @@ inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expecte
           w.headers.push_back({name, {static_cast<const char*>(value), size}});
         }
       }
-      out.push_back(std::move(w));
+      out.emplace_back(std::move(w), rd_kafka_message_timestamp(m, nullptr));
     }
     rd_kafka_message_destroy(m);
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  return out;
+}
+
+inline std::vector<WireMessage> ReadAll(const std::string& topic, size_t expected,
+                                        std::chrono::milliseconds settle = std::chrono::milliseconds(0),
+                                        const std::string& brokers = kTestBrokers) {
+  std::vector<WireMessage> out;
+  for (auto& [message, timestamp] : ReadAllTimed(topic, expected, settle, brokers)) out.push_back(std::move(message));
   return out;
 }
 

@@ -26,6 +26,10 @@ void AddProduceCommand(CLI::App& app, Action& action) {
                   "zlib level of the PNGs, 0 (stored: cheapest to encode and decode) to 9 (smallest)")
       ->capture_default_str()
       ->check(CLI::Range(0, 9));
+  AddMillisOption(*cmd, "--linger-ms", o.linger,
+                  "how long a partition's images may wait to leave together: 0 for devices that send a few a "
+                  "second, a few ms for a gateway that forwards hundreds (fewer requests for the broker)")
+      ->check(NonNegative());
   cmd->add_option("--seed", o.seed, "picks the images and drives the faults")->capture_default_str();
   cmd->add_option("--run-id", o.run_id, "prefix of the image ids (default: random)");
   cmd->callback([&action, command, kafka] {

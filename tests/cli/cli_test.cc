@@ -103,6 +103,7 @@ TEST(CliTest, BadInputGivesAMessageAndExitCodeTwo) {
       {"produce", "give --images or --duration"},
       {"produce --images 5 --format gif", "unknown --format 'gif'"},
       {"produce --images 5 --kafka novalue", "--kafka expects KEY=VALUE"},
+      {"produce --images 5 --linger-ms -1", "--linger-ms: must not be negative, got -1"},
       {"infer --kafka-config /nonexistent/kafka.properties",
        "--kafka-config /nonexistent/kafka.properties: cannot be read"},
       {"produce --images 5 --faults 1:fog=2", "unknown fault 'fog'"},

@@ -14,6 +14,7 @@ namespace iotinfer::produce {
 namespace {
 
 using iotinfer::testing::ReadAll;
+using iotinfer::testing::ReadAllTimed;
 using iotinfer::testing::UniqueTopic;
 
 TEST(ProduceIntegrationTest, DevicesSendEveryImageOnceWithKeysLabelsAndFaults) {
@@ -86,6 +87,27 @@ TEST(ProduceIntegrationTest, RateLimitIsHeld) {
   // 300 images at 500/s cannot finish in under 0.6 s; a generous upper bound keeps CI calm.
   EXPECT_GE(result->seconds, 0.59);
   EXPECT_LT(result->seconds, 10.0);
+}
+
+// The first image waits for the linger before it leaves (the second, sent 0.5 s later, goes
+// with the final flush): its broker append time is the linger after its produced_at. Sent at
+// once, it is appended within milliseconds, so an ignored --linger-ms fails this.
+TEST(ProduceIntegrationTest, LingeringDevicesHoldTheirImagesForTheLinger) {
+  ProduceOptions options;
+  options.topic = UniqueTopic("linger");
+  options.producers = 1;
+  options.images = 2;
+  options.rate = 2;
+  options.linger = std::chrono::milliseconds(300);
+  ASSERT_OK(Produce(options));
+  for (const auto& [message, appended_ms] : ReadAllTimed(options.topic, 2)) {
+    auto record = DecodeImageMessage(message);
+    ASSERT_OK(record);
+    if (!record->id.ends_with("-0")) continue;
+    EXPECT_GE(appended_ms * 1000 - *record->produced_at_us, 250'000) << "appended too soon: the linger was not held";
+    return;
+  }
+  FAIL() << "the first image was not read back";
 }
 
 }  // namespace
