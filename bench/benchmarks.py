@@ -89,6 +89,17 @@ def delete_topics(brokers, names):
                 print(f"bench: topic {topic} was not deleted: {e}", flush=True)
 
 
+def drop_database(mongo, name):
+    """Drops a run's database: a full `./dev bench latency` leaves a million documents otherwise,
+    and a store holding the last runs' data is not the one the next run is measured on."""
+    import pymongo  # only the drivers that talk to a store need it
+
+    try:
+        pymongo.MongoClient(mongo).drop_database(name)
+    except pymongo.errors.PyMongoError as e:
+        print(f"bench: database {name} was not dropped: {e}", flush=True)
+
+
 def server_name(mongo, backend="SQLite"):
     """The server behind `mongo`; FerretDB does not say its backend, so the caller does."""
     import pymongo  # only the drivers that talk to a store need it
