@@ -40,6 +40,11 @@ DEVICE_LINGER_MS = {1000: 0, 5000: 5}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def device_linger(args, rate):
+    """The devices' --linger-ms at `rate`: --device-linger's, else 0 (sent at once)."""
+    return args.device_linger.get(rate, 0)
+
+
 def cpu_seconds(pid):
     """utime + stime of a live process, in seconds."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -126,7 +131,7 @@ def run_iotinfer(args, store, rate, logs, linger_ms=0):
         raise SystemExit(f"bench latency: only {count} of {expected} images stored ({sent.stderr.strip()}); "
                          f"logs in {logs}")
     span_s = (report["last_stored_at_us"] - report["first_produced_at_us"]) / 1e6
-    return {"tag": tag, "rate": rate, "linger_ms": linger_ms, "store": store["name"], "report": report, "images": count,
+    return {"tag": tag, "rate": rate, "store": store["name"], "report": report, "images": count,
             "stored_per_s": count / span_s, "cpu_ms_per_image": {k: 1000 * v / count for k, v in cpu.items()},
             "chart": os.path.join(args.charts, tag, "latency-stages.png")}
 
@@ -188,7 +193,7 @@ def report_lines(args, results, seed, facts):
         e2e = median["report"]["end_to_end"]
         # A reference row (the devices sending at once where the rate's own setting lingers) is
         # not the rate's configuration, so it is not judged.
-        target = TARGETS.get(rate, {}) if linger == args.device_linger.get(rate, 0) else {}
+        target = TARGETS.get(rate, {}) if linger == device_linger(args, rate) else {}
         # As issue 26 judges them: the p99 in every run, the others on the median of the runs.
         met = []
         for k, v in target.items():
@@ -211,7 +216,7 @@ def report_lines(args, results, seed, facts):
               "|---|" + "---:|---:|---:|" * len(args.rates)]
     medians = {}
     for rate in args.rates:
-        runs = sorted(results[(first, rate, args.device_linger.get(rate, 0))],
+        runs = sorted(results[(first, rate, device_linger(args, rate))],
                       key=lambda r: r["report"]["end_to_end"]["p99_ms"])
         medians[rate] = runs[len(runs) // 2]
     for s in medians[args.rates[0]]["report"]["stages"]:
@@ -228,7 +233,7 @@ def report_lines(args, results, seed, facts):
         cpu = medians[rate]["cpu_ms_per_image"]
         lines.append(f"| {rate:,}/s | " + " | ".join(f"{v:.3f}" for v in cpu.values()) + " |")
     for (store, rate, linger), runs in results.items():
-        if store == first and linger != args.device_linger.get(rate, 0):
+        if store == first and linger != device_linger(args, rate):
             cpu = runs[0]["cpu_ms_per_image"]
             lines.append(f"| {rate:,}/s, devices lingering {linger} ms | "
                          + " | ".join(f"{v:.3f}" for v in cpu.values()) + " |")
@@ -280,12 +285,12 @@ def main():
     for _ in range(5):
         if cpu_seconds(args.broker_pid) >= args.broker_warm_cpu_seconds:
             break
-        r = run_iotinfer(warm, stores[0], args.rates[0], logs, args.device_linger.get(args.rates[0], 0))
+        r = run_iotinfer(warm, stores[0], args.rates[0], logs, device_linger(args, args.rates[0]))
         print(f"broker warm-up at {args.rates[0]}/s (not reported): p99 {r['report']['end_to_end']['p99_ms']:.1f} ms, "
               f"broker CPU {cpu_seconds(args.broker_pid):.0f} s", flush=True)
-    plan = [(store, rate, args.device_linger.get(rate, 0), args.runs if index == 0 else 1)
+    plan = [(store, rate, device_linger(args, rate), args.runs if index == 0 else 1)
             for index, store in enumerate(stores) for rate in args.rates]
-    plan += [(stores[0], rate, 0, args.reference_runs) for rate in args.rates if args.device_linger.get(rate, 0) > 0]
+    plan += [(stores[0], rate, 0, args.reference_runs) for rate in args.rates if device_linger(args, rate) > 0]
     for store, rate, linger, runs in plan:
         for _ in range(runs):
             r = run_iotinfer(args, store, rate, logs, linger)
